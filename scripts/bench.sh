@@ -1,0 +1,7 @@
+#!/bin/sh
+# Runs every benchmark; each prints "NAME VALUE" lines.
+set -eu
+cd "$(dirname "$0")/.."
+for b in build/bench_*; do
+	[ -x "$b" ] && "$b"
+done

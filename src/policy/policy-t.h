@@ -1,0 +1,213 @@
+/* Types of the compiled policy: what one YAML file becomes after loading and
+ * validation (config.c), read by identity, evaluation and the front ends.
+ * A compiled policy is immutable and shared by every worker thread; a
+ * reload builds a new one and swaps it in (refcounted). All strings are
+ * NUL-terminated copies owned by the policy. */
+#ifndef SLUICE_POLICY_T_H
+#define SLUICE_POLICY_T_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sluice/algo-t.h>
+
+/* A (pointer, length) view; not NUL-terminated unless stated. */
+struct sl_str {
+	const char *p;
+	size_t len;
+};
+
+/* Descriptor kinds a limit key is built from (DESIGN.md section 4). */
+enum sl_desc_kind {
+	SL_DESC_IP = 1,
+	SL_DESC_KEY,
+	SL_DESC_ACCOUNT,
+	SL_DESC_PLAN,
+	SL_DESC_ROUTE,
+	SL_DESC_METHOD,
+	SL_DESC_PATH,
+	SL_DESC_HOST,
+	SL_DESC_HEADER, /* header:NAME */
+	SL_DESC_QUERY,  /* query:NAME */
+	SL_DESC_GLOBAL,
+};
+
+struct sl_desc {
+	uint8_t kind; /* enum sl_desc_kind */
+	char *arg;    /* NAME of header:NAME / query:NAME, else NULL */
+};
+
+#define SL_MAX_KEY_PARTS 4
+
+struct sl_plan {
+	char *name;
+	char *title; /* defaults to name */
+	unsigned index;
+};
+
+/* Template: compiled once at load (template.c); opaque here. */
+struct sl_template;
+
+struct sl_limit {
+	char *name;
+	unsigned index; /* position in evaluation order */
+	struct sl_desc key[SL_MAX_KEY_PARTS];
+	unsigned nkey;
+	/* Evaluated and committed before the API key is looked up: every key
+	 * part is ip, route, method, path, host, header, query or global. */
+	bool before_key;
+	/* Not per-plan: spec/limit_id. Per-plan: plan_spec[plan index], whose
+	 * algo is 0 where the plan is absent from the map (limit skipped). */
+	bool per_plan;
+	struct sl_limit_spec spec;
+	uint64_t limit_id;
+	struct sl_limit_spec *plan_spec; /* [npolicy plans] or NULL */
+	uint64_t *plan_limit_id;         /* [npolicy plans] or NULL */
+	int status;                      /* rejection status: 429 (default) or e.g. 403 */
+	struct sl_template *message;     /* or NULL */
+	unsigned line, col;              /* where it was declared */
+};
+
+enum sl_path_match {
+	SL_PATH_ANY = 0,
+	SL_PATH_EXACT,
+	SL_PATH_PREFIX, /* "/x/*": "/x/" and everything under it, and "/x" */
+};
+
+struct sl_route {
+	char *name;
+	char *method;       /* NULL: any */
+	uint8_t path_match; /* enum sl_path_match */
+	char *path;         /* exact path, or prefix without the '*' */
+	size_t path_len;
+	char *query_name; /* optional query match: name=value (value NULL: present) */
+	char *query_value;
+	uint64_t cost; /* default 1 */
+	struct sl_limit *limits; /* route limits, evaluated after global ones */
+	size_t nlimits;
+};
+
+struct sl_account {
+	char *name;
+	unsigned plan; /* index into plans */
+};
+
+/* One API key, kept only as its SHA-256. */
+struct sl_key_entry {
+	uint8_t sha256[32];
+	unsigned account; /* index into accounts */
+};
+
+struct sl_cidr {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t bits;
+	uint8_t addr[16];
+};
+
+enum sl_key_source_kind {
+	SL_KEYSRC_HEADER = 1,
+	SL_KEYSRC_BEARER,
+	SL_KEYSRC_QUERY,
+};
+
+struct sl_key_source {
+	uint8_t kind;
+	char *name; /* header or query parameter name */
+};
+
+enum sl_listener_mode {
+	SL_MODE_PROXY = 1,
+	SL_MODE_CHECK,
+};
+
+struct sl_listener_conf {
+	char *name;
+	char *listen;   /* "host:port", "[::1]:port" */
+	uint8_t mode;   /* enum sl_listener_mode */
+	char *upstream; /* "http://host:port", "static", or NULL (check) */
+};
+
+struct sl_header_tpl {
+	char *name;
+	struct sl_template *value;
+};
+
+struct sl_responses {
+	bool preset_ietf;        /* RateLimit-Policy / RateLimit fields */
+	bool preset_xratelimit;  /* X-RateLimit-Limit/Remaining/Reset, Retry-After */
+	struct sl_header_tpl *headers; /* on every decided response */
+	size_t nheaders;
+	int rejected_status;     /* default 429 */
+	struct sl_header_tpl *rejected_headers;
+	size_t nrejected_headers;
+	struct sl_template *rejected_body; /* NULL: a default JSON body */
+	char *rejected_content_type;       /* default application/json */
+	struct sl_template *unauthorized_body; /* 401 body; NULL: default JSON */
+};
+
+enum sl_store_kind {
+	SL_STORE_MEMORY = 1,
+	SL_STORE_REDIS,
+};
+
+struct sl_store_conf {
+	uint8_t type;       /* enum sl_store_kind */
+	uint64_t memory;    /* bytes, memory store cap (default 64 MiB) */
+	char *snapshot;     /* path or NULL */
+	char *url;          /* redis://host:port */
+	bool cluster;
+	bool on_error_deny; /* on_error: deny (default allow) */
+	int64_t timeout;    /* ns, default 50 ms */
+	unsigned pool;      /* connections per worker */
+	bool local_cache;   /* over-limit cache */
+};
+
+struct sl_server_conf {
+	unsigned workers;        /* 0: auto (cores) */
+	size_t max_header_bytes; /* default 16 KiB; over: 431 */
+	uint64_t max_body_bytes; /* default 10 MiB; over: 413 */
+	int64_t idle_timeout;    /* ns, default 60 s */
+	int64_t header_timeout;  /* ns, default 10 s; over: 408 */
+	int64_t upstream_timeout; /* ns, default 30 s; over: 504 */
+	unsigned max_connections; /* per worker, default 10000 */
+	int64_t drain_timeout;    /* ns, default 10 s */
+	bool access_log;
+};
+
+struct sl_admin_conf {
+	char *listen; /* default "127.0.0.1:9901"; NULL: no admin listener */
+	char *token;  /* bearer token; required when listen is not loopback */
+	int64_t lease_ttl; /* ns, default 60 s */
+};
+
+struct sl_identify_conf {
+	struct sl_cidr *trusted; /* trusted_proxies */
+	size_t ntrusted;
+	struct sl_key_source *key_from;
+	size_t nkey_from;
+	bool key_required; /* default true when any limit keys on key/account/plan */
+};
+
+struct sl_policy {
+	char *path; /* config file it was loaded from */
+	unsigned refs; /* atomic */
+	struct sl_server_conf server;
+	struct sl_listener_conf *listeners;
+	size_t nlisteners;
+	struct sl_admin_conf admin;
+	struct sl_store_conf store;
+	struct sl_identify_conf identify;
+	struct sl_plan *plans;
+	size_t nplans;
+	struct sl_account *accounts;
+	size_t naccounts;
+	struct sl_key_entry *keys; /* sorted by sha256 for bsearch */
+	size_t nkeys;
+	struct sl_limit *limits; /* global limits, evaluation order */
+	size_t nlimits;
+	struct sl_route *routes; /* first match wins */
+	size_t nroutes;
+	struct sl_responses responses;
+};
+
+#endif

@@ -1,0 +1,113 @@
+/* Policy: load and validate a config into an immutable compiled policy, and
+ * evaluate requests against it. The front ends use this header only:
+ *
+ *   sl_eval_begin(ev, policy, req)   descriptors + the batch of checks
+ *   sl_store_submit(store, &ev->batch) ... done ->
+ *   sl_eval_finish(ev)                the decision (status, delay, limits)
+ *   sl_render_headers / sl_render_body
+ *
+ * struct sl_eval is caller-allocated (per connection, reused per request)
+ * and holds every per-request buffer: evaluation never allocates. */
+#ifndef SLUICE_POLICY_H
+#define SLUICE_POLICY_H
+
+#include <sys/socket.h>
+#include "policy/policy-t.h"
+#include <sluice/batch-t.h>
+
+/* ---- loading (config.c) ---- */
+
+/* Diagnostics: every error of a load, each "file:line:col: message". */
+#define SL_DIAG_MAX 64
+struct sl_diag {
+	size_t n;
+	char msg[SL_DIAG_MAX][256];
+};
+
+/* Load and validate path. On success *out holds a policy with one
+ * reference; on failure returns SL_ECONFIG with every error in diag (and
+ * *out NULL). Thread: any; blocks on file I/O. */
+int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *diag);
+void sl_policy_ref(struct sl_policy *p);
+void sl_policy_unref(struct sl_policy *p); /* frees at zero */
+
+/* ---- evaluation (identity.c, eval.c) ---- */
+
+struct sl_header {
+	struct sl_str name, value;
+};
+
+/* A request as the front ends see it; every view is borrowed until
+ * sl_eval_begin returns (descriptors are copied into the sl_eval). */
+struct sl_request {
+	struct sl_str method;
+	struct sl_str path;  /* without the query */
+	struct sl_str query; /* without the '?' */
+	struct sl_str host;
+	const struct sl_header *headers;
+	size_t nheaders;
+	const struct sockaddr *peer; /* NULL when ip is given */
+	/* /v1/decide: descriptors given directly (len 0: not given). */
+	struct sl_str ip, key, account, plan;
+	uint64_t cost; /* 0: the route's cost */
+};
+
+#define SL_EVAL_MAX_CHECKS 24
+#define SL_EVAL_KEYBUF     2048 /* bytes of descriptor keys per request */
+
+/* The decision for one request, after sl_eval_finish. */
+struct sl_decision {
+	int status;      /* 200, 401, 403, 429 (or the limit's status) */
+	int64_t delay;   /* ns to hold the request before answering/forwarding */
+	int denied;      /* index into checks of the denying limit, or -1 */
+	int primary;     /* most restrictive matched limit (denying one when denied), or -1 */
+	int64_t now;     /* ns the decision was made at */
+	bool unauthorized_unknown; /* 401 because the key is unknown (vs missing) */
+};
+
+struct sl_eval {
+	const struct sl_policy *policy;
+	/* descriptors */
+	char ip[48]; /* text form, "" if none */
+	struct sl_str key;
+	const struct sl_account *account; /* NULL: none */
+	const struct sl_plan *plan;       /* NULL: none */
+	const struct sl_route *route;     /* NULL: no route matched */
+	uint64_t cost;
+	/* checks, in evaluation order, and the limit each came from */
+	struct sl_check checks[SL_EVAL_MAX_CHECKS];
+	const struct sl_limit *limits[SL_EVAL_MAX_CHECKS];
+	size_t nchecks;
+	struct sl_batch batch; /* points at checks; caller sets loop/done/data */
+	int pending_status;    /* 401 decided before the store (key missing/unknown) */
+	struct sl_decision decision;
+	char keybuf[SL_EVAL_KEYBUF];
+	size_t keyused;
+	char scratch[1024]; /* request copies the decision needs (key text etc.) */
+	size_t scratchused;
+};
+
+/* Identify the request and prepare ev->batch (op SL_OP_DECIDE, possibly
+ * with zero checks). `now` is the caller's clock (ns). Returns 0, or a
+ * negative code when the request cannot be evaluated (SL_ENOMEM when key
+ * bytes exceed SL_EVAL_KEYBUF: answer 431/400). Thread: any. */
+int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
+		  int64_t now);
+
+/* After the batch completed: compute ev->decision from the batch status,
+ * the pending 401 and the limits' statuses; returns ev->decision.status. A
+ * store failure (status < 0) follows store.on_error. */
+int sl_eval_finish(struct sl_eval *ev);
+
+/* Render the response headers the policy sends for this decision (the
+ * `responses.headers`, presets, and on rejection the rejected headers).
+ * emit() is called once per header, with views valid only during the call.
+ * Headers whose variables do not all resolve are left out. */
+typedef void (*sl_header_emit_fn)(void *arg, struct sl_str name, struct sl_str value);
+void sl_render_headers(const struct sl_eval *ev, sl_header_emit_fn emit, void *arg);
+
+/* Render the body of a rejection or 401 into buf (cap bytes). Returns the
+ * length, or -1 when it does not fit. Sets *content_type. */
+long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char **content_type);
+
+#endif
