@@ -1,3 +1,4 @@
+MAKEFLAGS += --no-print-directory
 # Front door. `make demo` and `make check` install what is missing first
 # (scripts/install-deps.sh), so a fresh Debian machine needs nothing else.
 JOBS    ?= $(shell nproc)
