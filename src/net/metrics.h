@@ -1,0 +1,62 @@
+/* Decision metrics: per-worker counters that only their worker writes, so
+ * counting is a plain relaxed load+store with no locked instruction; a
+ * scrape (/metrics) sums every shard while the workers keep counting.
+ * Series are (listener, limit, outcome) triples interned into a fixed-size
+ * table per shard; names are copied (a reload may free the policy's), and
+ * a shard that is full counts into one overflow series (limit="other"). */
+#ifndef SLUICE_NET_METRICS_H
+#define SLUICE_NET_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "policy/policy.h"
+#include "store/store.h"
+
+enum sl_metrics_outcome {
+	SL_METRIC_ALLOWED = 0,
+	SL_METRIC_DELAYED,
+	SL_METRIC_REJECTED,     /* denied by a limit (429, or a limit's status like 403) */
+	SL_METRIC_UNAUTHORIZED, /* 401: key missing or unknown */
+	SL_METRIC_ERROR,        /* store failure (answered per store.on_error) */
+	SL_METRIC_NOUTCOMES
+};
+
+#define SL_METRICS_SERIES    256 /* (listener, limit, outcome) series per shard */
+#define SL_METRICS_LISTENERS 16  /* histograms (one per listener) per shard */
+#define SL_METRICS_NAME      64  /* bytes per interned name incl. NUL */
+#define SL_METRICS_BUCKETS   14  /* latency histogram buckets, +Inf excluded */
+
+struct sl_metrics;
+struct sl_metrics_shard;
+
+/* Create metrics for nshards workers. Returns NULL when out of memory. */
+struct sl_metrics *sl_metrics_create(unsigned nshards);
+void sl_metrics_destroy(struct sl_metrics *m);
+/* Worker i's shard (i < nshards). Only worker i may count into it. */
+struct sl_metrics_shard *sl_metrics_shard(struct sl_metrics *m, unsigned i);
+
+/* Count one decision on listener `listener` (name), its deciding limit
+ * `limit` (the denying one, else the most restrictive; NULL or "": none),
+ * outcome (enum sl_metrics_outcome) and latency (ns, from the request's
+ * arrival to the decision). Names are copied on first use. Bounded work:
+ * one hash probe sequence over SL_METRICS_SERIES. Thread: the shard's
+ * worker only. */
+void sl_metrics_decision(struct sl_metrics_shard *s, const char *listener, const char *limit,
+			 unsigned outcome, int64_t latency_ns);
+
+/* The same, deriving limit and outcome from a finished evaluation
+ * (after sl_eval_finish). */
+void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const struct sl_eval *ev,
+		     int64_t latency_ns);
+
+/* Outcome of a finished evaluation (enum sl_metrics_outcome). */
+unsigned sl_metrics_outcome(const struct sl_eval *ev);
+
+/* Render the Prometheus text exposition (format 0.0.4) of every shard plus
+ * the store's stats (st may be NULL) into buf (cap bytes). Returns the
+ * length, or -1 when it does not fit. Thread: any; concurrent with counting
+ * (each value is read atomically; a scrape is not a global snapshot). */
+long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, char *buf,
+		       size_t cap);
+
+#endif
