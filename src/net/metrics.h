@@ -9,8 +9,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "policy/policy.h"
 #include "store/store.h"
+
+struct sl_eval;
 
 enum sl_metrics_outcome {
 	SL_METRIC_ALLOWED = 0,

@@ -1,0 +1,425 @@
+/* Decision metrics (see metrics.h). Each worker owns one cache-aligned
+ * shard: an open-addressed table of (listener, limit, outcome) series and a
+ * latency histogram per listener. The owner is the only writer, so a count
+ * is a relaxed load and store (no locked instruction); a new series is
+ * filled first and published last with a release store, so a concurrent
+ * scrape sees either nothing or a complete name. Scrapes allocate (they are
+ * rare and off the hot path); counting never does. */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sluice/algo-t.h>
+#include <sluice/error.h>
+/* policy-t.h currently holds a nested comment opener; until it is fixed
+ * there, keep -Wcomment from failing this file. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcomment"
+#include "policy/policy.h"
+#pragma GCC diagnostic pop
+#include "net/metrics.h"
+
+/* Upper bounds of the latency buckets, ns; +Inf is implicit. */
+static const int64_t bucket_ns[SL_METRICS_BUCKETS] = {
+	10000,    25000,    50000,     100000,    250000,    500000,     1000000,
+	2500000,  5000000,  10000000,  25000000,  50000000,  100000000,  250000000,
+};
+static const char *const bucket_le[SL_METRICS_BUCKETS] = {
+	"1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
+	"0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+};
+static const char *const outcome_name[SL_METRIC_NOUTCOMES] = {
+	"allowed", "delayed", "rejected", "unauthorized", "error",
+};
+
+struct series {
+	_Atomic uint32_t used; /* 0 empty, 1 published */
+	uint32_t hash;
+	uint8_t outcome;
+	char listener[SL_METRICS_NAME];
+	char limit[SL_METRICS_NAME];
+	_Atomic uint64_t count;
+};
+
+struct hist {
+	_Atomic uint32_t used;
+	char listener[SL_METRICS_NAME];
+	_Atomic uint64_t bucket[SL_METRICS_BUCKETS + 1]; /* non-cumulative; last: +Inf */
+	_Atomic uint64_t sum;   /* ns */
+	_Atomic uint64_t count;
+};
+
+struct sl_metrics_shard {
+	struct series series[SL_METRICS_SERIES];
+	struct hist hist[SL_METRICS_LISTENERS];
+	_Atomic uint64_t overflow[SL_METRIC_NOUTCOMES]; /* series table full */
+	_Atomic uint64_t hist_overflow;                 /* listeners beyond the cap */
+} __attribute__((aligned(64)));
+
+struct sl_metrics {
+	unsigned nshards;
+	struct sl_metrics_shard *shards;
+};
+
+struct sl_metrics *sl_metrics_create(unsigned nshards)
+{
+	struct sl_metrics *m;
+
+	if (nshards == 0)
+		return NULL;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		goto fail;
+	m->shards = aligned_alloc(64, sizeof(*m->shards) * nshards);
+	if (m->shards == NULL)
+		goto fail_m;
+	memset(m->shards, 0, sizeof(*m->shards) * nshards);
+	m->nshards = nshards;
+	return m;
+fail_m:
+	free(m);
+fail:
+	return NULL;
+}
+
+void sl_metrics_destroy(struct sl_metrics *m)
+{
+	if (m == NULL)
+		return;
+	free(m->shards);
+	free(m);
+}
+
+struct sl_metrics_shard *sl_metrics_shard(struct sl_metrics *m, unsigned i)
+{
+	return i < m->nshards ? &m->shards[i] : NULL;
+}
+
+/* Single-writer increment: readers only ever see whole values. */
+static inline void bump(_Atomic uint64_t *c, uint64_t by)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
+			      memory_order_relaxed);
+}
+
+static uint32_t hash_name(uint32_t h, const char *s)
+{
+	for (; *s != '\0'; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static void copy_name(char *dst, const char *src)
+{
+	size_t n = strnlen(src, SL_METRICS_NAME - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Names compare as truncated to SL_METRICS_NAME - 1 bytes. */
+static bool name_eq(const char *stored, const char *s)
+{
+	return strncmp(stored, s, SL_METRICS_NAME - 1) == 0;
+}
+
+static void count_series(struct sl_metrics_shard *s, const char *listener, const char *limit,
+			 unsigned outcome)
+{
+	uint32_t h = hash_name(hash_name(2166136261u, listener) ^ 0x9e3779b9u, limit);
+	h = (h ^ outcome) * 16777619u;
+	unsigned i = h & (SL_METRICS_SERIES - 1);
+
+	for (unsigned probe = 0; probe < SL_METRICS_SERIES; probe++) {
+		struct series *e = &s->series[(i + probe) & (SL_METRICS_SERIES - 1)];
+		if (atomic_load_explicit(&e->used, memory_order_relaxed) == 0) {
+			e->hash = h;
+			e->outcome = (uint8_t)outcome;
+			copy_name(e->listener, listener);
+			copy_name(e->limit, limit);
+			atomic_store_explicit(&e->count, 1, memory_order_relaxed);
+			atomic_store_explicit(&e->used, 1, memory_order_release);
+			return;
+		}
+		if (e->hash == h && e->outcome == outcome && name_eq(e->listener, listener) &&
+		    name_eq(e->limit, limit)) {
+			bump(&e->count, 1);
+			return;
+		}
+	}
+	bump(&s->overflow[outcome], 1);
+}
+
+static void count_latency(struct sl_metrics_shard *s, const char *listener, int64_t ns)
+{
+	struct hist *hi = NULL;
+	unsigned b;
+
+	for (unsigned i = 0; i < SL_METRICS_LISTENERS; i++) {
+		struct hist *e = &s->hist[i];
+		if (atomic_load_explicit(&e->used, memory_order_relaxed) == 0) {
+			copy_name(e->listener, listener);
+			atomic_store_explicit(&e->used, 1, memory_order_release);
+			hi = e;
+			break;
+		}
+		if (name_eq(e->listener, listener)) {
+			hi = e;
+			break;
+		}
+	}
+	if (hi == NULL) {
+		bump(&s->hist_overflow, 1);
+		return;
+	}
+	if (ns < 0)
+		ns = 0;
+	for (b = 0; b < SL_METRICS_BUCKETS && ns > bucket_ns[b]; b++)
+		;
+	bump(&hi->bucket[b], 1);
+	bump(&hi->sum, (uint64_t)ns);
+	bump(&hi->count, 1);
+}
+
+void sl_metrics_decision(struct sl_metrics_shard *s, const char *listener, const char *limit,
+			 unsigned outcome, int64_t latency_ns)
+{
+	if (s == NULL)
+		return;
+	if (listener == NULL || *listener == '\0')
+		listener = "unknown";
+	if (limit == NULL || *limit == '\0')
+		limit = "none";
+	if (outcome >= SL_METRIC_NOUTCOMES)
+		outcome = SL_METRIC_ERROR;
+	count_series(s, listener, limit, outcome);
+	count_latency(s, listener, latency_ns);
+}
+
+unsigned sl_metrics_outcome(const struct sl_eval *ev)
+{
+	const struct sl_decision *d = &ev->decision;
+
+	if (ev->batch.status < 0)
+		return SL_METRIC_ERROR;
+	if (d->status == 401)
+		return SL_METRIC_UNAUTHORIZED;
+	if (d->denied >= 0 || d->status != 200)
+		return SL_METRIC_REJECTED;
+	if (d->delay > 0)
+		return SL_METRIC_DELAYED;
+	return SL_METRIC_ALLOWED;
+}
+
+void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const struct sl_eval *ev,
+		     int64_t latency_ns)
+{
+	const struct sl_decision *d = &ev->decision;
+	int idx = d->denied >= 0 ? d->denied : d->primary;
+	const char *limit = NULL;
+
+	if (idx >= 0 && (size_t)idx < ev->nchecks && ev->limits[idx] != NULL)
+		limit = ev->limits[idx]->name;
+	sl_metrics_decision(s, listener, limit, sl_metrics_outcome(ev), latency_ns);
+}
+
+/* ---- scrape ---- */
+
+struct agg {
+	const char *listener, *limit;
+	unsigned outcome;
+	uint64_t count;
+};
+
+static int agg_cmp(const void *a, const void *b)
+{
+	const struct agg *x = a, *y = b;
+	int c = strcmp(x->listener, y->listener);
+	if (c == 0)
+		c = strcmp(x->limit, y->limit);
+	if (c == 0)
+		c = (int)x->outcome - (int)y->outcome;
+	return c;
+}
+
+struct out {
+	char *buf;
+	size_t cap, len;
+	bool overflow;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->cap - o->len)
+		o->overflow = true;
+	else
+		o->len += (size_t)n;
+}
+
+/* A label value with \, " and newline escaped (text format 0.0.4). */
+static void put_label(struct out *o, const char *v)
+{
+	char tmp[2 * SL_METRICS_NAME + 1];
+	size_t j = 0;
+
+	for (; *v != '\0' && j + 2 < sizeof(tmp); v++) {
+		if (*v == '\\' || *v == '"') {
+			tmp[j++] = '\\';
+			tmp[j++] = *v;
+		} else if (*v == '\n') {
+			tmp[j++] = '\\';
+			tmp[j++] = 'n';
+		} else {
+			tmp[j++] = *v;
+		}
+	}
+	tmp[j] = '\0';
+	put(o, "%s", tmp);
+}
+
+static void render_decisions(struct sl_metrics *m, struct out *o)
+{
+	size_t cap = (size_t)m->nshards * SL_METRICS_SERIES, n = 0;
+	struct agg *a = malloc(sizeof(*a) * (cap ? cap : 1));
+	uint64_t over[SL_METRIC_NOUTCOMES] = {0};
+
+	put(o, "# HELP sluice_decisions_total Decisions by listener, deciding limit and outcome.\n"
+	       "# TYPE sluice_decisions_total counter\n");
+	if (a == NULL) {
+		o->overflow = true;
+		return;
+	}
+	for (unsigned i = 0; i < m->nshards; i++) {
+		struct sl_metrics_shard *s = &m->shards[i];
+		for (unsigned j = 0; j < SL_METRICS_SERIES; j++) {
+			struct series *e = &s->series[j];
+			if (atomic_load_explicit(&e->used, memory_order_acquire) == 0)
+				continue;
+			a[n].listener = e->listener;
+			a[n].limit = e->limit;
+			a[n].outcome = e->outcome;
+			a[n].count = atomic_load_explicit(&e->count, memory_order_relaxed);
+			n++;
+		}
+		for (unsigned k = 0; k < SL_METRIC_NOUTCOMES; k++)
+			over[k] += atomic_load_explicit(&s->overflow[k], memory_order_relaxed);
+	}
+	qsort(a, n, sizeof(*a), agg_cmp);
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		uint64_t sum = a[i].count;
+		while (j < n && agg_cmp(&a[i], &a[j]) == 0)
+			sum += a[j++].count;
+		put(o, "sluice_decisions_total{listener=\"");
+		put_label(o, a[i].listener);
+		put(o, "\",limit=\"");
+		put_label(o, a[i].limit);
+		put(o, "\",outcome=\"%s\"} %llu\n", outcome_name[a[i].outcome],
+		    (unsigned long long)sum);
+		i = j;
+	}
+	for (unsigned k = 0; k < SL_METRIC_NOUTCOMES; k++)
+		if (over[k] != 0)
+			put(o,
+			    "sluice_decisions_total{listener=\"other\",limit=\"other\",outcome=\"%s\"} "
+			    "%llu\n",
+			    outcome_name[k], (unsigned long long)over[k]);
+	free(a);
+}
+
+static void render_latency(struct sl_metrics *m, struct out *o)
+{
+	/* Listener names seen in any shard, merged by name. */
+	size_t cap = (size_t)m->nshards * SL_METRICS_LISTENERS, n = 0;
+	const char **names = malloc(sizeof(*names) * (cap ? cap : 1));
+
+	put(o, "# HELP sluice_decision_seconds Time from a request's arrival to its decision.\n"
+	       "# TYPE sluice_decision_seconds histogram\n");
+	if (names == NULL) {
+		o->overflow = true;
+		return;
+	}
+	for (unsigned i = 0; i < m->nshards; i++)
+		for (unsigned j = 0; j < SL_METRICS_LISTENERS; j++) {
+			struct hist *h = &m->shards[i].hist[j];
+			size_t k;
+			if (atomic_load_explicit(&h->used, memory_order_acquire) == 0)
+				continue;
+			for (k = 0; k < n && strcmp(names[k], h->listener) != 0; k++)
+				;
+			if (k == n)
+				names[n++] = h->listener;
+		}
+	for (size_t k = 0; k < n; k++) {
+		uint64_t b[SL_METRICS_BUCKETS + 1] = {0}, sum = 0, count = 0, cum = 0;
+		for (unsigned i = 0; i < m->nshards; i++)
+			for (unsigned j = 0; j < SL_METRICS_LISTENERS; j++) {
+				struct hist *h = &m->shards[i].hist[j];
+				if (atomic_load_explicit(&h->used, memory_order_acquire) == 0 ||
+				    strcmp(h->listener, names[k]) != 0)
+					continue;
+				for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++)
+					b[x] += atomic_load_explicit(&h->bucket[x],
+								     memory_order_relaxed);
+				sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
+				count += atomic_load_explicit(&h->count, memory_order_relaxed);
+			}
+		/* Buckets and count are read at slightly different moments;
+		 * keep the exposition self-consistent (+Inf == count). */
+		for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++) {
+			cum += b[x];
+			put(o, "sluice_decision_seconds_bucket{listener=\"");
+			put_label(o, names[k]);
+			put(o, "\",le=\"%s\"} %llu\n",
+			    x < SL_METRICS_BUCKETS ? bucket_le[x] : "+Inf", (unsigned long long)cum);
+		}
+		put(o, "sluice_decision_seconds_sum{listener=\"");
+		put_label(o, names[k]);
+		put(o, "\"} %llu.%09llu\n", (unsigned long long)(sum / SL_NS_PER_SEC),
+		    (unsigned long long)(sum % SL_NS_PER_SEC));
+		put(o, "sluice_decision_seconds_count{listener=\"");
+		put_label(o, names[k]);
+		put(o, "\"} %llu\n", (unsigned long long)cum);
+		(void)count;
+	}
+	free(names);
+}
+
+long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, char *buf,
+		       size_t cap)
+{
+	struct out o = {buf, cap, 0, cap == 0};
+
+	if (m != NULL) {
+		render_decisions(m, &o);
+		render_latency(m, &o);
+	}
+	if (st != NULL) {
+		put(&o,
+		    "# HELP sluice_store_states Live limit states in the store.\n"
+		    "# TYPE sluice_store_states gauge\n"
+		    "sluice_store_states %llu\n"
+		    "# HELP sluice_store_capacity State slots of the store.\n"
+		    "# TYPE sluice_store_capacity gauge\n"
+		    "sluice_store_capacity %llu\n"
+		    "# HELP sluice_store_evictions_total States evicted before they expired.\n"
+		    "# TYPE sluice_store_evictions_total counter\n"
+		    "sluice_store_evictions_total %llu\n"
+		    "# HELP sluice_store_errors_total Store backend failures.\n"
+		    "# TYPE sluice_store_errors_total counter\n"
+		    "sluice_store_errors_total %llu\n",
+		    (unsigned long long)st->states, (unsigned long long)st->capacity,
+		    (unsigned long long)st->evictions, (unsigned long long)st->errors);
+	}
+	return o.overflow ? -1 : (long)o.len;
+}
