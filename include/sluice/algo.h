@@ -12,14 +12,20 @@
 /* Fill `s` for `rate: N/period` with burst B (0: default N) and queue Q.
  * interval = ceil(period / N) so no period ever admits more than N.
  * Returns 0, or SL_EINVAL when N is 0, the interval would be under 1 ns, or
- * B*T overflows. */
+ * B*T overflows.
+ * Clarified: "under 1 ns" means the exact period/N is below 1 ns (N > period
+ * in ns, or period <= 0); the overflow check covers (B+Q)*T, which must fit
+ * in int64. `s` is written only on success. */
 int sl_spec_rate(struct sl_limit_spec *s, uint64_t n, int64_t period, uint64_t burst,
 		 uint64_t queue);
-/* `quota: N/hour|day|week|month` in calendar windows at tz_offset seconds. */
+/* `quota: N/hour|day|week|month` in calendar windows at tz_offset seconds.
+ * SL_EINVAL for N 0, an unknown calendar, or |tz_offset| >= 86400. */
 int sl_spec_quota(struct sl_limit_spec *s, uint64_t n, uint8_t calendar, int32_t tz_offset);
-/* `sliding: N/period`; N must be < 2^32 (counts are packed in 32 bits). */
+/* `sliding: N/period`; N must be < 2^32 (counts are packed in 32 bits).
+ * SL_EINVAL for N 0, N >= 2^32 or period <= 0. */
 int sl_spec_sliding(struct sl_limit_spec *s, uint64_t n, int64_t period);
-/* `concurrency: N`; slots held longer than lease_ttl (ns) are reclaimed. */
+/* `concurrency: N`; slots held longer than lease_ttl (ns) are reclaimed.
+ * SL_EINVAL for N 0 or lease_ttl <= 0. */
 int sl_spec_concurrency(struct sl_limit_spec *s, uint64_t n, int64_t lease_ttl);
 void sl_spec_unlimited(struct sl_limit_spec *s);
 void sl_spec_deny(struct sl_limit_spec *s);
@@ -29,6 +35,9 @@ void sl_spec_deny(struct sl_limit_spec *s);
  * on rejection) and the result to `res`. Returns the outcome
  * (SL_ALLOWED, SL_DELAYED, SL_REJECTED). cost 0 is a peek: it reports the
  * current remaining/reset and never rejects (except SL_ALGO_DENY).
+ * Clarified: res->retry_after is 0 on a rejection that no retry of the same
+ * cost can ever pass (cost above B+Q, above N, SL_ALGO_DENY); renderers
+ * round it up to >= 1 s. An unknown spec->algo is rejected like DENY.
  * Thread: any; the caller serialises access to the state. */
 int sl_algo_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
 		 uint64_t cost, struct sl_state *next, struct sl_result *res);
@@ -39,7 +48,9 @@ int sl_algo_eval(const struct sl_limit_spec *spec, const struct sl_state *st, in
 void sl_algo_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
 		    uint64_t cost);
 
-/* The calendar window containing `now` for a quota: [*start, *end) in ns. */
+/* The calendar window containing `now` for a quota: [*start, *end) in ns.
+ * Ends past the int64 range saturate to INT64_MAX; an unknown calendar is
+ * treated as SL_CAL_DAY. */
 void sl_calendar_window(uint8_t calendar, int32_t tz_offset, int64_t now, int64_t *start,
 			int64_t *end);
 
@@ -59,8 +70,34 @@ struct sl_decide_item {
  * the return is SL_OK, or SL_DELAY with *delay = the largest delay (ns).
  * If any item rejects, no state changes, *denied = index of the first
  * rejecting item, the other items' results are re-evaluated as peeks
- * (cost 0, showing what they still have), and the return is SL_DENY. */
+ * (cost 0, showing what they still have), and the return is SL_DENY.
+ * Clarified: items that themselves rejected keep their rejection result (so
+ * a caller can take the largest retry_after); next equals *state for every
+ * item on SL_DENY. *denied is n and *delay 0 when nothing rejects or
+ * delays; either pointer may be NULL. Items sharing one state pointer are
+ * evaluated in order, each on the previous one's next state. */
 int sl_decide(struct sl_decide_item *items, size_t n, int64_t now, size_t *denied,
 	      int64_t *delay);
+
+/* Per-algorithm entry points with the contracts of sl_algo_eval and
+ * sl_algo_refund; spec->algo must match. Callers normally use the
+ * dispatchers above; these exist so each algorithm lives in its own file. */
+int sl_gcra_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
+		 uint64_t cost, struct sl_state *next, struct sl_result *res);
+void sl_gcra_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
+		    uint64_t cost);
+int sl_quota_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
+		  uint64_t cost, struct sl_state *next, struct sl_result *res);
+void sl_quota_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
+		     uint64_t cost);
+int sl_sliding_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
+		    uint64_t cost, struct sl_state *next, struct sl_result *res);
+void sl_sliding_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
+		       uint64_t cost);
+int sl_concurrency_eval(const struct sl_limit_spec *spec, const struct sl_state *st,
+			int64_t now, uint64_t cost, struct sl_state *next,
+			struct sl_result *res);
+void sl_concurrency_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
+			   uint64_t cost);
 
 #endif
