@@ -1,0 +1,422 @@
+/* The sharded state table of <sluice/table.h>: 2^k shards, each with its own
+ * spinlock and its own fixed, open-addressed, linear-probing array of
+ * 32-byte slots (128-bit key + 16-byte state), all reserved at creation
+ * with one lazily backed mmap.
+ *
+ * The decision a reader must know: entries never move and are never
+ * deleted by lookups. An expired state is reused in place, and when a shard
+ * is at its load bound an insert overwrites a victim inside its own probe
+ * chain. So a pointer handed to the callback stays valid for the whole
+ * update, and every lookup and insert looks at no more than SL_PROBE_MAX
+ * slots. The only slot ever emptied is the tail of a run (a slot whose
+ * successor is empty), which no other key's probe path crosses.
+ * docs/store-memory.md has the longer design note. */
+#include <sluice/error.h>
+#include <sluice/table.h>
+
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define SL_PROBE_MAX         64 /* slots: longest probe path; > SL_TABLE_MAX_KEYS */
+#define SL_VICTIM_WIN        8  /* slots: eviction candidates looked at per insert */
+#define SL_TAILS             4  /* run tails compared when one must be emptied */
+#define SL_LOAD_NUM          3  /* a shard evicts rather than fill an empty slot */
+#define SL_LOAD_DEN          4  /*   once used >= cap * NUM / DEN */
+#define SL_SHARD_MIN         64 /* slots: smallest shard */
+#define SL_SHARDS_LOG2_MAX   16
+#define SL_SPIN_BEFORE_YIELD 128 /* busy polls of a held lock before sched_yield */
+#define SL_CACHE_LINE        64  /* bytes */
+
+/* The value an all-zero key is stored as: zero marks an empty slot. */
+#define SL_ZERO_KEY_LO 0x9e3779b97f4a7c15ULL
+#define SL_ZERO_KEY_HI 0xbf58476d1ce4e5b9ULL
+
+struct slot {
+	struct sl_key128 key; /* 0,0: empty */
+	struct sl_state st;
+};
+
+_Static_assert(sizeof(struct slot) == 32, "slot is 32 bytes");
+
+struct shard {
+	atomic_uint lock; /* 0 free, 1 held */
+	uint32_t pad;
+	uint64_t cap;       /* slots */
+	uint64_t max_used;  /* slots: load bound above which inserts evict */
+	uint64_t used;      /* slots holding a key, expired ones included */
+	uint64_t evictions; /* live states overwritten or emptied */
+	struct slot *slots;
+} __attribute__((aligned(SL_CACHE_LINE)));
+
+struct sl_table {
+	struct shard *shards; /* 2^shards_log2, cache-line aligned */
+	unsigned shards_log2;
+	void *map;      /* the slot arrays of every shard, back to back */
+	size_t map_len; /* bytes */
+};
+
+static void shard_lock(struct shard *sh)
+{
+	for (;;) {
+		if (!atomic_exchange_explicit(&sh->lock, 1, memory_order_acquire))
+			return;
+		unsigned spins = 0;
+		while (atomic_load_explicit(&sh->lock, memory_order_relaxed)) {
+			if (++spins == SL_SPIN_BEFORE_YIELD) {
+				/* The holder may be descheduled (more threads than
+				 * cores): give it the CPU instead of burning ours. */
+				sched_yield();
+				spins = 0;
+			} else {
+#if defined(__x86_64__) || defined(__i386__)
+				__builtin_ia32_pause();
+#endif
+			}
+		}
+	}
+}
+
+static void shard_unlock(struct shard *sh)
+{
+	atomic_store_explicit(&sh->lock, 0, memory_order_release);
+}
+
+static inline struct sl_key128 norm_key(struct sl_key128 k)
+{
+	if ((k.lo | k.hi) == 0) {
+		k.lo = SL_ZERO_KEY_LO;
+		k.hi = SL_ZERO_KEY_HI;
+	}
+	return k;
+}
+
+static inline bool key_eq(struct sl_key128 a, struct sl_key128 b)
+{
+	return ((a.lo ^ b.lo) | (a.hi ^ b.hi)) == 0;
+}
+
+static inline bool slot_empty(const struct slot *s)
+{
+	return (s->key.lo | s->key.hi) == 0;
+}
+
+/* The shard comes from the top bits of `hi`, the slot from `lo`, so the two
+ * choices use independent hash bits. */
+static inline unsigned shard_of(const struct sl_table *t, struct sl_key128 k)
+{
+	if (t->shards_log2 == 0)
+		return 0;
+	return (unsigned)(k.hi >> (64 - t->shards_log2));
+}
+
+/* Multiply-shift range reduction: uniform over [0, cap) for any cap. */
+static inline uint64_t home_of(const struct shard *sh, struct sl_key128 k)
+{
+	return (uint64_t)(((unsigned __int128)k.lo * sh->cap) >> 64);
+}
+
+static inline uint64_t next_idx(const struct shard *sh, uint64_t i)
+{
+	return ++i == sh->cap ? 0 : i;
+}
+
+int sl_table_create(struct sl_table **out, uint64_t max_bytes, unsigned shards_log2)
+{
+	struct sl_table *t = NULL;
+	int rc = SL_EINVAL;
+
+	*out = NULL;
+	if (max_bytes < 64 * 1024 || shards_log2 > SL_SHARDS_LOG2_MAX)
+		return SL_EINVAL;
+	uint64_t nshards = 1ULL << shards_log2;
+	/* An even slot count keeps every shard's array on its own cache lines. */
+	uint64_t cap = (max_bytes / sizeof(struct slot) / nshards) & ~1ULL;
+	if (cap < SL_SHARD_MIN)
+		return SL_EINVAL;
+	if (cap > (SIZE_MAX / sizeof(struct slot)) / nshards)
+		return SL_ENOMEM;
+
+	rc = SL_ENOMEM;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		goto fail;
+	t->shards_log2 = shards_log2;
+	t->shards = aligned_alloc(SL_CACHE_LINE, nshards * sizeof(struct shard));
+	if (!t->shards)
+		goto fail;
+	memset(t->shards, 0, nshards * sizeof(struct shard));
+	t->map_len = (size_t)(nshards * cap * sizeof(struct slot));
+	/* Anonymous pages read as zero (empty) and are backed on first touch,
+	 * so RSS grows with the slots actually used, never past map_len. */
+	t->map = mmap(NULL, t->map_len, PROT_READ | PROT_WRITE,
+	              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (t->map == MAP_FAILED) {
+		t->map = NULL;
+		goto fail;
+	}
+#ifdef MADV_HUGEPAGE
+	/* Random probes over a large table miss the TLB on every access with
+	 * 4 KiB pages; huge pages cost at most 2 MiB of extra RSS per shard
+	 * tail, negligible at this size. Advisory: failure is harmless. */
+	if (t->map_len >= (64u << 20))
+		(void)madvise(t->map, t->map_len, MADV_HUGEPAGE);
+#endif
+	for (uint64_t i = 0; i < nshards; i++) {
+		struct shard *sh = &t->shards[i];
+		atomic_init(&sh->lock, 0);
+		sh->cap = cap;
+		sh->max_used = cap * SL_LOAD_NUM / SL_LOAD_DEN;
+		sh->slots = (struct slot *)t->map + i * cap;
+	}
+	*out = t;
+	return 0;
+
+fail:
+	if (t) {
+		free(t->shards);
+		free(t);
+	}
+	return rc;
+}
+
+void sl_table_destroy(struct sl_table *t)
+{
+	if (!t)
+		return;
+	if (t->map)
+		munmap(t->map, t->map_len);
+	free(t->shards);
+	free(t);
+}
+
+/* Slots already handed out by the current update: never reused, evicted or
+ * emptied by a later key of the same call. */
+struct pins {
+	struct slot *s[SL_TABLE_MAX_KEYS];
+	size_t n;
+};
+
+static inline bool pinned(const struct pins *p, const struct slot *s)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->s[i] == s)
+			return true;
+	return false;
+}
+
+/* Is `cand` a better victim than `best`: expired first, then the state
+ * expiring soonest. */
+static inline bool better_victim(const struct slot *cand, const struct slot *best, int64_t now)
+{
+	if (!best)
+		return true;
+	if (best->st.expires <= now)
+		return false;
+	return cand->st.expires < best->st.expires;
+}
+
+/* The shard is at its load bound and an insert must take an empty slot
+ * (its home is empty, or every slot of its chain is pinned): empty the tail
+ * of a nearby run instead (a slot whose successor is empty, so no probe
+ * path crosses it), preferring a dead state, else the one expiring soonest
+ * among the first SL_TAILS tails from `start` on, within SL_PROBE_MAX
+ * slots. `keep` and pinned slots are spared. Without this, occupancy would
+ * creep up with every insert whose home is empty. Returns whether a slot
+ * was emptied. */
+static bool drop_tail(struct shard *sh, uint64_t start, int64_t now, const struct pins *p,
+                      const struct slot *keep)
+{
+	struct slot *best = NULL;
+	uint64_t i = start, probes = sh->cap < SL_PROBE_MAX ? sh->cap : SL_PROBE_MAX;
+	unsigned tails = 0;
+
+	for (uint64_t n = 0; n < probes && tails < SL_TAILS; n++) {
+		uint64_t j = next_idx(sh, i);
+		struct slot *s = &sh->slots[i];
+		if (!slot_empty(s) && slot_empty(&sh->slots[j]) && s != keep && !pinned(p, s)) {
+			tails++;
+			if (better_victim(s, best, now))
+				best = s;
+		}
+		i = j;
+	}
+	if (!best)
+		return false;
+	if (best->st.expires > now)
+		sh->evictions++;
+	memset(best, 0, sizeof(*best));
+	sh->used--;
+	return true;
+}
+
+/* Find or claim the slot of `k` in `sh` (locked). A found expired state and
+ * a claimed slot read as all zero. Returns NULL only if every candidate is
+ * pinned, which SL_PROBE_MAX > SL_TABLE_MAX_KEYS rules out. */
+static struct slot *resolve(struct shard *sh, struct sl_key128 k, int64_t now, const struct pins *p)
+{
+	uint64_t i = home_of(sh, k);
+	uint64_t probes = sh->cap < SL_PROBE_MAX ? sh->cap : SL_PROBE_MAX;
+	struct slot *expired = NULL, *victim = NULL, *empty = NULL;
+	unsigned cands = 0;
+	uint64_t empty_idx = 0;
+
+	for (uint64_t n = 0; n < probes; n++, i = next_idx(sh, i)) {
+		struct slot *s = &sh->slots[i];
+		if (key_eq(s->key, k)) {
+			if (s->st.expires <= now)
+				memset(&s->st, 0, sizeof(s->st));
+			return s;
+		}
+		if (slot_empty(s)) {
+			empty = s;
+			empty_idx = i;
+			break;
+		}
+		if (!expired && s->st.expires <= now && !pinned(p, s))
+			expired = s;
+		if (cands < SL_VICTIM_WIN && !pinned(p, s)) {
+			cands++;
+			if (better_victim(s, victim, now))
+				victim = s;
+		}
+	}
+	/* Absent. Prefer a dead slot already on the probe path. */
+	struct slot *s = expired;
+	if (!s && empty && sh->used < sh->max_used) {
+		s = empty;
+		sh->used++;
+	}
+	if (!s && victim) {
+		s = victim;
+		sh->evictions++;
+		/* Pay back an earlier overshoot of the load bound. */
+		if (sh->used > sh->max_used)
+			drop_tail(sh, home_of(sh, k), now, p, s);
+	}
+	if (!s && empty) {
+		/* Start one slot back: the run before `empty` ends there. */
+		drop_tail(sh, empty_idx == 0 ? sh->cap - 1 : empty_idx - 1, now, p, NULL);
+		s = empty;
+		sh->used++;
+	}
+	if (!s)
+		return NULL;
+	s->key = k;
+	memset(&s->st, 0, sizeof(s->st));
+	return s;
+}
+
+/* Read-only lookup in `sh` (locked): the slot of `k`, or NULL. */
+static struct slot *find(struct shard *sh, struct sl_key128 k)
+{
+	uint64_t i = home_of(sh, k);
+	uint64_t probes = sh->cap < SL_PROBE_MAX ? sh->cap : SL_PROBE_MAX;
+
+	for (uint64_t n = 0; n < probes; n++, i = next_idx(sh, i)) {
+		struct slot *s = &sh->slots[i];
+		if (key_eq(s->key, k))
+			return s;
+		if (slot_empty(s))
+			return NULL;
+	}
+	return NULL;
+}
+
+int sl_table_update(struct sl_table *t, const struct sl_key128 *keys, size_t n, int64_t now,
+                    sl_table_fn fn, void *arg)
+{
+	struct sl_key128 k[SL_TABLE_MAX_KEYS];
+	unsigned sid[SL_TABLE_MAX_KEYS];    /* shard of key i */
+	unsigned locked[SL_TABLE_MAX_KEYS]; /* distinct shards, ascending */
+	struct sl_state *states[SL_TABLE_MAX_KEYS];
+	struct pins p;
+	size_t nl = 0;
+	int rc = 0;
+
+	if (n > SL_TABLE_MAX_KEYS)
+		return SL_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		k[i] = norm_key(keys[i]);
+		sid[i] = shard_of(t, k[i]);
+		/* Insertion sort into the distinct-shard list: n <= 32. */
+		size_t j = nl;
+		while (j > 0 && locked[j - 1] > sid[i])
+			j--;
+		if (j > 0 && locked[j - 1] == sid[i])
+			continue;
+		memmove(&locked[j + 1], &locked[j], (nl - j) * sizeof(locked[0]));
+		locked[j] = sid[i];
+		nl++;
+	}
+	for (size_t j = 0; j < nl; j++)
+		shard_lock(&t->shards[locked[j]]);
+
+	p.n = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct slot *s = resolve(&t->shards[sid[i]], k[i], now, &p);
+		if (!s) {
+			rc = SL_EFULL;
+			break;
+		}
+		p.s[p.n++] = s;
+		states[i] = &s->st;
+	}
+	if (rc == 0)
+		fn(states, n, arg);
+
+	for (size_t j = nl; j-- > 0;)
+		shard_unlock(&t->shards[locked[j]]);
+	return rc;
+}
+
+int sl_table_get(struct sl_table *t, struct sl_key128 key, int64_t now, struct sl_state *out)
+{
+	struct sl_key128 k = norm_key(key);
+	struct shard *sh = &t->shards[shard_of(t, k)];
+	int rc = SL_ENOENT;
+
+	shard_lock(sh);
+	struct slot *s = find(sh, k);
+	if (s && s->st.expires > now) {
+		*out = s->st;
+		rc = 0;
+	}
+	shard_unlock(sh);
+	return rc;
+}
+
+void sl_table_stats(struct sl_table *t, struct sl_table_stats *out)
+{
+	uint64_t nshards = 1ULL << t->shards_log2;
+
+	memset(out, 0, sizeof(*out));
+	for (uint64_t i = 0; i < nshards; i++) {
+		struct shard *sh = &t->shards[i];
+		shard_lock(sh);
+		out->capacity += sh->cap;
+		out->used += sh->used;
+		out->evictions += sh->evictions;
+		shard_unlock(sh);
+	}
+	out->bytes = t->map_len;
+}
+
+void sl_table_foreach(struct sl_table *t, int64_t now, sl_table_each_fn fn, void *arg)
+{
+	uint64_t nshards = 1ULL << t->shards_log2;
+
+	for (uint64_t i = 0; i < nshards; i++) {
+		struct shard *sh = &t->shards[i];
+		shard_lock(sh);
+		for (uint64_t j = 0; j < sh->cap; j++) {
+			const struct slot *s = &sh->slots[j];
+			if (!slot_empty(s) && s->st.expires > now)
+				fn(s->key, &s->st, arg);
+		}
+		shard_unlock(sh);
+	}
+}

@@ -1,0 +1,453 @@
+/* The sharded state table: claim and lookup, full 128-bit key compare,
+ * in-place reuse of expired states, eviction when a shard is at its load
+ * bound (expired first, then the state expiring soonest), fixed capacity,
+ * duplicate keys in one update, foreach. Time is injected; nothing sleeps.
+ * Most cases use one shard of 2048 slots (64 KiB) so tests can place keys
+ * on chosen home slots: home = (lo * cap) >> 64, i.e. lo = home << 53. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+#include <sluice/error.h>
+#include <sluice/table.h>
+
+#define CAP     2048 /* slots of a 64 KiB one-shard table */
+#define MAXUSED 1536 /* 3/4 of CAP */
+#define NOW     1000000
+
+static struct sl_key128 at(uint64_t home, uint64_t tag)
+{
+	struct sl_key128 k = {(home << 53) | (tag & ((1ULL << 53) - 1)), tag};
+	return k;
+}
+
+static struct sl_table *mk(void)
+{
+	struct sl_table *t = NULL;
+	assert_int_equal(sl_table_create(&t, 64 * 1024, 0), 0);
+	assert_non_null(t);
+	return t;
+}
+
+/* Callback: record the pointers and what they read, then store `set`. */
+struct rec {
+	struct sl_state *ptr[SL_TABLE_MAX_KEYS];
+	struct sl_state seen[SL_TABLE_MAX_KEYS];
+	struct sl_state set;
+	int write;
+	size_t calls;
+};
+
+static void rec_fn(struct sl_state **st, size_t n, void *arg)
+{
+	struct rec *r = arg;
+	r->calls++;
+	for (size_t i = 0; i < n; i++) {
+		r->ptr[i] = st[i];
+		r->seen[i] = *st[i];
+		if (r->write)
+			*st[i] = r->set;
+	}
+}
+
+static void put(struct sl_table *t, struct sl_key128 k, int64_t now, int64_t expires, uint64_t v)
+{
+	struct rec r = {.set = {expires, v}, .write = 1};
+	assert_int_equal(sl_table_update(t, &k, 1, now, rec_fn, &r), 0);
+	assert_int_equal(r.calls, 1);
+}
+
+static struct sl_state peek_fresh(struct sl_table *t, struct sl_key128 k, int64_t now)
+{
+	struct rec r = {0};
+	assert_int_equal(sl_table_update(t, &k, 1, now, rec_fn, &r), 0);
+	return r.seen[0];
+}
+
+static void stats(struct sl_table *t, struct sl_table_stats *s)
+{
+	sl_table_stats(t, s);
+}
+
+static void claim_then_lookup(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 a = at(7, 1);
+	struct sl_state st;
+
+	assert_int_equal(sl_table_get(t, a, NOW, &st), SL_ENOENT);
+	struct sl_state fresh = peek_fresh(t, a, NOW);
+	assert_int_equal(fresh.expires, 0);
+	assert_int_equal(fresh.v, 0);
+	put(t, a, NOW, NOW + 100, 7);
+	assert_int_equal(sl_table_get(t, a, NOW, &st), 0);
+	assert_int_equal(st.expires, NOW + 100);
+	assert_int_equal(st.v, 7);
+	struct sl_state again = peek_fresh(t, a, NOW + 1);
+	assert_int_equal(again.v, 7);
+
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, 1);
+	assert_int_equal(s.capacity, CAP);
+	assert_int_equal(s.bytes, CAP * 32);
+	assert_int_equal(s.evictions, 0);
+	sl_table_destroy(t);
+}
+
+static void keys_sharing_low_64_bits_are_distinct(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 a = {0x1234, 1}, b = {0x1234, 2}, c = {0x1234, 0};
+	struct sl_state st;
+
+	put(t, a, NOW, NOW + 100, 1);
+	put(t, b, NOW, NOW + 100, 2);
+	assert_int_equal(sl_table_get(t, c, NOW, &st), SL_ENOENT);
+	assert_int_equal(sl_table_get(t, a, NOW, &st), 0);
+	assert_int_equal(st.v, 1);
+	assert_int_equal(sl_table_get(t, b, NOW, &st), 0);
+	assert_int_equal(st.v, 2);
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, 2);
+	sl_table_destroy(t);
+}
+
+static void zero_key_is_an_ordinary_key(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 z = {0, 0};
+	struct sl_state st;
+
+	assert_int_equal(sl_table_get(t, z, NOW, &st), SL_ENOENT);
+	put(t, z, NOW, NOW + 5, 42);
+	assert_int_equal(sl_table_get(t, z, NOW, &st), 0);
+	assert_int_equal(st.v, 42);
+	assert_int_equal(sl_table_get(t, at(0, 0x99), NOW, &st), SL_ENOENT);
+	sl_table_destroy(t);
+}
+
+static void expired_state_reads_fresh_and_is_reused_in_place(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 a = at(100, 1), b = at(100, 2);
+	struct sl_state st;
+
+	put(t, a, NOW, NOW + 10, 3);
+	assert_int_equal(sl_table_get(t, a, NOW + 9, &st), 0);
+	/* expires <= now: gone for get, fresh for update */
+	assert_int_equal(sl_table_get(t, a, NOW + 10, &st), SL_ENOENT);
+	struct sl_state f = peek_fresh(t, a, NOW + 10);
+	assert_int_equal(f.expires, 0);
+	assert_int_equal(f.v, 0);
+
+	/* Another key on the same chain takes the dead slot: no new slot used,
+	 * no eviction counted. */
+	put(t, a, NOW + 10, NOW + 20, 4);
+	struct rec r = {.set = {NOW + 100, 9}, .write = 1};
+	assert_int_equal(sl_table_update(t, &b, 1, NOW + 20, rec_fn, &r), 0);
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, 1);
+	assert_int_equal(s.evictions, 0);
+	assert_int_equal(sl_table_get(t, a, NOW + 20, &st), SL_ENOENT);
+	assert_int_equal(sl_table_get(t, b, NOW + 20, &st), 0);
+	assert_int_equal(st.v, 9);
+	sl_table_destroy(t);
+}
+
+/* Occupy homes 0 .. MAXUSED-1 with one key each, expiring at base + home. */
+static void fill(struct sl_table *t, int64_t base)
+{
+	for (uint64_t h = 0; h < MAXUSED; h++)
+		put(t, at(h, 1), NOW, base + (int64_t)h, h);
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED);
+	assert_int_equal(s.evictions, 0);
+}
+
+static void full_shard_evicts_soonest_expiring_in_window(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+	struct sl_table_stats s;
+
+	fill(t, NOW + 1000);
+	put(t, at(5, 1), NOW, NOW + 500, 5); /* soonest in slots 10..17 is 10 */
+	put(t, at(12, 1), NOW, NOW + 600, 12);
+	/* New key homed at 10: chain 10..(no empty within the probe bound):
+	 * the victim is the soonest expiring of the first 8 slots, home 12. */
+	put(t, at(10, 2), NOW, NOW + 5000, 77);
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED);
+	assert_int_equal(s.evictions, 1);
+	assert_int_equal(sl_table_get(t, at(12, 1), NOW, &st), SL_ENOENT);
+	assert_int_equal(sl_table_get(t, at(10, 2), NOW, &st), 0);
+	assert_int_equal(st.v, 77);
+	assert_int_equal(sl_table_get(t, at(5, 1), NOW, &st), 0);
+	/* The soonest-expiring slot outside the first 8 of the chain is safe. */
+	put(t, at(40, 1), NOW, NOW + 1, 40);
+	put(t, at(20, 2), NOW, NOW + 5000, 78);
+	assert_int_equal(sl_table_get(t, at(40, 1), NOW, &st), 0);
+	assert_int_equal(sl_table_get(t, at(20, 1), NOW, &st), SL_ENOENT);
+	stats(t, &s);
+	assert_int_equal(s.evictions, 2);
+	sl_table_destroy(t);
+}
+
+static void full_shard_reuses_expired_slot_before_evicting(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+	struct sl_table_stats s;
+
+	fill(t, NOW + 1000);
+	put(t, at(50, 1), NOW, NOW + 2, 50); /* dies at NOW+2, far down the chain */
+	put(t, at(30, 2), NOW + 2, NOW + 5000, 1);
+	stats(t, &s);
+	assert_int_equal(s.evictions, 0); /* a dead state is not an eviction */
+	assert_int_equal(s.used, MAXUSED);
+	assert_int_equal(sl_table_get(t, at(30, 2), NOW + 2, &st), 0);
+	for (uint64_t h = 30; h < 38; h++)
+		assert_int_equal(sl_table_get(t, at(h, 1), NOW + 2, &st), 0);
+	sl_table_destroy(t);
+}
+
+static void full_shard_with_empty_home_drops_a_run_tail(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+	struct sl_table_stats s;
+
+	fill(t, NOW + 1000);
+	/* Home MAXUSED is empty; slot MAXUSED-1 ends the run before it and is
+	 * the only run tail in reach: it is emptied, occupancy stays bounded. */
+	put(t, at(MAXUSED, 2), NOW, NOW + 5000, 1);
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED);
+	assert_int_equal(s.evictions, 1);
+	assert_int_equal(sl_table_get(t, at(MAXUSED - 1, 1), NOW, &st), SL_ENOENT);
+	assert_int_equal(sl_table_get(t, at(MAXUSED, 2), NOW, &st), 0);
+	/* Every other key still reachable (nothing else moved). */
+	for (uint64_t h = 0; h < MAXUSED - 1; h++)
+		assert_int_equal(sl_table_get(t, at(h, 1), NOW, &st), 0);
+	sl_table_destroy(t);
+}
+
+/* xorshift64*: deterministic keys for the bound tests. */
+static uint64_t rnd(uint64_t *x)
+{
+	*x ^= *x >> 12;
+	*x ^= *x << 25;
+	*x ^= *x >> 27;
+	return *x * 0x2545F4914F6CDD1DULL;
+}
+
+static void never_grows_past_capacity_and_loses_no_key(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_table_stats s;
+	struct sl_state st;
+	enum { N = 40000 };
+	uint64_t x = 88172645463325252ULL;
+
+	for (int i = 0; i < N; i++) {
+		struct sl_key128 k = {rnd(&x), rnd(&x)};
+		put(t, k, NOW, NOW + 1000 + (int64_t)(rnd(&x) % 100000), (uint64_t)i);
+	}
+	stats(t, &s);
+	assert_true(s.used <= s.capacity);
+	assert_true(s.used <= MAXUSED + MAXUSED / 100); /* soft bound holds */
+	assert_true(s.used >= MAXUSED - MAXUSED / 100);
+	/* All states are live and distinct: each insert used a slot or evicted. */
+	assert_int_equal(s.used + s.evictions, N);
+	/* Exactly `used` keys are still found, each with its own value. */
+	x = 88172645463325252ULL;
+	uint64_t found = 0;
+	for (int i = 0; i < N; i++) {
+		struct sl_key128 k = {rnd(&x), rnd(&x)};
+		(void)rnd(&x);
+		if (sl_table_get(t, k, NOW, &st) == 0) {
+			assert_int_equal(st.v, (uint64_t)i);
+			found++;
+		}
+	}
+	assert_int_equal(found, s.used);
+	sl_table_destroy(t);
+}
+
+static void duplicate_keys_share_one_state(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 k[3] = {at(1, 1), at(2, 1), at(1, 1)};
+	struct rec r = {0};
+
+	assert_int_equal(sl_table_update(t, k, 3, NOW, rec_fn, &r), 0);
+	assert_ptr_equal(r.ptr[0], r.ptr[2]);
+	assert_ptr_not_equal(r.ptr[0], r.ptr[1]);
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, 2);
+	sl_table_destroy(t);
+}
+
+static void incr_fn(struct sl_state **st, size_t n, void *arg)
+{
+	int64_t *exp = arg;
+	for (size_t i = 0; i < n; i++) {
+		st[i]->expires = *exp;
+		st[i]->v++;
+	}
+}
+
+static void keys_of_one_update_never_evict_each_other(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 k[SL_TABLE_MAX_KEYS];
+	struct rec r = {0};
+	struct sl_state st;
+
+	fill(t, NOW + 1000);
+	/* 32 new keys on one full chain: every one needs a victim, and the
+	 * victims must not be slots given to earlier keys of the same call
+	 * (a just-claimed slot reads as expired). */
+	for (unsigned i = 0; i < SL_TABLE_MAX_KEYS; i++)
+		k[i] = at(3, 100 + i);
+	assert_int_equal(sl_table_update(t, k, SL_TABLE_MAX_KEYS, NOW, rec_fn, &r), 0);
+	for (unsigned i = 0; i < SL_TABLE_MAX_KEYS; i++)
+		for (unsigned j = i + 1; j < SL_TABLE_MAX_KEYS; j++)
+			assert_ptr_not_equal(r.ptr[i], r.ptr[j]);
+	int64_t exp = NOW + 9000;
+	assert_int_equal(sl_table_update(t, k, SL_TABLE_MAX_KEYS, NOW, incr_fn, &exp), 0);
+	for (unsigned i = 0; i < SL_TABLE_MAX_KEYS; i++) {
+		assert_int_equal(sl_table_get(t, k[i], NOW, &st), 0);
+		assert_int_equal(st.v, 1);
+	}
+	/* Same when the chain is empty (home slot free) at the load bound. */
+	for (unsigned i = 0; i < SL_TABLE_MAX_KEYS; i++)
+		k[i] = at(MAXUSED + 100, 500 + i);
+	assert_int_equal(sl_table_update(t, k, SL_TABLE_MAX_KEYS, NOW, incr_fn, &exp), 0);
+	for (unsigned i = 0; i < SL_TABLE_MAX_KEYS; i++) {
+		assert_int_equal(sl_table_get(t, k[i], NOW, &st), 0);
+		assert_int_equal(st.v, 1);
+	}
+	sl_table_destroy(t);
+}
+
+struct each {
+	uint64_t n, sum;
+};
+
+static void each_fn(struct sl_key128 key, const struct sl_state *st, void *arg)
+{
+	struct each *e = arg;
+	assert_int_equal(key.hi, 1);
+	e->n++;
+	e->sum += st->v;
+}
+
+static void foreach_visits_live_states_only(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct each e = {0};
+
+	for (uint64_t i = 0; i < 10; i++)
+		put(t, at(i * 100, 1), NOW, NOW + 50, i + 1);
+	put(t, at(5, 1), NOW, NOW + 10, 1000); /* expires before the walk */
+	put(t, at(6, 1), NOW, 0, 2000);        /* never committed anything */
+	sl_table_foreach(t, NOW + 10, each_fn, &e);
+	assert_int_equal(e.n, 10);
+	assert_int_equal(e.sum, 55);
+	sl_table_destroy(t);
+}
+
+static void create_refuses_bad_sizes(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = (struct sl_table *)1;
+	assert_int_equal(sl_table_create(&t, 64 * 1024 - 1, 0), SL_EINVAL);
+	assert_null(t);
+	/* 64 KiB over 1024 shards leaves 2 slots a shard */
+	assert_int_equal(sl_table_create(&t, 64 * 1024, 10), SL_EINVAL);
+	assert_int_equal(sl_table_create(&t, 1ULL << 30, 40), SL_EINVAL);
+	/* An address space reservation that cannot succeed. */
+	assert_int_equal(sl_table_create(&t, 1ULL << 62, 0), SL_ENOMEM);
+	assert_null(t);
+}
+
+static void update_refuses_too_many_keys(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 k[SL_TABLE_MAX_KEYS + 1];
+	struct rec r = {0};
+	for (unsigned i = 0; i <= SL_TABLE_MAX_KEYS; i++)
+		k[i] = at(i, 1);
+	assert_int_equal(sl_table_update(t, k, SL_TABLE_MAX_KEYS + 1, NOW, rec_fn, &r), SL_EINVAL);
+	assert_int_equal(r.calls, 0);
+	sl_table_destroy(t);
+}
+
+static void many_shards_one_update(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = NULL;
+	struct sl_key128 k[SL_TABLE_MAX_KEYS];
+	struct sl_table_stats s;
+	struct sl_state st;
+	uint64_t x = 12345;
+
+	assert_int_equal(sl_table_create(&t, 1 << 20, 4), 0);
+	for (unsigned i = 0; i < SL_TABLE_MAX_KEYS; i++) {
+		k[i].lo = rnd(&x);
+		k[i].hi = rnd(&x);
+	}
+	k[7] = k[20]; /* a duplicate across the batch */
+	int64_t exp = NOW + 100;
+	assert_int_equal(sl_table_update(t, k, SL_TABLE_MAX_KEYS, NOW, incr_fn, &exp), 0);
+	assert_int_equal(sl_table_update(t, k, SL_TABLE_MAX_KEYS, NOW, incr_fn, &exp), 0);
+	for (unsigned i = 0; i < SL_TABLE_MAX_KEYS; i++) {
+		assert_int_equal(sl_table_get(t, k[i], NOW, &st), 0);
+		assert_int_equal(st.v, i == 7 || i == 20 ? 4 : 2);
+	}
+	sl_table_stats(t, &s);
+	assert_int_equal(s.capacity, 16 * ((1 << 20) / 32 / 16));
+	assert_int_equal(s.used, SL_TABLE_MAX_KEYS - 1);
+	sl_table_destroy(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(claim_then_lookup),
+	        cmocka_unit_test(keys_sharing_low_64_bits_are_distinct),
+	        cmocka_unit_test(zero_key_is_an_ordinary_key),
+	        cmocka_unit_test(expired_state_reads_fresh_and_is_reused_in_place),
+	        cmocka_unit_test(full_shard_evicts_soonest_expiring_in_window),
+	        cmocka_unit_test(full_shard_reuses_expired_slot_before_evicting),
+	        cmocka_unit_test(full_shard_with_empty_home_drops_a_run_tail),
+	        cmocka_unit_test(never_grows_past_capacity_and_loses_no_key),
+	        cmocka_unit_test(duplicate_keys_share_one_state),
+	        cmocka_unit_test(keys_of_one_update_never_evict_each_other),
+	        cmocka_unit_test(foreach_visits_live_states_only),
+	        cmocka_unit_test(create_refuses_bad_sizes),
+	        cmocka_unit_test(update_refuses_too_many_keys),
+	        cmocka_unit_test(many_shards_one_update),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
