@@ -63,6 +63,16 @@ struct sl_decision {
 	int primary;     /* most restrictive matched limit (denying one when denied), or -1 */
 	int64_t now;     /* ns the decision was made at */
 	bool unauthorized_unknown; /* 401 because the key is unknown (vs missing) */
+	/* Added by eval.c: */
+	bool store_error; /* the store failed; status is 503 (on_error: deny) or
+			   * 200/401 without rate-limit headers (on_error: allow) */
+};
+
+/* What identity.c found out about the API key (struct sl_eval.key_state). */
+enum sl_key_state {
+	SL_KEY_NONE = 0, /* no key in any configured source */
+	SL_KEY_UNKNOWN,  /* a key was presented but is not in policy->keys */
+	SL_KEY_KNOWN,    /* a key of policy->keys: account and plan set from it */
 };
 
 struct sl_eval {
@@ -85,6 +95,11 @@ struct sl_eval {
 	size_t keyused;
 	char scratch[1024]; /* request copies the decision needs (key text etc.) */
 	size_t scratchused;
+	/* Added by identity.c / eval.c: */
+	struct sl_str account_name; /* {account}: the policy's name or a copy of
+				     * req->account; len 0: no account */
+	uint8_t key_state;          /* enum sl_key_state */
+	uint8_t key_sha256[32];     /* SHA-256 of key when key_state != SL_KEY_NONE */
 };
 
 /* Identify the request and prepare ev->batch (op SL_OP_DECIDE, possibly
@@ -109,5 +124,12 @@ void sl_render_headers(const struct sl_eval *ev, sl_header_emit_fn emit, void *a
 /* Render the body of a rejection or 401 into buf (cap bytes). Returns the
  * length, or -1 when it does not fit. Sets *content_type. */
 long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char **content_type);
+
+/* After the response (and after rendering): turn ev->batch into the
+ * SL_OP_RELEASE batch of the concurrency slots this decision took, for the
+ * caller to submit when the proxied response ends. Returns the number of
+ * checks to release (0: nothing to submit). The checks array is compacted,
+ * so the decision must not be rendered afterwards. Thread: the owner of ev. */
+size_t sl_eval_release(struct sl_eval *ev);
 
 #endif

@@ -1,0 +1,333 @@
+/* Evaluation: turns an identified request into one batch of checks for the
+ * store (global limits in order, then the matched route's), and the store's
+ * answer into a decision. All buffers live in the caller's sl_eval.
+ *
+ * The one decision to know (DESIGN.md section 3): with a valid key, every
+ * applicable limit goes into one all-or-nothing batch, so a denied request
+ * consumes nothing anywhere. When a key is required but missing or unknown,
+ * the batch holds only the `before_key` limits (ip/route-only) and the
+ * answer is 401 unless one of them denies: they stay consumed, which is
+ * what bounds key enumeration by the per-IP limit. */
+#include <string.h>
+#include <sluice/error.h>
+#include "policy/eval-int.h"
+
+/* Key bytes of one check: per part, 1 byte kind, 2 bytes big-endian length,
+ * then the value. Lengths make the encoding unambiguous whatever the bytes. */
+#define PART_HDR 3
+
+static bool needs_identity(const struct sl_limit *l)
+{
+	if (l->per_plan)
+		return true;
+	for (unsigned i = 0; i < l->nkey && i < SL_MAX_KEY_PARTS; i++) {
+		uint8_t k = l->key[i].kind;
+
+		if (k == SL_DESC_KEY || k == SL_DESC_ACCOUNT || k == SL_DESC_PLAN)
+			return true;
+	}
+	return false;
+}
+
+/* Append one part. Returns 1 when written, 0 when the descriptor is
+ * missing, SL_ENOMEM when keybuf is full. */
+static int put_part(struct sl_eval *ev, const struct sl_request *req, const struct sl_desc *d)
+{
+	char *hdr = ev->keybuf + ev->keyused;
+	size_t room = sizeof(ev->keybuf) - ev->keyused;
+	struct sl_str v = {NULL, 0};
+	size_t len;
+
+	if (room < PART_HDR)
+		return SL_ENOMEM;
+	room -= PART_HDR;
+	switch (d->kind) {
+	case SL_DESC_IP:
+		v = (struct sl_str){ev->ip, strlen(ev->ip)};
+		if (v.len == 0)
+			return 0;
+		break;
+	case SL_DESC_KEY:
+		if (ev->key_state != SL_KEY_KNOWN)
+			return 0;
+		v = (struct sl_str){(const char *)ev->key_sha256, sizeof(ev->key_sha256)};
+		break;
+	case SL_DESC_ACCOUNT:
+		if (ev->account_name.len == 0)
+			return 0;
+		v = ev->account_name;
+		break;
+	case SL_DESC_PLAN:
+		if (ev->plan == NULL)
+			return 0;
+		v = (struct sl_str){ev->plan->name, strlen(ev->plan->name)};
+		break;
+	case SL_DESC_ROUTE:
+		if (ev->route == NULL)
+			return 0;
+		v = (struct sl_str){ev->route->name, strlen(ev->route->name)};
+		break;
+	case SL_DESC_METHOD:
+		v = req->method;
+		break;
+	case SL_DESC_PATH:
+		v = req->path;
+		break;
+	case SL_DESC_HOST:
+		if (req->host.len == 0)
+			return 0;
+		v = req->host;
+		break;
+	case SL_DESC_HEADER:
+		if (d->arg == NULL || !sl_req_header(req, d->arg, strlen(d->arg), &v))
+			return 0;
+		break;
+	case SL_DESC_QUERY: {
+		long n;
+
+		if (d->arg == NULL)
+			return 0;
+		n = sl_query_param(req->query, d->arg, strlen(d->arg), hdr + PART_HDR,
+				   room < 0xffff ? room : 0xffff);
+		if (n == -1)
+			return 0;
+		if (n < 0)
+			return SL_ENOMEM;
+		len = (size_t)n;
+		goto header;
+	}
+	case SL_DESC_GLOBAL:
+		break;
+	default:
+		return 0;
+	}
+	if (v.len > room || v.len > 0xffff)
+		return SL_ENOMEM;
+	if (v.len > 0)
+		memcpy(hdr + PART_HDR, v.p, v.len);
+	len = v.len;
+header:
+	hdr[0] = (char)d->kind;
+	hdr[1] = (char)(len >> 8);
+	hdr[2] = (char)(len & 0xff);
+	ev->keyused += PART_HDR + len;
+	return 1;
+}
+
+/* Add the check of limit l, unless it does not apply. Returns 0 or
+ * SL_ENOMEM (too many checks or key bytes). */
+static int add_limit(struct sl_eval *ev, const struct sl_request *req, const struct sl_limit *l)
+{
+	const struct sl_limit_spec *spec = &l->spec;
+	uint64_t limit_id = l->limit_id;
+	size_t start = ev->keyused;
+	struct sl_check *c;
+
+	if (l->per_plan) {
+		if (ev->plan == NULL || l->plan_spec == NULL)
+			return 0;
+		spec = &l->plan_spec[ev->plan->index];
+		if (spec->algo == 0)
+			return 0; /* plan absent from the map */
+		if (l->plan_limit_id != NULL)
+			limit_id = l->plan_limit_id[ev->plan->index];
+	}
+	if (ev->nchecks == SL_EVAL_MAX_CHECKS)
+		return SL_ENOMEM;
+	for (unsigned i = 0; i < l->nkey && i < SL_MAX_KEY_PARTS; i++) {
+		int rc = put_part(ev, req, &l->key[i]);
+
+		if (rc <= 0) {
+			ev->keyused = start;
+			return rc; /* 0: a descriptor is missing, the limit is skipped */
+		}
+	}
+	c = &ev->checks[ev->nchecks];
+	memset(c, 0, sizeof(*c));
+	c->spec = spec;
+	c->limit_id = limit_id;
+	c->name = l->name;
+	c->key = ev->keybuf + start;
+	c->key_len = (uint32_t)(ev->keyused - start);
+	c->cost = ev->cost;
+	ev->limits[ev->nchecks++] = l;
+	return 0;
+}
+
+/* Call fn for every limit that applies to the route: global, then route. */
+#define FOR_EACH_LIMIT(ev, p, l, body)                                                     \
+	do {                                                                               \
+		for (size_t i_ = 0; i_ < (p)->nlimits; i_++) {                             \
+			const struct sl_limit *l = &(p)->limits[i_];                       \
+			body;                                                              \
+		}                                                                          \
+		if ((ev)->route != NULL)                                                   \
+			for (size_t i_ = 0; i_ < (ev)->route->nlimits; i_++) {             \
+				const struct sl_limit *l = &(ev)->route->limits[i_];       \
+				body;                                                      \
+			}                                                                  \
+	} while (0)
+
+int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
+		  int64_t now)
+{
+	bool pending = false;
+	int rc = 0;
+
+	ev->policy = p;
+	ev->nchecks = 0;
+	ev->keyused = 0;
+	ev->pending_status = 0;
+	memset(&ev->decision, 0, sizeof(ev->decision));
+	ev->decision.denied = -1;
+	ev->decision.primary = -1;
+	ev->decision.now = now;
+	ev->batch.checks = ev->checks;
+	ev->batch.n = 0;
+	ev->batch.op = SL_OP_DECIDE;
+	ev->batch.now = now;
+	ev->batch.status = SL_OK;
+	ev->batch.denied = 0;
+	ev->batch.delay = 0;
+	ev->batch.time = now;
+
+	rc = sl_identify(ev, p, req);
+	if (rc != 0)
+		return rc;
+	ev->cost = req->cost;
+	if (ev->cost == 0)
+		ev->cost = ev->route != NULL && ev->route->cost > 0 ? ev->route->cost : 1;
+
+	/* A required key is missing or unknown (and no account was named):
+	 * 401, unless a limit that does not need the key denies first. */
+	if (p->identify.key_required && ev->account_name.len == 0) {
+		FOR_EACH_LIMIT(ev, p, l, {
+			if (needs_identity(l))
+				pending = true;
+		});
+	}
+	if (pending) {
+		ev->pending_status = 401;
+		ev->decision.unauthorized_unknown = ev->key_state == SL_KEY_UNKNOWN;
+	}
+	FOR_EACH_LIMIT(ev, p, l, {
+		if (pending && !l->before_key)
+			continue;
+		rc = add_limit(ev, req, l);
+		if (rc != 0)
+			goto fail;
+	});
+	ev->batch.n = ev->nchecks;
+	return 0;
+fail:
+	ev->nchecks = 0;
+	ev->batch.n = 0;
+	return rc;
+}
+
+static int deny_status(const struct sl_policy *p, const struct sl_limit *l)
+{
+	int st = l != NULL ? l->status : 0;
+
+	if (st == 0 || st == 429)
+		st = p->responses.rejected_status > 0 ? p->responses.rejected_status : 429;
+	return st;
+}
+
+static bool unlimited(const struct sl_check *c)
+{
+	return c->res.limit == SL_UNLIMITED || c->res.remaining == SL_UNLIMITED ||
+	       (c->spec != NULL && c->spec->algo == SL_ALGO_UNLIMITED);
+}
+
+/* The applicable limit with the fewest remaining units; ties go to the
+ * smaller limit, then to the earlier one. Unlimited ones only when every
+ * limit is unlimited. */
+static int most_restrictive(const struct sl_eval *ev)
+{
+	int best = -1;
+
+	for (size_t i = 0; i < ev->nchecks; i++) {
+		const struct sl_check *c = &ev->checks[i], *b;
+
+		if (best < 0) {
+			best = (int)i;
+			continue;
+		}
+		b = &ev->checks[best];
+		if (unlimited(c) != unlimited(b)) {
+			if (unlimited(b))
+				best = (int)i;
+			continue;
+		}
+		if (c->res.remaining < b->res.remaining ||
+		    (c->res.remaining == b->res.remaining && c->res.limit < b->res.limit))
+			best = (int)i;
+	}
+	return best;
+}
+
+int sl_eval_finish(struct sl_eval *ev)
+{
+	struct sl_decision *d = &ev->decision;
+	const struct sl_batch *b = &ev->batch;
+	const struct sl_policy *p = ev->policy;
+
+	d->status = ev->pending_status ? ev->pending_status : 200;
+	d->delay = 0;
+	d->denied = -1;
+	d->primary = -1;
+	d->store_error = false;
+	d->now = b->time != 0 ? b->time : b->now;
+	if (ev->nchecks == 0)
+		return d->status;
+	if (b->status < 0) {
+		/* Store failure: on_error deny answers 503 (the client can
+		 * retry; 429 would blame it); allow lets the request through
+		 * (or on to its 401) with no rate-limit headers. */
+		d->store_error = true;
+		if (p->store.on_error_deny)
+			d->status = 503;
+		return d->status;
+	}
+	if (b->status == SL_DENY) {
+		if (b->denied < ev->nchecks) {
+			d->denied = (int)b->denied;
+			d->primary = d->denied;
+			d->status = deny_status(p, ev->limits[b->denied]);
+		} else {
+			d->status = deny_status(p, NULL);
+		}
+		return d->status;
+	}
+	if (b->status == SL_DELAY && b->delay > 0)
+		d->delay = b->delay;
+	d->primary = most_restrictive(ev);
+	return d->status;
+}
+
+size_t sl_eval_release(struct sl_eval *ev)
+{
+	size_t n = 0;
+
+	ev->batch.n = 0;
+	if (ev->decision.denied >= 0 || ev->decision.store_error) {
+		ev->nchecks = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < ev->nchecks; i++) {
+		if (ev->checks[i].spec == NULL || ev->checks[i].spec->algo != SL_ALGO_CONCURRENCY)
+			continue;
+		if (n != i) {
+			ev->checks[n] = ev->checks[i];
+			ev->limits[n] = ev->limits[i];
+		}
+		n++;
+	}
+	ev->nchecks = n;
+	ev->batch.checks = ev->checks;
+	ev->batch.n = n;
+	ev->batch.op = SL_OP_RELEASE;
+	ev->decision.primary = -1;
+	return n;
+}

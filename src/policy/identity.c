@@ -1,0 +1,571 @@
+/* Identity: turns a request into the descriptors limits are keyed on — the
+ * client address, the API key and the account and plan it belongs to, and
+ * the matched route. Everything is a view into the request or the policy,
+ * or a bounded copy into the sl_eval's scratch: nothing allocates per
+ * request (the SHA-256 context is created once per thread).
+ *
+ * The one decision to know: X-Forwarded-For is read only when the peer is a
+ * trusted proxy, and then from the right: every address a trusted proxy
+ * appended is skipped, and the first untrusted one is the client. Anything
+ * to its left was written by the client and is never believed. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <openssl/evp.h>
+#include <sluice/error.h>
+#include "policy/eval-int.h"
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static struct sl_str trim(struct sl_str s)
+{
+	while (s.len > 0 && is_blank(s.p[0])) {
+		s.p++;
+		s.len--;
+	}
+	while (s.len > 0 && is_blank(s.p[s.len - 1]))
+		s.len--;
+	return s;
+}
+
+/* ---- addresses ---- */
+
+static void normalize_mapped(struct sl_ipaddr *a)
+{
+	static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (a->family == AF_INET6 && memcmp(a->addr, prefix, 12) == 0) {
+		memmove(a->addr, a->addr + 12, 4);
+		memset(a->addr + 4, 0, 12);
+		a->family = AF_INET;
+	}
+}
+
+int sl_ip_parse(struct sl_str s, struct sl_ipaddr *out)
+{
+	char buf[64];
+	const char *colon;
+
+	s = trim(s);
+	if (s.len == 0)
+		return SL_EINVAL;
+	if (s.p[0] == '[') {
+		const char *end = memchr(s.p, ']', s.len);
+
+		if (end == NULL)
+			return SL_EINVAL;
+		/* after ']' only ":port" may follow */
+		if ((size_t)(end + 1 - s.p) < s.len && end[1] != ':')
+			return SL_EINVAL;
+		s.len = (size_t)(end - s.p) - 1;
+		s.p++;
+	} else if ((colon = memchr(s.p, ':', s.len)) != NULL &&
+		   memchr(colon + 1, ':', s.len - (size_t)(colon + 1 - s.p)) == NULL) {
+		s.len = (size_t)(colon - s.p); /* "a.b.c.d:port" */
+	}
+	if (s.len == 0 || s.len >= sizeof(buf))
+		return SL_EINVAL;
+	memcpy(buf, s.p, s.len);
+	buf[s.len] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (memchr(buf, ':', s.len) == NULL) {
+		if (inet_pton(AF_INET, buf, out->addr) != 1)
+			return SL_EINVAL;
+		out->family = AF_INET;
+	} else {
+		if (inet_pton(AF_INET6, buf, out->addr) != 1)
+			return SL_EINVAL;
+		out->family = AF_INET6;
+		normalize_mapped(out);
+	}
+	return 0;
+}
+
+int sl_ip_from_sockaddr(const struct sockaddr *sa, struct sl_ipaddr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (sa == NULL)
+		return SL_EINVAL;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		out->family = AF_INET;
+		memcpy(out->addr, &in->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		out->family = AF_INET6;
+		memcpy(out->addr, &in6->sin6_addr, 16);
+		normalize_mapped(out);
+		return 0;
+	}
+	return SL_EINVAL;
+}
+
+void sl_ip_format(const struct sl_ipaddr *a, char *buf, size_t cap)
+{
+	if (cap == 0)
+		return;
+	buf[0] = '\0';
+	if (inet_ntop(a->family == AF_INET ? AF_INET : AF_INET6, a->addr, buf, (socklen_t)cap) ==
+	    NULL)
+		buf[0] = '\0';
+}
+
+bool sl_cidr_contains(const struct sl_cidr *c, const struct sl_ipaddr *a)
+{
+	unsigned bits = c->bits, full = bits / 8, rest = bits % 8;
+	unsigned max = c->family == AF_INET ? 32 : 128;
+
+	if (c->family != a->family || bits > max)
+		return false;
+	if (memcmp(c->addr, a->addr, full) != 0)
+		return false;
+	if (rest != 0) {
+		uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+		if ((c->addr[full] & mask) != (a->addr[full] & mask))
+			return false;
+	}
+	return true;
+}
+
+bool sl_ip_trusted(const struct sl_policy *p, const struct sl_ipaddr *a)
+{
+	for (size_t i = 0; i < p->identify.ntrusted; i++)
+		if (sl_cidr_contains(&p->identify.trusted[i], a))
+			return true;
+	return false;
+}
+
+static bool name_eq(struct sl_str a, const char *b, size_t blen)
+{
+	return a.len == blen && strncasecmp(a.p, b, blen) == 0;
+}
+
+bool sl_req_header(const struct sl_request *req, const char *name, size_t name_len,
+		   struct sl_str *out)
+{
+	for (size_t i = 0; i < req->nheaders; i++) {
+		if (name_eq(req->headers[i].name, name, name_len)) {
+			*out = trim(req->headers[i].value);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Walk the X-Forwarded-For list (every such header, in order, as one list)
+ * from the right. Returns true with *out set when the list held at least
+ * one address: the first untrusted one, or when a trusted proxy wrote
+ * something that is not an address, or every address is trusted, the last
+ * good address walked (the left-most trusted one). */
+static bool xff_client(const struct sl_policy *p, const struct sl_request *req,
+		       struct sl_ipaddr *out)
+{
+	static const char xff[] = "X-Forwarded-For";
+	bool found = false;
+
+	for (size_t h = req->nheaders; h-- > 0;) {
+		struct sl_str v = req->headers[h].value;
+		size_t end = v.len;
+
+		if (!name_eq(req->headers[h].name, xff, sizeof(xff) - 1))
+			continue;
+		for (;;) {
+			size_t start = end;
+			struct sl_ipaddr a;
+			struct sl_str elt;
+
+			while (start > 0 && v.p[start - 1] != ',')
+				start--;
+			elt = trim((struct sl_str){v.p + start, end - start});
+			if (elt.len > 0) {
+				if (sl_ip_parse(elt, &a) != 0)
+					return found;
+				*out = a;
+				found = true;
+				if (!sl_ip_trusted(p, &a))
+					return true;
+			}
+			if (start == 0)
+				break;
+			end = start - 1;
+		}
+	}
+	return found;
+}
+
+int sl_client_ip(const struct sl_policy *p, const struct sl_request *req, struct sl_ipaddr *out)
+{
+	struct sl_str v;
+
+	if (req->ip.len > 0)
+		return sl_ip_parse(req->ip, out);
+	if (sl_ip_from_sockaddr(req->peer, out) != 0)
+		return SL_EINVAL;
+	if (!sl_ip_trusted(p, out))
+		return 0;
+	if (xff_client(p, req, out))
+		return 0;
+	if (sl_req_header(req, "X-Real-IP", 9, &v)) {
+		struct sl_ipaddr a;
+
+		if (sl_ip_parse(v, &a) == 0)
+			*out = a;
+	}
+	return 0;
+}
+
+/* ---- query strings ---- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode one byte of a form-encoded component at s[*i], advancing *i.
+ * A '%' not followed by two hex digits is literal (WHATWG URL parsing). */
+static char decode_at(const char *s, size_t len, size_t *i)
+{
+	char c = s[*i];
+
+	if (c == '+') {
+		(*i)++;
+		return ' ';
+	}
+	if (c == '%' && *i + 2 < len) {
+		int hi = hexval(s[*i + 1]), lo = hexval(s[*i + 2]);
+
+		if (hi >= 0 && lo >= 0) {
+			*i += 3;
+			return (char)(hi << 4 | lo);
+		}
+	}
+	(*i)++;
+	return c;
+}
+
+static bool decoded_eq(const char *s, size_t len, const char *name, size_t name_len)
+{
+	size_t i = 0, j = 0;
+
+	while (i < len) {
+		if (j == name_len || decode_at(s, len, &i) != name[j])
+			return false;
+		j++;
+	}
+	return j == name_len;
+}
+
+long sl_query_param(struct sl_str query, const char *name, size_t name_len, char *out, size_t cap)
+{
+	size_t pos = 0;
+
+	while (pos < query.len) {
+		const char *seg = query.p + pos;
+		const char *amp = memchr(seg, '&', query.len - pos);
+		size_t seg_len = amp ? (size_t)(amp - seg) : query.len - pos;
+		const char *eq = memchr(seg, '=', seg_len);
+		size_t nlen = eq ? (size_t)(eq - seg) : seg_len;
+
+		pos += seg_len + 1;
+		if (seg_len == 0 || !decoded_eq(seg, nlen, name, name_len))
+			continue;
+		if (eq == NULL)
+			return 0;
+		const char *val = eq + 1;
+		size_t vlen = seg_len - nlen - 1, i = 0, o = 0;
+
+		while (i < vlen) {
+			char c = decode_at(val, vlen, &i);
+
+			if (o == cap)
+				return -2;
+			out[o++] = c;
+		}
+		return (long)o;
+	}
+	return -1;
+}
+
+/* ---- API keys ---- */
+
+static pthread_key_t md_key;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_sha256;
+
+static void md_ctx_free(void *ctx)
+{
+	EVP_MD_CTX_free(ctx);
+}
+
+static void md_init(void)
+{
+	if (pthread_key_create(&md_key, md_ctx_free) != 0)
+		return;
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA-256 of data. The digest and one context per thread are set up on
+ * first use and reused, so hashing a key does not allocate per request.
+ * Returns 0 or SL_ENOMEM. */
+static int sha256(const void *data, size_t len, uint8_t out[32])
+{
+	EVP_MD_CTX *ctx;
+	unsigned int n = 0;
+
+	pthread_once(&md_once, md_init);
+	if (md_sha256 == NULL)
+		return SL_ENOMEM;
+	ctx = pthread_getspecific(md_key);
+	if (ctx == NULL) {
+		ctx = EVP_MD_CTX_new();
+		if (ctx == NULL)
+			return SL_ENOMEM;
+		if (pthread_setspecific(md_key, ctx) != 0) {
+			EVP_MD_CTX_free(ctx);
+			return SL_ENOMEM;
+		}
+	}
+	if (EVP_DigestInit_ex(ctx, md_sha256, NULL) != 1 || EVP_DigestUpdate(ctx, data, len) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != 32)
+		return SL_ENOMEM;
+	return 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, ((const struct sl_key_entry *)b)->sha256, 32);
+}
+
+/* "Bearer <token>": scheme case-insensitive, then one or more blanks. */
+static bool bearer_token(struct sl_str auth, struct sl_str *out)
+{
+	size_t i = 6;
+
+	if (auth.len <= 6 || strncasecmp(auth.p, "Bearer", 6) != 0 || !is_blank(auth.p[6]))
+		return false;
+	while (i < auth.len && is_blank(auth.p[i]))
+		i++;
+	*out = trim((struct sl_str){auth.p + i, auth.len - i});
+	return out->len > 0;
+}
+
+/* The key from the configured sources, in order; the first non-empty one
+ * wins. Query values are decoded into the scratch area. */
+static bool find_key(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
+		     struct sl_str *out)
+{
+	if (req->key.len > 0) {
+		*out = req->key;
+		return true;
+	}
+	for (size_t i = 0; i < p->identify.nkey_from; i++) {
+		const struct sl_key_source *src = &p->identify.key_from[i];
+		struct sl_str v;
+		long n;
+
+		switch (src->kind) {
+		case SL_KEYSRC_HEADER:
+			if (sl_req_header(req, src->name, strlen(src->name), &v) && v.len > 0) {
+				*out = v;
+				return true;
+			}
+			break;
+		case SL_KEYSRC_BEARER:
+			if (sl_req_header(req, "Authorization", 13, &v) && bearer_token(v, out))
+				return true;
+			break;
+		case SL_KEYSRC_QUERY: {
+			char *buf = ev->scratch + ev->scratchused;
+			size_t cap = sizeof(ev->scratch) - ev->scratchused;
+
+			n = sl_query_param(req->query, src->name, strlen(src->name), buf,
+					   cap < SL_KEY_MAX + 1 ? cap : SL_KEY_MAX + 1);
+			if (n > 0) {
+				*out = (struct sl_str){buf, (size_t)n};
+				return true;
+			}
+			if (n == -2) { /* too long: certainly unknown */
+				*out = (struct sl_str){buf, SL_KEY_MAX + 1};
+				return true;
+			}
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	return false;
+}
+
+static const struct sl_account *account_by_name(const struct sl_policy *p, struct sl_str name)
+{
+	/* Only /v1/decide names an account; a linear scan keeps the policy
+	 * free of a second index. */
+	for (size_t i = 0; i < p->naccounts; i++)
+		if (strlen(p->accounts[i].name) == name.len &&
+		    memcmp(p->accounts[i].name, name.p, name.len) == 0)
+			return &p->accounts[i];
+	return NULL;
+}
+
+static const struct sl_plan *plan_by_name(const struct sl_policy *p, struct sl_str name)
+{
+	for (size_t i = 0; i < p->nplans; i++)
+		if (strlen(p->plans[i].name) == name.len &&
+		    memcmp(p->plans[i].name, name.p, name.len) == 0)
+			return &p->plans[i];
+	return NULL;
+}
+
+static const struct sl_plan *plan_of(const struct sl_policy *p, const struct sl_account *a)
+{
+	return a->plan < p->nplans ? &p->plans[a->plan] : NULL;
+}
+
+/* Copy s into scratch; returns the copy, or len 0 when it does not fit. */
+static struct sl_str scratch_copy(struct sl_eval *ev, struct sl_str s)
+{
+	struct sl_str r = {NULL, 0};
+
+	if (s.len > sizeof(ev->scratch) - ev->scratchused)
+		return r;
+	r.p = ev->scratch + ev->scratchused;
+	r.len = s.len;
+	if (r.p != s.p)
+		memmove(ev->scratch + ev->scratchused, s.p, s.len);
+	ev->scratchused += s.len;
+	return r;
+}
+
+static int identify_key(struct sl_eval *ev, const struct sl_policy *p,
+			const struct sl_request *req)
+{
+	struct sl_str key;
+
+	if (!find_key(ev, p, req, &key))
+		return 0;
+	ev->key_state = SL_KEY_UNKNOWN;
+	if (key.len > SL_KEY_MAX)
+		return 0;
+	ev->key = scratch_copy(ev, key);
+	if (sha256(key.p, key.len, ev->key_sha256) != 0)
+		return SL_ENOMEM;
+	if (p->nkeys > 0) {
+		const struct sl_key_entry *e =
+			bsearch(ev->key_sha256, p->keys, p->nkeys, sizeof(*p->keys), key_cmp);
+
+		if (e != NULL && e->account < p->naccounts) {
+			ev->key_state = SL_KEY_KNOWN;
+			ev->account = &p->accounts[e->account];
+			ev->plan = plan_of(p, ev->account);
+		}
+	}
+	return 0;
+}
+
+/* ---- routes ---- */
+
+static bool route_matches(const struct sl_route *r, const struct sl_request *req)
+{
+	if (r->method != NULL && !name_eq(req->method, r->method, strlen(r->method)))
+		return false;
+	switch (r->path_match) {
+	case SL_PATH_ANY:
+		break;
+	case SL_PATH_EXACT:
+		if (req->path.len != r->path_len || memcmp(req->path.p, r->path, r->path_len) != 0)
+			return false;
+		break;
+	case SL_PATH_PREFIX:
+		if (req->path.len >= r->path_len &&
+		    memcmp(req->path.p, r->path, r->path_len) == 0)
+			break;
+		/* "/x/*" also matches "/x" itself */
+		if (r->path_len > 1 && r->path[r->path_len - 1] == '/' &&
+		    req->path.len == r->path_len - 1 &&
+		    memcmp(req->path.p, r->path, r->path_len - 1) == 0)
+			break;
+		return false;
+	default:
+		return false;
+	}
+	if (r->query_name != NULL) {
+		char buf[256];
+		long n = sl_query_param(req->query, r->query_name, strlen(r->query_name), buf,
+					sizeof(buf));
+
+		if (n < 0)
+			return false;
+		if (r->query_value != NULL &&
+		    (strlen(r->query_value) != (size_t)n || memcmp(r->query_value, buf, (size_t)n)))
+			return false;
+	}
+	return true;
+}
+
+const struct sl_route *sl_route_match(const struct sl_policy *p, const struct sl_request *req)
+{
+	for (size_t i = 0; i < p->nroutes; i++)
+		if (route_matches(&p->routes[i], req))
+			return &p->routes[i];
+	return NULL;
+}
+
+/* ---- all descriptors ---- */
+
+int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req)
+{
+	struct sl_ipaddr ip;
+	int rc;
+
+	ev->ip[0] = '\0';
+	ev->key = (struct sl_str){NULL, 0};
+	ev->account = NULL;
+	ev->plan = NULL;
+	ev->route = NULL;
+	ev->account_name = (struct sl_str){NULL, 0};
+	ev->key_state = SL_KEY_NONE;
+	ev->scratchused = 0;
+
+	if (sl_client_ip(p, req, &ip) == 0)
+		sl_ip_format(&ip, ev->ip, sizeof(ev->ip));
+
+	rc = identify_key(ev, p, req);
+	if (rc != 0)
+		return rc;
+	/* /v1/decide: an account named directly, when no key identified one. */
+	if (ev->account == NULL && req->account.len > 0) {
+		ev->account = account_by_name(p, req->account);
+		if (ev->account != NULL)
+			ev->plan = plan_of(p, ev->account);
+		else
+			ev->account_name = scratch_copy(ev, req->account);
+	}
+	if (ev->account != NULL)
+		ev->account_name = (struct sl_str){ev->account->name, strlen(ev->account->name)};
+	if (req->plan.len > 0 && ev->account_name.len > 0) {
+		const struct sl_plan *pl = plan_by_name(p, req->plan);
+
+		if (pl != NULL)
+			ev->plan = pl;
+	}
+	ev->route = sl_route_match(p, req);
+	return 0;
+}
