@@ -43,4 +43,15 @@ static inline int sl_store_submit(struct sl_store *s, struct sl_batch *b)
  * seed keys the 128-bit hash of (limit_id, key). */
 int sl_memory_store_create(struct sl_store **out, uint64_t max_bytes, uint64_t seed);
 
+/* Snapshot of a memory store (format in memory.c): save writes every live
+ * state at `now` to path.tmp and renames it over `path`: 0, SL_EIO, or
+ * SL_EINVAL for a path too long. load restores the states of `path` that
+ * are still live at `now` into the store, all or nothing: 0, SL_ENOENT (no
+ * file), SL_EPROTO (bad magic, version, size or checksum: damaged or not a
+ * snapshot), SL_EINVAL (intact, but written with another seed), SL_EIO,
+ * SL_ENOMEM. `s` must be a memory store. Thread: any; concurrent decisions
+ * keep running (one shard locked at a time). */
+int sl_memory_store_save(struct sl_store *s, const char *path, int64_t now);
+int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now);
+
 #endif

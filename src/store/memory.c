@@ -1,0 +1,434 @@
+/* The memory store: the store interface of store.h over one core state
+ * table (src/core/table.c). Each check's (limit_id, key bytes) is hashed
+ * with seeded XXH3-128 into a table key; a batch is one sl_table_update, so
+ * a multi-limit decision is evaluated and committed (all or nothing) while
+ * every shard it touches is locked, exact under any number of threads. It
+ * completes inline: done() has run when submit returns.
+ *
+ * The snapshot file lets quotas survive restarts. Its keys are hashes, so
+ * it carries the seed and is refused by a store with another seed:
+ *
+ *   header  40 bytes: magic "SLUICEST", u32 version (1), u32 entry size
+ *           (32), u64 seed, u64 count, u64 time saved (ns)
+ *   entries count x 32 bytes: u64 key lo, u64 key hi, i64 expires, u64 v
+ *   trailer u64: XXH3-64 of the header, seeded with XXH3-64 of the entries
+ *
+ * all little-endian. It is written to PATH.tmp, fsynced and renamed, so a
+ * crash leaves the old file or the new one, never half of one. */
+#include <sluice/algo.h>
+#include <sluice/error.h>
+#include <sluice/table.h>
+
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define SNAP_MAGIC       "SLUICEST"
+#define SNAP_VERSION     1
+#define SNAP_HDR_BYTES   40
+#define SNAP_ENTRY_BYTES 32
+#define SNAP_TAIL_BYTES  8
+#define SNAP_CHUNK       256 /* entries buffered per read */
+
+struct memory_store {
+	struct sl_store base; /* first: the store handle callers see */
+	struct sl_table *table;
+	uint64_t seed;
+};
+
+/* splitmix64's finaliser: a bijection, so distinct limit ids give
+ * distinct hash seeds for one store seed. */
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+/* The table key of one check: XXH3-128 of the key bytes under a seed
+ * derived from (store seed, limit_id). No allocation. */
+static inline struct sl_key128 check_key(uint64_t seed, const struct sl_check *c)
+{
+	XXH128_hash_t h =
+	        XXH3_128bits_withSeed(c->key, c->key_len, mix64(seed ^ mix64(c->limit_id)));
+	struct sl_key128 k = {h.low64, h.high64};
+	return k;
+}
+
+static void run_decide(struct sl_state **st, struct sl_batch *b)
+{
+	struct sl_decide_item items[SL_TABLE_MAX_KEYS];
+	size_t n = b->n;
+
+	for (size_t i = 0; i < n; i++) {
+		items[i].spec = b->checks[i].spec;
+		items[i].cost = b->checks[i].cost;
+		items[i].state = st[i];
+	}
+	b->denied = n;
+	b->delay = 0;
+	b->status = sl_decide(items, n, b->now, &b->denied, &b->delay);
+	for (size_t i = 0; i < n; i++)
+		b->checks[i].res = items[i].res;
+}
+
+/* Runs while every shard of the batch is locked. */
+static void run_batch(struct sl_state **st, size_t n, void *arg)
+{
+	struct sl_batch *b = arg;
+	struct sl_state scratch;
+
+	switch (b->op) {
+	case SL_OP_DECIDE:
+		run_decide(st, b);
+		return;
+	case SL_OP_RELEASE:
+		/* Refund, then report what the limit has after the refund. */
+		for (size_t i = 0; i < n; i++) {
+			struct sl_check *c = &b->checks[i];
+			sl_algo_refund(c->spec, st[i], b->now, c->cost);
+			sl_algo_eval(c->spec, st[i], b->now, 0, &scratch, &c->res);
+		}
+		b->status = SL_OK;
+		b->denied = n;
+		b->delay = 0;
+		return;
+	default: /* SL_OP_PEEK: evaluate at cost 0, commit nothing */
+		b->status = SL_OK;
+		b->denied = n;
+		b->delay = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct sl_check *c = &b->checks[i];
+			int o = sl_algo_eval(c->spec, st[i], b->now, 0, &scratch, &c->res);
+			if (o == SL_REJECTED && b->status == SL_OK) {
+				b->status = SL_DENY;
+				b->denied = i;
+			}
+		}
+		return;
+	}
+}
+
+/* Refuses (SL_EINVAL, done() not called) a batch of more than
+ * SL_TABLE_MAX_KEYS checks, an unknown op or a check without a spec.
+ * Otherwise fills the batch and every check's res, calls done() once and
+ * returns 0. Thread: any. Bounded work: n hashes and one table update. */
+static int mem_submit(struct sl_store *s, struct sl_batch *b)
+{
+	struct memory_store *m = (struct memory_store *)s;
+	struct sl_key128 keys[SL_TABLE_MAX_KEYS];
+
+	if (b->n > SL_TABLE_MAX_KEYS || b->op > SL_OP_PEEK || !b->done)
+		return SL_EINVAL;
+	for (size_t i = 0; i < b->n; i++) {
+		if (!b->checks[i].spec || (!b->checks[i].key && b->checks[i].key_len))
+			return SL_EINVAL;
+		keys[i] = check_key(m->seed, &b->checks[i]);
+	}
+	int rc = sl_table_update(m->table, keys, b->n, b->now, run_batch, b);
+	if (rc < 0)
+		return rc;
+	b->time = b->now;
+	b->done(b);
+	return 0;
+}
+
+static void mem_stats(struct sl_store *s, struct sl_store_stats *out)
+{
+	struct memory_store *m = (struct memory_store *)s;
+	struct sl_table_stats ts;
+
+	sl_table_stats(m->table, &ts);
+	memset(out, 0, sizeof(*out));
+	out->states = ts.used;
+	out->capacity = ts.capacity;
+	out->evictions = ts.evictions;
+	out->bytes = ts.bytes;
+}
+
+static void mem_destroy(struct sl_store *s)
+{
+	struct memory_store *m = (struct memory_store *)s;
+
+	if (!m)
+		return;
+	sl_table_destroy(m->table);
+	free(m);
+}
+
+static const struct sl_store_ops memory_ops = {
+        .name = "memory",
+        .submit = mem_submit,
+        .stats = mem_stats,
+        .destroy = mem_destroy,
+};
+
+/* Shards: as many as keep every shard at >= 4096 slots, at most 256, so
+ * small tables stay one shard and large ones rarely contend. */
+static unsigned pick_shards_log2(uint64_t max_bytes)
+{
+	unsigned l = 8;
+	while (l > 0 && max_bytes / SNAP_ENTRY_BYTES / (1ULL << l) < 4096)
+		l--;
+	return l;
+}
+
+int sl_memory_store_create(struct sl_store **out, uint64_t max_bytes, uint64_t seed)
+{
+	struct memory_store *m;
+	int rc;
+
+	*out = NULL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return SL_ENOMEM;
+	m->base.ops = &memory_ops;
+	m->seed = seed;
+	rc = sl_table_create(&m->table, max_bytes, pick_shards_log2(max_bytes));
+	if (rc < 0)
+		goto fail;
+	*out = &m->base;
+	return 0;
+
+fail:
+	free(m);
+	return rc;
+}
+
+/* ---- snapshot ---- */
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t v = 0;
+	for (int i = 0; i < 4; i++)
+		v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void put_hdr(unsigned char *h, uint64_t seed, uint64_t count, int64_t now)
+{
+	memcpy(h, SNAP_MAGIC, 8);
+	put_u32(h + 8, SNAP_VERSION);
+	put_u32(h + 12, SNAP_ENTRY_BYTES);
+	put_u64(h + 16, seed);
+	put_u64(h + 24, count);
+	put_u64(h + 32, (uint64_t)now);
+}
+
+struct save {
+	FILE *f;
+	XXH3_state_t *xs;
+	uint64_t count;
+	int err;
+};
+
+/* Runs with one shard locked: buffered stdio, so mostly a memcpy. */
+static void save_one(struct sl_key128 key, const struct sl_state *st, void *arg)
+{
+	struct save *sv = arg;
+	unsigned char e[SNAP_ENTRY_BYTES];
+
+	if (sv->err)
+		return;
+	put_u64(e, key.lo);
+	put_u64(e + 8, key.hi);
+	put_u64(e + 16, (uint64_t)st->expires);
+	put_u64(e + 24, st->v);
+	if (fwrite(e, sizeof(e), 1, sv->f) != 1 || XXH3_64bits_update(sv->xs, e, sizeof(e)))
+		sv->err = SL_EIO;
+	else
+		sv->count++;
+}
+
+/* fsync the directory holding `path` so the rename itself is durable. */
+static int sync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t len = slash ? (size_t)(slash - path) : 0;
+
+	if (!slash) {
+		dir[0] = '.';
+		len = 1;
+	} else if (len == 0) {
+		dir[0] = '/';
+		len = 1;
+	} else {
+		if (len >= sizeof(dir))
+			return SL_EINVAL;
+		memcpy(dir, path, len);
+	}
+	dir[len] = '\0';
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return SL_EIO;
+	int rc = fsync(fd) == 0 ? 0 : SL_EIO;
+	close(fd);
+	return rc;
+}
+
+int sl_memory_store_save(struct sl_store *s, const char *path, int64_t now)
+{
+	struct memory_store *m = (struct memory_store *)s;
+	char tmp[PATH_MAX];
+	unsigned char hdr[SNAP_HDR_BYTES], tail[SNAP_TAIL_BYTES];
+	struct save sv = {0};
+	int rc = SL_EIO;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return SL_EINVAL;
+	sv.xs = XXH3_createState();
+	if (!sv.xs)
+		return SL_ENOMEM;
+	sv.f = fopen(tmp, "wbx");
+	if (!sv.f && errno == EEXIST) {
+		/* A stale temp file of an interrupted save. */
+		unlink(tmp);
+		sv.f = fopen(tmp, "wbx");
+	}
+	if (!sv.f)
+		goto fail_state;
+	put_hdr(hdr, m->seed, 0, now);
+	if (fwrite(hdr, sizeof(hdr), 1, sv.f) != 1 || XXH3_64bits_reset(sv.xs))
+		goto fail_file;
+	sl_table_foreach(m->table, now, save_one, &sv);
+	if (sv.err)
+		goto fail_file;
+	put_hdr(hdr, m->seed, sv.count, now);
+	put_u64(tail, XXH3_64bits_withSeed(hdr, sizeof(hdr), XXH3_64bits_digest(sv.xs)));
+	if (fwrite(tail, sizeof(tail), 1, sv.f) != 1 || fseek(sv.f, 0, SEEK_SET) != 0 ||
+	    fwrite(hdr, sizeof(hdr), 1, sv.f) != 1 || fflush(sv.f) != 0 || fsync(fileno(sv.f)) != 0)
+		goto fail_file;
+	if (fclose(sv.f) != 0) {
+		sv.f = NULL;
+		goto fail_file;
+	}
+	sv.f = NULL;
+	if (rename(tmp, path) != 0)
+		goto fail_file;
+	XXH3_freeState(sv.xs);
+	return sync_dir(path);
+
+fail_file:
+	if (sv.f)
+		fclose(sv.f);
+	unlink(tmp);
+fail_state:
+	XXH3_freeState(sv.xs);
+	return rc;
+}
+
+/* Sets the state of a restored key (the table claims its slot). */
+static void load_one(struct sl_state **st, size_t n, void *arg)
+{
+	(void)n;
+	*st[0] = *(const struct sl_state *)arg;
+}
+
+/* Read `count` entries from f (positioned at the first one); with `m`
+ * NULL only digest them, else restore the unexpired ones into m. */
+static int read_entries(FILE *f, uint64_t count, XXH3_state_t *xs, struct memory_store *m,
+                        int64_t now)
+{
+	unsigned char buf[SNAP_CHUNK * SNAP_ENTRY_BYTES];
+
+	while (count > 0) {
+		size_t k = count < SNAP_CHUNK ? (size_t)count : SNAP_CHUNK;
+		if (fread(buf, SNAP_ENTRY_BYTES, k, f) != k)
+			return SL_EPROTO;
+		if (xs && XXH3_64bits_update(xs, buf, k * SNAP_ENTRY_BYTES))
+			return SL_ENOMEM;
+		for (size_t i = 0; m && i < k; i++) {
+			const unsigned char *e = buf + i * SNAP_ENTRY_BYTES;
+			struct sl_key128 key = {get_u64(e), get_u64(e + 8)};
+			struct sl_state st = {(int64_t)get_u64(e + 16), get_u64(e + 24)};
+			if (st.expires <= now)
+				continue;
+			int rc = sl_table_update(m->table, &key, 1, now, load_one, &st);
+			if (rc < 0)
+				return rc;
+		}
+		count -= k;
+	}
+	return 0;
+}
+
+int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now)
+{
+	struct memory_store *m = (struct memory_store *)s;
+	unsigned char hdr[SNAP_HDR_BYTES], tail[SNAP_TAIL_BYTES];
+	struct stat sb;
+	XXH3_state_t *xs = NULL;
+	int rc;
+
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return errno == ENOENT ? SL_ENOENT : SL_EIO;
+	rc = SL_EIO;
+	if (fstat(fileno(f), &sb) != 0)
+		goto out;
+	rc = SL_EPROTO;
+	if (fread(hdr, sizeof(hdr), 1, f) != 1 || memcmp(hdr, SNAP_MAGIC, 8) != 0 ||
+	    get_u32(hdr + 8) != SNAP_VERSION || get_u32(hdr + 12) != SNAP_ENTRY_BYTES)
+		goto out;
+	uint64_t count = get_u64(hdr + 24);
+	uint64_t body = (uint64_t)sb.st_size - SNAP_HDR_BYTES;
+	if (body < SNAP_TAIL_BYTES || (body - SNAP_TAIL_BYTES) / SNAP_ENTRY_BYTES != count ||
+	    (body - SNAP_TAIL_BYTES) % SNAP_ENTRY_BYTES != 0)
+		goto out;
+	/* Pass 1 checks the whole file, so a bad one restores nothing. */
+	rc = SL_ENOMEM;
+	xs = XXH3_createState();
+	if (!xs || XXH3_64bits_reset(xs))
+		goto out;
+	rc = read_entries(f, count, xs, NULL, now);
+	if (rc < 0)
+		goto out;
+	rc = SL_EPROTO;
+	if (fread(tail, sizeof(tail), 1, f) != 1 ||
+	    get_u64(tail) != XXH3_64bits_withSeed(hdr, sizeof(hdr), XXH3_64bits_digest(xs)))
+		goto out;
+	/* Intact: now a seed mismatch is the caller's mistake, not damage. */
+	rc = SL_EINVAL;
+	if (get_u64(hdr + 16) != m->seed)
+		goto out;
+	rc = SL_EIO;
+	if (fseek(f, SNAP_HDR_BYTES, SEEK_SET) != 0)
+		goto out;
+	rc = read_entries(f, count, NULL, m, now);
+out:
+	XXH3_freeState(xs);
+	fclose(f);
+	return rc;
+}
