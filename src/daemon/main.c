@@ -1,6 +1,7 @@
 /* sluice entry point: the command line of DESIGN.md section 1. */
 #include <stdio.h>
 #include <string.h>
+#include "daemon/commands.h"
 
 static void usage(FILE *f)
 {
@@ -20,6 +21,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (argc >= 2 && strcmp(argv[1], "validate") == 0)
+		return sl_cmd_validate(argc - 1, argv + 1);
 	usage(stderr);
 	return 2;
 }

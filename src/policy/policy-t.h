@@ -71,7 +71,7 @@ struct sl_limit {
 enum sl_path_match {
 	SL_PATH_ANY = 0,
 	SL_PATH_EXACT,
-	SL_PATH_PREFIX, /* "/x/*": "/x/" and everything under it, and "/x" */
+	SL_PATH_PREFIX, /* "/x/" followed by "*": "/x/" and everything under it, and "/x" */
 };
 
 struct sl_route {

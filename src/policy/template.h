@@ -29,12 +29,21 @@ struct sl_tpl_ref {
 	unsigned var;        /* enum sl_tpl_var */
 	unsigned field;      /* SL_TPL_NAMED: SL_TPL_LIMIT, _REMAINING or _RESET */
 	const char *name;    /* SL_TPL_NAMED: the limit name (NUL-terminated) */
-	unsigned limit_index; /* SL_TPL_NAMED: resolved by the loader */
+	unsigned limit_index; /* SL_TPL_NAMED: resolved by the loader to the
+			       * named limit's sl_limit.index (global limits
+			       * first, then route limits in route order) */
+	unsigned offset;      /* bytes into the source where the '{' is */
 };
 
 struct sl_template;
 
-/* Compile src. On error returns NULL and writes a message and the 0-based
+/* Syntax: "{name}" is a variable when name is a known variable; "{{" is a
+ * literal '{' (and "{{name}}" the literal text "{name}"). Any other '{' or
+ * '}' is literal, so JSON bodies such as {"a":{"b":{limit}}} need no
+ * escaping. An identifier in braces that is not a known variable is an
+ * error.
+ *
+ * Compile src. On error returns NULL and writes a message and the 0-based
  * byte offset of the problem into err/err_off (e.g. unknown variable).
  * Named-limit references are left for the loader to resolve through
  * sl_template_refs(). */

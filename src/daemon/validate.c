@@ -1,0 +1,36 @@
+/* `sluice validate -c FILE`: load and check a config exactly as `serve`
+ * and a reload would (the same sl_policy_load), without opening any socket,
+ * and print every error at once so a file is fixed in one round. */
+#include <stdio.h>
+#include <string.h>
+#include "daemon/commands.h"
+#include "policy/policy.h"
+
+int sl_cmd_validate(int argc, char **argv)
+{
+	const char *path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
+			path = argv[++i];
+		else {
+			fprintf(stderr, "usage: sluice validate -c FILE\n");
+			return 2;
+		}
+	}
+	if (!path) {
+		fprintf(stderr, "usage: sluice validate -c FILE\n");
+		return 2;
+	}
+	static struct sl_diag diag; /* 16 KiB: keep it off the stack */
+	struct sl_policy *p = NULL;
+	if (sl_policy_load(path, &p, &diag) != 0) {
+		for (size_t i = 0; i < diag.n; i++)
+			fprintf(stderr, "%s\n", diag.msg[i]);
+		if (diag.n == 0)
+			fprintf(stderr, "%s: invalid configuration\n", path);
+		return 1;
+	}
+	sl_policy_unref(p);
+	printf("%s: ok\n", path);
+	return 0;
+}

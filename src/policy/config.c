@@ -1,0 +1,473 @@
+/* Config loader: reads one YAML file with libyaml's document API (which
+ * keeps a line/column mark on every node) and compiles DESIGN.md section 4
+ * into a struct sl_policy. The walk never stops at the first problem: every
+ * error is recorded as "file:line:col: message" and the walk goes on, so a
+ * user fixes a file in one round. Sections are visited in dependency order
+ * (plans before accounts and limits, limits before the templates that name
+ * them), not in file order. This file holds the walk and the small
+ * sections (server, listeners, admin, store); identify/plans, limits/routes
+ * and responses have files of their own. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <sluice/algo-t.h>
+#include <sluice/error.h>
+#include "policy/config-int.h"
+
+#define MAX_CONFIG_BYTES (16u << 20) /* bytes; a config is text, not data */
+
+void cfg_server(struct cfg *c, const yaml_node_t *n)
+{
+	static const char *const keys[] = {"workers",        "max_header_bytes", "max_body_bytes",
+					   "idle_timeout",   "header_timeout",   "upstream_timeout",
+					   "drain_timeout",  "max_connections",  "access_log",
+					   NULL};
+	yaml_node_t *v[10];
+	struct sl_server_conf *s = &c->p->server;
+	if (!cfg_fields(c, n, "server", keys, v))
+		return;
+	if (v[0]) {
+		const char *w = cfg_scalar(c, v[0], "server.workers");
+		uint64_t u;
+		if (w && strcmp(w, "auto") == 0)
+			s->workers = 0;
+		else if (w && cfg_uint(c, v[0], "server.workers (auto or a count)", 1, 1024, &u))
+			s->workers = (unsigned)u;
+	}
+	uint64_t u;
+	if (v[1] && cfg_size(c, v[1], "server.max_header_bytes", &u)) {
+		if (u < 1024 || u > (1u << 20))
+			cfg_err(c, v[1], "server.max_header_bytes must be between 1KB and 1MB");
+		else
+			s->max_header_bytes = (size_t)u;
+	}
+	if (v[2])
+		cfg_size(c, v[2], "server.max_body_bytes", &s->max_body_bytes);
+	int64_t *durs[] = {&s->idle_timeout, &s->header_timeout, &s->upstream_timeout,
+			   &s->drain_timeout};
+	for (int i = 0; i < 4; i++) {
+		char what[40];
+		snprintf(what, sizeof(what), "server.%s", keys[3 + i]);
+		if (v[3 + i] && cfg_duration(c, v[3 + i], what, durs[i]) && *durs[i] <= 0) {
+			cfg_err(c, v[3 + i], "%s must be greater than zero", what);
+		}
+	}
+	if (v[7] && cfg_uint(c, v[7], "server.max_connections", 1, 1000000, &u))
+		s->max_connections = (unsigned)u;
+	if (v[8])
+		cfg_bool(c, v[8], "server.access_log", &s->access_log);
+}
+
+/* "IPv4:port" or "[IPv6]:port", port 1-65535. */
+static bool valid_listen(const char *s)
+{
+	char host[64];
+	const char *colon;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+			return false;
+		memcpy(host, s + 1, (size_t)(rb - s - 1));
+		host[rb - s - 1] = '\0';
+		colon = rb + 1;
+		struct in6_addr a6;
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return false;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			return false;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+		struct in_addr a4;
+		if (inet_pton(AF_INET, host, &a4) != 1)
+			return false;
+	}
+	char *end;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	return colon[1] >= '0' && colon[1] <= '9' && !*end && !errno && port >= 1 && port <= 65535;
+}
+
+/* "http://host[:port][/]": a host name or IP literal; no path, no TLS. */
+static bool valid_upstream(const char *s)
+{
+	if (strncmp(s, "http://", 7) != 0)
+		return false;
+	const char *h = s + 7, *end = h + strlen(h);
+	if (end > h && end[-1] == '/')
+		end--;
+	if (end == h)
+		return false;
+	const char *port = NULL;
+	if (*h == '[') {
+		const char *rb = memchr(h, ']', (size_t)(end - h));
+		if (!rb || rb == h + 1)
+			return false;
+		if (rb + 1 < end) {
+			if (rb[1] != ':')
+				return false;
+			port = rb + 2;
+		}
+	} else {
+		for (const char *p = h; p < end; p++) {
+			if (*p == ':') {
+				port = p + 1;
+				if (p == h)
+					return false;
+				break;
+			}
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			      (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_'))
+				return false;
+		}
+	}
+	if (port) {
+		long v = 0;
+		if (port == end)
+			return false;
+		for (const char *p = port; p < end; p++) {
+			if (*p < '0' || *p > '9')
+				return false;
+			v = v * 10 + (*p - '0');
+			if (v > 65535)
+				return false;
+		}
+		if (v == 0)
+			return false;
+	}
+	return true;
+}
+
+void cfg_listeners(struct cfg *c, const yaml_node_t *n)
+{
+	static const char *const keys[] = {"name", "listen", "mode", "upstream", NULL};
+	if (!cfg_is_seq(n)) {
+		cfg_err(c, n, "listeners must be a list of {name, listen, mode, upstream}");
+		return;
+	}
+	size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	struct sl_policy *p = c->p;
+	p->listeners = calloc(cnt ? cnt : 1, sizeof(*p->listeners));
+	if (!p->listeners) {
+		cfg_err(c, n, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *item = cfg_node(c, n->data.sequence.items.start[i]), *v[4];
+		struct sl_listener_conf *l = &p->listeners[p->nlisteners++];
+		if (!cfg_fields(c, item, "listener", keys, v))
+			continue;
+		if (!v[0])
+			cfg_err(c, item, "listener: missing required key 'name'");
+		else if (cfg_name(c, v[0], "listener name", &l->name)) {
+			for (size_t j = 0; j + 1 < p->nlisteners; j++)
+				if (p->listeners[j].name && !strcmp(p->listeners[j].name, l->name))
+					cfg_err(c, v[0], "duplicate listener name '%s'", l->name);
+		}
+		if (!v[1])
+			cfg_err(c, item, "listener: missing required key 'listen'");
+		else if ((l->listen = cfg_strdup(c, v[1], "listen")) && !valid_listen(l->listen))
+			cfg_err(c, v[1],
+				"bad listen address '%s' (expected IPv4:PORT or [IPv6]:PORT, port "
+				"1-65535, e.g. 127.0.0.1:8080)",
+				l->listen);
+		const char *mode = NULL;
+		if (!v[2])
+			cfg_err(c, item, "listener: missing required key 'mode' (proxy or check)");
+		else if ((mode = cfg_scalar(c, v[2], "mode"))) {
+			if (!strcmp(mode, "proxy"))
+				l->mode = SL_MODE_PROXY;
+			else if (!strcmp(mode, "check"))
+				l->mode = SL_MODE_CHECK;
+			else
+				cfg_err(c, v[2], "unknown mode '%s' (expected proxy or check)", mode);
+		}
+		if (v[3]) {
+			if ((l->upstream = cfg_strdup(c, v[3], "upstream")) &&
+			    strcmp(l->upstream, "static") != 0 && !valid_upstream(l->upstream))
+				cfg_err(c, v[3],
+					"bad upstream '%s' (expected \"http://host:port\" or \"static\")",
+					l->upstream);
+			if (l->mode == SL_MODE_CHECK)
+				cfg_err(c, v[3], "upstream applies to mode: proxy only");
+		} else if (l->mode == SL_MODE_PROXY) {
+			cfg_err(c, item,
+				"listener: mode proxy needs 'upstream' (\"http://host:port\" or "
+				"\"static\")");
+		}
+	}
+}
+
+static bool is_loopback(const char *listen)
+{
+	return !strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]:", 6);
+}
+
+void cfg_admin(struct cfg *c, const yaml_node_t *n)
+{
+	static const char *const keys[] = {"listen", "token", "lease_ttl", NULL};
+	yaml_node_t *v[3];
+	struct sl_admin_conf *a = &c->p->admin;
+	if (!cfg_fields(c, n, "admin", keys, v))
+		return;
+	if (v[0]) {
+		const char *s = cfg_scalar(c, v[0], "admin.listen");
+		if (s && !strcmp(s, "off")) {
+			free(a->listen);
+			a->listen = NULL;
+		} else if (s) {
+			free(a->listen);
+			a->listen = cfg_strdup(c, v[0], "admin.listen");
+			if (a->listen && !valid_listen(a->listen))
+				cfg_err(c, v[0],
+					"bad listen address '%s' (expected IPv4:PORT or [IPv6]:PORT, "
+					"or off)",
+					a->listen);
+		}
+	}
+	if (v[1])
+		a->token = cfg_strdup(c, v[1], "admin.token");
+	if (a->listen && !a->token && !is_loopback(a->listen))
+		cfg_err(c, v[0], "admin.listen is not loopback: set admin.token");
+	if (v[2] && cfg_duration(c, v[2], "admin.lease_ttl", &a->lease_ttl) && a->lease_ttl <= 0)
+		cfg_err(c, v[2], "admin.lease_ttl must be greater than zero");
+}
+
+void cfg_store(struct cfg *c, const yaml_node_t *n)
+{
+	static const char *const keys[] = {"type",    "memory", "snapshot", "url",
+					   "cluster", "on_error", "timeout", "pool",
+					   "local_cache", NULL};
+	yaml_node_t *v[9];
+	struct sl_store_conf *s = &c->p->store;
+	if (!cfg_fields(c, n, "store", keys, v))
+		return;
+	if (v[0]) {
+		const char *t = cfg_scalar(c, v[0], "store.type");
+		if (t && !strcmp(t, "memory"))
+			s->type = SL_STORE_MEMORY;
+		else if (t && !strcmp(t, "redis"))
+			s->type = SL_STORE_REDIS;
+		else if (t)
+			cfg_err(c, v[0], "unknown store.type '%s' (expected memory or redis)", t);
+	}
+	/* keys that belong to the other type */
+	static const int memory_only[] = {1, 2}, redis_only[] = {3, 4, 5, 6, 7, 8};
+	if (s->type == SL_STORE_MEMORY)
+		for (size_t i = 0; i < sizeof(redis_only) / sizeof(redis_only[0]); i++)
+			if (v[redis_only[i]])
+				cfg_err(c, v[redis_only[i]], "store.%s applies to type: redis only",
+					keys[redis_only[i]]);
+	if (s->type == SL_STORE_REDIS)
+		for (size_t i = 0; i < sizeof(memory_only) / sizeof(memory_only[0]); i++)
+			if (v[memory_only[i]])
+				cfg_err(c, v[memory_only[i]], "store.%s applies to type: memory only",
+					keys[memory_only[i]]);
+	if (v[1] && cfg_size(c, v[1], "store.memory", &s->memory) && s->memory < (1u << 20))
+		cfg_err(c, v[1], "store.memory must be at least 1MB");
+	if (v[2])
+		s->snapshot = cfg_strdup(c, v[2], "store.snapshot");
+	if (v[3]) {
+		s->url = cfg_strdup(c, v[3], "store.url");
+		if (s->url && strncmp(s->url, "redis://", 8) != 0)
+			cfg_err(c, v[3], "store.url must start with redis://, not '%s'", s->url);
+	} else if (s->type == SL_STORE_REDIS) {
+		cfg_err(c, n, "store: type redis needs 'url' (redis://host:port)");
+	}
+	if (v[4])
+		cfg_bool(c, v[4], "store.cluster", &s->cluster);
+	if (v[5]) {
+		const char *e = cfg_scalar(c, v[5], "store.on_error");
+		if (e && !strcmp(e, "deny"))
+			s->on_error_deny = true;
+		else if (e && strcmp(e, "allow") != 0)
+			cfg_err(c, v[5], "store.on_error must be allow or deny, not '%s'", e);
+	}
+	if (v[6] && cfg_duration(c, v[6], "store.timeout", &s->timeout) && s->timeout <= 0)
+		cfg_err(c, v[6], "store.timeout must be greater than zero");
+	uint64_t u;
+	if (v[7] && cfg_uint(c, v[7], "store.pool", 1, 256, &u))
+		s->pool = (unsigned)u;
+	if (v[8])
+		cfg_bool(c, v[8], "store.local_cache", &s->local_cache);
+}
+
+static void defaults(struct sl_policy *p)
+{
+	p->server.max_header_bytes = 16 << 10;
+	p->server.max_body_bytes = 10 << 20;
+	p->server.idle_timeout = 60 * SL_NS_PER_SEC;
+	p->server.header_timeout = 10 * SL_NS_PER_SEC;
+	p->server.upstream_timeout = 30 * SL_NS_PER_SEC;
+	p->server.drain_timeout = 10 * SL_NS_PER_SEC;
+	p->server.max_connections = 10000;
+	p->admin.lease_ttl = 60 * SL_NS_PER_SEC;
+	p->store.type = SL_STORE_MEMORY;
+	p->store.memory = 64 << 20;
+	p->store.timeout = 50 * 1000000LL;
+	p->store.pool = 4;
+	p->responses.rejected_status = 429;
+}
+
+static void walk(struct cfg *c, yaml_node_t *root)
+{
+	static const char *const keys[] = {"server", "listeners", "admin", "store", "identify",
+					   "plans",  "limits",    "routes", "responses", NULL};
+	yaml_node_t *v[9];
+	if (!cfg_fields(c, root, "the top level", keys, v))
+		return;
+	if (v[0])
+		cfg_server(c, v[0]);
+	if (v[1])
+		cfg_listeners(c, v[1]);
+	if (v[2] && !cfg_is_null(v[2]))
+		cfg_admin(c, v[2]);
+	if (v[3])
+		cfg_store(c, v[3]);
+	if (v[5] && !cfg_is_null(v[5]))
+		cfg_plans(c, v[5]);
+	cfg_identify(c, v[4]); /* also when absent: key defaults */
+	if (v[6] && !cfg_is_null(v[6]))
+		cfg_limits(c, v[6], &c->p->limits, &c->p->nlimits);
+	if (v[7] && !cfg_is_null(v[7]))
+		cfg_routes(c, v[7]);
+	cfg_identify_finish(c);
+	if (v[8] && !cfg_is_null(v[8]))
+		cfg_responses(c, v[8]);
+	else
+		c->p->responses.preset_xratelimit = true;
+	cfg_resolve_templates(c);
+}
+
+static char *read_file(const char *path, size_t *len, struct cfg *c)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		cfg_err_at(c, 1, 1, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	size_t cap = 8192, n = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+		if (n == cap) {
+			if (cap >= MAX_CONFIG_BYTES) {
+				cfg_err_at(c, 1, 1, "file larger than %u bytes", MAX_CONFIG_BYTES);
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (!buf && c->nerr == 0)
+		cfg_err_at(c, 1, 1, "out of memory");
+	else if (buf && ferror(f)) {
+		cfg_err_at(c, 1, 1, "read error: %s", strerror(errno));
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+/* Wipe every scalar in the document: API keys are plaintext in there. */
+static void wipe_document(yaml_document_t *doc)
+{
+	for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++)
+		if (n->type == YAML_SCALAR_NODE)
+			OPENSSL_cleanse(n->data.scalar.value, n->data.scalar.length);
+}
+
+int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *diag)
+{
+	struct cfg c = {.path = path, .diag = diag};
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	bool have_doc = false;
+
+	*out = NULL;
+	if (diag)
+		diag->n = 0;
+	c.p = calloc(1, sizeof(*c.p));
+	if (!c.p) {
+		cfg_err_at(&c, 1, 1, "out of memory");
+		return SL_ECONFIG;
+	}
+	c.p->refs = 1;
+	defaults(c.p);
+	c.p->path = strdup(path);
+	c.p->admin.listen = strdup("127.0.0.1:9901"); /* admin.listen default */
+	c.p->responses.rejected_content_type = strdup("application/json");
+	if (!c.p->admin.listen || !c.p->responses.rejected_content_type)
+		cfg_err_at(&c, 1, 1, "out of memory");
+	char *src = read_file(path, &c.srclen, &c);
+	if (!src || !c.p->path)
+		goto done;
+	c.src = src;
+	if (!yaml_parser_initialize(&parser)) {
+		cfg_err_at(&c, 1, 1, "out of memory");
+		goto done;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)src, c.srclen);
+	if (!yaml_parser_load(&parser, &doc)) {
+		cfg_err_at(&c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+			   "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "invalid",
+			   parser.context ? " " : "", parser.context ? parser.context : "");
+		yaml_parser_delete(&parser);
+		goto done;
+	}
+	have_doc = true;
+	c.doc = &doc;
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	if (!root) {
+		cfg_err_at(&c, 1, 1, "empty config");
+	} else {
+		yaml_document_t next;
+		if (yaml_parser_load(&parser, &next)) {
+			yaml_node_t *r2 = yaml_document_get_root_node(&next);
+			if (r2)
+				cfg_err(&c, r2, "a config holds one YAML document; remove this one");
+			wipe_document(&next);
+			yaml_document_delete(&next);
+		} else {
+			cfg_err_at(&c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+				   "YAML syntax error: %s%s%s",
+				   parser.problem ? parser.problem : "invalid",
+				   parser.context ? " " : "", parser.context ? parser.context : "");
+		}
+		walk(&c, root);
+	}
+	yaml_parser_delete(&parser);
+done:
+	if (have_doc) {
+		wipe_document(&doc);
+		yaml_document_delete(&doc);
+	}
+	if (src) {
+		OPENSSL_cleanse(src, c.srclen);
+		free(src);
+	}
+	free(c.tpls);
+	if (c.nerr) {
+		sl_policy_free(c.p);
+		return SL_ECONFIG;
+	}
+	*out = c.p;
+	return 0;
+}
