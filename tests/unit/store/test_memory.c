@@ -1,0 +1,519 @@
+/* The memory store: batched decisions all or nothing across limits,
+ * release, peek, key hashing, refusal of bad batches, stats, and the
+ * snapshot file: round trip, expiry on load, and rejection of every damaged
+ * file (each truncation, each flipped byte) without restoring anything.
+ * Time is injected; nothing sleeps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sluice/algo.h>
+#include <sluice/error.h>
+#include <sluice/table.h>
+
+#include "store/store.h"
+
+#define T0   (1700000000LL * SL_NS_PER_SEC) /* a Tuesday, 22:13:20 UTC */
+#define SIZE (1 << 20)                      /* bytes of table */
+#define SEED 0x5eedULL
+
+static int done_calls;
+
+static void on_done(struct sl_batch *b)
+{
+	(void)b;
+	done_calls++;
+}
+
+static struct sl_store *mk(uint64_t seed)
+{
+	struct sl_store *s = NULL;
+	assert_int_equal(sl_memory_store_create(&s, SIZE, seed), 0);
+	assert_non_null(s);
+	assert_string_equal(s->ops->name, "memory");
+	return s;
+}
+
+static void check(struct sl_check *c, const struct sl_limit_spec *spec, uint64_t id,
+                  const char *key, uint64_t cost)
+{
+	memset(c, 0, sizeof(*c));
+	c->spec = spec;
+	c->limit_id = id;
+	c->name = "t";
+	c->key = key;
+	c->key_len = (uint32_t)strlen(key);
+	c->cost = cost;
+}
+
+/* Submit and check done() ran exactly once, inline. */
+static int run(struct sl_store *s, struct sl_check *c, size_t n, uint8_t op, int64_t now,
+               struct sl_batch *out)
+{
+	struct sl_batch b = {.checks = c, .n = n, .op = op, .now = now, .done = on_done};
+	int before = done_calls;
+	b.status = -100;
+	assert_int_equal(sl_store_submit(s, &b), 0);
+	assert_int_equal(done_calls, before + 1);
+	assert_int_equal(b.time, now);
+	if (out)
+		*out = b;
+	return b.status;
+}
+
+static void decide_counts_down_then_denies(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_limit_spec rate;
+	struct sl_check c;
+	struct sl_batch b;
+
+	assert_int_equal(sl_spec_rate(&rate, 3, SL_NS_PER_MIN, 0, 0), 0);
+	for (uint64_t i = 0; i < 3; i++) {
+		check(&c, &rate, 1, "203.0.113.7", 1);
+		assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, &b), SL_OK);
+		assert_int_equal(c.res.outcome, SL_ALLOWED);
+		assert_int_equal(c.res.remaining, 2 - i);
+		assert_int_equal(c.res.limit, 3);
+	}
+	check(&c, &rate, 1, "203.0.113.7", 1);
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, &b), SL_DENY);
+	assert_int_equal(b.denied, 0);
+	assert_int_equal(c.res.outcome, SL_REJECTED);
+	assert_true(c.res.retry_after > 0);
+	/* One emission interval later one more passes. */
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0 + 20 * SL_NS_PER_SEC, &b), SL_OK);
+	s->ops->destroy(s);
+}
+
+static uint64_t remaining(struct sl_store *s, const struct sl_limit_spec *spec, uint64_t id,
+                          const char *key, int64_t now)
+{
+	struct sl_check c;
+	check(&c, spec, id, key, 0);
+	run(s, &c, 1, SL_OP_PEEK, now, NULL);
+	return c.res.remaining;
+}
+
+static void decide_is_all_or_nothing_across_three_limits(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_limit_spec ip, key, acct;
+	struct sl_check c[3];
+	struct sl_batch b;
+
+	assert_int_equal(sl_spec_rate(&ip, 10, SL_NS_PER_MIN, 0, 0), 0);
+	assert_int_equal(sl_spec_rate(&key, 5, SL_NS_PER_MIN, 0, 0), 0);
+	assert_int_equal(sl_spec_quota(&acct, 3, SL_CAL_HOUR, 0), 0);
+	for (int i = 0; i < 3; i++) {
+		check(&c[0], &ip, 1, "198.51.100.1", 1);
+		check(&c[1], &key, 2, "sk_live_a", 1);
+		check(&c[2], &acct, 3, "acme", 1);
+		assert_int_equal(run(s, c, 3, SL_OP_DECIDE, T0, &b), SL_OK);
+	}
+	assert_int_equal(c[0].res.remaining, 7);
+	assert_int_equal(c[1].res.remaining, 2);
+	assert_int_equal(c[2].res.remaining, 0);
+	/* The account quota is spent: the decision is denied by check 2 and
+	 * the ip and key limits keep what they had. */
+	assert_int_equal(run(s, c, 3, SL_OP_DECIDE, T0, &b), SL_DENY);
+	assert_int_equal(b.denied, 2);
+	assert_int_equal(c[2].res.outcome, SL_REJECTED);
+	assert_int_equal(c[0].res.remaining, 7); /* re-evaluated as a peek */
+	assert_int_equal(remaining(s, &ip, 1, "198.51.100.1", T0), 7);
+	assert_int_equal(remaining(s, &key, 2, "sk_live_a", T0), 2);
+	/* Another ip and key on the same account: still denied, and the new
+	 * counters stay untouched. */
+	check(&c[0], &ip, 1, "198.51.100.2", 1);
+	check(&c[1], &key, 2, "sk_live_b", 1);
+	assert_int_equal(run(s, c, 3, SL_OP_DECIDE, T0, &b), SL_DENY);
+	assert_int_equal(remaining(s, &ip, 1, "198.51.100.2", T0), 10);
+	assert_int_equal(remaining(s, &key, 2, "sk_live_b", T0), 5);
+	/* The next hour's window admits again. */
+	assert_int_equal(run(s, c, 3, SL_OP_DECIDE, T0 + SL_NS_PER_HOUR, &b), SL_OK);
+	s->ops->destroy(s);
+}
+
+static void queue_delay_is_reported(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_limit_spec q;
+	struct sl_check c;
+	struct sl_batch b;
+	int ok = 0, delayed = 0, denied = 0;
+
+	/* seed 4 of DESIGN.md: 900/min, burst 15, queue 5, 23 at once */
+	assert_int_equal(sl_spec_rate(&q, 900, SL_NS_PER_MIN, 15, 5), 0);
+	for (int i = 0; i < 23; i++) {
+		check(&c, &q, 9, "acme/route", 1);
+		int st = run(s, &c, 1, SL_OP_DECIDE, T0, &b);
+		ok += st == SL_OK;
+		denied += st == SL_DENY;
+		if (st == SL_DELAY) {
+			delayed++;
+			assert_true(b.delay > 0);
+			assert_int_equal(b.delay, c.res.delay);
+		}
+	}
+	assert_int_equal(ok, 15);
+	assert_int_equal(delayed, 5);
+	assert_int_equal(denied, 3);
+	s->ops->destroy(s);
+}
+
+static void release_gives_back_concurrency_slots(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_limit_spec conc;
+	struct sl_check c;
+
+	assert_int_equal(sl_spec_concurrency(&conc, 2, 60 * SL_NS_PER_SEC), 0);
+	check(&c, &conc, 4, "k", 1);
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, NULL), SL_DENY);
+	assert_int_equal(run(s, &c, 1, SL_OP_RELEASE, T0 + 1, NULL), SL_OK);
+	assert_int_equal(c.res.remaining, 1);
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0 + 2, NULL), SL_OK);
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0 + 2, NULL), SL_DENY);
+	/* Releasing more than was taken never goes below fresh. */
+	for (int i = 0; i < 5; i++)
+		run(s, &c, 1, SL_OP_RELEASE, T0 + 3, NULL);
+	assert_int_equal(remaining(s, &conc, 4, "k", T0 + 3), 2);
+	s->ops->destroy(s);
+}
+
+static void peek_consumes_nothing(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_limit_spec rate, deny;
+	struct sl_check c[2];
+	struct sl_batch b;
+
+	assert_int_equal(sl_spec_rate(&rate, 2, SL_NS_PER_MIN, 0, 0), 0);
+	sl_spec_deny(&deny);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(remaining(s, &rate, 1, "x", T0), 2);
+	check(&c[0], &rate, 1, "x", 1);
+	assert_int_equal(run(s, c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	assert_int_equal(remaining(s, &rate, 1, "x", T0), 1);
+	/* A deny limit reports its rejection on peek too. */
+	check(&c[0], &rate, 1, "x", 0);
+	check(&c[1], &deny, 2, "x", 0);
+	assert_int_equal(run(s, c, 2, SL_OP_PEEK, T0, &b), SL_DENY);
+	assert_int_equal(b.denied, 1);
+	assert_int_equal(remaining(s, &rate, 1, "x", T0), 1);
+	s->ops->destroy(s);
+}
+
+static void limit_id_and_every_key_byte_matter(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_limit_spec rate;
+	struct sl_check c;
+
+	assert_int_equal(sl_spec_rate(&rate, 5, SL_NS_PER_MIN, 0, 0), 0);
+	check(&c, &rate, 1, "ab", 1);
+	run(s, &c, 1, SL_OP_DECIDE, T0, NULL);
+	assert_int_equal(remaining(s, &rate, 1, "ab", T0), 4);
+	assert_int_equal(remaining(s, &rate, 2, "ab", T0), 5);
+	assert_int_equal(remaining(s, &rate, 1, "a", T0), 5);
+	assert_int_equal(remaining(s, &rate, 1, "", T0), 5);
+	/* Length counts: "ab" and "ab\0" are different keys. */
+	check(&c, &rate, 1, "ab", 0);
+	c.key = "ab\0";
+	c.key_len = 3;
+	run(s, &c, 1, SL_OP_PEEK, T0, NULL);
+	assert_int_equal(c.res.remaining, 5);
+	/* Another seed is another keyspace: nothing to compare across stores,
+	 * but both work. */
+	struct sl_store *s2 = mk(SEED + 1);
+	assert_int_equal(remaining(s2, &rate, 1, "ab", T0), 5);
+	s2->ops->destroy(s2);
+	s->ops->destroy(s);
+}
+
+static void bad_batches_are_refused_up_front(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_limit_spec rate;
+	struct sl_check c[SL_TABLE_MAX_KEYS + 1];
+	int before = done_calls;
+
+	assert_int_equal(sl_spec_rate(&rate, 5, SL_NS_PER_MIN, 0, 0), 0);
+	for (int i = 0; i <= SL_TABLE_MAX_KEYS; i++)
+		check(&c[i], &rate, 1, "k", 1);
+	struct sl_batch b = {.checks = c, .n = SL_TABLE_MAX_KEYS + 1, .now = T0, .done = on_done};
+	assert_int_equal(sl_store_submit(s, &b), SL_EINVAL);
+	b.n = 1;
+	b.op = 7;
+	assert_int_equal(sl_store_submit(s, &b), SL_EINVAL);
+	b.op = SL_OP_DECIDE;
+	c[0].spec = NULL;
+	assert_int_equal(sl_store_submit(s, &b), SL_EINVAL);
+	assert_int_equal(done_calls, before);
+	/* Exactly 32 is fine; an empty batch is a trivial success. */
+	c[0].spec = &rate;
+	assert_int_equal(run(s, c, SL_TABLE_MAX_KEYS, SL_OP_PEEK, T0, NULL), SL_OK);
+	assert_int_equal(run(s, c, 0, SL_OP_DECIDE, T0, NULL), SL_OK);
+	s->ops->destroy(s);
+}
+
+static void create_and_stats(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = NULL;
+	struct sl_store_stats st;
+	struct sl_limit_spec rate;
+	struct sl_check c;
+	char k[16];
+
+	assert_int_equal(sl_memory_store_create(&s, 1000, SEED), SL_EINVAL);
+	assert_null(s);
+	s = mk(SEED);
+	assert_int_equal(sl_spec_rate(&rate, 5, SL_NS_PER_MIN, 0, 0), 0);
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "key%d", i);
+		check(&c, &rate, 1, k, 1);
+		run(s, &c, 1, SL_OP_DECIDE, T0, NULL);
+	}
+	s->ops->stats(s, &st);
+	assert_int_equal(st.states, 100);
+	assert_int_equal(st.capacity, SIZE / 32);
+	assert_int_equal(st.bytes, SIZE);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.errors, 0);
+	s->ops->destroy(s);
+}
+
+/* ---- snapshot ---- */
+
+static char snap[256];
+
+static int setup_snap(void **unused)
+{
+	(void)unused;
+	const char *dir = getenv("TMPDIR");
+	snprintf(snap, sizeof(snap), "%s/sluice-test-memory-%d.snap", dir ? dir : "/tmp",
+	         (int)getpid());
+	return 0;
+}
+
+static int teardown_snap(void **unused)
+{
+	(void)unused;
+	unlink(snap);
+	return 0;
+}
+
+/* A store with 50 keys on a rate limit (live ~1 min) and 20 on an hourly
+ * quota (live to the end of the hour). */
+static struct sl_limit_spec snap_rate, snap_quota;
+
+static struct sl_store *populated(void)
+{
+	struct sl_store *s = mk(SEED);
+	struct sl_check c;
+	char k[16];
+
+	assert_int_equal(sl_spec_rate(&snap_rate, 10, SL_NS_PER_MIN, 0, 0), 0);
+	assert_int_equal(sl_spec_quota(&snap_quota, 100, SL_CAL_HOUR, 0), 0);
+	for (int i = 0; i < 50; i++) {
+		snprintf(k, sizeof(k), "r%d", i);
+		check(&c, &snap_rate, 1, k, (uint64_t)(i % 10) + 1);
+		assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	}
+	for (int i = 0; i < 20; i++) {
+		snprintf(k, sizeof(k), "q%d", i);
+		check(&c, &snap_quota, 2, k, (uint64_t)i + 1);
+		assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	}
+	return s;
+}
+
+static void snapshot_round_trip(void **unused)
+{
+	(void)unused;
+	struct sl_store *a = populated(), *b = mk(SEED);
+	struct sl_store_stats st;
+	char k[16];
+
+	assert_int_equal(sl_memory_store_save(a, snap, T0), 0);
+	assert_int_equal(access(snap, R_OK), 0);
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", snap);
+	assert_int_not_equal(access(tmp, F_OK), 0);
+	assert_int_equal(sl_memory_store_load(b, snap, T0), 0);
+	b->ops->stats(b, &st);
+	assert_int_equal(st.states, 70);
+	for (int i = 0; i < 50; i++) {
+		snprintf(k, sizeof(k), "r%d", i);
+		assert_int_equal(remaining(b, &snap_rate, 1, k, T0), 10 - (i % 10 + 1));
+	}
+	for (int i = 0; i < 20; i++) {
+		snprintf(k, sizeof(k), "q%d", i);
+		assert_int_equal(remaining(b, &snap_quota, 2, k, T0), 100 - (i + 1));
+	}
+	/* Loading two minutes later skips the rate states (expired) and keeps
+	 * the quota states. */
+	struct sl_store *c = mk(SEED);
+	assert_int_equal(sl_memory_store_load(c, snap, T0 + 2 * SL_NS_PER_MIN), 0);
+	c->ops->stats(c, &st);
+	assert_int_equal(st.states, 20);
+	assert_int_equal(remaining(c, &snap_quota, 2, "q3", T0 + 2 * SL_NS_PER_MIN), 96);
+	/* Saving again over an existing file replaces it. */
+	assert_int_equal(sl_memory_store_save(c, snap, T0 + 2 * SL_NS_PER_MIN), 0);
+	struct sl_store *d = mk(SEED);
+	assert_int_equal(sl_memory_store_load(d, snap, T0), 0);
+	d->ops->stats(d, &st);
+	assert_int_equal(st.states, 20);
+	a->ops->destroy(a);
+	b->ops->destroy(b);
+	c->ops->destroy(c);
+	d->ops->destroy(d);
+}
+
+static unsigned char *slurp(const char *path, long *len)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	unsigned char *p = malloc((size_t)*len);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, (size_t)*len, f), (size_t)*len);
+	fclose(f);
+	return p;
+}
+
+static void spit(const char *path, const unsigned char *p, long len)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	if (len > 0)
+		assert_int_equal(fwrite(p, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+}
+
+static uint64_t states_of(struct sl_store *s)
+{
+	struct sl_store_stats st;
+	s->ops->stats(s, &st);
+	return st.states;
+}
+
+static void snapshot_rejects_damaged_files_restoring_nothing(void **unused)
+{
+	(void)unused;
+	struct sl_store *a = populated(), *b = mk(SEED);
+	long len;
+
+	assert_int_equal(sl_memory_store_load(b, snap, T0), SL_ENOENT);
+	assert_int_equal(sl_memory_store_save(a, snap, T0), 0);
+	unsigned char *good = slurp(snap, &len);
+	assert_int_equal(len, 40 + 70 * 32 + 8);
+
+	/* Every truncation. */
+	for (long n = 0; n < len; n++) {
+		spit(snap, good, n);
+		assert_int_equal(sl_memory_store_load(b, snap, T0), SL_EPROTO);
+	}
+	/* Every single flipped byte (header, entries, trailer). */
+	unsigned char *bad = malloc((size_t)len);
+	assert_non_null(bad);
+	for (long i = 0; i < len; i++) {
+		memcpy(bad, good, (size_t)len);
+		bad[i] ^= 0x20;
+		spit(snap, bad, len);
+		assert_int_equal(sl_memory_store_load(b, snap, T0), SL_EPROTO);
+	}
+	/* Trailing garbage. */
+	memcpy(bad, good, (size_t)len);
+	spit(snap, good, len);
+	FILE *f = fopen(snap, "ab");
+	fputc('x', f);
+	fclose(f);
+	assert_int_equal(sl_memory_store_load(b, snap, T0), SL_EPROTO);
+	assert_int_equal(states_of(b), 0);
+
+	/* Intact, but another seed: its hashes mean nothing to this store. */
+	spit(snap, good, len);
+	struct sl_store *other = mk(SEED + 1);
+	assert_int_equal(sl_memory_store_load(other, snap, T0), SL_EINVAL);
+	assert_int_equal(states_of(other), 0);
+	/* And the intact file still loads. */
+	assert_int_equal(sl_memory_store_load(b, snap, T0), 0);
+	assert_int_equal(states_of(b), 70);
+
+	free(bad);
+	free(good);
+	other->ops->destroy(other);
+	a->ops->destroy(a);
+	b->ops->destroy(b);
+}
+
+static void snapshot_save_failures_leave_no_file(void **unused)
+{
+	(void)unused;
+	struct sl_store *a = populated();
+	char big[5000];
+
+	assert_int_equal(sl_memory_store_save(a, "/nonexistent-dir/x/state.snap", T0), SL_EIO);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(sl_memory_store_save(a, big, T0), SL_EINVAL);
+	/* A stale temp file of an interrupted save is replaced. */
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", snap);
+	spit(tmp, (const unsigned char *)"junk", 4);
+	assert_int_equal(sl_memory_store_save(a, snap, T0), 0);
+	assert_int_not_equal(access(tmp, F_OK), 0);
+	/* A directory where the file should go: rename fails, temp removed. */
+	unlink(snap);
+	char dirpath[300];
+	snprintf(dirpath, sizeof(dirpath), "%s.d", snap);
+	assert_int_equal(mkdir(dirpath, 0700), 0);
+	char inner[400];
+	snprintf(inner, sizeof(inner), "%s/sub", dirpath);
+	assert_int_equal(mkdir(inner, 0700), 0);
+	assert_int_equal(sl_memory_store_save(a, inner, T0), SL_EIO);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", inner);
+	assert_int_not_equal(access(tmp, F_OK), 0);
+	rmdir(inner);
+	rmdir(dirpath);
+	a->ops->destroy(a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(decide_counts_down_then_denies),
+	        cmocka_unit_test(decide_is_all_or_nothing_across_three_limits),
+	        cmocka_unit_test(queue_delay_is_reported),
+	        cmocka_unit_test(release_gives_back_concurrency_slots),
+	        cmocka_unit_test(peek_consumes_nothing),
+	        cmocka_unit_test(limit_id_and_every_key_byte_matter),
+	        cmocka_unit_test(bad_batches_are_refused_up_front),
+	        cmocka_unit_test(create_and_stats),
+	        cmocka_unit_test_setup_teardown(snapshot_round_trip, setup_snap, teardown_snap),
+	        cmocka_unit_test_setup_teardown(snapshot_rejects_damaged_files_restoring_nothing,
+	                                        setup_snap, teardown_snap),
+	        cmocka_unit_test_setup_teardown(snapshot_save_failures_leave_no_file, setup_snap,
+	                                        teardown_snap),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
