@@ -497,7 +497,7 @@ static bool route_matches(const struct sl_route *r, const struct sl_request *req
 		if (req->path.len >= r->path_len &&
 		    memcmp(req->path.p, r->path, r->path_len) == 0)
 			break;
-		/* "/x/*" also matches "/x" itself */
+		/* a "/x/" prefix route also matches "/x" itself */
 		if (r->path_len > 1 && r->path[r->path_len - 1] == '/' &&
 		    req->path.len == r->path_len - 1 &&
 		    memcmp(req->path.p, r->path, r->path_len - 1) == 0)

@@ -95,7 +95,7 @@ static inline void fx_limit(struct sl_limit *l, const char *name, unsigned index
  *   sk_acme, sk_acme2), bob (standard: sk_bob), fred (free: sk_fred)
  *   limits ip 300/min (before key), key 100/min, tier {standard 1000/min,
  *   reseller 5000/min}
- *   routes oauth (POST /oauth/token, ip 30/min), batch (/v1/messages/*, cost
+ *   routes oauth (POST /oauth/token, ip 30/min), batch (prefix /v1/messages/, cost
  *   1, account 10/min), search (GET /search?mode=deep), any (all, cost 2) */
 static inline void fx_init(struct fixture *f)
 {
