@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 for b in build/bench_*; do
 	[ -x "$b" ] && "$b"
 done
+bench/http_bench.sh # HTTP: wrk vs nginx (see BENCHMARKS.md)
