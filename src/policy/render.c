@@ -135,7 +135,8 @@ static long check_field(const struct rctx *x, int i, unsigned field, char *buf, 
 	if (i < 0)
 		return -1;
 	c = &x->ev->checks[i];
-	if (check_unlimited(c))
+	/* unlimited: no number to show; deny (an entitlement): no N, no window */
+	if (check_unlimited(c) || (c->spec != NULL && c->spec->algo == SL_ALGO_DENY))
 		return -1;
 	switch (field) {
 	case SL_TPL_LIMIT:
@@ -152,10 +153,8 @@ static long check_field(const struct rctx *x, int i, unsigned field, char *buf, 
 	case SL_TPL_RETRY_AFTER: {
 		int64_t s;
 
-		/* Only on a rejection, and never for an entitlement (deny):
-		 * no retry will pass. */
-		if (!x->rejected || i != x->ev->decision.denied || c->spec == NULL ||
-		    c->spec->algo == SL_ALGO_DENY)
+		/* only on a rejection, by the limit that rejected */
+		if (!x->rejected || i != x->ev->decision.denied)
 			return -1;
 		s = ceil_sec(c->res.retry_after);
 		return put_u64(buf, cap, (uint64_t)(s < 1 ? 1 : s));
