@@ -14,12 +14,7 @@
 #include <time.h>
 #include <cjson/cJSON.h>
 #include <sluice/error.h>
-/* policy-t.h currently holds a nested comment opener; until it is fixed
- * there, keep -Wcomment from failing this file. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
 #include "net/admin.h"
-#pragma GCC diagnostic pop
 
 #define LEASE_TTL_DEFAULT (60 * SL_NS_PER_SEC)
 #define SWEEP_MAX         64 /* leases released per sweep pass */

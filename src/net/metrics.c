@@ -13,12 +13,7 @@
 #include <string.h>
 #include <sluice/algo-t.h>
 #include <sluice/error.h>
-/* policy-t.h currently holds a nested comment opener; until it is fixed
- * there, keep -Wcomment from failing this file. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
 #include "policy/policy.h"
-#pragma GCC diagnostic pop
 #include "net/metrics.h"
 
 /* Upper bounds of the latency buckets, ns; +Inf is implicit. */
