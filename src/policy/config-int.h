@@ -27,6 +27,7 @@ struct cfg {
 	yaml_document_t *doc;
 	struct sl_diag *diag;
 	size_t nerr;
+	size_t pos[SL_DIAG_MAX][2]; /* line, col of each diag message, for sorting */
 	struct sl_policy *p;
 	bool key_required_set;     /* identify.key.required was given */
 	unsigned next_limit_index; /* sl_limit.index across globals and routes */
@@ -39,6 +40,9 @@ void cfg_err(struct cfg *c, const yaml_node_t *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void cfg_err_at(struct cfg *c, size_t line, size_t col, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* Order the diagnostics by line and column (they are found out of order). */
+void cfg_sort_diag(struct cfg *c);
 
 yaml_node_t *cfg_node(struct cfg *c, int id);
 bool cfg_is_map(const yaml_node_t *n);

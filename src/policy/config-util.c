@@ -19,7 +19,10 @@ static void vreport(struct cfg *c, size_t line, size_t col, const char *fmt, va_
 		return;
 	if (d->n >= SL_DIAG_MAX)
 		return;
+	c->pos[d->n][0] = line;
+	c->pos[d->n][1] = col;
 	if (d->n == SL_DIAG_MAX - 1) {
+		c->pos[d->n][0] = (size_t)-1; /* stays last */
 		snprintf(d->msg[d->n++], sizeof(d->msg[0]), "%s:%zu:%zu: too many errors, stopping here",
 			 c->path, line, col);
 		return;
@@ -28,6 +31,28 @@ static void vreport(struct cfg *c, size_t line, size_t col, const char *fmt, va_
 	int k = snprintf(m, sizeof(d->msg[0]), "%s:%zu:%zu: ", c->path, line, col);
 	if (k >= 0 && (size_t)k < sizeof(d->msg[0]))
 		vsnprintf(m + k, sizeof(d->msg[0]) - (size_t)k, fmt, ap);
+}
+
+void cfg_sort_diag(struct cfg *c)
+{
+	struct sl_diag *d = c->diag;
+	if (!d)
+		return;
+	/* insertion sort by position; at most SL_DIAG_MAX entries, stable */
+	for (size_t i = 1; i < d->n; i++) {
+		char m[sizeof(d->msg[0])];
+		size_t l = c->pos[i][0], col = c->pos[i][1], j = i;
+		memcpy(m, d->msg[i], sizeof(m));
+		while (j > 0 && (c->pos[j - 1][0] > l || (c->pos[j - 1][0] == l && c->pos[j - 1][1] > col))) {
+			memcpy(d->msg[j], d->msg[j - 1], sizeof(m));
+			c->pos[j][0] = c->pos[j - 1][0];
+			c->pos[j][1] = c->pos[j - 1][1];
+			j--;
+		}
+		memcpy(d->msg[j], m, sizeof(m));
+		c->pos[j][0] = l;
+		c->pos[j][1] = col;
+	}
 }
 
 void cfg_err_at(struct cfg *c, size_t line, size_t col, const char *fmt, ...)

@@ -465,6 +465,7 @@ done:
 	}
 	free(c.tpls);
 	if (c.nerr) {
+		cfg_sort_diag(&c);
 		sl_policy_free(c.p);
 		return SL_ECONFIG;
 	}
