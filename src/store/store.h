@@ -54,4 +54,23 @@ int sl_memory_store_create(struct sl_store **out, uint64_t max_bytes, uint64_t s
 int sl_memory_store_save(struct sl_store *s, const char *path, int64_t now);
 int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now);
 
+/* The Redis store (redis.c, docs/store-redis.md) on conf->url
+ * ("redis://host:port", a comma-separated seed list for a cluster),
+ * conf->cluster, conf->timeout (ns; every batch completes within it),
+ * conf->pool (connections per worker and node) and conf->local_cache.
+ * conf->on_error_deny is the caller's: a failed batch completes with
+ * status SL_EIO or SL_ETIMEDOUT and the caller applies on_error. Batches
+ * complete later, on b->loop, which must be a uv_loop_t run by the
+ * submitting thread; each loop gets its own connections on first use.
+ * Returns 0, SL_ECONFIG for a bad url, or SL_ENOMEM. */
+struct sl_store_conf;
+int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *conf);
+
+/* Release loop's connections and timer: batches pending on it complete with
+ * SL_EIO. Thread: the one running loop, outside any done() callback; the
+ * loop must run again (e.g. uv_run until idle) for the close callbacks that
+ * free the memory. destroy() detaches loops still attached, which is safe
+ * only once no thread runs them. */
+void sl_redis_store_detach(struct sl_store *s, void *loop);
+
 #endif

@@ -1,0 +1,1435 @@
+/* The Redis store: decisions evaluated by one Lua script (redis_scripts.c)
+ * on Redis or Redis Cluster, asynchronously on the submitting worker's
+ * libuv loop. The store object is shared by all workers; each loop gets its
+ * own worker (hiredis contexts, slot map, timer, over-limit cache), created
+ * lazily on its first submit and touched only by that loop's thread, so the
+ * request path takes no lock. Every request carries a deadline on one
+ * per-worker timer: whatever Redis does (down, slow, restarted, failing
+ * over), done() runs within conf->timeout. Design notes and the exactness
+ * bounds of cluster mode: docs/store-redis.md. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <uv.h>
+#include <xxhash.h>
+#include <sluice/algo.h>
+#include <sluice/error.h>
+#include "policy/policy-t.h"
+#include "store/redis_int.h"
+#include "store/store.h"
+
+#define MAX_SEEDS 8
+#define MAX_NODES 64      /* cluster nodes a worker keeps */
+#define MAX_POOL 8        /* connections per node per worker */
+#define MAX_CHECKS 64     /* checks per batch */
+#define MAX_TRIES 8       /* redirections and retries per command */
+#define NO_NODE 0xff
+#define BACKOFF_MIN 20    /* ms, first reconnect delay */
+#define BACKOFF_MAX 1000  /* ms, reconnect delay cap */
+#define RETRY_DELAY 5     /* ms before resending after TRYAGAIN and the like */
+#define DISCOVER_GAP 100  /* ms between two CLUSTER SLOTS rounds */
+#define CACHE_SLOTS 1024  /* over-limit cache entries per worker (power of 2) */
+#define KEY_PREFIX_LEN 39 /* "sl:{" 16 hex "}:" 16 hex ":" */
+#define NUM_LEN 24        /* bytes for one decimal argument */
+
+struct rs_worker;
+
+enum { C_DOWN = 0, C_CONNECTING, C_UP };
+
+struct rs_conn {
+	struct rs_worker *w;
+	struct rs_node *node;
+	redisAsyncContext *ac; /* NULL when down */
+	uint8_t state;
+	uint32_t inflight;  /* commands awaiting a reply */
+	uint64_t progress;  /* ms (loop time): last reply, connect start, or first send */
+	uint64_t retry_at;  /* ms: no reconnect before */
+	uint64_t backoff;   /* ms: last reconnect delay, 0 after a success */
+};
+
+struct rs_node {
+	struct sl_redis_addr addr;
+	struct rs_conn conns[MAX_POOL];
+	unsigned rr;
+};
+
+/* One script call. Holds a reference on its request while hiredis or the
+ * retry list holds it. */
+struct rs_cmd {
+	struct rs_req *q;
+	struct rs_cmd *next; /* retry list */
+	uint64_t at;         /* ms: resend time (retry list) */
+	uint32_t run;
+	char op;             /* 'D', 'P', 'R' */
+	uint8_t tries;
+	uint8_t node;
+	bool asking;         /* send ASKING first (one ASK redirection) */
+	bool load;           /* send SCRIPT LOAD first (after NOSCRIPT) */
+};
+
+/* A run: consecutive checks evaluated by one script call (cluster: whose
+ * stateful keys share one slot; single Redis: the whole batch). */
+struct rs_run {
+	uint32_t first, end; /* checks [first, end) */
+	uint32_t slot;
+	bool committed;
+	int64_t t_s, t_ns; /* server time of the commit */
+};
+
+enum { PH_DECIDE = 0, PH_PARALLEL };
+
+struct rs_req {
+	struct rs_worker *w;
+	struct sl_batch *b; /* borrowed until finish() */
+	struct rs_req *prev, *next; /* pending list, by deadline */
+	struct rs_req *wnext;       /* waiting for a slot map */
+	uint64_t deadline;          /* ms, loop time */
+	uint64_t sent;              /* ns, uv_hrtime at submit */
+	uint32_t refs;              /* commands and list memberships alive */
+	bool finished;
+	uint8_t phase;
+	uint32_t nruns, cur, outstanding;
+	int status, err;
+	size_t denied;
+	int64_t delay, time; /* ns */
+	struct rs_run *runs;
+	uint32_t *koff, *klen; /* per check: key in kbuf (stateful checks only) */
+	char *kbuf;
+};
+
+struct rs_cache_ent {
+	uint64_t h;        /* hash of (limit_id, key); 0: empty */
+	uint64_t cost;     /* units: requests at least this big are rejected */
+	uint64_t until;    /* ns, uv_hrtime */
+	uint64_t reset_at; /* ns, uv_hrtime */
+	struct sl_result res;
+};
+
+struct rs_store;
+
+struct rs_worker {
+	struct rs_store *s; /* NULL once detached */
+	uv_loop_t *loop;
+	uv_timer_t timer;
+	struct rs_worker *next; /* store's list */
+	bool closing, cluster, local_cache;
+	uint64_t timeout; /* ms */
+	unsigned pool;
+	char sha[41];
+	struct rs_node nodes[MAX_NODES];
+	unsigned nnodes, disc_rr;
+	bool have_map, discovering, disc_pending;
+	uint64_t last_discovery; /* ms */
+	uint8_t slots[SL_REDIS_SLOTS];
+	struct rs_req *pend_head, *pend_tail;
+	struct rs_req *wait_head, *wait_tail;
+	struct rs_cmd *retry_head, *retry_tail;
+	struct rs_cache_ent *cache; /* [CACHE_SLOTS] or NULL */
+	/* scratch for one command's argv */
+	const char *argv[6 + MAX_CHECKS * (SL_REDIS_ARG_FIELDS + 1)];
+	size_t argl[6 + MAX_CHECKS * (SL_REDIS_ARG_FIELDS + 1)];
+	char nums[(3 + MAX_CHECKS * SL_REDIS_ARG_FIELDS) * NUM_LEN];
+};
+
+struct rs_store {
+	struct sl_store base;
+	struct sl_redis_addr seeds[MAX_SEEDS];
+	unsigned nseeds;
+	bool cluster, local_cache;
+	uint64_t timeout; /* ms */
+	unsigned pool;
+	char sha[41];
+	uint64_t id;
+	pthread_mutex_t lock; /* workers list */
+	struct rs_worker *workers;
+	_Atomic uint64_t errors;
+};
+
+static _Atomic uint64_t store_ids = 1;
+static _Thread_local struct {
+	uint64_t id;
+	void *loop;
+	struct rs_worker *w;
+} tls;
+
+static void finish(struct rs_req *q, int status);
+static void req_fail(struct rs_req *q, int err);
+static void req_start(struct rs_req *q);
+static void arm(struct rs_worker *w);
+static void discover(struct rs_worker *w);
+static void on_reply(redisAsyncContext *ac, void *r, void *priv);
+static void on_timer(uv_timer_t *t);
+
+static bool stateful(uint8_t algo)
+{
+	return algo >= SL_ALGO_RATE && algo <= SL_ALGO_CONCURRENCY;
+}
+
+static uint64_t now_ms(struct rs_worker *w)
+{
+	return uv_now(w->loop);
+}
+
+static void count_error(struct rs_worker *w)
+{
+	if (w->s)
+		atomic_fetch_add_explicit(&w->s->errors, 1, memory_order_relaxed);
+}
+
+/* ---- libuv glue for hiredis ----
+ * Our own adapter rather than hiredis' libuv.h: that one drops poll errors
+ * (a refused connect would never complete) and keeps the loop alive. Here a
+ * poll error is handed to hiredis as readable, which makes it notice the
+ * socket error and disconnect, and the poll handle is unreferenced: only
+ * pending requests (their timer) keep a loop running. */
+struct rs_ev {
+	uv_poll_t poll;
+	redisAsyncContext *ac;
+	int events;
+};
+
+static void ev_on_poll(uv_poll_t *h, int status, int events)
+{
+	struct rs_ev *e = h->data;
+
+	if (status < 0) {
+		if (e->ac)
+			redisAsyncHandleRead(e->ac);
+		return;
+	}
+	if (e->ac && (events & UV_READABLE))
+		redisAsyncHandleRead(e->ac);
+	if (e->ac && (events & UV_WRITABLE))
+		redisAsyncHandleWrite(e->ac);
+}
+
+static void ev_update(struct rs_ev *e)
+{
+	if (e->events)
+		uv_poll_start(&e->poll, e->events, ev_on_poll);
+	else
+		uv_poll_stop(&e->poll);
+}
+
+static void ev_add_read(void *p)
+{
+	((struct rs_ev *)p)->events |= UV_READABLE;
+	ev_update(p);
+}
+
+static void ev_del_read(void *p)
+{
+	((struct rs_ev *)p)->events &= ~UV_READABLE;
+	ev_update(p);
+}
+
+static void ev_add_write(void *p)
+{
+	((struct rs_ev *)p)->events |= UV_WRITABLE;
+	ev_update(p);
+}
+
+static void ev_del_write(void *p)
+{
+	((struct rs_ev *)p)->events &= ~UV_WRITABLE;
+	ev_update(p);
+}
+
+static void ev_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void ev_cleanup(void *p)
+{
+	struct rs_ev *e = p;
+
+	e->ac = NULL;
+	uv_close((uv_handle_t *)&e->poll, ev_closed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+	struct rs_ev *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return SL_ENOMEM;
+	if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+		free(e);
+		return SL_EIO;
+	}
+	uv_unref((uv_handle_t *)&e->poll);
+	e->poll.data = e;
+	e->ac = ac;
+	ac->ev.data = e;
+	ac->ev.addRead = ev_add_read;
+	ac->ev.delRead = ev_del_read;
+	ac->ev.addWrite = ev_add_write;
+	ac->ev.delWrite = ev_del_write;
+	ac->ev.cleanup = ev_cleanup;
+	return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_down(struct rs_conn *c)
+{
+	struct rs_worker *w = c->w;
+
+	c->ac = NULL;
+	c->state = C_DOWN;
+	c->inflight = 0;
+	c->backoff = c->backoff ? c->backoff * 2 : BACKOFF_MIN;
+	if (c->backoff > BACKOFF_MAX)
+		c->backoff = BACKOFF_MAX;
+	c->retry_at = now_ms(w) + c->backoff;
+	if (w->cluster && !w->closing)
+		w->disc_pending = true;
+}
+
+/* Drop a connection now: its pending commands complete with NULL replies.
+ * Not to be called from inside one of its own reply callbacks. */
+static void conn_drop(struct rs_conn *c)
+{
+	redisAsyncContext *ac = c->ac;
+
+	conn_down(c);
+	if (ac)
+		redisAsyncFree(ac);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rs_conn *c = ac->data;
+
+	if (!c || c->ac != ac)
+		return;
+	if (status != REDIS_OK) {
+		conn_down(c); /* hiredis frees the context after this returns */
+		return;
+	}
+	c->state = C_UP;
+	c->backoff = 0;
+	c->progress = now_ms(c->w);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct rs_conn *c = ac->data;
+
+	if (c && c->ac == ac)
+		conn_down(c);
+}
+
+static void on_load(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rs_conn *c = ac->data;
+
+	(void)r;
+	(void)priv;
+	if (c && c->ac == ac) {
+		if (c->inflight)
+			c->inflight--;
+		c->progress = now_ms(c->w);
+	}
+}
+
+/* Queue SCRIPT LOAD on c: pipelined ahead of the commands that follow it on
+ * the same connection, so they never see NOSCRIPT from a fresh server. */
+static int conn_load(struct rs_conn *c)
+{
+	if (redisAsyncCommand(c->ac, on_load, NULL, "SCRIPT LOAD %b", sl_redis_script,
+			      strlen(sl_redis_script)) != REDIS_OK)
+		return SL_EIO;
+	if (c->inflight++ == 0)
+		c->progress = now_ms(c->w);
+	return 0;
+}
+
+static int conn_open(struct rs_conn *c)
+{
+	struct rs_worker *w = c->w;
+	redisAsyncContext *ac = redisAsyncConnect(c->node->addr.host, c->node->addr.port);
+
+	if (!ac || ac->err || ev_attach(ac, w->loop) < 0) {
+		if (ac)
+			redisAsyncFree(ac);
+		conn_down(c);
+		return SL_EIO;
+	}
+	ac->data = c;
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	c->ac = ac;
+	c->state = C_CONNECTING;
+	c->inflight = 0;
+	c->progress = now_ms(w);
+	if (conn_load(c) < 0) {
+		conn_drop(c);
+		return SL_EIO;
+	}
+	return 0;
+}
+
+/* A usable connection to node n, opening one whose back-off has passed;
+ * NULL when every connection is down and backing off. */
+static struct rs_conn *conn_get(struct rs_worker *w, struct rs_node *n)
+{
+	uint64_t now = now_ms(w);
+
+	if (w->closing)
+		return NULL;
+	for (unsigned k = 0; k < w->pool; k++) {
+		struct rs_conn *c = &n->conns[(n->rr + k) % w->pool];
+
+		if (c->state != C_DOWN) {
+			n->rr = (n->rr + k + 1) % w->pool;
+			return c;
+		}
+	}
+	for (unsigned k = 0; k < w->pool; k++) {
+		struct rs_conn *c = &n->conns[(n->rr + k) % w->pool];
+
+		if (now >= c->retry_at && conn_open(c) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static unsigned node_find_add(struct rs_worker *w, const char *host, int port)
+{
+	struct rs_node *n;
+
+	for (unsigned i = 0; i < w->nnodes; i++)
+		if (w->nodes[i].addr.port == port && strcmp(w->nodes[i].addr.host, host) == 0)
+			return i;
+	if (w->nnodes == MAX_NODES || strlen(host) >= SL_REDIS_HOST_MAX)
+		return NO_NODE;
+	n = &w->nodes[w->nnodes];
+	memset(n, 0, sizeof(*n));
+	snprintf(n->addr.host, sizeof(n->addr.host), "%s", host);
+	n->addr.port = port;
+	for (unsigned k = 0; k < MAX_POOL; k++) {
+		n->conns[k].w = w;
+		n->conns[k].node = n;
+	}
+	return w->nnodes++;
+}
+
+/* ---- requests and commands ---- */
+
+static void req_free_maybe(struct rs_req *q)
+{
+	if (q->finished && q->refs == 0)
+		free(q);
+}
+
+static struct rs_cmd *cmd_new(struct rs_req *q, uint32_t run, char op, unsigned node)
+{
+	struct rs_cmd *cmd = calloc(1, sizeof(*cmd));
+
+	if (!cmd)
+		return NULL;
+	cmd->q = q;
+	cmd->run = run;
+	cmd->op = op;
+	cmd->node = (uint8_t)node;
+	q->refs++;
+	return cmd;
+}
+
+static void cmd_release(struct rs_cmd *cmd)
+{
+	struct rs_req *q = cmd->q;
+
+	free(cmd);
+	q->refs--;
+	req_free_maybe(q);
+}
+
+static char *put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len)
+{
+	char *p = w->nums + *used;
+	int k = snprintf(p, NUM_LEN, "%lld", (long long)v);
+
+	*len = (size_t)k;
+	*used += (size_t)k + 1;
+	return p;
+}
+
+static char *put_unum(struct rs_worker *w, size_t *used, uint64_t v, size_t *len)
+{
+	char *p = w->nums + *used;
+	int k = snprintf(p, NUM_LEN, "%llu", (unsigned long long)v);
+
+	*len = (size_t)k;
+	*used += (size_t)k + 1;
+	return p;
+}
+
+/* Send cmd on a connection to its node. Returns 0, or SL_EIO when the node
+ * has no usable connection. Reads the batch's checks: only before finish. */
+static int cmd_issue(struct rs_cmd *cmd)
+{
+	struct rs_req *q = cmd->q;
+	struct rs_worker *w = q->w;
+	struct rs_run *run = &q->runs[cmd->run];
+	struct sl_batch *b = q->b;
+	struct rs_conn *c;
+	size_t argc = 0, used = 0, nkeys = 0, karg;
+	int64_t rs = 0, rns = 0;
+
+	if (cmd->node == NO_NODE || cmd->node >= w->nnodes)
+		return SL_EIO;
+	c = conn_get(w, &w->nodes[cmd->node]);
+	if (!c)
+		return SL_EIO;
+	w->argv[argc] = "EVALSHA";
+	w->argl[argc++] = 7;
+	w->argv[argc] = w->sha;
+	w->argl[argc++] = 40;
+	karg = argc++;
+	for (uint32_t i = run->first; i < run->end; i++) {
+		if (!stateful(b->checks[i].spec->algo))
+			continue;
+		w->argv[argc] = q->kbuf + q->koff[i];
+		w->argl[argc++] = q->klen[i];
+		nkeys++;
+	}
+	w->argv[karg] = put_unum(w, &used, nkeys, &w->argl[karg]);
+	w->argv[argc] = cmd->op == 'D' ? SL_REDIS_OP_DECIDE
+			: cmd->op == 'P' ? SL_REDIS_OP_PEEK
+					 : SL_REDIS_OP_REFUND;
+	w->argl[argc++] = 1;
+	if (cmd->op == 'R' && b->op == SL_OP_DECIDE) {
+		rs = run->t_s;
+		rns = run->t_ns;
+	}
+	w->argv[argc] = put_num(w, &used, rs, &w->argl[argc]);
+	argc++;
+	w->argv[argc] = put_num(w, &used, rns, &w->argl[argc]);
+	argc++;
+	for (uint32_t i = run->first; i < run->end; i++) {
+		const struct sl_check *ck = &b->checks[i];
+		const struct sl_limit_spec *sp = ck->spec;
+		uint64_t cost = cmd->op == 'P' ? 0 : ck->cost;
+
+		w->argv[argc] = put_unum(w, &used, sp->algo, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_unum(w, &used, sp->n, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_num(w, &used, sp->period, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_num(w, &used, sp->interval, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_unum(w, &used, sp->burst, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_unum(w, &used, sp->queue, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_unum(w, &used, sp->calendar, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_num(w, &used, sp->tz_offset, &w->argl[argc]);
+		argc++;
+		w->argv[argc] = put_unum(w, &used, cost, &w->argl[argc]);
+		argc++;
+	}
+	if (cmd->asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK)
+		return SL_EIO;
+	if (cmd->load && conn_load(c) < 0)
+		return SL_EIO;
+	cmd->asking = false;
+	cmd->load = false;
+	if (redisAsyncCommandArgv(c->ac, on_reply, cmd, (int)argc, w->argv, w->argl) != REDIS_OK)
+		return SL_EIO;
+	if (c->inflight++ == 0)
+		c->progress = now_ms(w);
+	return 0;
+}
+
+static unsigned run_node(struct rs_req *q, uint32_t run)
+{
+	return q->w->cluster ? q->w->slots[q->runs[run].slot] : 0;
+}
+
+/* Start one script call for run; 0 or SL_EIO/SL_ENOMEM. */
+static int run_send(struct rs_req *q, uint32_t run, char op)
+{
+	struct rs_cmd *cmd = cmd_new(q, run, op, run_node(q, run));
+	int rc;
+
+	if (!cmd)
+		return SL_ENOMEM;
+	rc = cmd_issue(cmd);
+	if (rc < 0)
+		cmd_release(cmd);
+	return rc;
+}
+
+static void pending_remove(struct rs_worker *w, struct rs_req *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		w->pend_head = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	else
+		w->pend_tail = q->prev;
+	q->prev = q->next = NULL;
+}
+
+static void fill_limits(struct sl_check *ck)
+{
+	switch (ck->spec->algo) {
+	case SL_ALGO_RATE:
+	case SL_ALGO_QUOTA:
+	case SL_ALGO_SLIDING:
+	case SL_ALGO_CONCURRENCY:
+		ck->res.limit = ck->spec->n;
+		break;
+	case SL_ALGO_UNLIMITED:
+		ck->res.limit = SL_UNLIMITED;
+		ck->res.remaining = SL_UNLIMITED;
+		break;
+	default:
+		ck->res.limit = 0;
+		ck->res.remaining = 0;
+		break;
+	}
+}
+
+static uint64_t cache_hash(const struct sl_check *ck)
+{
+	uint64_t h = XXH3_64bits_withSeed(ck->key, ck->key_len, ck->limit_id);
+
+	return h ? h : 1;
+}
+
+/* Remember that check i of q was rejected: until the same cost could pass
+ * (for rate with a queue: until it could pass delayed), measured from the
+ * submit time, which is never after the server evaluated it. */
+static void cache_record(struct rs_req *q, size_t i)
+{
+	struct rs_worker *w = q->w;
+	const struct sl_check *ck = &q->b->checks[i];
+	const struct sl_limit_spec *sp = ck->spec;
+	int64_t hold = ck->res.retry_after; /* ns */
+	struct rs_cache_ent *e;
+	uint64_t h;
+
+	if (!w->cache || ck->cost == 0)
+		return;
+	if (sp->algo == SL_ALGO_RATE) {
+		__int128 q_ns = (__int128)sp->queue * sp->interval;
+
+		hold = q_ns >= hold ? 0 : (int64_t)(hold - q_ns);
+	} else if (sp->algo != SL_ALGO_QUOTA && sp->algo != SL_ALGO_SLIDING) {
+		return;
+	}
+	if (hold <= 0)
+		return;
+	h = cache_hash(ck);
+	e = &w->cache[h & (CACHE_SLOTS - 1)];
+	e->h = h;
+	e->cost = ck->cost;
+	e->until = q->sent + (uint64_t)hold;
+	e->reset_at = q->sent + (uint64_t)(ck->res.reset_after > 0 ? ck->res.reset_after : 0);
+	e->res = ck->res;
+}
+
+/* Answer b from the over-limit cache when one of its checks is known to be
+ * rejected now. The other checks report their limit with remaining unknown
+ * (shown as the full limit): no round trip was made to learn it. */
+static bool cache_answer(struct rs_worker *w, struct sl_batch *b, uint64_t now)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const struct sl_check *ck = &b->checks[i];
+		struct rs_cache_ent *e;
+		uint64_t h;
+
+		if (ck->cost == 0 || !stateful(ck->spec->algo))
+			continue;
+		h = cache_hash(ck);
+		e = &w->cache[h & (CACHE_SLOTS - 1)];
+		if (e->h != h || now >= e->until || ck->cost < e->cost)
+			continue;
+		for (size_t j = 0; j < b->n; j++) {
+			memset(&b->checks[j].res, 0, sizeof(b->checks[j].res));
+			fill_limits(&b->checks[j]);
+			if (b->checks[j].res.limit != SL_UNLIMITED)
+				b->checks[j].res.remaining = b->checks[j].res.limit;
+			b->checks[j].res.window = b->checks[j].spec->period;
+		}
+		b->checks[i].res = e->res;
+		b->checks[i].res.retry_after = (int64_t)(e->until - now);
+		b->checks[i].res.reset_after = e->reset_at > now ? (int64_t)(e->reset_at - now) : 0;
+		b->status = SL_DENY;
+		b->denied = i;
+		b->delay = 0;
+		b->time = b->now;
+		return true;
+	}
+	return false;
+}
+
+/* Complete q: the batch's status and done(). The request stays allocated
+ * while commands still reference it. */
+static void finish(struct rs_req *q, int status)
+{
+	struct rs_worker *w = q->w;
+	struct sl_batch *b = q->b;
+
+	if (q->finished)
+		return;
+	q->finished = true;
+	pending_remove(w, q);
+	if (status < 0)
+		count_error(w);
+	b->status = status;
+	b->denied = status == SL_DENY ? q->denied : b->n;
+	b->delay = status == SL_DELAY ? q->delay : 0;
+	b->time = q->time ? q->time : b->now;
+	q->b = NULL;
+	arm(w);
+	b->done(b);
+	req_free_maybe(q);
+}
+
+/* Fail q with err. Runs a decision already committed are refunded, best
+ * effort: the refunds are sent before done() and their replies ignored. */
+static void req_fail(struct rs_req *q, int err)
+{
+	if (q->finished)
+		return;
+	if (q->b->op == SL_OP_DECIDE && q->phase == PH_DECIDE) {
+		for (uint32_t j = 0; j < q->cur && j < q->nruns; j++)
+			if (q->runs[j].committed)
+				(void)run_send(q, j, 'R');
+	}
+	finish(q, err);
+}
+
+static void cmd_fail(struct rs_cmd *cmd, int err)
+{
+	struct rs_req *q = cmd->q;
+	struct rs_worker *w = q->w;
+
+	if (w->cluster)
+		w->disc_pending = true;
+	if (q->phase == PH_DECIDE) {
+		q->refs++; /* keep q while failing it */
+		cmd_release(cmd);
+		req_fail(q, err);
+		q->refs--;
+		req_free_maybe(q);
+		return;
+	}
+	if (q->b->op != SL_OP_DECIDE)
+		q->err = err;
+	else
+		count_error(w); /* the decision stands; one report is stale */
+	cmd_release(cmd);
+	if (--q->outstanding == 0)
+		finish(q, q->err ? q->err : q->status);
+}
+
+static void retry_later(struct rs_cmd *cmd)
+{
+	struct rs_worker *w = cmd->q->w;
+
+	cmd->at = now_ms(w) + RETRY_DELAY;
+	cmd->next = NULL;
+	if (w->retry_tail)
+		w->retry_tail->next = cmd;
+	else
+		w->retry_head = cmd;
+	w->retry_tail = cmd;
+	arm(w);
+}
+
+static void resend(struct rs_cmd *cmd)
+{
+	int rc = cmd_issue(cmd);
+
+	if (rc < 0)
+		cmd_fail(cmd, rc);
+}
+
+static bool is_err(const redisReply *r, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return r->len >= n && memcmp(r->str, prefix, n) == 0;
+}
+
+static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
+{
+	struct rs_worker *w = cmd->q->w;
+	char host[SL_REDIS_HOST_MAX];
+	unsigned slot, node;
+	int port, kind;
+
+	if (++cmd->tries > MAX_TRIES) {
+		cmd_fail(cmd, SL_EIO);
+		return;
+	}
+	if (is_err(r, "NOSCRIPT")) {
+		cmd->load = true;
+		resend(cmd);
+		return;
+	}
+	kind = sl_redis_parse_redirect(r->str, r->len, &slot, host, sizeof(host), &port);
+	if (kind && w->cluster) {
+		node = node_find_add(w, host, port);
+		if (node == NO_NODE) {
+			cmd_fail(cmd, SL_EIO);
+			return;
+		}
+		if (kind == 1) { /* MOVED: the slot has a new owner */
+			w->slots[slot] = (uint8_t)node;
+			w->disc_pending = true;
+			arm(w);
+		} else {
+			cmd->asking = true;
+		}
+		cmd->node = (uint8_t)node;
+		resend(cmd);
+		return;
+	}
+	if (is_err(r, "TRYAGAIN") || is_err(r, "LOADING") || is_err(r, "BUSY") ||
+	    is_err(r, "CLUSTERDOWN") || is_err(r, "MASTERDOWN")) {
+		if (w->cluster)
+			w->disc_pending = true;
+		retry_later(cmd);
+		return;
+	}
+	cmd_fail(cmd, SL_EIO);
+}
+
+static void on_result(struct rs_cmd *cmd, const redisReply *r)
+{
+	struct rs_req *q = cmd->q;
+	struct sl_batch *b = q->b;
+	struct rs_run *run = &q->runs[cmd->run];
+	uint32_t m = run->end - run->first;
+	long long hdr[SL_REDIS_HDR_FIELDS];
+
+	if (r->elements != SL_REDIS_HDR_FIELDS + (size_t)m * SL_REDIS_ITEM_FIELDS) {
+		cmd_fail(cmd, SL_EPROTO);
+		return;
+	}
+	for (size_t k = 0; k < r->elements; k++)
+		if (r->element[k]->type != REDIS_REPLY_INTEGER) {
+			cmd_fail(cmd, SL_EPROTO);
+			return;
+		}
+	for (int k = 0; k < SL_REDIS_HDR_FIELDS; k++)
+		hdr[k] = r->element[k]->integer;
+	for (uint32_t i = 0; i < m; i++) {
+		struct sl_check *ck = &b->checks[run->first + i];
+		redisReply **v = r->element + SL_REDIS_HDR_FIELDS + (size_t)i * SL_REDIS_ITEM_FIELDS;
+
+		ck->res.outcome = (uint8_t)v[0]->integer;
+		ck->res.remaining = (uint64_t)v[1]->integer;
+		ck->res.reset_after = v[2]->integer;
+		ck->res.retry_after = v[3]->integer;
+		ck->res.delay = v[4]->integer;
+		ck->res.window = v[5]->integer;
+		fill_limits(ck);
+		if (cmd->op == 'D' && ck->res.delay > q->delay)
+			q->delay = ck->res.delay;
+	}
+	q->time = (int64_t)hdr[2] * SL_NS_PER_SEC + hdr[3];
+	if (q->phase == PH_PARALLEL) {
+		cmd_release(cmd);
+		if (--q->outstanding == 0)
+			finish(q, q->err ? q->err : q->status);
+		return;
+	}
+	if (hdr[0] == 2) { /* this run rejects: undo earlier runs, report later ones */
+		size_t denied = run->first + (size_t)(hdr[1] < 0 ? 0 : hdr[1]);
+		uint32_t k = cmd->run;
+
+		q->status = SL_DENY;
+		q->denied = denied;
+		q->delay = 0;
+		if (b->checks[denied].res.outcome == SL_REJECTED)
+			cache_record(q, denied);
+		q->phase = PH_PARALLEL;
+		q->outstanding = 1; /* held while sending */
+		cmd_release(cmd);
+		for (uint32_t j = 0; j < q->nruns; j++) {
+			if (j == k || (j < k && !q->runs[j].committed))
+				continue;
+			if (run_send(q, j, j < k ? 'R' : 'P') == 0)
+				q->outstanding++;
+			else
+				count_error(q->w);
+		}
+		if (--q->outstanding == 0)
+			finish(q, SL_DENY);
+		return;
+	}
+	run->committed = true;
+	run->t_s = hdr[2];
+	run->t_ns = hdr[3];
+	cmd_release(cmd);
+	if (++q->cur < q->nruns) {
+		int rc = run_send(q, q->cur, 'D');
+
+		if (rc < 0)
+			req_fail(q, rc);
+		return;
+	}
+	finish(q, q->delay > 0 ? SL_DELAY : SL_OK);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct rs_cmd *cmd = priv;
+	struct rs_conn *c = ac->data;
+	const redisReply *r = reply;
+
+	if (c && c->ac == ac) {
+		if (c->inflight)
+			c->inflight--;
+		c->progress = now_ms(c->w);
+	}
+	if (cmd->q->finished) {
+		cmd_release(cmd);
+		return;
+	}
+	if (!r) {
+		cmd_fail(cmd, SL_EIO);
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		on_error_reply(cmd, r);
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		cmd_fail(cmd, SL_EPROTO);
+		return;
+	}
+	on_result(cmd, r);
+}
+
+/* ---- cluster slot map ---- */
+
+static void wait_push(struct rs_worker *w, struct rs_req *q)
+{
+	q->refs++;
+	q->wnext = NULL;
+	if (w->wait_tail)
+		w->wait_tail->wnext = q;
+	else
+		w->wait_head = q;
+	w->wait_tail = q;
+}
+
+static void resume_waiters(struct rs_worker *w)
+{
+	struct rs_req *q = w->wait_head;
+
+	w->wait_head = w->wait_tail = NULL;
+	while (q) {
+		struct rs_req *next = q->wnext;
+
+		q->refs--;
+		if (q->finished)
+			req_free_maybe(q);
+		else
+			req_start(q);
+		q = next;
+	}
+}
+
+static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct rs_node *from = priv;
+	struct rs_conn *c = ac->data;
+	struct rs_worker *w;
+	const redisReply *r = reply;
+	static _Thread_local uint8_t map[SL_REDIS_SLOTS];
+	unsigned covered = 0;
+
+	if (!c)
+		return;
+	w = c->w;
+	if (c->ac == ac) {
+		if (c->inflight)
+			c->inflight--;
+		c->progress = now_ms(w);
+	}
+	w->discovering = false;
+	if (w->closing)
+		return;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		w->disc_pending = true;
+		arm(w);
+		return;
+	}
+	memset(map, NO_NODE, sizeof(map));
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i], *m;
+		const char *host;
+		unsigned node;
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+		    e->element[0]->type != REDIS_REPLY_INTEGER ||
+		    e->element[1]->type != REDIS_REPLY_INTEGER ||
+		    e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
+			continue;
+		m = e->element[2];
+		if (m->element[0]->type != REDIS_REPLY_STRING ||
+		    m->element[1]->type != REDIS_REPLY_INTEGER)
+			continue;
+		/* An empty or "?" address means "the node you asked". */
+		host = m->element[0]->len && strcmp(m->element[0]->str, "?") != 0
+			       ? m->element[0]->str
+			       : from->addr.host;
+		node = node_find_add(w, host, (int)m->element[1]->integer);
+		if (node == NO_NODE)
+			continue;
+		for (long long s = e->element[0]->integer;
+		     s <= e->element[1]->integer && s < SL_REDIS_SLOTS; s++) {
+			if (s >= 0 && map[s] == NO_NODE) {
+				map[s] = (uint8_t)node;
+				covered++;
+			}
+		}
+	}
+	for (unsigned s = 0; s < SL_REDIS_SLOTS; s++)
+		if (map[s] != NO_NODE)
+			w->slots[s] = map[s];
+	if (covered == SL_REDIS_SLOTS) {
+		w->have_map = true;
+		w->disc_pending = false;
+	} else {
+		w->disc_pending = true; /* cluster not fully served: ask again later */
+	}
+	if (w->have_map)
+		resume_waiters(w);
+	arm(w);
+}
+
+/* One CLUSTER SLOTS round on the next node that has (or can open) a
+ * connection; nodes are tried in turn across rounds. */
+static void discover(struct rs_worker *w)
+{
+	if (w->discovering || w->closing || !w->cluster)
+		return;
+	w->last_discovery = now_ms(w);
+	w->disc_pending = false;
+	for (unsigned k = 0; k < w->nnodes; k++) {
+		struct rs_node *n = &w->nodes[w->disc_rr++ % w->nnodes];
+		struct rs_conn *c = conn_get(w, n);
+
+		if (!c)
+			continue;
+		if (redisAsyncCommand(c->ac, on_slots, n, "CLUSTER SLOTS") != REDIS_OK)
+			continue;
+		if (c->inflight++ == 0)
+			c->progress = now_ms(w);
+		w->discovering = true;
+		return;
+	}
+	w->disc_pending = true; /* nobody reachable now: again after the gap */
+}
+
+/* ---- timer: deadlines, stuck connections, delayed resends, discovery ---- */
+
+static void arm(struct rs_worker *w)
+{
+	uint64_t due = UINT64_MAX, now;
+
+	if (w->closing)
+		return;
+	if (w->pend_head)
+		due = w->pend_head->deadline;
+	if (w->retry_head && w->retry_head->at < due)
+		due = w->retry_head->at;
+	if (w->disc_pending && !w->discovering && (w->pend_head || w->wait_head) &&
+	    w->last_discovery + DISCOVER_GAP < due)
+		due = w->last_discovery + DISCOVER_GAP;
+	if (due == UINT64_MAX) {
+		uv_timer_stop(&w->timer);
+		return;
+	}
+	now = now_ms(w);
+	uv_timer_start(&w->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct rs_worker *w = t->data;
+	uint64_t now = now_ms(w);
+	struct rs_cmd *due;
+
+	while (w->pend_head && w->pend_head->deadline <= now)
+		req_fail(w->pend_head, SL_ETIMEDOUT);
+	/* A connection with commands older than the timeout, or still
+	 * connecting after it, is stuck (server paused, packets dropped):
+	 * drop it so later requests do not queue behind it. */
+	for (unsigned i = 0; i < w->nnodes; i++) {
+		for (unsigned k = 0; k < w->pool; k++) {
+			struct rs_conn *c = &w->nodes[i].conns[k];
+
+			if (c->state != C_DOWN && (c->inflight > 0 || c->state == C_CONNECTING) &&
+			    now - c->progress >= w->timeout)
+				conn_drop(c);
+		}
+	}
+	due = NULL;
+	while (w->retry_head && w->retry_head->at <= now) {
+		struct rs_cmd *cmd = w->retry_head;
+
+		w->retry_head = cmd->next;
+		if (!w->retry_head)
+			w->retry_tail = NULL;
+		cmd->next = due;
+		due = cmd;
+	}
+	while (due) {
+		struct rs_cmd *cmd = due;
+
+		due = cmd->next;
+		if (cmd->q->finished)
+			cmd_release(cmd);
+		else
+			resend(cmd);
+	}
+	if (w->disc_pending && !w->discovering && now >= w->last_discovery + DISCOVER_GAP &&
+	    (w->pend_head || w->wait_head))
+		discover(w);
+	arm(w);
+}
+
+/* ---- batches ---- */
+
+/* A batch without stateful checks (unlimited, deny) needs no round trip. */
+static void decide_locally(struct sl_batch *b)
+{
+	struct sl_decide_item items[MAX_CHECKS];
+	struct sl_state st[MAX_CHECKS];
+	size_t denied = b->n;
+	int64_t delay = 0;
+	int rc;
+
+	memset(st, 0, sizeof(st[0]) * b->n);
+	for (size_t i = 0; i < b->n; i++) {
+		items[i].spec = b->checks[i].spec;
+		items[i].cost = b->op == SL_OP_DECIDE ? b->checks[i].cost : 0;
+		items[i].state = &st[i];
+	}
+	rc = sl_decide(items, b->n, b->now, &denied, &delay);
+	for (size_t i = 0; i < b->n; i++)
+		b->checks[i].res = items[i].res;
+	b->status = b->op == SL_OP_DECIDE ? rc : SL_OK;
+	b->denied = b->op == SL_OP_DECIDE ? denied : b->n;
+	b->delay = b->op == SL_OP_DECIDE ? delay : 0;
+	b->time = b->now;
+	b->done(b);
+}
+
+static struct rs_req *req_new(struct rs_worker *w, struct sl_batch *b)
+{
+	size_t keybytes = 0, nruns = 0, size;
+	struct rs_req *q;
+	char *p;
+	int64_t cur_slot = -1;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (stateful(b->checks[i].spec->algo))
+			keybytes += KEY_PREFIX_LEN + b->checks[i].key_len;
+	size = sizeof(*q) + b->n * sizeof(struct rs_run) + b->n * 2 * sizeof(uint32_t) + keybytes;
+	q = calloc(1, size);
+	if (!q)
+		return NULL;
+	q->w = w;
+	q->b = b;
+	q->runs = (struct rs_run *)(q + 1);
+	q->koff = (uint32_t *)(q->runs + b->n);
+	q->klen = q->koff + b->n;
+	q->kbuf = (char *)(q->klen + b->n);
+	q->status = SL_OK;
+	p = q->kbuf;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct sl_check *ck = &b->checks[i];
+		uint64_t tag;
+		unsigned slot;
+
+		if (!stateful(ck->spec->algo))
+			continue;
+		/* The hash tag is a hash of the key bytes, so every limit of
+		 * one descriptor value lands in one slot (one script call). */
+		tag = XXH3_64bits(ck->key, ck->key_len);
+		snprintf(p, KEY_PREFIX_LEN + 1, "sl:{%016llx}:%016llx:", (unsigned long long)tag,
+			 (unsigned long long)ck->limit_id);
+		memcpy(p + KEY_PREFIX_LEN, ck->key, ck->key_len);
+		q->koff[i] = (uint32_t)(p - q->kbuf);
+		q->klen[i] = KEY_PREFIX_LEN + ck->key_len;
+		p += q->klen[i];
+		if (!w->cluster)
+			continue;
+		slot = sl_redis_key_slot(q->kbuf + q->koff[i], q->klen[i]);
+		if (cur_slot >= 0 && (unsigned)cur_slot != slot) {
+			q->runs[nruns - 1].end = (uint32_t)i;
+			nruns++;
+			q->runs[nruns - 1].first = (uint32_t)i;
+		} else if (cur_slot < 0) {
+			nruns = 1;
+		}
+		cur_slot = slot;
+		q->runs[nruns - 1].slot = slot;
+	}
+	if (nruns == 0)
+		nruns = 1;
+	q->runs[0].first = 0;
+	q->runs[nruns - 1].end = (uint32_t)b->n;
+	q->nruns = (uint32_t)nruns;
+	return q;
+}
+
+static void req_start(struct rs_req *q)
+{
+	struct rs_worker *w = q->w;
+	int rc;
+
+	if (w->cluster && !w->have_map) {
+		wait_push(w, q);
+		if (!w->discovering && now_ms(w) >= w->last_discovery + DISCOVER_GAP)
+			discover(w);
+		else
+			w->disc_pending = true;
+		arm(w);
+		return;
+	}
+	if (q->b->op == SL_OP_DECIDE) {
+		q->phase = PH_DECIDE;
+		q->cur = 0;
+		rc = run_send(q, 0, 'D');
+		if (rc < 0)
+			req_fail(q, rc);
+		return;
+	}
+	q->phase = PH_PARALLEL;
+	q->outstanding = 1;
+	for (uint32_t j = 0; j < q->nruns; j++) {
+		rc = run_send(q, j, q->b->op == SL_OP_RELEASE ? 'R' : 'P');
+		if (rc < 0)
+			q->err = rc;
+		else
+			q->outstanding++;
+	}
+	if (--q->outstanding == 0)
+		finish(q, q->err ? q->err : SL_OK);
+}
+
+static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
+{
+	struct rs_worker *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	if (s->local_cache && !(w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache)))) {
+		free(w);
+		return NULL;
+	}
+	w->s = s;
+	w->loop = loop;
+	w->cluster = s->cluster;
+	w->local_cache = s->local_cache;
+	w->timeout = s->timeout;
+	w->pool = s->pool;
+	memcpy(w->sha, s->sha, sizeof(w->sha));
+	memset(w->slots, NO_NODE, sizeof(w->slots));
+	for (unsigned i = 0; i < s->nseeds; i++)
+		node_find_add(w, s->seeds[i].host, s->seeds[i].port);
+	uv_timer_init(loop, &w->timer);
+	w->timer.data = w;
+	return w;
+}
+
+static struct rs_worker *worker_get(struct rs_store *s, uv_loop_t *loop)
+{
+	struct rs_worker *w;
+
+	if (tls.id == s->id && tls.loop == loop)
+		return tls.w;
+	pthread_mutex_lock(&s->lock);
+	for (w = s->workers; w; w = w->next)
+		if (w->loop == loop)
+			break;
+	if (!w && (w = worker_new(s, loop))) {
+		w->next = s->workers;
+		s->workers = w;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (w) {
+		tls.id = s->id;
+		tls.loop = loop;
+		tls.w = w;
+	}
+	return w;
+}
+
+static void worker_freed(uv_handle_t *h)
+{
+	struct rs_worker *w = h->data;
+
+	free(w->cache);
+	free(w);
+}
+
+/* Fail everything pending on w, close its connections and timer. The
+ * worker's memory goes in the timer's close callback, on w's loop. */
+static void worker_close(struct rs_worker *w)
+{
+	if (tls.w == w)
+		memset(&tls, 0, sizeof(tls));
+	w->closing = true;
+	while (w->pend_head)
+		req_fail(w->pend_head, SL_EIO);
+	while (w->retry_head) {
+		struct rs_cmd *cmd = w->retry_head;
+
+		w->retry_head = cmd->next;
+		cmd_release(cmd);
+	}
+	w->retry_tail = NULL;
+	resume_waiters(w); /* all finished by now: only releases them */
+	for (unsigned i = 0; i < w->nnodes; i++)
+		for (unsigned k = 0; k < MAX_POOL; k++)
+			if (w->nodes[i].conns[k].ac)
+				conn_drop(&w->nodes[i].conns[k]);
+	w->s = NULL;
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *)&w->timer, worker_freed);
+}
+
+static int rs_submit(struct sl_store *base, struct sl_batch *b)
+{
+	struct rs_store *s = (struct rs_store *)base;
+	struct rs_worker *w;
+	struct rs_req *q;
+	size_t nstate = 0;
+
+	if (!b || !b->done || !b->loop || (b->n && !b->checks) || b->n > MAX_CHECKS)
+		return SL_EINVAL;
+	for (size_t i = 0; i < b->n; i++) {
+		if (!b->checks[i].spec)
+			return SL_EINVAL;
+		nstate += stateful(b->checks[i].spec->algo);
+	}
+	if (nstate == 0) {
+		decide_locally(b);
+		return 0;
+	}
+	w = worker_get(s, b->loop);
+	if (!w)
+		return SL_ENOMEM;
+	if (w->closing)
+		return SL_EIO;
+	if (b->op == SL_OP_DECIDE && w->cache && cache_answer(w, b, uv_hrtime())) {
+		b->done(b);
+		return 0;
+	}
+	q = req_new(w, b);
+	if (!q)
+		return SL_ENOMEM;
+	q->sent = uv_hrtime();
+	uv_update_time(w->loop);
+	q->deadline = now_ms(w) + w->timeout;
+	q->prev = w->pend_tail;
+	if (w->pend_tail)
+		w->pend_tail->next = q;
+	else
+		w->pend_head = q;
+	w->pend_tail = q;
+	arm(w);
+	req_start(q);
+	return 0;
+}
+
+static void rs_stats(struct sl_store *base, struct sl_store_stats *out)
+{
+	struct rs_store *s = (struct rs_store *)base;
+
+	memset(out, 0, sizeof(*out));
+	out->errors = atomic_load_explicit(&s->errors, memory_order_relaxed);
+}
+
+static void rs_destroy(struct sl_store *base)
+{
+	struct rs_store *s = (struct rs_store *)base;
+
+	if (!s)
+		return;
+	while (s->workers) {
+		struct rs_worker *w = s->workers;
+
+		s->workers = w->next;
+		worker_close(w);
+	}
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static const struct sl_store_ops rs_ops = {
+	.name = "redis",
+	.submit = rs_submit,
+	.stats = rs_stats,
+	.destroy = rs_destroy,
+};
+
+int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *conf)
+{
+	struct rs_store *s;
+	int n;
+
+	if (!out || !conf)
+		return SL_EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return SL_ENOMEM;
+	n = sl_redis_parse_url(conf->url ? conf->url : "redis://127.0.0.1:6379", s->seeds,
+			       MAX_SEEDS);
+	if (n < 0) {
+		free(s);
+		return SL_ECONFIG;
+	}
+	s->nseeds = (unsigned)n;
+	s->base.ops = &rs_ops;
+	s->cluster = conf->cluster;
+	s->local_cache = conf->local_cache;
+	s->timeout = conf->timeout > 0 ? (uint64_t)((conf->timeout + 999999) / 1000000) : 50;
+	s->pool = conf->pool == 0 ? 1 : conf->pool > MAX_POOL ? MAX_POOL : conf->pool;
+	sl_redis_script_sha1(s->sha);
+	s->id = atomic_fetch_add(&store_ids, 1);
+	pthread_mutex_init(&s->lock, NULL);
+	*out = &s->base;
+	return 0;
+}
+
+void sl_redis_store_detach(struct sl_store *base, void *loop)
+{
+	struct rs_store *s = (struct rs_store *)base;
+	struct rs_worker *w, **pp;
+
+	pthread_mutex_lock(&s->lock);
+	for (pp = &s->workers; (w = *pp); pp = &w->next)
+		if (w->loop == loop) {
+			*pp = w->next;
+			break;
+		}
+	pthread_mutex_unlock(&s->lock);
+	if (w)
+		worker_close(w);
+}
