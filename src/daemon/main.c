@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "daemon/commands.h"
+#include "daemon/serve.h"
 
 static void usage(FILE *f)
 {
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[1], "validate") == 0)
 		return sl_cmd_validate(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+		return sl_cmd_serve(argc - 1, argv + 1);
 	usage(stderr);
 	return 2;
 }

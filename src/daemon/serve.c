@@ -1,0 +1,239 @@
+/* The daemon's main thread: load the config, create the store and the
+ * server, then sit in a small libuv loop of its own that handles signals.
+ * Workers never see a signal: SIGHUP becomes a new policy swapped into
+ * every worker (the store, and so every counter, is kept; the loader keeps
+ * limit ids of unchanged limits stable), SIGTERM/SIGINT become a drain with
+ * a deadline, then the memory store snapshot is saved. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <uv.h>
+#include "daemon/serve.h"
+#include "net/clock.h"
+#include "net/server.h"
+#include "policy/policy.h"
+#include "store/store.h"
+#include <sluice/error.h>
+
+struct daemon {
+	const char *path;
+	uv_loop_t loop;
+	uv_signal_t sighup, sigterm, sigint;
+	uv_async_t workers_done;
+	uv_timer_t deadline;
+	struct sl_policy *policy;
+	struct sl_store *store;
+	struct sl_server *server;
+	bool draining;
+};
+
+static void print_diag(const struct sl_diag *d)
+{
+	for (size_t i = 0; i < d->n && i < SL_DIAG_MAX; i++)
+		fprintf(stderr, "%s\n", d->msg[i]);
+}
+
+static void log_msg(const char *what)
+{
+	fprintf(stderr, "sluice: %s\n", what);
+}
+
+/* A hash seed that survives restarts when there is a snapshot to restore
+ * (the snapshot is only valid under the seed it was written with): kept in
+ * "<snapshot>.seed", created on first use. */
+static uint64_t store_seed(const char *snapshot)
+{
+	uint64_t seed = 0;
+	char path[4096];
+	int fd;
+
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (uint64_t)sl_clock_now() ^ (uint64_t)getpid() << 32;
+	if (!snapshot)
+		return seed;
+	snprintf(path, sizeof(path), "%s.seed", snapshot);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		uint64_t s;
+		ssize_t n = read(fd, &s, sizeof(s));
+		close(fd);
+		if (n == (ssize_t)sizeof(s))
+			return s;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		if (write(fd, &seed, sizeof(seed)) != (ssize_t)sizeof(seed))
+			log_msg("could not write the store seed file");
+		close(fd);
+	}
+	return seed;
+}
+
+static void on_reload(uv_signal_t *h, int sig)
+{
+	struct daemon *d = h->data;
+	struct sl_policy *p = NULL;
+	struct sl_diag *diag;
+	char err[256];
+
+	if (d->draining)
+		return;
+	diag = calloc(1, sizeof(*diag));
+	if (!diag) {
+		log_msg("reload: out of memory; the old config keeps serving");
+		return;
+	}
+	if (sl_policy_load(d->path, &p, diag) < 0) {
+		print_diag(diag);
+		fprintf(stderr, "sluice: reload of %s failed (%zu errors); the old config keeps serving\n",
+			d->path, diag->n);
+		free(diag);
+		return;
+	}
+	free(diag);
+	err[0] = 0;
+	if (sl_server_set_policy(d->server, p, err, sizeof(err)) != 0)
+		fprintf(stderr, "sluice: reload: %s\n", err);
+	sl_policy_unref(d->policy);
+	d->policy = p;
+	fprintf(stderr, "sluice: reloaded %s\n", d->path);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	log_msg("drain deadline passed: closing the remaining connections");
+	sl_server_stop(d->server);
+}
+
+static void on_term(uv_signal_t *h, int sig)
+{
+	struct daemon *d = h->data;
+	int64_t ns = d->policy->server.drain_timeout;
+	if (d->draining) {
+		if (sig == SIGINT)
+			sl_server_stop(d->server); /* a second Ctrl-C: stop now */
+		return;
+	}
+	d->draining = true;
+	fprintf(stderr, "sluice: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	sl_server_drain(d->server);
+	uv_timer_start(&d->deadline, on_deadline, ns > 0 ? (uint64_t)(ns / 1000000) : 0, 0);
+}
+
+static void workers_done_cb(uv_async_t *h)
+{
+	struct daemon *d = h->data;
+	uv_stop(&d->loop);
+}
+
+static void wake_main(void *arg)
+{
+	struct daemon *d = arg;
+	uv_async_send(&d->workers_done);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+int sl_cmd_serve(int argc, char **argv)
+{
+	struct daemon d;
+	struct sl_diag *diag;
+	char err[512];
+	int rc, status = 1;
+
+	memset(&d, 0, sizeof(d));
+	for (int i = 1; i < argc; i++) {
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+			d.path = argv[++i];
+		else {
+			fprintf(stderr, "usage: sluice serve -c FILE\n");
+			return 2;
+		}
+	}
+	if (!d.path) {
+		fprintf(stderr, "usage: sluice serve -c FILE\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	sl_clock_init();
+
+	diag = calloc(1, sizeof(*diag));
+	if (!diag)
+		return 1;
+	if (sl_policy_load(d.path, &d.policy, diag) < 0) {
+		print_diag(diag);
+		free(diag);
+		return 1;
+	}
+	free(diag);
+
+	if (d.policy->store.type == SL_STORE_REDIS) {
+		log_msg("store type redis is not available in this build yet");
+		goto out_policy;
+	}
+	rc = sl_memory_store_create(&d.store, d.policy->store.memory ? d.policy->store.memory : 64u << 20,
+				    store_seed(d.policy->store.snapshot));
+	if (rc < 0) {
+		fprintf(stderr, "sluice: memory store: %s\n", sl_strerror(rc));
+		goto out_policy;
+	}
+	if (d.policy->store.snapshot) {
+		rc = sl_memory_store_load(d.store, d.policy->store.snapshot, sl_clock_now());
+		if (rc < 0 && rc != SL_ENOENT)
+			fprintf(stderr, "sluice: snapshot %s not restored: %s\n", d.policy->store.snapshot,
+				sl_strerror(rc));
+	}
+	err[0] = 0;
+	if (sl_server_create(&d.server, d.policy, d.store, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		goto out_store;
+	}
+
+	uv_loop_init(&d.loop);
+	uv_signal_init(&d.loop, &d.sighup);
+	uv_signal_init(&d.loop, &d.sigterm);
+	uv_signal_init(&d.loop, &d.sigint);
+	uv_async_init(&d.loop, &d.workers_done, workers_done_cb);
+	uv_timer_init(&d.loop, &d.deadline);
+	d.sighup.data = d.sigterm.data = d.sigint.data = d.workers_done.data = d.deadline.data = &d;
+	uv_signal_start(&d.sighup, on_reload, SIGHUP);
+	uv_signal_start(&d.sigterm, on_term, SIGTERM);
+	uv_signal_start(&d.sigint, on_term, SIGINT);
+
+	if (sl_server_start(d.server, wake_main, &d) < 0) {
+		log_msg("could not start the worker threads");
+		_exit(1);
+	}
+	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path, sl_server_workers(d.server));
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+
+	/* every worker left its loop */
+	sl_server_destroy(d.server);
+	uv_walk(&d.loop, close_walk, NULL);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&d.loop);
+	status = 0;
+	if (d.policy->store.snapshot) {
+		rc = sl_memory_store_save(d.store, d.policy->store.snapshot, sl_clock_now());
+		if (rc < 0) {
+			fprintf(stderr, "sluice: snapshot %s not saved: %s\n", d.policy->store.snapshot,
+				sl_strerror(rc));
+		}
+	}
+	fprintf(stderr, "sluice: stopped\n");
+out_store:
+	d.store->ops->destroy(d.store);
+out_policy:
+	sl_policy_unref(d.policy);
+	return status;
+}

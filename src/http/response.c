@@ -1,0 +1,135 @@
+/* Writing HTTP heads into fixed buffers: status line, headers (including
+ * the rate-limit headers sl_render_headers emits, through sl_http_out_emit)
+ * and small bodies. A buffer never grows: a write that does not fit sets
+ * `overflow` and the caller turns that into an error response or a close,
+ * so no response can push a connection past its fixed memory. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include "http/http.h"
+
+void sl_http_out_init(struct sl_http_out *o, char *buf, size_t cap)
+{
+	o->buf = buf;
+	o->cap = cap;
+	o->len = 0;
+	o->overflow = false;
+}
+
+void sl_http_out_bytes(struct sl_http_out *o, const void *p, size_t n)
+{
+	if (o->overflow)
+		return;
+	if (n > o->cap - o->len) {
+		o->overflow = true;
+		return;
+	}
+	if (n)
+		memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+void sl_http_out_str(struct sl_http_out *o, const char *s)
+{
+	sl_http_out_bytes(o, s, strlen(s));
+}
+
+const char *sl_http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 402: return "Payment Required";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Unknown";
+	}
+}
+
+void sl_http_out_status(struct sl_http_out *o, int status, const char *reason)
+{
+	char line[64];
+	if (status < 100 || status > 999)
+		status = 500;
+	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
+	sl_http_out_bytes(o, line, (size_t)n);
+	sl_http_out_str(o, reason ? reason : sl_http_reason(status));
+	sl_http_out_bytes(o, "\r\n", 2);
+}
+
+static bool clean(struct sl_str s)
+{
+	return memchr(s.p ? s.p : "", '\r', s.len) == NULL && memchr(s.p ? s.p : "", '\n', s.len) == NULL;
+}
+
+void sl_http_out_header(struct sl_http_out *o, struct sl_str name, struct sl_str value)
+{
+	if (name.len == 0 || !clean(name) || !clean(value) || memchr(name.p, ':', name.len))
+		return;
+	sl_http_out_bytes(o, name.p, name.len);
+	sl_http_out_bytes(o, ": ", 2);
+	sl_http_out_bytes(o, value.p, value.len);
+	sl_http_out_bytes(o, "\r\n", 2);
+}
+
+void sl_http_out_header_c(struct sl_http_out *o, const char *name, const char *value)
+{
+	struct sl_str n = {name, strlen(name)}, v = {value, strlen(value)};
+	sl_http_out_header(o, n, v);
+}
+
+void sl_http_out_header_u64(struct sl_http_out *o, const char *name, uint64_t v)
+{
+	char num[24];
+	snprintf(num, sizeof(num), "%" PRIu64, v);
+	sl_http_out_header_c(o, name, num);
+}
+
+void sl_http_out_emit(void *arg, struct sl_str name, struct sl_str value)
+{
+	sl_http_out_header(arg, name, value);
+}
+
+bool sl_http_hop_by_hop(struct sl_str name)
+{
+	static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+					  "upgrade", "te", "trailer", "expect",
+					  "proxy-authenticate", "proxy-authorization"};
+	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+		if (sl_str_ieq(name, hop[i]))
+			return true;
+	return false;
+}
+
+void sl_http_out_simple(struct sl_http_out *o, int status, const char *content_type,
+			const char *body, size_t body_len, bool close)
+{
+	sl_http_out_status(o, status, NULL);
+	if (content_type)
+		sl_http_out_header_c(o, "Content-Type", content_type);
+	sl_http_out_header_u64(o, "Content-Length", body_len);
+	if (close)
+		sl_http_out_header_c(o, "Connection", "close");
+	sl_http_out_bytes(o, "\r\n", 2);
+	sl_http_out_bytes(o, body, body_len);
+}

@@ -1,0 +1,751 @@
+/* Client connections: read, parse, decide, answer or hand to the proxy,
+ * then the next (pipelined) request. A connection comes from its worker's
+ * free list with fixed buffers and goes back there; nothing is allocated
+ * per request.
+ *
+ * The one rule that keeps views valid: bytes in the read buffer move only
+ * in alloc_cb (compaction), and the buffer is compacted past a head only
+ * when nobody needs that head any more. Reading is stopped while a
+ * decision, a delay or a write that points into the buffer is in flight,
+ * so responses go out in request order and the client is back-pressured. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "net/net-int.h"
+
+enum {
+	T_NONE = 0,
+	T_IDLE,   /* keep-alive idle: close quietly */
+	T_HEADER, /* head not complete in time: 408 */
+	T_BODY,   /* body or write stalled: close */
+	T_DELAY,  /* queued decision: proceed */
+};
+
+#define BODY_MAX (SL_OUT_CAP / 2) /* bytes of a locally rendered body */
+
+static void process(struct sl_conn *c);
+static void finish_maybe(struct sl_conn *c);
+
+static uint64_t ms_ceil(int64_t ns)
+{
+	return ns <= 0 ? 0 : (uint64_t)((ns + 999999) / 1000000);
+}
+
+static void timer_cb(uv_timer_t *t);
+
+static void arm(struct sl_conn *c, uint8_t what, int64_t ns)
+{
+	c->timer_what = what;
+	uv_timer_start(&c->timer, timer_cb, ms_ceil(ns) ? ms_ceil(ns) : 1, 0);
+}
+
+static void disarm(struct sl_conn *c)
+{
+	c->timer_what = T_NONE;
+	uv_timer_stop(&c->timer);
+}
+
+/* ---- closing and freeing ---- */
+
+static void free_if_done(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	if (!c->closing || c->handles || c->store_pending)
+		return;
+	if (c->policy) {
+		sl_policy_unref(c->policy);
+		c->policy = NULL;
+	}
+	sl_list_del(&c->link);
+	sl_list_add(&w->free, &c->link);
+	w->nconns--;
+	sl_worker_conn_freed(w);
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+	struct sl_conn *c = h->data;
+	c->handles--;
+	free_if_done(c);
+}
+
+static void release_done(struct sl_batch *b)
+{
+	struct sl_conn *c = b->data;
+	c->store_pending--;
+	if (c->closing)
+		free_if_done(c);
+	else
+		process(c);
+}
+
+/* Give back the concurrency slots the decision took (proxy only). */
+static void release(struct sl_conn *c)
+{
+	if (!c->release_pending)
+		return;
+	c->release_pending = false;
+	if (sl_eval_release(&c->ev) == 0)
+		return;
+	c->ev.batch.now = sl_worker_now(c->w);
+	c->ev.batch.loop = &c->w->loop;
+	c->ev.batch.done = release_done;
+	c->ev.batch.data = c;
+	c->store_pending++;
+	if (sl_store_submit(c->w->srv->store, &c->ev.batch) < 0)
+		c->store_pending--;
+}
+
+void sl_conn_close(struct sl_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->up)
+		sl_proxy_abort(c);
+	release(c);
+	disarm(c);
+	uv_close((uv_handle_t *)&c->timer, closed_cb);
+	uv_close((uv_handle_t *)&c->tcp, closed_cb);
+}
+
+/* ---- writing ---- */
+
+static void write_cb(uv_write_t *req, int status);
+
+static void write2(struct sl_conn *c, const char *a, size_t na, const char *b, size_t nb,
+		   uv_write_cb cb)
+{
+	uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)na), uv_buf_init((char *)b, (unsigned)nb)};
+	c->writing = true;
+	c->bytes_out += na + nb;
+	c->wreq.data = c;
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nb ? 2 : 1, cb ? cb : write_cb) < 0) {
+		c->writing = false;
+		sl_conn_close(c);
+	}
+}
+
+void sl_conn_write(struct sl_conn *c, const char *p, size_t n, uv_write_cb cb)
+{
+	write2(c, p, n, NULL, 0, cb);
+}
+
+/* A local response was written: the request ends once its body is in. */
+static void write_cb(uv_write_t *req, int status)
+{
+	struct sl_conn *c = req->data;
+	c->writing = false;
+	if (status < 0 || c->closing) {
+		sl_conn_close(c);
+		return;
+	}
+	c->resp_done = true;
+	if (c->close_after) {
+		if (c->policy && c->policy->server.access_log)
+			sl_access_log(c);
+		sl_conn_close(c);
+		return;
+	}
+	finish_maybe(c);
+	if (!c->closing)
+		process(c);
+}
+
+static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void continue_cb(uv_write_t *req, int status)
+{
+	free(req);
+}
+
+/* Tell a client that waits on Expect: 100-continue to send its body. */
+void sl_conn_send_continue(struct sl_conn *c)
+{
+	uv_write_t *req;
+	if (!c->expect_continue)
+		return;
+	c->expect_continue = false;
+	req = malloc(sizeof(*req)); /* once per Expect request; rare */
+	if (!req)
+		return;
+	uv_buf_t b = uv_buf_init((char *)continue_100, sizeof(continue_100) - 1);
+	if (uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, continue_cb) < 0)
+		free(req);
+}
+
+/* Compose a complete local response in c->out: status line, the policy's
+ * rate-limit headers (when decided), the body. */
+static void respond(struct sl_conn *c, int status, const char *ctype, const char *body, size_t blen,
+		    bool decided)
+{
+	struct sl_http_out *o = &c->out;
+	bool close = !c->keep_alive || c->close_after || c->w->draining ||
+		     (c->expect_continue && !c->req_end) || status == 400 || status == 408 ||
+		     status == 413 || status == 431;
+
+	sl_http_out_init(o, c->obuf, SL_OUT_CAP - BODY_MAX);
+	sl_http_out_status(o, status, NULL);
+	if (decided)
+		sl_render_headers(&c->ev, sl_http_out_emit, o);
+	if (ctype)
+		sl_http_out_header_c(o, "Content-Type", ctype);
+	sl_http_out_header_u64(o, "Content-Length", blen);
+	if (close)
+		sl_http_out_header_c(o, "Connection", "close");
+	sl_http_out_bytes(o, "\r\n", 2);
+	if (o->overflow) {
+		sl_http_out_init(o, c->obuf, SL_OUT_CAP - BODY_MAX);
+		sl_http_out_simple(o, 500, NULL, NULL, 0, true);
+		close = true;
+		blen = 0;
+		status = 500;
+	}
+	if (blen) {
+		memmove(c->obuf + o->len, body, blen); /* body may sit in obuf's tail */
+		o->len += blen;
+	}
+	c->status = status;
+	c->expect_continue = false;
+	if (close) {
+		c->keep_alive = false;
+		c->close_after = true;
+	}
+	c->phase = SL_PH_LOCAL;
+	arm(c, T_BODY, c->policy ? c->policy->server.idle_timeout : c->w->policy->server.idle_timeout);
+	sl_conn_write(c, c->obuf, o->len, NULL);
+}
+
+void sl_conn_answer_error(struct sl_conn *c, int status, bool close)
+{
+	char body[128];
+	int n = snprintf(body, sizeof(body), "{\"error\":{\"status\":%d,\"message\":\"%s\"}}", status,
+			 sl_http_reason(status));
+	if (close)
+		c->close_after = true;
+	c->req_end = c->req_end || close; /* nothing more is read after a fatal error */
+	respond(c, status, "application/json", body, (size_t)n, false);
+}
+
+/* ---- the request ---- */
+
+static void proceed(struct sl_conn *c)
+{
+	static const char ok[] = "{\"ok\":true}";
+	if (c->l->kind == SL_LK_CHECK) {
+		respond(c, 200, NULL, NULL, 0, true);
+	} else if (c->l->is_static || !c->l->up) {
+		respond(c, 200, "application/json", ok, sizeof(ok) - 1, true);
+	} else {
+		c->phase = SL_PH_PROXY;
+		disarm(c);
+		sl_proxy_start(c);
+	}
+}
+
+static void reject(struct sl_conn *c)
+{
+	const char *ctype = NULL;
+	char *body = c->obuf + SL_OUT_CAP - BODY_MAX;
+	long n = sl_render_body(&c->ev, body, BODY_MAX, &ctype);
+	if (n < 0)
+		n = 0;
+	respond(c, c->ev.decision.status, n ? ctype : NULL, body, (size_t)n, true);
+}
+
+static void decide_done(struct sl_batch *b)
+{
+	struct sl_conn *c = b->data;
+	struct sl_worker *w = c->w;
+	int status;
+
+	c->store_pending--;
+	if (c->closing) {
+		free_if_done(c);
+		return;
+	}
+	status = sl_eval_finish(&c->ev);
+	if (w->shard)
+		sl_metrics_eval(w->shard, c->l->name, &c->ev, sl_worker_now(w) - c->t_start);
+	if (status == 200) {
+		c->release_pending = c->l->kind == SL_LK_PROXY;
+		if (c->ev.decision.delay > 0) {
+			c->phase = SL_PH_DELAY;
+			arm(c, T_DELAY, c->ev.decision.delay);
+			return;
+		}
+		proceed(c);
+	} else {
+		reject(c);
+	}
+	if (!c->in_decide && !c->closing)
+		process(c); /* the store answered later: go on with the body */
+}
+
+static void decide(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	struct sl_request req;
+	int64_t now = sl_worker_now(w);
+	int rc;
+
+	c->phase = SL_PH_DECIDE;
+	if (c->policy)
+		sl_policy_unref(c->policy);
+	c->policy = w->policy;
+	sl_policy_ref(c->policy);
+	sl_http_request_view(&c->hp.msg, (const struct sockaddr *)&c->peer, &req);
+	if (c->l->kind == SL_LK_CHECK)
+		sl_http_forward_auth(&c->hp.msg, &req);
+	rc = sl_eval_begin(&c->ev, c->policy, &req, now);
+	if (rc < 0) {
+		sl_conn_answer_error(c, rc == SL_ENOMEM ? 431 : 400, true);
+		return;
+	}
+	c->ev.batch.loop = &w->loop;
+	c->ev.batch.done = decide_done;
+	c->ev.batch.data = c;
+	c->ev.batch.now = now;
+	c->store_pending++;
+	c->in_decide = true;
+	rc = c->ev.batch.n ? sl_store_submit(w->srv->store, &c->ev.batch) : SL_OK;
+	if (c->ev.batch.n == 0 || rc < 0) {
+		c->ev.batch.status = rc;
+		c->ev.batch.time = now;
+		decide_done(&c->ev.batch);
+	}
+	c->in_decide = false;
+}
+
+/* ---- admin ---- */
+
+static void admin_send(struct sl_conn *c)
+{
+	struct sl_admin_resp *r = &c->acall->resp;
+	struct sl_http_out *o = &c->out;
+	bool close = !c->keep_alive || c->w->draining;
+
+	sl_http_out_init(o, c->obuf, SL_OUT_CAP);
+	sl_http_out_status(o, r->status, NULL);
+	if (r->content_type)
+		sl_http_out_header_c(o, "Content-Type", r->content_type);
+	for (size_t i = 0; i < r->nextra && i < SL_ADMIN_MAX_EXTRA; i++)
+		sl_http_out_header(o, r->extra[i].name, r->extra[i].value);
+	sl_http_out_header_u64(o, "Content-Length", r->len);
+	if (close) {
+		sl_http_out_header_c(o, "Connection", "close");
+		c->close_after = true;
+	}
+	sl_http_out_bytes(o, "\r\n", 2);
+	c->status = r->status;
+	c->phase = SL_PH_LOCAL;
+	write2(c, c->obuf, o->len, r->body, r->len, NULL);
+}
+
+static void admin_done(struct sl_admin_call *call)
+{
+	struct sl_conn *c = call->data;
+	c->store_pending--;
+	if (c->closing) {
+		free_if_done(c);
+		return;
+	}
+	admin_send(c);
+}
+
+static void admin_dispatch(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	struct sl_http_msg *m = &c->hp.msg;
+	struct sl_admin_req r;
+	int rc;
+
+	if (!w->admin_on) {
+		/* no admin front end: answer the health check only */
+		static const char ok[] = "ok\n";
+		bool health = sl_str_ieq(m->path, "/healthz");
+		respond(c, health ? 200 : 404, "text/plain", health ? ok : "not found\n",
+			health ? 3 : 10, false);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.method = m->method;
+	r.path = m->path;
+	r.query = m->query;
+	r.headers = m->headers;
+	r.nheaders = m->nheaders;
+	r.body.p = c->abody;
+	r.body.len = c->hp.sink_len;
+	r.policy = w->policy;
+	r.now = sl_worker_now(w);
+	c->acall->done = admin_done;
+	c->acall->data = c;
+	c->store_pending++;
+	rc = sl_admin_handle(&w->admin, c->acall, &r);
+	if (rc != SL_AGAIN)
+		admin_done(c->acall);
+}
+
+/* ---- parsing ---- */
+
+static void on_head(struct sl_conn *c)
+{
+	struct sl_http_msg *m = &c->hp.msg;
+	struct sl_worker *w = c->w;
+	int n;
+
+	disarm(c);
+	c->t_start = sl_worker_now(w);
+	c->keep_alive = m->keep_alive && !w->draining;
+	c->expect_continue = m->expect_continue && m->has_body;
+	c->req_end = false;
+	c->resp_done = false;
+	c->close_after = false;
+	c->status = 0;
+	c->bytes_out = 0;
+	n = snprintf(c->logline, sizeof(c->logline), "%.*s %.*s", (int)m->method.len, m->method.p,
+		     (int)(m->url.len > 200 ? 200 : m->url.len), m->url.p);
+	(void)n;
+	if (c->l->kind == SL_LK_ADMIN) {
+		c->phase = SL_PH_ADMIN;
+		arm(c, T_BODY, w->policy->server.idle_timeout);
+		sl_conn_send_continue(c);
+		return; /* dispatched at the end of the body */
+	}
+	decide(c);
+}
+
+/* Move unparsed bytes (and a head still needed) to the front. */
+static void compact(struct sl_conn *c)
+{
+	size_t keep = c->rpos;
+	if ((c->phase == SL_PH_HEAD && c->hp.state == SL_HTTP_IN_HEAD) || c->phase == SL_PH_ADMIN)
+		keep = c->head_start;
+	if (keep == 0)
+		return;
+	memmove(c->rbuf, c->rbuf + keep, c->rlen - keep);
+	c->rlen -= keep;
+	c->rpos -= keep;
+	c->head_start = c->head_start >= keep ? c->head_start - keep : 0;
+	if (c->hp.state == SL_HTTP_IN_HEAD || c->phase == SL_PH_ADMIN)
+		sl_http_rebase(&c->hp, keep);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct sl_conn *c = h->data;
+	compact(c);
+	buf->base = c->rbuf + c->rlen;
+	buf->len = c->rcap - c->rlen;
+}
+
+static bool want_read(struct sl_conn *c)
+{
+	if (c->closing)
+		return false;
+	switch (c->phase) {
+	case SL_PH_HEAD:
+		return !c->store_pending && !c->writing;
+	case SL_PH_LOCAL:
+		return !c->req_end;
+	case SL_PH_ADMIN:
+		return !c->req_end;
+	case SL_PH_PROXY:
+		/* after the request: read on to notice a client that goes away */
+		return !c->body_inflight && c->up;
+	default:
+		return false;
+	}
+}
+
+void sl_conn_update_read(struct sl_conn *c)
+{
+	bool want = want_read(c);
+	if (want && c->rlen == c->rcap) {
+		compact(c);
+		if (c->rlen == c->rcap)
+			want = false;
+	}
+	if (want && !c->reading) {
+		if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+			c->reading = true;
+	} else if (!want && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+/* The request ended and its response is out: log, and go on with the next
+ * one (or close). */
+void sl_conn_request_done(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	if (c->policy && c->policy->server.access_log)
+		sl_access_log(c);
+	release(c);
+	if (!c->keep_alive || c->close_after || w->draining) {
+		sl_conn_close(c);
+		return;
+	}
+	c->phase = SL_PH_HEAD;
+	c->req_end = c->resp_done = false;
+	arm(c, T_IDLE, w->policy->server.idle_timeout);
+}
+
+static void finish_maybe(struct sl_conn *c)
+{
+	if (c->req_end && c->resp_done && !c->up && c->phase != SL_PH_HEAD)
+		sl_conn_request_done(c);
+}
+
+static void process(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	size_t used;
+	int ev;
+
+	while (!c->closing) {
+		if (c->phase == SL_PH_HEAD) {
+			if (c->store_pending || c->writing)
+				break;
+			if (c->hp.state == SL_HTTP_IDLE) {
+				if (c->rpos == c->rlen) {
+					if (w->draining) {
+						sl_conn_close(c);
+						return;
+					}
+					break;
+				}
+				c->head_start = c->rpos;
+				arm(c, T_HEADER, w->policy->server.header_timeout);
+			}
+			c->hp.max_head = w->policy->server.max_header_bytes;
+			if (c->hp.max_head == 0 || c->hp.max_head > c->rcap)
+				c->hp.max_head = c->rcap;
+			c->hp.max_body = w->policy->server.max_body_bytes;
+			ev = sl_http_parse(&c->hp, c->rbuf + c->rpos, c->rlen - c->rpos, &used);
+			c->rpos += used;
+			if (ev == SL_HTTP_ERR) {
+				sl_conn_answer_error(c, c->hp.error_status, true);
+				return;
+			}
+			if (ev == SL_HTTP_HEAD) {
+				on_head(c);
+				continue;
+			}
+			if (c->head_start == 0 && c->rlen == c->rcap) {
+				sl_conn_answer_error(c, 431, true);
+				return;
+			}
+			break;
+		}
+		if (c->phase == SL_PH_DECIDE || c->phase == SL_PH_DELAY || c->req_end)
+			break;
+		if (c->phase == SL_PH_PROXY && (c->body_inflight || !c->up))
+			break;
+		/* body bytes of the current request */
+		ev = sl_http_parse(&c->hp, c->rbuf + c->rpos, c->rlen - c->rpos, &used);
+		const char *p = c->rbuf + c->rpos;
+		c->rpos += used;
+		if (ev == SL_HTTP_ERR) {
+			if (c->phase == SL_PH_PROXY && c->up && !c->up->resp_head) {
+				sl_proxy_abort(c);
+				c->phase = SL_PH_LOCAL;
+				sl_conn_answer_error(c, c->hp.error_status, true);
+			} else if (c->phase == SL_PH_ADMIN) {
+				c->phase = SL_PH_LOCAL;
+				sl_conn_answer_error(c, c->hp.error_status, true);
+			} else if (c->writing) {
+				c->req_end = true;
+				c->close_after = true;
+			} else {
+				sl_conn_close(c);
+			}
+			return;
+		}
+		if (c->phase != SL_PH_PROXY)
+			arm(c, T_BODY, w->policy->server.idle_timeout);
+		if (ev == SL_HTTP_END)
+			c->req_end = true;
+		if (c->phase == SL_PH_PROXY) {
+			if (used || ev == SL_HTTP_END)
+				sl_proxy_body(c, p, used, ev == SL_HTTP_END);
+			if (ev == SL_HTTP_END)
+				break;
+			continue;
+		}
+		if (c->phase == SL_PH_ADMIN) {
+			if (ev == SL_HTTP_END) {
+				admin_dispatch(c);
+				break;
+			}
+			if (c->head_start == 0 && c->rlen == c->rcap) {
+				c->phase = SL_PH_LOCAL;
+				sl_conn_answer_error(c, 413, true);
+				return;
+			}
+			break;
+		}
+		/* SL_PH_LOCAL: the body is discarded */
+		if (ev == SL_HTTP_END) {
+			finish_maybe(c);
+			continue;
+		}
+		break;
+	}
+	if (!c->closing)
+		sl_conn_update_read(c);
+}
+
+void sl_conn_process(struct sl_conn *c)
+{
+	process(c);
+}
+
+/* EOF or a read error: between requests that is the normal end; mid-request
+ * or mid-response nobody is left to answer (a proxied exchange is dropped
+ * and its concurrency slots given back). */
+static void peer_gone(struct sl_conn *c)
+{
+	sl_conn_close(c);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct sl_conn *c = s->data;
+	if (nread > 0) {
+		c->rlen += (size_t)nread;
+		process(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	if (nread == UV_ENOBUFS) {
+		uv_read_stop(s);
+		c->reading = false;
+		process(c);
+		return;
+	}
+	peer_gone(c);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+	struct sl_conn *c = t->data;
+	uint8_t what = c->timer_what;
+	c->timer_what = T_NONE;
+	switch (what) {
+	case T_IDLE:
+		sl_conn_close(c);
+		break;
+	case T_HEADER:
+		if (c->writing) {
+			sl_conn_close(c);
+			break;
+		}
+		c->req_end = true;
+		c->keep_alive = false;
+		sl_conn_answer_error(c, 408, true);
+		break;
+	case T_BODY:
+		sl_conn_close(c);
+		break;
+	case T_DELAY:
+		proceed(c);
+		if (!c->closing)
+			process(c);
+		break;
+	default:
+		break;
+	}
+}
+
+void sl_conn_drain(struct sl_conn *c)
+{
+	c->keep_alive = false;
+	if (c->phase == SL_PH_HEAD && c->hp.state == SL_HTTP_IDLE && !c->writing &&
+	    !c->store_pending)
+		sl_conn_close(c);
+}
+
+/* Take a connection from the free list (or allocate one: the list only
+ * grows to the connection cap) and accept into it. */
+void sl_conn_accept(struct sl_listener *l)
+{
+	struct sl_worker *w = l->w;
+	struct sl_conn *c;
+	int len;
+
+	if (w->nconns >= w->max_conns) {
+		l->accept_pending = true; /* libuv stops polling until we accept */
+		return;
+	}
+	if (!sl_list_empty(&w->free)) {
+		c = sl_container(w->free.next, struct sl_conn, link);
+		sl_list_del(&c->link);
+	} else {
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			l->accept_pending = true;
+			return;
+		}
+		c->rcap = w->rcap;
+		c->rbuf = malloc(c->rcap);
+		c->obuf = malloc(SL_OUT_CAP);
+		if (!c->rbuf || !c->obuf) {
+			free(c->rbuf);
+			free(c->obuf);
+			free(c);
+			l->accept_pending = true;
+			return;
+		}
+		sl_list_init(&c->link);
+	}
+	c->w = w;
+	c->l = l;
+	c->phase = SL_PH_HEAD;
+	c->closing = c->close_after = c->writing = c->reading = false;
+	c->req_end = c->resp_done = c->body_inflight = c->release_pending = false;
+	c->store_pending = 0;
+	c->rlen = c->rpos = c->head_start = 0;
+	c->up = NULL;
+	c->keep_alive = true;
+	c->expect_continue = false;
+	sl_http_init(&c->hp, false, w->policy->server.max_header_bytes,
+		     w->policy->server.max_body_bytes);
+	if (l->kind == SL_LK_ADMIN) {
+		if (!c->acall)
+			c->acall = calloc(1, sizeof(*c->acall));
+		if (!c->abody)
+			c->abody = malloc(SL_ADMIN_BODY_MAX);
+		c->hp.sink = c->abody;
+		c->hp.sink_cap = c->abody ? SL_ADMIN_BODY_MAX : 0;
+	}
+	uv_tcp_init(&w->loop, &c->tcp);
+	uv_timer_init(&w->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles = 2;
+	sl_list_add(&w->active, &c->link);
+	w->nconns++;
+	if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0 ||
+	    (l->kind == SL_LK_ADMIN && (!c->acall || !c->abody))) {
+		sl_conn_close(c);
+		return;
+	}
+	l->accept_pending = false;
+	uv_tcp_nodelay(&c->tcp, 1);
+	len = sizeof(c->peer);
+	c->peer_ip[0] = 0;
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0) {
+		if (c->peer.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
+		else
+			uv_ip4_name((struct sockaddr_in *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
+	}
+	arm(c, T_IDLE, w->policy->server.idle_timeout);
+	sl_conn_update_read(c);
+}

@@ -1,0 +1,256 @@
+/* Internal types of the server (worker.c, conn.c, proxy.c): workers,
+ * listeners, client connections and upstream connections. Everything here
+ * belongs to exactly one worker thread except the fields marked shared. */
+#ifndef SLUICE_NET_INT_H
+#define SLUICE_NET_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include "http/http.h"
+#include "net/admin.h"
+#include "net/metrics.h"
+#include "net/server.h"
+#include "policy/policy.h"
+#include "store/store.h"
+#include <sluice/error.h>
+
+#define SL_MAX_LISTENERS 16
+#define SL_OUT_CAP       16384 /* bytes: response heads and local bodies */
+#define SL_LOGLINE       256   /* bytes of method+target kept for the access log */
+
+/* Intrusive doubly-linked list (node inside the owner). */
+struct sl_list {
+	struct sl_list *prev, *next;
+};
+
+static inline void sl_list_init(struct sl_list *l)
+{
+	l->prev = l->next = l;
+}
+static inline bool sl_list_empty(const struct sl_list *l)
+{
+	return l->next == l;
+}
+static inline void sl_list_add(struct sl_list *head, struct sl_list *n)
+{
+	n->next = head->next;
+	n->prev = head;
+	head->next->prev = n;
+	head->next = n;
+}
+static inline void sl_list_del(struct sl_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+#define sl_container(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+
+enum sl_lkind {
+	SL_LK_PROXY = 1,
+	SL_LK_CHECK,
+	SL_LK_ADMIN,
+};
+
+struct sl_worker;
+
+/* An upstream address and this worker's idle keep-alive connections to it. */
+struct sl_upstream {
+	char host[256];
+	int port;
+	struct sockaddr_storage addr; /* resolved at create */
+	struct sl_list idle;          /* struct sl_upconn.link */
+	unsigned nidle;
+};
+
+struct sl_listener {
+	uv_tcp_t tcp;
+	struct sl_worker *w;
+	uint8_t kind; /* enum sl_lkind */
+	char name[64];
+	char listen[128];
+	bool is_static;          /* proxy with upstream: static */
+	struct sl_upstream *up;  /* proxy to http://; else NULL */
+	bool accept_pending;     /* a connection waits: at the cap */
+	bool closed;
+};
+
+enum sl_phase {
+	SL_PH_HEAD = 0,   /* reading the next head */
+	SL_PH_DECIDE,     /* store batch in flight */
+	SL_PH_DELAY,      /* queued decision: timer */
+	SL_PH_LOCAL,      /* answered (or answering) here; the body is discarded */
+	SL_PH_PROXY,      /* forwarding to the upstream */
+	SL_PH_ADMIN,      /* admin call in flight */
+};
+
+struct sl_upconn;
+
+struct sl_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer; /* header/idle timeout, or the queue delay */
+	uv_write_t wreq;
+	struct sl_worker *w;
+	struct sl_listener *l;
+	struct sl_list link; /* worker's active or free list */
+	uint8_t handles;  /* open uv handles (tcp, timer) */
+	bool in_decide;   /* inside decide(): a store completion is inline */
+	uint8_t phase; /* enum sl_phase */
+	uint8_t timer_what;
+	bool reading;
+	bool closing;      /* uv_close called (or to be called once idle) */
+	bool close_after;  /* close once the current response is written */
+	bool writing;      /* c->out in flight to the client */
+	bool req_end;      /* the request's last byte was parsed */
+	bool resp_done;    /* the response was written completely */
+	bool body_inflight;/* raw body bytes from rbuf in flight to the upstream */
+	bool release_pending; /* concurrency release to submit at the end */
+	unsigned store_pending; /* store batches in flight that point at c */
+	struct sockaddr_storage peer;
+	char peer_ip[48];
+
+	/* read buffer: [0, rlen) holds bytes; [rpos, rlen) not yet parsed;
+	 * a head in progress starts at head_start. */
+	char *rbuf;
+	size_t rcap, rlen, rpos, head_start; /* bytes */
+	struct sl_http_parser hp;
+
+	char *obuf;
+	struct sl_http_out out;
+
+	/* the request in flight */
+	struct sl_policy *policy; /* reference held for the request */
+	struct sl_eval ev;
+	int status;          /* answered status (access log) */
+	uint64_t bytes_out;  /* bytes of response sent to the client */
+	int64_t t_start;     /* ns, the head's arrival */
+	char logline[SL_LOGLINE];
+	bool keep_alive;     /* the client may send another request */
+	bool expect_continue;
+	bool retried;        /* the request was resent on a fresh upstream connection */
+	struct sl_upconn *up;
+
+	/* admin */
+	struct sl_admin_call *acall; /* allocated for the first admin request */
+	char *abody;                 /* decoded admin request body */
+	size_t abody_len;
+};
+
+enum sl_upstate {
+	SL_UP_CONNECTING = 0,
+	SL_UP_IDLE,
+	SL_UP_BUSY,
+	SL_UP_CLOSING,
+};
+
+struct sl_upconn {
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	uv_write_t wreq;   /* the request head */
+	uv_write_t breq;   /* a piece of request body */
+	uv_timer_t timer;  /* upstream_timeout */
+	struct sl_worker *w;
+	struct sl_upstream *pool;
+	struct sl_conn *c; /* the client it serves, or NULL */
+	struct sl_list link;
+	uint8_t state; /* enum sl_upstate */
+	bool reused;   /* served a request before (a failure may be a stale socket) */
+	bool reading;
+	bool head_written; /* request head written */
+	bool got_bytes;    /* some response bytes arrived */
+	bool resp_head;    /* response head sent to the client */
+	bool resp_end;
+	bool to_client;    /* response bytes from rbuf in flight to the client */
+	bool keep;         /* reusable after this exchange */
+	bool skip_1xx;     /* an interim response is being skipped */
+	size_t head_start; /* bytes: where the response head in progress starts */
+	unsigned timers_open; /* handles to close before freeing */
+	char *rbuf;
+	size_t rcap, rlen, rpos; /* bytes */
+	char *hbuf;              /* request head to the upstream */
+	struct sl_http_out hout;
+	struct sl_http_parser hp;
+};
+
+/* One worker thread: its loop and everything on it. */
+struct sl_worker {
+	struct sl_server *srv;
+	unsigned index;
+	uv_loop_t loop;
+	uv_thread_t thread;
+	uv_async_t async;
+	uv_prepare_t prep;
+	uv_check_t check;
+	bool now_valid;
+	int64_t now; /* ns, read once per loop pass */
+
+	/* shared with the main thread, under mu */
+	pthread_mutex_t mu;
+	struct sl_policy *next_policy;
+	bool want_drain, want_stop;
+
+	struct sl_policy *policy; /* reference; what new requests use */
+	struct sl_listener listeners[SL_MAX_LISTENERS];
+	size_t nlisteners;
+	struct sl_upstream upstreams[SL_MAX_LISTENERS];
+	size_t nupstreams;
+	struct sl_list active, free; /* struct sl_conn.link */
+	unsigned nconns;             /* open client connections */
+	unsigned max_conns;
+	unsigned nupconns;           /* open upstream connections */
+	bool draining, stopping;
+	bool closed; /* handles closed; written under mu */
+	size_t rcap; /* bytes: read buffer of a client connection */
+
+	struct sl_admin admin;
+	bool admin_on;
+	struct sl_metrics_shard *shard;
+};
+
+struct sl_server {
+	struct sl_store *store;
+	struct sl_policy *policy; /* reference: the current one */
+	unsigned nworkers;
+	struct sl_worker *workers;
+	struct sl_metrics *metrics;
+	struct sl_admin_global admin_g;
+	bool admin_on;
+	void (*done)(void *arg);
+	void *done_arg;
+	unsigned running; /* atomic: workers still in their loop */
+	char logbuf_unused;
+};
+
+/* worker.c */
+int64_t sl_worker_now(struct sl_worker *w);
+void sl_worker_conn_freed(struct sl_worker *w);
+void sl_worker_maybe_exit(struct sl_worker *w);
+void sl_access_log(struct sl_conn *c);
+
+/* conn.c */
+void sl_conn_accept(struct sl_listener *l);
+void sl_conn_close(struct sl_conn *c);
+void sl_conn_drain(struct sl_conn *c);
+/* Proxy callbacks into the client connection. */
+void sl_conn_process(struct sl_conn *c);
+void sl_conn_update_read(struct sl_conn *c);
+void sl_conn_request_done(struct sl_conn *c);
+void sl_conn_answer_error(struct sl_conn *c, int status, bool close);
+void sl_conn_write(struct sl_conn *c, const char *p, size_t n, uv_write_cb cb);
+void sl_conn_send_continue(struct sl_conn *c);
+
+/* proxy.c */
+void sl_proxy_start(struct sl_conn *c);
+/* Raw request body bytes [p, p+n) of rbuf for the upstream; the client
+ * stops reading until sl_conn_process is called again by proxy.c. */
+void sl_proxy_body(struct sl_conn *c, const char *p, size_t n, bool end);
+/* The client went away (or failed) mid-exchange: drop the upstream side. */
+void sl_proxy_abort(struct sl_conn *c);
+/* The client finished writing a piece of response body: read on. */
+void sl_proxy_client_wrote(struct sl_conn *c);
+void sl_upstream_close_idle(struct sl_worker *w);
+int sl_upstream_parse(struct sl_upstream *u, const char *url, char *err, size_t cap);
+
+#endif

@@ -1,0 +1,453 @@
+/* The server: worker threads, each running its own libuv loop with its own
+ * SO_REUSEPORT listening sockets (the kernel spreads connections across
+ * them), its own connection free list and upstream pools. Workers share
+ * only the policy (refcounted, swapped through a mutex + uv_async on
+ * reload), the store and the metrics.
+ *
+ * Everything is bound on the main thread before any worker starts, so a
+ * port in use is a startup error, not a thread that dies later. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "net/clock.h"
+#include "net/net-int.h"
+
+int64_t sl_worker_now(struct sl_worker *w)
+{
+	if (!w->now_valid) {
+		w->now = sl_clock_now();
+		w->now_valid = true;
+	}
+	return w->now;
+}
+
+static void pass_cb(uv_prepare_t *h)
+{
+	((struct sl_worker *)h->data)->now_valid = false;
+}
+
+static void pass_check_cb(uv_check_t *h)
+{
+	((struct sl_worker *)h->data)->now_valid = false;
+}
+
+void sl_access_log(struct sl_conn *c)
+{
+	int64_t ms = (sl_worker_now(c->w) - c->t_start) / 1000000;
+	fprintf(stdout, "%s %s \"%s\" %d %llu %lldms\n", c->peer_ip[0] ? c->peer_ip : "-",
+		c->l->name, c->logline, c->status, (unsigned long long)c->bytes_out, (long long)ms);
+}
+
+/* Parse "host:port", "[v6]:port", ":port" or "*:port". */
+static int parse_listen(const char *s, struct sockaddr_storage *ss)
+{
+	char host[128];
+	const char *colon;
+	long port;
+	char *end;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+			return SL_EINVAL;
+		memcpy(host, s + 1, (size_t)(rb - s - 1));
+		host[rb - s - 1] = 0;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			return SL_EINVAL;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = 0;
+		if (host[0] == 0 || strcmp(host, "*") == 0)
+			memcpy(host, "0.0.0.0", 8);
+		else if (strcmp(host, "localhost") == 0)
+			memcpy(host, "127.0.0.1", 10);
+	}
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 0 || port > 65535)
+		return SL_EINVAL;
+	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+		return 0;
+	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+		return 0;
+	return SL_EINVAL;
+}
+
+static void on_connection(uv_stream_t *s, int status)
+{
+	struct sl_listener *l = s->data;
+	if (status < 0 || l->w->draining)
+		return;
+	sl_conn_accept(l);
+}
+
+static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size_t cap)
+{
+	struct sockaddr_storage ss;
+	int fd, one = 1, rc;
+
+	if (parse_listen(l->listen, &ss) < 0) {
+		snprintf(err, cap, "listener %s: bad listen address \"%s\"", l->name, l->listen);
+		return SL_EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail_fd;
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss,
+		 ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) < 0)
+		goto fail_fd;
+	uv_tcp_init(&w->loop, &l->tcp);
+	l->tcp.data = l;
+	l->w = w;
+	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0 || (rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0) {
+		snprintf(err, cap, "listener %s on %s: %s", l->name, l->listen, uv_strerror(rc));
+		return SL_EIO;
+	}
+	return 0;
+fail_fd:
+	rc = errno;
+	close(fd);
+	errno = rc;
+fail:
+	snprintf(err, cap, "listener %s on %s: %s", l->name, l->listen, strerror(errno));
+	return SL_EIO;
+}
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void worker_closed_cb(uv_handle_t *h)
+{
+}
+
+static void admin_closed(struct sl_admin *a)
+{
+}
+
+void sl_worker_maybe_exit(struct sl_worker *w)
+{
+	if (!w->draining || w->closed || w->nconns || w->nupconns)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->closed = true;
+	uv_close((uv_handle_t *)&w->async, worker_closed_cb);
+	pthread_mutex_unlock(&w->mu);
+	for (size_t i = 0; i < w->nlisteners; i++)
+		if (!w->listeners[i].closed) {
+			w->listeners[i].closed = true;
+			uv_close((uv_handle_t *)&w->listeners[i].tcp, worker_closed_cb);
+		}
+	if (w->admin_on)
+		sl_admin_close(&w->admin, admin_closed);
+	uv_close((uv_handle_t *)&w->prep, worker_closed_cb);
+	uv_close((uv_handle_t *)&w->check, worker_closed_cb);
+}
+
+void sl_worker_conn_freed(struct sl_worker *w)
+{
+	for (size_t i = 0; i < w->nlisteners && !w->draining; i++) {
+		struct sl_listener *l = &w->listeners[i];
+		if (l->accept_pending && w->nconns < w->max_conns)
+			sl_conn_accept(l);
+	}
+	sl_worker_maybe_exit(w);
+}
+
+static void start_drain(struct sl_worker *w)
+{
+	struct sl_list *n, *next;
+	if (w->draining)
+		return;
+	w->draining = true;
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		w->listeners[i].closed = true;
+		uv_close((uv_handle_t *)&w->listeners[i].tcp, worker_closed_cb);
+	}
+	for (n = w->active.next; n != &w->active; n = next) {
+		next = n->next;
+		sl_conn_drain(sl_container(n, struct sl_conn, link));
+	}
+	sl_upstream_close_idle(w);
+	sl_worker_maybe_exit(w);
+}
+
+static void async_cb(uv_async_t *h)
+{
+	struct sl_worker *w = h->data;
+	struct sl_policy *p;
+	bool drain, stop;
+	struct sl_list *n, *next;
+
+	pthread_mutex_lock(&w->mu);
+	p = w->next_policy;
+	w->next_policy = NULL;
+	drain = w->want_drain;
+	stop = w->want_stop;
+	pthread_mutex_unlock(&w->mu);
+	if (p) {
+		sl_policy_unref(w->policy);
+		w->policy = p;
+	}
+	if (drain || stop)
+		start_drain(w);
+	if (stop && !w->stopping) {
+		w->stopping = true;
+		for (n = w->active.next; n != &w->active; n = next) {
+			next = n->next;
+			sl_conn_close(sl_container(n, struct sl_conn, link));
+		}
+	}
+}
+
+static int64_t admin_clock(void *arg)
+{
+	return sl_worker_now(arg);
+}
+
+static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
+		       struct sl_policy *p, char *err, size_t cap)
+{
+	int rc;
+
+	w->srv = s;
+	w->index = index;
+	sl_list_init(&w->active);
+	sl_list_init(&w->free);
+	pthread_mutex_init(&w->mu, NULL);
+	if (uv_loop_init(&w->loop) < 0) {
+		snprintf(err, cap, "uv_loop_init failed");
+		return SL_ENOMEM;
+	}
+	uv_async_init(&w->loop, &w->async, async_cb);
+	w->async.data = w;
+	uv_prepare_init(&w->loop, &w->prep);
+	w->prep.data = w;
+	uv_prepare_start(&w->prep, pass_cb);
+	uv_check_init(&w->loop, &w->check);
+	w->check.data = w;
+	uv_check_start(&w->check, pass_check_cb);
+	sl_policy_ref(p);
+	w->policy = p;
+	w->max_conns = p->server.max_connections ? p->server.max_connections : 10000;
+	w->rcap = (p->server.max_header_bytes ? p->server.max_header_bytes : 16384) + 4096;
+	w->shard = s->metrics ? sl_metrics_shard(s->metrics, index) : NULL;
+
+	for (size_t i = 0; i < p->nlisteners && w->nlisteners < SL_MAX_LISTENERS - 1; i++) {
+		const struct sl_listener_conf *lc = &p->listeners[i];
+		struct sl_listener *l = &w->listeners[w->nlisteners++];
+		copy(l->name, sizeof(l->name), lc->name);
+		copy(l->listen, sizeof(l->listen), lc->listen);
+		l->kind = lc->mode == SL_MODE_CHECK ? SL_LK_CHECK : SL_LK_PROXY;
+		if (l->kind == SL_LK_PROXY) {
+			if (!lc->upstream || strcmp(lc->upstream, "static") == 0) {
+				l->is_static = true;
+			} else {
+				struct sl_upstream *u = &w->upstreams[w->nupstreams];
+				if ((rc = sl_upstream_parse(u, lc->upstream, err, cap)) < 0)
+					return rc;
+				w->nupstreams++;
+				l->up = u;
+			}
+		}
+		if ((rc = listen_on(w, l, err, cap)) < 0)
+			return rc;
+	}
+	if (p->admin.listen) {
+		struct sl_listener *l = &w->listeners[w->nlisteners++];
+		copy(l->name, sizeof(l->name), "admin");
+		copy(l->listen, sizeof(l->listen), p->admin.listen);
+		l->kind = SL_LK_ADMIN;
+		if ((rc = listen_on(w, l, err, cap)) < 0)
+			return rc;
+		if (s->admin_on) {
+			rc = sl_admin_init(&w->admin, &s->admin_g, index, &w->loop, s->store, p,
+					   admin_clock, w);
+			if (rc < 0) {
+				snprintf(err, cap, "admin: %s", sl_strerror(rc));
+				return rc;
+			}
+			w->admin_on = true;
+		}
+	}
+	return 0;
+}
+
+int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store,
+		     char *err, size_t cap)
+{
+	struct sl_server *s = calloc(1, sizeof(*s));
+	unsigned n = p->server.workers;
+	int rc;
+
+	*out = NULL;
+	if (!s) {
+		snprintf(err, cap, "out of memory");
+		return SL_ENOMEM;
+	}
+	if (n == 0) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cores > 0 ? (unsigned)cores : 1;
+	}
+	if (n > 256)
+		n = 256;
+	s->store = store;
+	s->nworkers = n;
+	sl_policy_ref(p);
+	s->policy = p;
+	s->workers = calloc(n, sizeof(*s->workers));
+	s->metrics = sl_metrics_create(n);
+	if (!s->workers || !s->metrics) {
+		snprintf(err, cap, "out of memory");
+		rc = SL_ENOMEM;
+		goto fail;
+	}
+	if (p->admin.listen) {
+		rc = sl_admin_global_init(&s->admin_g, p, n, s->metrics, store, err, cap);
+		if (rc < 0)
+			goto fail;
+		s->admin_on = true;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		rc = worker_init(s, &s->workers[i], i, p, err, cap);
+		if (rc < 0)
+			goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	/* startup failure: the process exits; loops are left to the OS */
+	return rc;
+}
+
+unsigned sl_server_workers(const struct sl_server *s)
+{
+	return s->nworkers;
+}
+
+static void worker_main(void *arg)
+{
+	struct sl_worker *w = arg;
+	struct sl_server *s = w->srv;
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (__atomic_sub_fetch(&s->running, 1, __ATOMIC_ACQ_REL) == 0 && s->done)
+		s->done(s->done_arg);
+}
+
+int sl_server_start(struct sl_server *s, void (*done)(void *arg), void *arg)
+{
+	s->done = done;
+	s->done_arg = arg;
+	s->running = s->nworkers;
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		int rc = uv_thread_create(&s->workers[i].thread, worker_main, &s->workers[i]);
+		if (rc < 0)
+			return SL_ENOMEM;
+	}
+	return 0;
+}
+
+static bool same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int sl_server_set_policy(struct sl_server *s, struct sl_policy *p, char *err, size_t cap)
+{
+	const struct sl_policy *o = s->policy;
+	int changed = 0;
+
+	if (o->nlisteners != p->nlisteners || !same(o->admin.listen, p->admin.listen)) {
+		changed = 1;
+	} else {
+		for (size_t i = 0; i < p->nlisteners; i++) {
+			const struct sl_listener_conf *a = &o->listeners[i], *b = &p->listeners[i];
+			if (!same(a->name, b->name) || !same(a->listen, b->listen) || a->mode != b->mode ||
+			    !same(a->upstream, b->upstream))
+				changed = 1;
+		}
+	}
+	if (changed)
+		snprintf(err, cap, "listener or admin addresses changed: they take effect on restart");
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct sl_worker *w = &s->workers[i];
+		sl_policy_ref(p);
+		pthread_mutex_lock(&w->mu);
+		if (w->next_policy)
+			sl_policy_unref(w->next_policy);
+		w->next_policy = p;
+		if (!w->closed)
+			uv_async_send(&w->async);
+		pthread_mutex_unlock(&w->mu);
+	}
+	sl_policy_ref(p);
+	sl_policy_unref(s->policy);
+	s->policy = p;
+	return changed;
+}
+
+static void command(struct sl_server *s, bool stop)
+{
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct sl_worker *w = &s->workers[i];
+		pthread_mutex_lock(&w->mu);
+		w->want_drain = true;
+		if (stop)
+			w->want_stop = true;
+		if (!w->closed)
+			uv_async_send(&w->async);
+		pthread_mutex_unlock(&w->mu);
+	}
+}
+
+void sl_server_drain(struct sl_server *s)
+{
+	command(s, false);
+}
+
+void sl_server_stop(struct sl_server *s)
+{
+	command(s, true);
+}
+
+void sl_server_destroy(struct sl_server *s)
+{
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct sl_worker *w = &s->workers[i];
+		uv_thread_join(&w->thread);
+		/* the loop has no handles left: free the pooled connections */
+		while (!sl_list_empty(&w->free)) {
+			struct sl_conn *c = sl_container(w->free.next, struct sl_conn, link);
+			sl_list_del(&c->link);
+			free(c->rbuf);
+			free(c->obuf);
+			free(c->acall);
+			free(c->abody);
+			free(c);
+		}
+		uv_loop_close(&w->loop);
+		if (w->next_policy)
+			sl_policy_unref(w->next_policy);
+		sl_policy_unref(w->policy);
+		pthread_mutex_destroy(&w->mu);
+	}
+	if (s->admin_on)
+		sl_admin_global_destroy(&s->admin_g);
+	if (s->metrics)
+		sl_metrics_destroy(s->metrics);
+	sl_policy_unref(s->policy);
+	free(s->workers);
+	free(s);
+}
