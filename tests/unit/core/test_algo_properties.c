@@ -119,10 +119,11 @@ static void gcra_once(void)
 		if (o == SL_REJECTED) {
 			PROP(next.expires == st.expires);
 			if (r.retry_after > 0) {
-				PROP(sl_algo_eval(&s, &st, now + r.retry_after, c, &probe, &r) ==
+				int64_t ra = r.retry_after; /* ns */
+
+				PROP(sl_algo_eval(&s, &st, now + ra, c, &probe, &r) == SL_ALLOWED);
+				PROP(sl_algo_eval(&s, &st, now + ra - 1, c, &probe, &r) !=
 				     SL_ALLOWED);
-				PROP(sl_algo_eval(&s, &st, now + r.retry_after - 1, c, &probe,
-						  &r) != SL_ALLOWED);
 			}
 			continue;
 		}
@@ -317,10 +318,11 @@ static void sliding_once(void)
 			PROP(next.v == st.v && next.expires == st.expires);
 			PROP((r.retry_after == 0) == (c > n));
 			if (r.retry_after > 0) {
-				PROP(sl_algo_eval(&s, &st, now + r.retry_after, c, &probe, &r) ==
-				     SL_ALLOWED);
-				PROP(sl_algo_eval(&s, &st, now + r.retry_after - 1, c, &probe,
-						  &r) == SL_REJECTED);
+				int64_t ra = r.retry_after; /* ns */
+
+				PROP(sl_algo_eval(&s, &st, now + ra, c, &probe, &r) == SL_ALLOWED);
+				PROP(sl_algo_eval(&s, &st, now + ra - 1, c, &probe, &r) ==
+				     SL_REJECTED);
 			}
 			continue;
 		}
