@@ -10,7 +10,7 @@
 #include <sluice/error.h>
 
 int sl_spec_rate(struct sl_limit_spec *s, uint64_t n, int64_t period, uint64_t burst,
-		 uint64_t queue)
+                 uint64_t queue)
 {
 	uint64_t interval, bq, bqt;
 
@@ -82,7 +82,7 @@ void sl_spec_deny(struct sl_limit_spec *s)
 /* Results start zeroed and next starts as *st, so each algorithm sets only
  * what differs. */
 int sl_algo_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
-		 uint64_t cost, struct sl_state *next, struct sl_result *res)
+                 uint64_t cost, struct sl_state *next, struct sl_result *res)
 {
 	*next = *st;
 	memset(res, 0, sizeof(*res));
@@ -107,7 +107,7 @@ int sl_algo_eval(const struct sl_limit_spec *spec, const struct sl_state *st, in
 }
 
 void sl_algo_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
-		    uint64_t cost)
+                    uint64_t cost)
 {
 	switch (spec->algo) {
 	case SL_ALGO_RATE:

@@ -24,9 +24,9 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 	if (m <= 2)
 		y--;
 	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = (unsigned)(y - era * 400);                          /* [0, 399] */
-	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;    /* [0, 365], March first */
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;              /* [0, 146096] */
+	yoe = (unsigned)(y - era * 400);                       /* [0, 399] */
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365], March first */
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
 	return era * 146097 + (int64_t)doe - 719468;
 }
 
@@ -56,7 +56,7 @@ static int64_t clamp64(__int128 v)
 }
 
 void sl_calendar_window(uint8_t calendar, int32_t tz_offset, int64_t now, int64_t *start,
-			int64_t *end)
+                        int64_t *end)
 {
 	__int128 tz = (__int128)tz_offset * SL_NS_PER_SEC; /* ns */
 	__int128 local = (__int128)now + tz;               /* ns, local wall time */
@@ -79,7 +79,8 @@ void sl_calendar_window(uint8_t calendar, int32_t tz_offset, int64_t now, int64_
 	case SL_CAL_MONTH:
 		civil_from_days(floor_div(local, SL_NS_PER_DAY), &y, &m);
 		s = (__int128)days_from_civil(y, m, 1) * SL_NS_PER_DAY;
-		e = (__int128)(m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1)) *
+		e = (__int128)(m == 12 ? days_from_civil(y + 1, 1, 1)
+		                       : days_from_civil(y, m + 1, 1)) *
 		    SL_NS_PER_DAY;
 		break;
 	default: /* SL_CAL_DAY and unknown */

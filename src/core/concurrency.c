@@ -20,12 +20,12 @@ static int64_t clamp64(__int128 v)
  * retry_after 1 s, because a slot frees when some response ends, which no
  * state here predicts; retry_after is 0 when c > N (never fits).
  * reset_after = time until the leases lapse. */
-int sl_concurrency_eval(const struct sl_limit_spec *spec, const struct sl_state *st,
-			int64_t now, uint64_t cost, struct sl_state *next, struct sl_result *res)
+int sl_concurrency_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
+                        uint64_t cost, struct sl_state *next, struct sl_result *res)
 {
 	uint64_t used = 0; /* slots */
 	uint64_t n = spec->n;
-	int64_t exp;       /* ns */
+	int64_t exp; /* ns */
 
 	if (st->expires > now) {
 		used = st->v;
@@ -56,7 +56,7 @@ int sl_concurrency_eval(const struct sl_limit_spec *spec, const struct sl_state 
 /* Release cost slots, never below zero; when none are left the state
  * becomes all zero (fresh) so the table can reclaim it. */
 void sl_concurrency_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
-			   uint64_t cost)
+                           uint64_t cost)
 {
 	if (st->expires <= now)
 		return;

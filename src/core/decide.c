@@ -18,8 +18,7 @@ static const struct sl_state *base_state(const struct sl_decide_item *items, siz
 	return items[i].state;
 }
 
-int sl_decide(struct sl_decide_item *items, size_t n, int64_t now, size_t *denied,
-	      int64_t *delay)
+int sl_decide(struct sl_decide_item *items, size_t n, int64_t now, size_t *denied, int64_t *delay)
 {
 	size_t first = n;
 	int64_t max_delay = 0; /* ns */
@@ -27,7 +26,7 @@ int sl_decide(struct sl_decide_item *items, size_t n, int64_t now, size_t *denie
 	for (size_t i = 0; i < n; i++) {
 		struct sl_decide_item *it = &items[i];
 		int o = sl_algo_eval(it->spec, base_state(items, i), now, it->cost, &it->next,
-				     &it->res);
+		                     &it->res);
 
 		if (o == SL_REJECTED && first == n)
 			first = i;
@@ -43,7 +42,7 @@ int sl_decide(struct sl_decide_item *items, size_t n, int64_t now, size_t *denie
 			items[i].next = *items[i].state;
 			if (items[i].res.outcome != SL_REJECTED)
 				sl_algo_eval(items[i].spec, items[i].state, now, 0, &unused,
-					     &items[i].res);
+				             &items[i].res);
 		}
 		if (delay)
 			*delay = 0;

@@ -25,12 +25,12 @@ static int64_t clamp64(__int128 v)
  * A cost above B+Q can never fit: rejected with retry_after 0 ("never").
  * cost 0 peeks: allowed, remaining from the current backlog. */
 int sl_gcra_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
-		 uint64_t cost, struct sl_state *next, struct sl_result *res)
+                 uint64_t cost, struct sl_state *next, struct sl_result *res)
 {
-	__int128 t = spec->interval;                    /* ns */
-	__int128 bt = (__int128)spec->burst * t;        /* ns of burst capacity */
-	uint64_t bq;                                    /* units, saturated */
-	__int128 wait = 0, d, bqt;                      /* ns */
+	__int128 t = spec->interval;             /* ns */
+	__int128 bt = (__int128)spec->burst * t; /* ns of burst capacity */
+	uint64_t bq;                             /* units, saturated */
+	__int128 wait = 0, d, bqt;               /* ns */
 
 	if (__builtin_add_overflow(spec->burst, spec->queue, &bq))
 		bq = UINT64_MAX;
@@ -76,7 +76,7 @@ int sl_gcra_eval(const struct sl_limit_spec *spec, const struct sl_state *st, in
 /* Move TAT back by cost*T, but never below now: a refund can restore at
  * most a fresh bucket. */
 void sl_gcra_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
-		    uint64_t cost)
+                    uint64_t cost)
 {
 	__int128 tat = st->expires;
 

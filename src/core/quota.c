@@ -22,7 +22,7 @@ static int64_t clamp64(__int128 v)
  * used + c > N with retry_after = end - now, or retry_after 0 when c > N
  * (no window can ever hold it). res->window = length of the window. */
 int sl_quota_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
-		  uint64_t cost, struct sl_state *next, struct sl_result *res)
+                  uint64_t cost, struct sl_state *next, struct sl_result *res)
 {
 	int64_t start, end; /* ns */
 	uint64_t used = 0;  /* units */
@@ -60,7 +60,7 @@ int sl_quota_eval(const struct sl_limit_spec *spec, const struct sl_state *st, i
 /* Take cost units off the stored window's count, never below zero; an
  * expired state is already fresh and stays untouched. */
 void sl_quota_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
-		     uint64_t cost)
+                     uint64_t cost)
 {
 	if (st->expires <= now)
 		return;

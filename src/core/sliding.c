@@ -58,13 +58,13 @@ static int64_t pass_at(uint64_t count, int64_t p, uint64_t k)
  * stored window is evaluated at that window's start (most conservative),
  * and the step back is added to reset_after and retry_after. */
 int sl_sliding_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
-		    uint64_t cost, struct sl_state *next, struct sl_result *res)
+                    uint64_t cost, struct sl_state *next, struct sl_result *res)
 {
-	int64_t p = spec->period;          /* ns */
-	uint64_t n = spec->n;              /* units */
-	uint64_t prev = 0, cur = 0, est;   /* units */
-	int64_t w, sw, e, left;            /* window index; ns */
-	__int128 start, extra = 0;         /* ns */
+	int64_t p = spec->period;        /* ns */
+	uint64_t n = spec->n;            /* units */
+	uint64_t prev = 0, cur = 0, est; /* units */
+	int64_t w, sw, e, left;          /* window index; ns */
+	__int128 start, extra = 0;       /* ns */
 
 	res->limit = n;
 	res->window = p;
@@ -126,7 +126,7 @@ int sl_sliding_eval(const struct sl_limit_spec *spec, const struct sl_state *st,
 /* Take cost units off the stored window's current count, never below
  * zero; an expired state is fresh and stays untouched. */
 void sl_sliding_refund(const struct sl_limit_spec *spec, struct sl_state *st, int64_t now,
-		       uint64_t cost)
+                       uint64_t cost)
 {
 	uint64_t cur = st->v & LOW32;
 

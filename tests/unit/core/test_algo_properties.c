@@ -30,11 +30,11 @@
 static uint64_t rng;  /* xorshift64* state */
 static uint64_t seed; /* the seed being run, for failure messages */
 
-#define PROP(cond)                                                                            \
-	do {                                                                                  \
-		if (!(cond))                                                                  \
-			fail_msg("seed %llu: %s (rerun with SLUICE_SEED=%llu)",               \
-				 (unsigned long long)seed, #cond, (unsigned long long)seed);  \
+#define PROP(cond)                                                                                 \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fail_msg("seed %llu: %s (rerun with SLUICE_SEED=%llu)",                    \
+			         (unsigned long long)seed, #cond, (unsigned long long)seed);       \
 	} while (0)
 
 static uint64_t next_u64(void)
@@ -173,7 +173,7 @@ static void calendar_once(void)
 		uint8_t cal = (uint8_t)between(SL_CAL_HOUR, SL_CAL_MONTH);
 		int32_t tz = (int32_t)between(0, 2 * 86399) - 86399;
 		int64_t now = ((int64_t)between(0, 12000000000ULL) - 4000000000LL) * S +
-			      (int64_t)between(0, S - 1); /* ns: about 1843 to 2223 */
+		              (int64_t)between(0, S - 1); /* ns: about 1843 to 2223 */
 		int64_t st, en, st2, en2, len, local;
 
 		if (between(0, 1))
@@ -190,12 +190,12 @@ static void calendar_once(void)
 		case SL_CAL_HOUR:
 			PROP(len == 3600 * S && local % (3600 * S) == 0);
 			PROP(st == floor_div(now + (int64_t)tz * S, 3600 * S) * 3600 * S -
-					   (int64_t)tz * S);
+			                   (int64_t)tz * S);
 			break;
 		case SL_CAL_DAY:
 			PROP(len == 86400 * S);
 			PROP(st == floor_div(now + (int64_t)tz * S, 86400 * S) * 86400 * S -
-					   (int64_t)tz * S);
+			                   (int64_t)tz * S);
 			break;
 		case SL_CAL_WEEK:
 			PROP(len == 7 * 86400 * S);
@@ -307,7 +307,8 @@ static void sliding_once(void)
 				break;
 		}
 		est = (uint64_t)(((unsigned __int128)prev * (uint64_t)(p - e) + (uint64_t)p - 1) /
-				 (uint64_t)p) + cur;
+		                 (uint64_t)p) +
+		      cur;
 		o = sl_algo_eval(&s, &st, now, c, &next, &r);
 		seen[o]++;
 		if (c == 0 || est + c <= n) {
@@ -341,8 +342,8 @@ static void sliding_once(void)
 				lo++;
 			for (size_t k = lo; k < np; k++)
 				in += pass_c[k];
-			PROP(in <= n + (uint64_t)(((unsigned __int128)prev * (uint64_t)e) /
-						  (uint64_t)p));
+			PROP(in <=
+			     n + (uint64_t)(((unsigned __int128)prev * (uint64_t)e) / (uint64_t)p));
 			PROP(in <= 2 * n - 1 || n == 1);
 		}
 	}
@@ -454,7 +455,7 @@ static void decide_once(void)
 		now += (int64_t)between(0, S / 5);
 		for (int i = 0; i < 4; i++) {
 			it[i] = (struct sl_decide_item){
-				.spec = &specs[i], .cost = between(0, 3), .state = &states[i]};
+			        .spec = &specs[i], .cost = between(0, 3), .state = &states[i]};
 			before[i] = states[i];
 			/* each limit alone, on its own state, as a reference */
 			if (sl_algo_eval(&specs[i], &states[i], now, it[i].cost, &nx, &r) ==
@@ -488,12 +489,12 @@ static void decide_is_all_or_nothing_over_random_limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(gcra_never_admits_more_than_burst_plus_elapsed_intervals),
-		cmocka_unit_test(calendar_windows_tile_time_with_calendar_lengths),
-		cmocka_unit_test(quota_never_admits_more_than_n_per_calendar_window),
-		cmocka_unit_test(sliding_matches_model_and_interval_bound),
-		cmocka_unit_test(concurrency_never_exceeds_n_in_flight),
-		cmocka_unit_test(decide_is_all_or_nothing_over_random_limits),
+	        cmocka_unit_test(gcra_never_admits_more_than_burst_plus_elapsed_intervals),
+	        cmocka_unit_test(calendar_windows_tile_time_with_calendar_lengths),
+	        cmocka_unit_test(quota_never_admits_more_than_n_per_calendar_window),
+	        cmocka_unit_test(sliding_matches_model_and_interval_bound),
+	        cmocka_unit_test(concurrency_never_exceeds_n_in_flight),
+	        cmocka_unit_test(decide_is_all_or_nothing_over_random_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,12 +126,12 @@ static void concurrency_spec_refuses_bad_input(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(concurrency_admits_n_then_rejects_for_one_second),
-		cmocka_unit_test(concurrency_lease_lapses_exactly_at_ttl),
-		cmocka_unit_test(concurrency_clock_step_back_keeps_the_lease),
-		cmocka_unit_test(concurrency_release_never_goes_below_zero),
-		cmocka_unit_test(concurrency_rejects_cost_above_slots_with_no_retry),
-		cmocka_unit_test(concurrency_spec_refuses_bad_input),
+	        cmocka_unit_test(concurrency_admits_n_then_rejects_for_one_second),
+	        cmocka_unit_test(concurrency_lease_lapses_exactly_at_ttl),
+	        cmocka_unit_test(concurrency_clock_step_back_keeps_the_lease),
+	        cmocka_unit_test(concurrency_release_never_goes_below_zero),
+	        cmocka_unit_test(concurrency_rejects_cost_above_slots_with_no_retry),
+	        cmocka_unit_test(concurrency_spec_refuses_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

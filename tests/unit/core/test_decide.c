@@ -19,7 +19,7 @@ static void decide_commits_every_state_when_all_pass(void **state)
 	struct sl_limit_spec rate, quota;
 	struct sl_state a = {0, 0}, b = {0, 0};
 	struct sl_decide_item it[2] = {{.spec = &rate, .cost = 2, .state = &a},
-				       {.spec = &quota, .cost = 2, .state = &b}};
+	                               {.spec = &quota, .cost = 2, .state = &b}};
 	size_t denied = 99;
 	int64_t delay = 99;
 
@@ -43,8 +43,8 @@ static void decide_commits_nothing_when_the_last_of_three_rejects(void **state)
 	struct sl_state a = {0, 0}, b = {1709251200 * S, 5}, c = {0, 0};
 	struct sl_state a0, b0, c0;
 	struct sl_decide_item it[3] = {{.spec = &rate, .cost = 1, .state = &a},
-				       {.spec = &quota, .cost = 1, .state = &b},
-				       {.spec = &sliding, .cost = 1, .state = &c}};
+	                               {.spec = &quota, .cost = 1, .state = &b},
+	                               {.spec = &sliding, .cost = 1, .state = &c}};
 	size_t denied = 99;
 	int64_t delay = 99;
 
@@ -76,8 +76,8 @@ static void decide_names_first_rejecting_item_and_keeps_other_rejections(void **
 	struct sl_limit_spec deny, rate, conc;
 	struct sl_state a = {0, 0}, b = {0, 0}, c = {T0 + S, 1};
 	struct sl_decide_item it[3] = {{.spec = &rate, .cost = 11, .state = &b},
-				       {.spec = &deny, .cost = 1, .state = &a},
-				       {.spec = &conc, .cost = 1, .state = &c}};
+	                               {.spec = &deny, .cost = 1, .state = &a},
+	                               {.spec = &conc, .cost = 1, .state = &c}};
 	size_t denied = 99;
 
 	(void)state;
@@ -98,8 +98,8 @@ static void decide_reports_the_largest_delay(void **state)
 	struct sl_limit_spec q1, q2, quota;
 	struct sl_state a = {0, 0}, b = {0, 0}, c = {0, 0};
 	struct sl_decide_item it[3] = {{.spec = &q1, .cost = 3, .state = &a},
-				       {.spec = &quota, .cost = 3, .state = &c},
-				       {.spec = &q2, .cost = 3, .state = &b}};
+	                               {.spec = &quota, .cost = 3, .state = &c},
+	                               {.spec = &q2, .cost = 3, .state = &b}};
 	int64_t delay = 0;
 	size_t denied = 0;
 
@@ -120,7 +120,7 @@ static void decide_items_sharing_a_state_see_each_others_take(void **state)
 	struct sl_limit_spec quota;
 	struct sl_state a = {0, 0};
 	struct sl_decide_item it[2] = {{.spec = &quota, .cost = 1, .state = &a},
-				       {.spec = &quota, .cost = 1, .state = &a}};
+	                               {.spec = &quota, .cost = 1, .state = &a}};
 	size_t denied;
 
 	(void)state;
@@ -147,12 +147,12 @@ static void decide_with_no_items_allows(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(decide_commits_every_state_when_all_pass),
-		cmocka_unit_test(decide_commits_nothing_when_the_last_of_three_rejects),
-		cmocka_unit_test(decide_names_first_rejecting_item_and_keeps_other_rejections),
-		cmocka_unit_test(decide_reports_the_largest_delay),
-		cmocka_unit_test(decide_items_sharing_a_state_see_each_others_take),
-		cmocka_unit_test(decide_with_no_items_allows),
+	        cmocka_unit_test(decide_commits_every_state_when_all_pass),
+	        cmocka_unit_test(decide_commits_nothing_when_the_last_of_three_rejects),
+	        cmocka_unit_test(decide_names_first_rejecting_item_and_keeps_other_rejections),
+	        cmocka_unit_test(decide_reports_the_largest_delay),
+	        cmocka_unit_test(decide_items_sharing_a_state_see_each_others_take),
+	        cmocka_unit_test(decide_with_no_items_allows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

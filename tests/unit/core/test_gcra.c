@@ -11,25 +11,25 @@
 #include <sluice/error.h>
 
 #define S  SL_NS_PER_SEC
-#define T1 100000000LL /* ns: T of 10/s */
+#define T1 100000000LL     /* ns: T of 10/s */
 #define T0 1000000000000LL /* ns: an arbitrary start time */
 
-#define CHECK(i, got, want)                                                                   \
-	do {                                                                                  \
-		if ((long long)(got) != (long long)(want))                                    \
-			fail_msg("step %zu: %s = %lld, want %lld", (size_t)(i), #got,         \
-				 (long long)(got), (long long)(want));                         \
+#define CHECK(i, got, want)                                                                        \
+	do {                                                                                       \
+		if ((long long)(got) != (long long)(want))                                         \
+			fail_msg("step %zu: %s = %lld, want %lld", (size_t)(i), #got,              \
+			         (long long)(got), (long long)(want));                             \
 	} while (0)
 
 /* One request; its expected result. The state carries over between steps. */
 struct step {
-	int64_t now;          /* ns */
-	uint64_t cost;        /* units */
+	int64_t now;   /* ns */
+	uint64_t cost; /* units */
 	int outcome;
-	uint64_t remaining;   /* units */
-	int64_t reset_after;  /* ns */
-	int64_t retry_after;  /* ns */
-	int64_t delay;        /* ns */
+	uint64_t remaining;  /* units */
+	int64_t reset_after; /* ns */
+	int64_t retry_after; /* ns */
+	int64_t delay;       /* ns */
 };
 
 static void run_steps(const struct sl_limit_spec *spec, const struct step *steps, size_t n)
@@ -75,21 +75,21 @@ struct spec_case {
 static void gcra_spec_validates_and_rounds_interval_up(void **state)
 {
 	static const struct spec_case cases[] = {
-		{900, SL_NS_PER_MIN, 15, 5, SL_OK, 66666667, 15},
-		{10, S, 0, 0, SL_OK, T1, 10},              /* burst 0: default N */
-		{3, 10, 0, 0, SL_OK, 4, 3},                /* ceil(10/3) */
-		{10, 10, 0, 0, SL_OK, 1, 10},              /* exactly 1 ns */
-		{11, 10, 0, 0, SL_EINVAL, 0, 0},           /* under 1 ns */
-		{0, S, 0, 0, SL_EINVAL, 0, 0},             /* N = 0 */
-		{10, 0, 0, 0, SL_EINVAL, 0, 0},            /* empty period */
-		{10, -S, 0, 0, SL_EINVAL, 0, 0},           /* negative period */
-		{1, INT64_MAX, 1, 0, SL_OK, INT64_MAX, 1}, /* B*T == INT64_MAX */
-		{1, INT64_MAX, 2, 0, SL_EINVAL, 0, 0},     /* B*T overflows */
-		{1, INT64_MAX, 1, 1, SL_EINVAL, 0, 0},     /* (B+Q)*T overflows */
-		{1, 1, UINT64_MAX, 1, SL_EINVAL, 0, 0},    /* B+Q overflows */
-		{1, 1, UINT64_MAX, 0, SL_EINVAL, 0, 0},    /* B*T past int64 */
-		{UINT64_C(1) << 40, SL_NS_PER_DAY, 0, 0, SL_OK, 79, UINT64_C(1) << 40},
-		{UINT64_C(1) << 40, SL_NS_PER_MIN, 0, 0, SL_EINVAL, 0, 0},
+	        {900, SL_NS_PER_MIN, 15, 5, SL_OK, 66666667, 15},
+	        {10, S, 0, 0, SL_OK, T1, 10},              /* burst 0: default N */
+	        {3, 10, 0, 0, SL_OK, 4, 3},                /* ceil(10/3) */
+	        {10, 10, 0, 0, SL_OK, 1, 10},              /* exactly 1 ns */
+	        {11, 10, 0, 0, SL_EINVAL, 0, 0},           /* under 1 ns */
+	        {0, S, 0, 0, SL_EINVAL, 0, 0},             /* N = 0 */
+	        {10, 0, 0, 0, SL_EINVAL, 0, 0},            /* empty period */
+	        {10, -S, 0, 0, SL_EINVAL, 0, 0},           /* negative period */
+	        {1, INT64_MAX, 1, 0, SL_OK, INT64_MAX, 1}, /* B*T == INT64_MAX */
+	        {1, INT64_MAX, 2, 0, SL_EINVAL, 0, 0},     /* B*T overflows */
+	        {1, INT64_MAX, 1, 1, SL_EINVAL, 0, 0},     /* (B+Q)*T overflows */
+	        {1, 1, UINT64_MAX, 1, SL_EINVAL, 0, 0},    /* B+Q overflows */
+	        {1, 1, UINT64_MAX, 0, SL_EINVAL, 0, 0},    /* B*T past int64 */
+	        {UINT64_C(1) << 40, SL_NS_PER_DAY, 0, 0, SL_OK, 79, UINT64_C(1) << 40},
+	        {UINT64_C(1) << 40, SL_NS_PER_MIN, 0, 0, SL_EINVAL, 0, 0},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -113,15 +113,15 @@ static void gcra_spec_validates_and_rounds_interval_up(void **state)
 static void gcra_nth_request_passes_and_next_fails_at_same_instant(void **state)
 {
 	static const struct step steps[] = {
-		{T0, 1, SL_ALLOWED, 9, T1, 0, 0},
-		{T0, 8, SL_ALLOWED, 1, 9 * T1, 0, 0},
-		{T0, 1, SL_ALLOWED, 0, 10 * T1, 0, 0},         /* the N-th unit */
-		{T0, 1, SL_REJECTED, 0, 10 * T1, T1, 0},       /* N+1: wait one T */
-		{T0 + T1 - 1, 1, SL_REJECTED, 0, 9 * T1 + 1, 1, 0}, /* 1 ns early */
-		{T0 + T1, 1, SL_ALLOWED, 0, 10 * T1, 0, 0},    /* exactly on time */
-		{T0 + T1, 0, SL_ALLOWED, 0, 10 * T1, 0, 0},    /* peek when empty */
-		{T0 + 11 * T1, 10, SL_ALLOWED, 0, 10 * T1, 0, 0}, /* idle: full again */
-		{T0 + 11 * T1, 11, SL_REJECTED, 0, 10 * T1, 0, 0}, /* > B: never */
+	        {T0, 1, SL_ALLOWED, 9, T1, 0, 0},
+	        {T0, 8, SL_ALLOWED, 1, 9 * T1, 0, 0},
+	        {T0, 1, SL_ALLOWED, 0, 10 * T1, 0, 0},              /* the N-th unit */
+	        {T0, 1, SL_REJECTED, 0, 10 * T1, T1, 0},            /* N+1: wait one T */
+	        {T0 + T1 - 1, 1, SL_REJECTED, 0, 9 * T1 + 1, 1, 0}, /* 1 ns early */
+	        {T0 + T1, 1, SL_ALLOWED, 0, 10 * T1, 0, 0},         /* exactly on time */
+	        {T0 + T1, 0, SL_ALLOWED, 0, 10 * T1, 0, 0},         /* peek when empty */
+	        {T0 + 11 * T1, 10, SL_ALLOWED, 0, 10 * T1, 0, 0},   /* idle: full again */
+	        {T0 + 11 * T1, 11, SL_REJECTED, 0, 10 * T1, 0, 0},  /* > B: never */
 	};
 	struct sl_limit_spec s;
 
@@ -134,13 +134,13 @@ static void gcra_nth_request_passes_and_next_fails_at_same_instant(void **state)
 static void gcra_small_burst_refills_one_interval_at_a_time(void **state)
 {
 	static const struct step steps[] = {
-		{T0, 3, SL_ALLOWED, 0, 3 * T1, 0, 0},
-		{T0, 1, SL_REJECTED, 0, 3 * T1, T1, 0},
-		{T0 + T1 / 2, 1, SL_REJECTED, 0, 5 * T1 / 2, T1 / 2, 0},
-		{T0 + T1, 1, SL_ALLOWED, 0, 3 * T1, 0, 0},
-		{T0 + 4 * T1, 0, SL_ALLOWED, 3, 0, 0, 0},      /* drained: peek says 3 */
-		{T0 + 4 * T1, 4, SL_REJECTED, 0, 0, 0, 0},     /* cost > burst: never */
-		{T0 + 4 * T1, 2, SL_ALLOWED, 1, 2 * T1, 0, 0},
+	        {T0, 3, SL_ALLOWED, 0, 3 * T1, 0, 0},
+	        {T0, 1, SL_REJECTED, 0, 3 * T1, T1, 0},
+	        {T0 + T1 / 2, 1, SL_REJECTED, 0, 5 * T1 / 2, T1 / 2, 0},
+	        {T0 + T1, 1, SL_ALLOWED, 0, 3 * T1, 0, 0},
+	        {T0 + 4 * T1, 0, SL_ALLOWED, 3, 0, 0, 0},  /* drained: peek says 3 */
+	        {T0 + 4 * T1, 4, SL_REJECTED, 0, 0, 0, 0}, /* cost > burst: never */
+	        {T0 + 4 * T1, 2, SL_ALLOWED, 1, 2 * T1, 0, 0},
 	};
 	struct sl_limit_spec s;
 
@@ -277,8 +277,7 @@ static void gcra_huge_limits_and_costs_never_overflow(void **state)
 	st = (struct sl_state){0, 0};
 	assert_int_equal(sl_algo_eval(&s, &st, 0, INT64_MAX, &next, &r), SL_ALLOWED);
 	assert_int_equal(next.expires, INT64_MAX);
-	assert_int_equal(sl_algo_eval(&s, &st, 0, (uint64_t)INT64_MAX + 1, &next, &r),
-			 SL_REJECTED);
+	assert_int_equal(sl_algo_eval(&s, &st, 0, (uint64_t)INT64_MAX + 1, &next, &r), SL_REJECTED);
 	/* the widest backlog int64 can hold, at the earliest time */
 	st = (struct sl_state){INT64_MAX, 0};
 	assert_int_equal(sl_algo_eval(&s, &st, INT64_MIN, 0, &next, &r), SL_ALLOWED);
@@ -347,16 +346,16 @@ static void unlimited_and_deny_report_their_fixed_answers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(gcra_spec_validates_and_rounds_interval_up),
-		cmocka_unit_test(gcra_nth_request_passes_and_next_fails_at_same_instant),
-		cmocka_unit_test(gcra_small_burst_refills_one_interval_at_a_time),
-		cmocka_unit_test(gcra_rejects_when_cost_exceeds_burst),
-		cmocka_unit_test(gcra_seed4_burst_queue_passes_15_delays_5_rejects_3),
-		cmocka_unit_test(gcra_peek_never_rejects_nor_changes_state),
-		cmocka_unit_test(gcra_clock_going_backwards_does_not_grant_capacity),
-		cmocka_unit_test(gcra_huge_limits_and_costs_never_overflow),
-		cmocka_unit_test(gcra_refund_gives_back_intervals_but_never_past_fresh),
-		cmocka_unit_test(unlimited_and_deny_report_their_fixed_answers),
+	        cmocka_unit_test(gcra_spec_validates_and_rounds_interval_up),
+	        cmocka_unit_test(gcra_nth_request_passes_and_next_fails_at_same_instant),
+	        cmocka_unit_test(gcra_small_burst_refills_one_interval_at_a_time),
+	        cmocka_unit_test(gcra_rejects_when_cost_exceeds_burst),
+	        cmocka_unit_test(gcra_seed4_burst_queue_passes_15_delays_5_rejects_3),
+	        cmocka_unit_test(gcra_peek_never_rejects_nor_changes_state),
+	        cmocka_unit_test(gcra_clock_going_backwards_does_not_grant_capacity),
+	        cmocka_unit_test(gcra_huge_limits_and_costs_never_overflow),
+	        cmocka_unit_test(gcra_refund_gives_back_intervals_but_never_past_fresh),
+	        cmocka_unit_test(unlimited_and_deny_report_their_fixed_answers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

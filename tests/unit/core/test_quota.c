@@ -15,56 +15,56 @@
 #define S   SL_NS_PER_SEC
 #define DAY (86400 * S)
 
-#define CHECK(i, got, want)                                                                   \
-	do {                                                                                  \
-		if ((long long)(got) != (long long)(want))                                    \
-			fail_msg("case %zu: %s = %lld, want %lld", (size_t)(i), #got,         \
-				 (long long)(got), (long long)(want));                         \
+#define CHECK(i, got, want)                                                                        \
+	do {                                                                                       \
+		if ((long long)(got) != (long long)(want))                                         \
+			fail_msg("case %zu: %s = %lld, want %lld", (size_t)(i), #got,              \
+			         (long long)(got), (long long)(want));                             \
 	} while (0)
 
 struct cal_case {
 	uint8_t cal;
-	int32_t tz;       /* s east of UTC */
-	int64_t now_s;    /* unix s */
-	int64_t now_ns;   /* ns added to now_s (negative: just before) */
-	int64_t start_s;  /* unix s */
-	int64_t end_s;    /* unix s */
+	int32_t tz;      /* s east of UTC */
+	int64_t now_s;   /* unix s */
+	int64_t now_ns;  /* ns added to now_s (negative: just before) */
+	int64_t start_s; /* unix s */
+	int64_t end_s;   /* unix s */
 };
 
 static void calendar_windows_match_independent_dates(void **state)
 {
 	static const struct cal_case cases[] = {
-		/* hour: 2024-02-29 13:45:10 */
-		{SL_CAL_HOUR, 0, 1709214310, 0, 1709211600, 1709215200},
-		{SL_CAL_HOUR, 19800, 1709214310, 0, 1709213400, 1709217000}, /* +05:30 */
-		{SL_CAL_HOUR, -3600, 1709214310, 0, 1709211600, 1709215200},
-		{SL_CAL_HOUR, 0, 1709215200, 0, 1709215200, 1709218800},    /* at the boundary */
-		{SL_CAL_HOUR, 0, 1709215200, -1, 1709211600, 1709215200},   /* 1 ns before */
-		/* day */
-		{SL_CAL_DAY, 0, 1709214310, 0, 1709164800, 1709251200},
-		{SL_CAL_DAY, 3600, 1709214310, 0, 1709161200, 1709247600},
-		{SL_CAL_DAY, 3600, 1709249400, 0, 1709247600, 1709334000}, /* local Mar 1 */
-		{SL_CAL_DAY, -18000, 1709214310, 0, 1709182800, 1709269200},
-		{SL_CAL_DAY, -18000, 1709175600, 0, 1709096400, 1709182800}, /* local Feb 28 */
-		{SL_CAL_DAY, 0, 0, -1, -86400, 0},                         /* before the epoch */
-		/* week, Monday first: 2024-03-03 is a Sunday */
-		{SL_CAL_WEEK, 0, 1709467200, 0, 1708905600, 1709510400},
-		{SL_CAL_WEEK, 0, 1709510400, 0, 1709510400, 1710115200},   /* Monday 00:00 */
-		{SL_CAL_WEEK, 0, 1709510400, -1, 1708905600, 1709510400},
-		{SL_CAL_WEEK, 0, 0, 0, -259200, 345600},                   /* 1970-01-01 Thu */
-		{SL_CAL_WEEK, 3600, 1709508600, 0, 1709506800, 1710111600},
-		{SL_CAL_WEEK, -3600, 1709512200, 0, 1708909200, 1709514000},
-		/* month */
-		{SL_CAL_MONTH, 0, 1707991200, 0, 1706745600, 1709251200}, /* Feb 2024: 29 d */
-		{SL_CAL_MONTH, 0, 1676455200, 0, 1675209600, 1677628800}, /* Feb 2023: 28 d */
-		{SL_CAL_MONTH, 0, 4106368800, 0, 4105123200, 4107542400}, /* Feb 2100: 28 d */
-		{SL_CAL_MONTH, 0, 950608800, 0, 949363200, 951868800},    /* Feb 2000: 29 d */
-		{SL_CAL_MONTH, 0, 1713175200, 0, 1711929600, 1714521600}, /* Apr: 30 d */
-		{SL_CAL_MONTH, 0, 1702634400, 0, 1701388800, 1704067200}, /* Dec -> Jan */
-		{SL_CAL_MONTH, 0, 1704067200, 0, 1704067200, 1706745600}, /* Jan: 31 d */
-		{SL_CAL_MONTH, 0, 1704067200, -1, 1701388800, 1704067200},
-		{SL_CAL_MONTH, 3600, 1704065400, 0, 1704063600, 1706742000}, /* local Jan 1 */
-		{SL_CAL_MONTH, 0, -1, 0, -2678400, 0},                      /* Dec 1969 */
+	        /* hour: 2024-02-29 13:45:10 */
+	        {SL_CAL_HOUR, 0, 1709214310, 0, 1709211600, 1709215200},
+	        {SL_CAL_HOUR, 19800, 1709214310, 0, 1709213400, 1709217000}, /* +05:30 */
+	        {SL_CAL_HOUR, -3600, 1709214310, 0, 1709211600, 1709215200},
+	        {SL_CAL_HOUR, 0, 1709215200, 0, 1709215200, 1709218800},  /* at the boundary */
+	        {SL_CAL_HOUR, 0, 1709215200, -1, 1709211600, 1709215200}, /* 1 ns before */
+	        /* day */
+	        {SL_CAL_DAY, 0, 1709214310, 0, 1709164800, 1709251200},
+	        {SL_CAL_DAY, 3600, 1709214310, 0, 1709161200, 1709247600},
+	        {SL_CAL_DAY, 3600, 1709249400, 0, 1709247600, 1709334000}, /* local Mar 1 */
+	        {SL_CAL_DAY, -18000, 1709214310, 0, 1709182800, 1709269200},
+	        {SL_CAL_DAY, -18000, 1709175600, 0, 1709096400, 1709182800}, /* local Feb 28 */
+	        {SL_CAL_DAY, 0, 0, -1, -86400, 0},                           /* before the epoch */
+	        /* week, Monday first: 2024-03-03 is a Sunday */
+	        {SL_CAL_WEEK, 0, 1709467200, 0, 1708905600, 1709510400},
+	        {SL_CAL_WEEK, 0, 1709510400, 0, 1709510400, 1710115200}, /* Monday 00:00 */
+	        {SL_CAL_WEEK, 0, 1709510400, -1, 1708905600, 1709510400},
+	        {SL_CAL_WEEK, 0, 0, 0, -259200, 345600}, /* 1970-01-01 Thu */
+	        {SL_CAL_WEEK, 3600, 1709508600, 0, 1709506800, 1710111600},
+	        {SL_CAL_WEEK, -3600, 1709512200, 0, 1708909200, 1709514000},
+	        /* month */
+	        {SL_CAL_MONTH, 0, 1707991200, 0, 1706745600, 1709251200}, /* Feb 2024: 29 d */
+	        {SL_CAL_MONTH, 0, 1676455200, 0, 1675209600, 1677628800}, /* Feb 2023: 28 d */
+	        {SL_CAL_MONTH, 0, 4106368800, 0, 4105123200, 4107542400}, /* Feb 2100: 28 d */
+	        {SL_CAL_MONTH, 0, 950608800, 0, 949363200, 951868800},    /* Feb 2000: 29 d */
+	        {SL_CAL_MONTH, 0, 1713175200, 0, 1711929600, 1714521600}, /* Apr: 30 d */
+	        {SL_CAL_MONTH, 0, 1702634400, 0, 1701388800, 1704067200}, /* Dec -> Jan */
+	        {SL_CAL_MONTH, 0, 1704067200, 0, 1704067200, 1706745600}, /* Jan: 31 d */
+	        {SL_CAL_MONTH, 0, 1704067200, -1, 1701388800, 1704067200},
+	        {SL_CAL_MONTH, 3600, 1704065400, 0, 1704063600, 1706742000}, /* local Jan 1 */
+	        {SL_CAL_MONTH, 0, -1, 0, -2678400, 0},                       /* Dec 1969 */
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -97,15 +97,11 @@ static void quota_spec_refuses_bad_input(void **state)
 		int32_t tz;
 		int rc;
 	} cases[] = {
-		{1, SL_CAL_HOUR, 0, SL_OK},
-		{UINT64_MAX, SL_CAL_MONTH, 0, SL_OK},
-		{0, SL_CAL_DAY, 0, SL_EINVAL},
-		{1, 0, 0, SL_EINVAL},
-		{1, SL_CAL_MONTH + 1, 0, SL_EINVAL},
-		{1, SL_CAL_DAY, 86399, SL_OK},
-		{1, SL_CAL_DAY, -86399, SL_OK},
-		{1, SL_CAL_DAY, 86400, SL_EINVAL},
-		{1, SL_CAL_DAY, -86400, SL_EINVAL},
+	        {1, SL_CAL_HOUR, 0, SL_OK},          {UINT64_MAX, SL_CAL_MONTH, 0, SL_OK},
+	        {0, SL_CAL_DAY, 0, SL_EINVAL},       {1, 0, 0, SL_EINVAL},
+	        {1, SL_CAL_MONTH + 1, 0, SL_EINVAL}, {1, SL_CAL_DAY, 86399, SL_OK},
+	        {1, SL_CAL_DAY, -86399, SL_OK},      {1, SL_CAL_DAY, 86400, SL_EINVAL},
+	        {1, SL_CAL_DAY, -86400, SL_EINVAL},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -292,16 +288,16 @@ static void quota_refund_never_goes_below_zero(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(calendar_windows_match_independent_dates),
-		cmocka_unit_test(calendar_saturates_at_the_end_of_time),
-		cmocka_unit_test(quota_spec_refuses_bad_input),
-		cmocka_unit_test(quota_nth_request_passes_and_next_fails_until_window_end),
-		cmocka_unit_test(quota_rejects_costs_that_do_not_fit),
-		cmocka_unit_test(quota_clock_going_backwards_keeps_counting_the_stored_window),
-		cmocka_unit_test(quota_stale_state_from_an_old_window_reads_as_fresh),
-		cmocka_unit_test(quota_huge_limits_never_overflow),
-		cmocka_unit_test(quota_hourly_reset_is_a_whole_hour_for_whole_hour_offsets),
-		cmocka_unit_test(quota_refund_never_goes_below_zero),
+	        cmocka_unit_test(calendar_windows_match_independent_dates),
+	        cmocka_unit_test(calendar_saturates_at_the_end_of_time),
+	        cmocka_unit_test(quota_spec_refuses_bad_input),
+	        cmocka_unit_test(quota_nth_request_passes_and_next_fails_until_window_end),
+	        cmocka_unit_test(quota_rejects_costs_that_do_not_fit),
+	        cmocka_unit_test(quota_clock_going_backwards_keeps_counting_the_stored_window),
+	        cmocka_unit_test(quota_stale_state_from_an_old_window_reads_as_fresh),
+	        cmocka_unit_test(quota_huge_limits_never_overflow),
+	        cmocka_unit_test(quota_hourly_reset_is_a_whole_hour_for_whole_hour_offsets),
+	        cmocka_unit_test(quota_refund_never_goes_below_zero),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,16 +15,16 @@
 #define P  SL_NS_PER_MIN
 #define W0 (1709211600 * S) /* ns: start of an aligned window */
 
-#define CHECK(i, got, want)                                                                   \
-	do {                                                                                  \
-		if ((long long)(got) != (long long)(want))                                    \
-			fail_msg("step %zu: %s = %lld, want %lld", (size_t)(i), #got,         \
-				 (long long)(got), (long long)(want));                         \
+#define CHECK(i, got, want)                                                                        \
+	do {                                                                                       \
+		if ((long long)(got) != (long long)(want))                                         \
+			fail_msg("step %zu: %s = %lld, want %lld", (size_t)(i), #got,              \
+			         (long long)(got), (long long)(want));                             \
 	} while (0)
 
 struct step {
-	int64_t now;         /* ns */
-	uint64_t cost;       /* units */
+	int64_t now;   /* ns */
+	uint64_t cost; /* units */
 	int outcome;
 	uint64_t remaining;  /* units */
 	int64_t reset_after; /* ns */
@@ -34,21 +34,21 @@ struct step {
 static void sliding_estimates_match_hand_computed_table(void **state)
 {
 	static const struct step steps[] = {
-		{W0, 10, SL_ALLOWED, 0, 120 * S, 0},
-		/* cur 10: wait for the next window, until ceil(10*(60-e)/60) <= 9: e = 6 s */
-		{W0 + 10 * S, 1, SL_REJECTED, 0, 110 * S, 56 * S},
-		/* 1 ns early: ceil(10 * (54 s + 1 ns) / 60 s) = 10 */
-		{W0 + 66 * S - 1, 1, SL_REJECTED, 0, 54 * S + 1, 1},
-		{W0 + 66 * S, 1, SL_ALLOWED, 0, 114 * S, 0}, /* 9 + 1 */
-		/* e = 15 s: ceil(7.5) = 8, + cur 1 = 9 */
-		{W0 + 75 * S, 0, SL_ALLOWED, 1, 105 * S, 0},
-		/* cost 2: need ceil(10*(60-e)/60) <= 7, so e = 18 s, 3 s from now */
-		{W0 + 75 * S, 2, SL_REJECTED, 1, 105 * S, 3 * S},
-		{W0 + 78 * S, 2, SL_ALLOWED, 0, 102 * S, 0},
-		/* window 2, last ns: prev 3 weighs ceil(3 ns / 60 s) = 1 */
-		{W0 + 180 * S - 1, 0, SL_ALLOWED, 9, 1, 0},
-		/* window 3: both counts stale, fresh */
-		{W0 + 180 * S, 0, SL_ALLOWED, 10, 0, 0},
+	        {W0, 10, SL_ALLOWED, 0, 120 * S, 0},
+	        /* cur 10: wait for the next window, until ceil(10*(60-e)/60) <= 9: e = 6 s */
+	        {W0 + 10 * S, 1, SL_REJECTED, 0, 110 * S, 56 * S},
+	        /* 1 ns early: ceil(10 * (54 s + 1 ns) / 60 s) = 10 */
+	        {W0 + 66 * S - 1, 1, SL_REJECTED, 0, 54 * S + 1, 1},
+	        {W0 + 66 * S, 1, SL_ALLOWED, 0, 114 * S, 0}, /* 9 + 1 */
+	        /* e = 15 s: ceil(7.5) = 8, + cur 1 = 9 */
+	        {W0 + 75 * S, 0, SL_ALLOWED, 1, 105 * S, 0},
+	        /* cost 2: need ceil(10*(60-e)/60) <= 7, so e = 18 s, 3 s from now */
+	        {W0 + 75 * S, 2, SL_REJECTED, 1, 105 * S, 3 * S},
+	        {W0 + 78 * S, 2, SL_ALLOWED, 0, 102 * S, 0},
+	        /* window 2, last ns: prev 3 weighs ceil(3 ns / 60 s) = 1 */
+	        {W0 + 180 * S - 1, 0, SL_ALLOWED, 9, 1, 0},
+	        /* window 3: both counts stale, fresh */
+	        {W0 + 180 * S, 0, SL_ALLOWED, 10, 0, 0},
 	};
 	struct sl_limit_spec s;
 	struct sl_state st = {0, 0}, next;
@@ -112,13 +112,13 @@ static void sliding_spec_refuses_bad_input(void **state)
 		int64_t period;
 		int rc;
 	} cases[] = {
-		{1, 1, SL_OK},
-		{(UINT64_C(1) << 32) - 1, P, SL_OK},
-		{UINT64_C(1) << 32, P, SL_EINVAL},
-		{UINT64_MAX, P, SL_EINVAL},
-		{0, P, SL_EINVAL},
-		{10, 0, SL_EINVAL},
-		{10, -P, SL_EINVAL},
+	        {1, 1, SL_OK},
+	        {(UINT64_C(1) << 32) - 1, P, SL_OK},
+	        {UINT64_C(1) << 32, P, SL_EINVAL},
+	        {UINT64_MAX, P, SL_EINVAL},
+	        {0, P, SL_EINVAL},
+	        {10, 0, SL_EINVAL},
+	        {10, -P, SL_EINVAL},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -201,14 +201,14 @@ static void sliding_refund_decrements_current_count_only(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(sliding_estimates_match_hand_computed_table),
-		cmocka_unit_test(sliding_state_packs_counts_and_expires_two_windows_on),
-		cmocka_unit_test(sliding_rounds_previous_weight_up),
-		cmocka_unit_test(sliding_spec_refuses_bad_input),
-		cmocka_unit_test(sliding_rejects_cost_above_limit_with_no_retry),
-		cmocka_unit_test(sliding_full_32_bit_counts_do_not_overflow),
-		cmocka_unit_test(sliding_clock_going_backwards_counts_into_stored_window),
-		cmocka_unit_test(sliding_refund_decrements_current_count_only),
+	        cmocka_unit_test(sliding_estimates_match_hand_computed_table),
+	        cmocka_unit_test(sliding_state_packs_counts_and_expires_two_windows_on),
+	        cmocka_unit_test(sliding_rounds_previous_weight_up),
+	        cmocka_unit_test(sliding_spec_refuses_bad_input),
+	        cmocka_unit_test(sliding_rejects_cost_above_limit_with_no_retry),
+	        cmocka_unit_test(sliding_full_32_bit_counts_do_not_overflow),
+	        cmocka_unit_test(sliding_clock_going_backwards_counts_into_stored_window),
+	        cmocka_unit_test(sliding_refund_decrements_current_count_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
