@@ -342,6 +342,11 @@ int sl_table_update(struct sl_table *t, const struct sl_key128 *keys, size_t n, 
 	for (size_t i = 0; i < n; i++) {
 		k[i] = norm_key(keys[i]);
 		sid[i] = shard_of(t, k[i]);
+		/* A shard's cap and slots never change: start the (likely)
+		 * cache miss on the home slot now, so it overlaps the other
+		 * keys' misses and the lock acquisition. */
+		const struct shard *sh = &t->shards[sid[i]];
+		__builtin_prefetch(&sh->slots[home_of(sh, k[i])], 1, 3);
 		/* Insertion sort into the distinct-shard list: n <= 32. */
 		size_t j = nl;
 		while (j > 0 && locked[j - 1] > sid[i])
