@@ -6,7 +6,8 @@
  * The one rule to know: a variable that has no value for this decision
  * (an unlimited limit's {limit}, {denied_by} when nothing denied,
  * {limits.NAME.*} when NAME did not apply) does not resolve, and a header
- * with an unresolved variable is left out rather than sent empty. */
+ * with an unresolved variable is left out rather than sent empty; in a JSON
+ * body it renders as null. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +25,21 @@ struct rctx {
 	bool unauthorized; /* 401 answer */
 	unsigned depth;    /* {message} nesting */
 };
+
+/* JSON bodies: a variable with no value renders as null, so the configured
+ * body keeps its shape ("retry_after":null for an entitlement denial). */
+static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t cap);
+
+static long resolve_or_null(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t cap)
+{
+	long n = resolve(arg, ref, buf, cap);
+
+	if (n < 0 && cap >= 4) {
+		memcpy(buf, "null", 4);
+		n = 4;
+	}
+	return n;
+}
 
 static int64_t ceil_sec(int64_t ns)
 {
@@ -508,7 +524,8 @@ long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char 
 	if (t != NULL) {
 		unsigned mode = strstr(ct, "json") != NULL ? SL_TPL_JSON : SL_TPL_TEXT;
 
-		n = sl_template_render(t, mode, resolve, &x, buf, cap);
+		n = sl_template_render(t, mode, mode == SL_TPL_JSON ? resolve_or_null : resolve, &x,
+				       buf, cap);
 		if (n >= 0) {
 			*content_type = ct;
 			return n;

@@ -331,10 +331,17 @@ static void default_rejection_body(void **state)
 	assert_string_equal(body, "{\"error\":\"rate_limited\",\"message\":\"Rate limit exceeded\","
 				  "\"denied_by\":\"key\",\"limit\":100,\"window\":\"1 minute\","
 				  "\"retry_after\":2}");
-	/* a body template that does not resolve falls back to the default */
-	F.p.responses.rejected_body = tpl("{\"x\":{limits.nope.limit}}");
+	/* in a JSON body a variable with no value is null */
+	F.p.responses.rejected_body = tpl("{\"x\":{limits.nope.limit},\"y\":{limit}}");
 	n = sl_render_body(&EV, body, sizeof(body), &ct);
 	body[n] = '\0';
+	assert_string_equal(body, "{\"x\":null,\"y\":100}");
+	/* a text body that does not resolve falls back to the default */
+	F.p.responses.rejected_content_type = "text/plain";
+	F.p.responses.rejected_body = tpl("over {limits.nope.limit}");
+	n = sl_render_body(&EV, body, sizeof(body), &ct);
+	body[n] = '\0';
+	assert_string_equal(ct, "application/json");
 	assert_non_null(strstr(body, "\"error\":\"rate_limited\""));
 	/* a 200 has no body */
 	decide_200();
