@@ -13,7 +13,7 @@ static char fixture_path[64];
 static struct sl_diag fixture_diag;
 
 /* Load yaml text; returns sl_policy_load's code, *out the policy or NULL. */
-static int load_text(const char *yaml, struct sl_policy **out)
+static inline int load_text(const char *yaml, struct sl_policy **out)
 {
 	snprintf(fixture_path, sizeof(fixture_path), "/tmp/sluice-cfg-XXXXXX");
 	int fd = mkstemp(fixture_path);
@@ -31,7 +31,7 @@ static int load_text(const char *yaml, struct sl_policy **out)
 }
 
 /* 1-based line:col of the n-th (from 1) occurrence of needle in text. */
-static void pos_of(const char *text, const char *needle, int nth, size_t *line, size_t *col)
+static inline void pos_of(const char *text, const char *needle, int nth, size_t *line, size_t *col)
 {
 	const char *p = text;
 	for (int i = 0; i < nth; i++) {
@@ -52,7 +52,7 @@ static void pos_of(const char *text, const char *needle, int nth, size_t *line, 
 }
 
 /* Index of the message "<file>:<line>:<col>: ..." containing `what`, or -1. */
-static int find_diag(size_t line, size_t col, const char *what)
+static inline int find_diag(size_t line, size_t col, const char *what)
 {
 	char prefix[128];
 	snprintf(prefix, sizeof(prefix), "%s:%zu:%zu: ", fixture_path, line, col);
@@ -63,7 +63,7 @@ static int find_diag(size_t line, size_t col, const char *what)
 	return -1;
 }
 
-static void dump_diag(void)
+static inline void dump_diag(void)
 {
 	for (size_t i = 0; i < fixture_diag.n; i++)
 		fprintf(stderr, "  diag: %s\n", fixture_diag.msg[i]);
