@@ -50,7 +50,9 @@ struct sl_template;
 
 struct sl_limit {
 	char *name;
-	unsigned index; /* position in evaluation order */
+	unsigned index; /* unique in the policy: global limits 0..nlimits-1 in
+			 * order, then route limits in route order; what
+			 * sl_tpl_ref.limit_index of {limits.NAME.*} holds */
 	struct sl_desc key[SL_MAX_KEY_PARTS];
 	unsigned nkey;
 	/* Evaluated and committed before the API key is looked up: every key
@@ -60,10 +62,10 @@ struct sl_limit {
 	 * algo is 0 where the plan is absent from the map (limit skipped). */
 	bool per_plan;
 	struct sl_limit_spec spec;
-	uint64_t limit_id;
+	uint64_t limit_id; /* XXH3 of (name, plan, key parts, spec); never 0 */
 	struct sl_limit_spec *plan_spec; /* [npolicy plans] or NULL */
 	uint64_t *plan_limit_id;         /* [npolicy plans] or NULL */
-	int status;                      /* rejection status: 429 (default) or e.g. 403 */
+	int status;                      /* rejection status, e.g. 403; 0: responses.rejected_status */
 	struct sl_template *message;     /* or NULL */
 	unsigned line, col;              /* where it was declared */
 };
@@ -122,9 +124,9 @@ enum sl_listener_mode {
 
 struct sl_listener_conf {
 	char *name;
-	char *listen;   /* "host:port", "[::1]:port" */
+	char *listen;   /* validated "IPv4:port" or "[IPv6]:port", port 1-65535 */
 	uint8_t mode;   /* enum sl_listener_mode */
-	char *upstream; /* "http://host:port", "static", or NULL (check) */
+	char *upstream; /* "http://host[:port][/]", "static", or NULL (check) */
 };
 
 struct sl_header_tpl {
@@ -134,14 +136,16 @@ struct sl_header_tpl {
 
 struct sl_responses {
 	bool preset_ietf;        /* RateLimit-Policy / RateLimit fields */
-	bool preset_xratelimit;  /* X-RateLimit-Limit/Remaining/Reset, Retry-After */
+	bool preset_xratelimit;  /* X-RateLimit-Limit/Remaining/Reset, Retry-After; set by
+				  * the loader when `responses` gives neither preset
+				  * nor headers */
 	struct sl_header_tpl *headers; /* on every decided response */
 	size_t nheaders;
 	int rejected_status;     /* default 429 */
 	struct sl_header_tpl *rejected_headers;
 	size_t nrejected_headers;
 	struct sl_template *rejected_body; /* NULL: a default JSON body */
-	char *rejected_content_type;       /* default application/json */
+	char *rejected_content_type;       /* the loader fills "application/json" */
 	struct sl_template *unauthorized_body; /* 401 body; NULL: default JSON */
 };
 
@@ -163,7 +167,7 @@ struct sl_store_conf {
 };
 
 struct sl_server_conf {
-	unsigned workers;        /* 0: auto (cores) */
+	unsigned workers;        /* 0: auto (cores); else 1..1024 */
 	size_t max_header_bytes; /* default 16 KiB; over: 431 */
 	uint64_t max_body_bytes; /* default 10 MiB; over: 413 */
 	int64_t idle_timeout;    /* ns, default 60 s */
@@ -185,7 +189,9 @@ struct sl_identify_conf {
 	size_t ntrusted;
 	struct sl_key_source *key_from;
 	size_t nkey_from;
-	bool key_required; /* default true when any limit keys on key/account/plan */
+	bool key_required; /* default true when any limit keys on key/account/plan
+			    * or is per-plan; key_from defaults to
+			    * [header:X-Api-Key, bearer] */
 };
 
 struct sl_policy {
