@@ -15,21 +15,24 @@ sluice is starting on examples/quickstart.yaml:
   check   (forward-auth)            http://127.0.0.1:8081
   admin                             http://127.0.0.1:9901
 
-Try, in another terminal:
+Try, in another terminal (in this order: they share your IP's 5/min):
 
   curl -i http://127.0.0.1:8080/hello
       200 {"ok":true} with X-RateLimit-Limit: 5, X-RateLimit-Remaining: 4,
       X-RateLimit-Reset: <unix seconds>
 
-  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/hello; done
-      the per-IP limit is 5/min: after the fifth request you get 429, with
-      Retry-After and a JSON body naming the limit
+  curl -i -H 'X-Api-Key: demo-key-123' http://127.0.0.1:8080/hello
+      a known key: its own 20/min limit applies as well
 
-  curl -i -H 'X-Api-Key: demo-key' http://127.0.0.1:8080/v1/things
-      a known key: the key limit's headers too
+  curl -i -H 'X-Api-Key: nope' http://127.0.0.1:8080/hello
+      an unknown key: 401 with a JSON body (the per-IP limit still counts it)
 
-  curl -i -H 'X-Api-Key: nope' http://127.0.0.1:8080/v1/things
-      an unknown key: 401 with a JSON body
+  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/hello; done
+      the per-IP limit is 5/min: the last of these gets 429, with Retry-After
+      and a JSON body naming the limit ("denied_by":"per-ip")
+
+  curl -i http://127.0.0.1:8081/hello
+      the check (forward-auth) listener decides the same way, no upstream
 
   curl -s -X POST http://127.0.0.1:9901/v1/decide -d '{"ip":"203.0.113.9"}'
       the decision API: the full decision as JSON
