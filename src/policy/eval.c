@@ -149,7 +149,8 @@ static int add_limit(struct sl_eval *ev, const struct sl_request *req, const str
 	c->name = l->name;
 	c->key = ev->keybuf + start;
 	c->key_len = (uint32_t)(ev->keyused - start);
-	c->cost = ev->cost;
+	/* a request holds one in-flight slot whatever its cost */
+	c->cost = spec->algo == SL_ALGO_CONCURRENCY ? 1 : ev->cost;
 	ev->limits[ev->nchecks++] = l;
 	return 0;
 }

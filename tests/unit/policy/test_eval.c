@@ -428,7 +428,11 @@ static void release_keeps_only_concurrency_slots(void **state)
 	freq_init(&q, "GET", "/x", NULL);
 	freq_header(&q, "X-Api-Key", "sk_bob");
 	freq_peer(&q, "203.0.113.7");
+	q.r.cost = 3;
 	begin(&q);
+	/* a request holds one slot whatever its cost */
+	assert_int_equal(EV.checks[0].cost, 3);
+	assert_int_equal(EV.checks[1].cost, 1);
 	allow_all();
 	sl_eval_finish(&EV);
 	assert_int_equal(sl_eval_release(&EV), 1);

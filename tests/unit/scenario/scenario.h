@@ -24,6 +24,7 @@ struct scn {
 	struct sl_policy *p;
 	struct sl_store *store;
 	struct sl_eval ev;
+	struct sl_eval lease; /* rebuilds an earlier request's checks to release them */
 	int status;
 	int64_t delay;  /* ns */
 	char hdrs[4096]; /* "Name: value\n" per header */
@@ -72,6 +73,8 @@ static inline struct scn *scn_open(const char *path)
 	}
 	s->ev.batch.done = scn_done;
 	s->ev.batch.data = s;
+	s->lease.batch.done = scn_done;
+	s->lease.batch.data = s;
 	return s;
 }
 
@@ -115,30 +118,53 @@ static void scn_collect(void *arg, struct sl_str name, struct sl_str value)
 
 /* Run one request at `now` (ns) through the whole pipeline. Returns the
  * status; headers, body and delay are kept in s. */
+static inline void scn_request(struct sl_request *req, struct sl_header *h, const struct scn_req *r)
+{
+	const char *q = strchr(r->target, '?');
+	unsigned nh = 0;
+
+	memset(req, 0, sizeof(*req));
+	req->method = (struct sl_str){r->method, strlen(r->method)};
+	req->path = (struct sl_str){r->target, q ? (size_t)(q - r->target) : strlen(r->target)};
+	if (q)
+		req->query = (struct sl_str){q + 1, strlen(q + 1)};
+	req->host = (struct sl_str){"api.example.com", 15};
+	if (r->key)
+		h[nh++] = (struct sl_header){{"X-Api-Key", 9}, {r->key, strlen(r->key)}};
+	req->headers = h;
+	req->nheaders = nh;
+	req->ip = (struct sl_str){r->ip, r->ip ? strlen(r->ip) : 0};
+	if (r->account)
+		req->account = (struct sl_str){r->account, strlen(r->account)};
+	if (r->plan)
+		req->plan = (struct sl_str){r->plan, strlen(r->plan)};
+	req->cost = r->cost;
+}
+
+/* The response of an earlier allowed request r ended: give back its
+ * concurrency slots (rebuilt from r, as the key bytes are a function of
+ * the request). Returns the number of slots released. */
+static inline size_t scn_end(struct scn *s, int64_t now, const struct scn_req *r)
+{
+	struct sl_header h[4];
+	struct sl_request req;
+	size_t n;
+
+	scn_request(&req, h, r);
+	if (sl_eval_begin(&s->lease, s->p, &req, now) != 0)
+		return 0;
+	n = sl_eval_release(&s->lease);
+	if (n > 0)
+		sl_store_submit(s->store, &s->lease.batch);
+	return n;
+}
+
 static inline int scn_run(struct scn *s, int64_t now, const struct scn_req *r)
 {
 	struct sl_header h[4];
 	struct sl_request req;
-	const char *q = strchr(r->target, '?');
-	unsigned nh = 0;
 
-	memset(&req, 0, sizeof(req));
-	req.method = (struct sl_str){r->method, strlen(r->method)};
-	req.path = (struct sl_str){r->target, q ? (size_t)(q - r->target) : strlen(r->target)};
-	if (q)
-		req.query = (struct sl_str){q + 1, strlen(q + 1)};
-	req.host = (struct sl_str){"api.example.com", 15};
-	if (r->key)
-		h[nh++] = (struct sl_header){{"X-Api-Key", 9}, {r->key, strlen(r->key)}};
-	req.headers = h;
-	req.nheaders = nh;
-	req.ip = (struct sl_str){r->ip, r->ip ? strlen(r->ip) : 0};
-	if (r->account)
-		req.account = (struct sl_str){r->account, strlen(r->account)};
-	if (r->plan)
-		req.plan = (struct sl_str){r->plan, strlen(r->plan)};
-	req.cost = r->cost;
-
+	scn_request(&req, h, r);
 	s->hdrs[0] = '\0';
 	s->body_len = 0;
 	s->ctype = NULL;
