@@ -427,6 +427,10 @@ unsigned sl_admin_sweep(struct sl_admin *a, int64_t now)
 	struct lease *due[SWEEP_MAX];
 	unsigned n = 0;
 
+	/* A lease is due one sweep period early: the store forgets a
+	 * concurrency state lease_ttl after its last acquire, and a release
+	 * that came after that would give back slots a newer holder took. */
+	now += a->sweep_every;
 	pthread_mutex_lock(&t->mu);
 	for (unsigned i = 0; i < SL_ADMIN_LEASES && n < SWEEP_MAX; i++) {
 		struct lease *l = &t->lease[i];
@@ -438,7 +442,7 @@ unsigned sl_admin_sweep(struct sl_admin *a, int64_t now)
 	}
 	pthread_mutex_unlock(&t->mu);
 	for (unsigned i = 0; i < n; i++)
-		release_submit(a, due[i], now);
+		release_submit(a, due[i], now - a->sweep_every);
 	return n;
 }
 
@@ -477,6 +481,7 @@ int sl_admin_init(struct sl_admin *a, struct sl_admin_global *g, unsigned worker
 	if (rc < 0)
 		return SL_EIO;
 	a->sweep.data = a;
+	a->sweep_every = every * 1000000;
 	uv_timer_start(&a->sweep, sweep_cb, (uint64_t)every, (uint64_t)every);
 	uv_unref((uv_handle_t *)&a->sweep);
 	return 0;

@@ -98,6 +98,7 @@ struct sl_admin {
 	int64_t (*clock)(void *arg); /* ns on the epoch-anchored timeline; NULL: CLOCK_REALTIME */
 	void *clock_arg;
 	int64_t lease_ttl; /* ns, from the policy at init; updated by sl_admin_handle */
+	int64_t sweep_every; /* ns, sweep timer period */
 	void (*closed)(struct sl_admin *a);
 };
 
@@ -135,8 +136,10 @@ void sl_admin_close(struct sl_admin *a, void (*closed)(struct sl_admin *a));
  * loop. */
 int sl_admin_handle(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 
-/* Sweep this worker's expired leases now (the timer does this). Returns the
- * number released. Thread: a's loop. */
+/* Release this worker's leases that expire by now + one sweep period (the
+ * timer does this; early by at most a period, never after the store would
+ * forget the slots). At most 64 per call; returns the number released.
+ * Thread: a's loop. */
 unsigned sl_admin_sweep(struct sl_admin *a, int64_t now);
 
 #endif

@@ -114,3 +114,45 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+# ---- examples/ as harness configs (added for the seed and nginx tests) ----
+
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def example_text(name, upstream=False, edit=None):
+    """examples/<name> as a config for the `sluice` fixture: the proxy
+    listener's address becomes {gateway}, the check listener's {check}, the
+    admin listener's {admin}; with upstream=True an `upstream: static`
+    becomes http://127.0.0.1:{upstream}. edit(text) may change the YAML
+    first (say so in the test). Every other brace is escaped for format()."""
+    import yaml
+
+    with open(os.path.join(EXAMPLES, name)) as f:
+        text = f.read()
+    if edit is not None:
+        text = edit(text)
+    doc = yaml.safe_load(text)
+    subst = {}
+    for lst in doc.get("listeners") or []:
+        ph = {"proxy": "gateway", "check": "check"}[lst["mode"]]
+        if ph in subst.values():
+            raise ValueError("%s: two %s listeners" % (name, lst["mode"]))
+        subst[lst["listen"]] = ph
+    admin = (doc.get("admin") or {}).get("listen")
+    if admin:
+        subst[admin] = "admin"
+    text = text.replace("{", "{{").replace("}", "}}")
+    for addr, ph in subst.items():
+        host = addr.rsplit(":", 1)[0]
+        text = text.replace('"%s"' % addr, '"%s:{%s}"' % (host, ph))
+    if upstream:
+        text = text.replace("upstream: static", 'upstream: "http://127.0.0.1:{upstream}"')
+    return text
+
+
+@pytest.fixture
+def example():
+    """example(name, upstream=False, edit=None) -> config text (see example_text)."""
+    return example_text
