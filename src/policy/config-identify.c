@@ -113,9 +113,9 @@ static void identify_ip(struct cfg *c, const yaml_node_t *n)
 			continue;
 		if (!parse_cidr(s, &id->trusted[id->ntrusted]))
 			cfg_err(c, it,
-				"bad CIDR '%s' (expected an IPv4 or IPv6 address with an optional "
-				"/prefix and no host bits set, e.g. 10.0.0.0/8 or ::1/128)",
-				s);
+			        "bad CIDR '%s' (expected an IPv4 or IPv6 address with an optional "
+			        "/prefix and no host bits set, e.g. 10.0.0.0/8 or ::1/128)",
+			        s);
 		else
 			id->ntrusted++;
 	}
@@ -144,8 +144,8 @@ static void identify_key(struct cfg *c, const yaml_node_t *n)
 		return;
 	if (!cfg_is_seq(v[0])) {
 		cfg_err(c, v[0],
-			"identify.key.from must be a list of \"header:NAME\", \"bearer\" or "
-			"\"query:NAME\"");
+		        "identify.key.from must be a list of \"header:NAME\", \"bearer\" or "
+		        "\"query:NAME\"");
 		return;
 	}
 	size_t cnt = (size_t)(v[0]->data.sequence.items.top - v[0]->data.sequence.items.start);
@@ -169,14 +169,15 @@ static void identify_key(struct cfg *c, const yaml_node_t *n)
 			ks->kind = SL_KEYSRC_QUERY, arg = s + 6;
 		else {
 			cfg_err(c, it,
-				"unknown key source '%s' (expected \"header:NAME\", \"bearer\" or "
-				"\"query:NAME\")",
-				s);
+			        "unknown key source '%s' (expected \"header:NAME\", \"bearer\" or "
+			        "\"query:NAME\")",
+			        s);
 			continue;
 		}
 		if (arg && !valid_token(arg)) {
-			cfg_err(c, it, "key source '%s': NAME must be a non-empty header or query name",
-				s);
+			cfg_err(c, it,
+			        "key source '%s': NAME must be a non-empty header or query name",
+			        s);
 			continue;
 		}
 		if (arg && !(ks->name = strdup(arg))) {
@@ -190,7 +191,7 @@ static void identify_key(struct cfg *c, const yaml_node_t *n)
 static int key_cmp(const void *a, const void *b)
 {
 	return memcmp(((const struct sl_key_entry *)a)->sha256,
-		      ((const struct sl_key_entry *)b)->sha256, 32);
+	              ((const struct sl_key_entry *)b)->sha256, 32);
 }
 
 static void identify_accounts(struct cfg *c, const yaml_node_t *n)
@@ -216,10 +217,10 @@ static void identify_accounts(struct cfg *c, const yaml_node_t *n)
 		for (yaml_node_pair_t *pr = it->data.mapping.pairs.start;
 		     pr < it->data.mapping.pairs.top; pr++) {
 			yaml_node_t *k = cfg_node(c, pr->key), *kv = cfg_node(c, pr->value);
-			if (k->type == YAML_SCALAR_NODE && !strcmp((char *)k->data.scalar.value, "keys") &&
-			    cfg_is_seq(kv))
+			if (k->type == YAML_SCALAR_NODE &&
+			    !strcmp((char *)k->data.scalar.value, "keys") && cfg_is_seq(kv))
 				nkeys += (size_t)(kv->data.sequence.items.top -
-						  kv->data.sequence.items.start);
+				                  kv->data.sequence.items.start);
 		}
 		(void)v;
 	}
@@ -267,10 +268,11 @@ static void identify_accounts(struct cfg *c, const yaml_node_t *n)
 			e->account = (unsigned)ai;
 			for (size_t j = 0; j < p->nkeys; j++)
 				if (!memcmp(p->keys[j].sha256, e->sha256, 32))
-					cfg_err(c, kn, "API key listed twice (first for account '%s')",
-						p->accounts[p->keys[j].account].name
-							? p->accounts[p->keys[j].account].name
-							: "?");
+					cfg_err(c, kn,
+					        "API key listed twice (first for account '%s')",
+					        p->accounts[p->keys[j].account].name
+					                ? p->accounts[p->keys[j].account].name
+					                : "?");
 			p->nkeys++;
 		}
 	}
@@ -309,8 +311,8 @@ static bool keyed_on_identity(const struct sl_limit *l, size_t n)
 		if (l[i].per_plan)
 			return true;
 		for (unsigned k = 0; k < l[i].nkey; k++)
-			if (l[i].key[k].kind == SL_DESC_KEY || l[i].key[k].kind == SL_DESC_ACCOUNT ||
-			    l[i].key[k].kind == SL_DESC_PLAN)
+			if (l[i].key[k].kind == SL_DESC_KEY ||
+			    l[i].key[k].kind == SL_DESC_ACCOUNT || l[i].key[k].kind == SL_DESC_PLAN)
 				return true;
 	}
 	return false;

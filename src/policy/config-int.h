@@ -37,9 +37,9 @@ struct cfg {
 
 /* Record an error at node n (NULL: line 1, column 1). */
 void cfg_err(struct cfg *c, const yaml_node_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 void cfg_err_at(struct cfg *c, size_t line, size_t col, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 /* Order the diagnostics by line and column (they are found out of order). */
 void cfg_sort_diag(struct cfg *c);
@@ -53,8 +53,8 @@ bool cfg_is_null(const yaml_node_t *n); /* plain "", "~" or "null" */
  * is the value of allowed[i] or NULL. Unknown and duplicate keys are
  * reported (listing the expected ones). allowed ends with NULL. Returns
  * false (with an error) when n is not a mapping. */
-bool cfg_fields(struct cfg *c, const yaml_node_t *n, const char *what,
-		const char *const *allowed, yaml_node_t **out);
+bool cfg_fields(struct cfg *c, const yaml_node_t *n, const char *what, const char *const *allowed,
+                yaml_node_t **out);
 
 /* The scalar text of n, or NULL with an error when n is not a non-empty
  * scalar. */
@@ -63,7 +63,7 @@ const char *cfg_scalar(struct cfg *c, const yaml_node_t *n, const char *what);
 char *cfg_strdup(struct cfg *c, const yaml_node_t *n, const char *what);
 bool cfg_bool(struct cfg *c, const yaml_node_t *n, const char *what, bool *out);
 bool cfg_uint(struct cfg *c, const yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
-	      uint64_t *out);
+              uint64_t *out);
 bool cfg_duration(struct cfg *c, const yaml_node_t *n, const char *what, int64_t *out);
 bool cfg_size(struct cfg *c, const yaml_node_t *n, const char *what, uint64_t *out);
 /* Names of plans, limits, routes, listeners: [A-Za-z0-9_-]+. */
@@ -72,10 +72,10 @@ bool cfg_name(struct cfg *c, const yaml_node_t *n, const char *what, char **out)
 /* Compile a template scalar; on error reports at the byte offset inside
  * the scalar. Queued for named-limit resolution. */
 struct sl_template *cfg_template(struct cfg *c, const yaml_node_t *n, const char *what,
-				 bool in_message);
+                                 bool in_message);
 /* Report an error at byte `off` of scalar n's value. */
 void cfg_err_in_scalar(struct cfg *c, const yaml_node_t *n, size_t off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 /* Plan index by name, or -1. */
 int cfg_plan_index(const struct sl_policy *p, const char *name);

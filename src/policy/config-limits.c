@@ -13,23 +13,39 @@
 #include "policy/config-int.h"
 #include "policy/units.h"
 
-enum { F_NAME, F_KEY, F_RATE, F_BURST, F_QUEUE, F_QUOTA, F_TZ, F_SLIDING, F_CONC, F_LEASE,
-       F_STATUS, F_MESSAGE, F_COUNT };
-static const char *const limit_keys[] = {"name",    "key",         "rate",  "burst",
-					 "queue",   "quota",       "tz_offset", "sliding",
-					 "concurrency", "lease",   "status", "message",
-					 NULL};
+enum {
+	F_NAME,
+	F_KEY,
+	F_RATE,
+	F_BURST,
+	F_QUEUE,
+	F_QUOTA,
+	F_TZ,
+	F_SLIDING,
+	F_CONC,
+	F_LEASE,
+	F_STATUS,
+	F_MESSAGE,
+	F_COUNT
+};
+static const char *const limit_keys[] = {"name",   "key",       "rate",    "burst",       "queue",
+                                         "quota",  "tz_offset", "sliding", "concurrency", "lease",
+                                         "status", "message",   NULL};
 
 static const struct {
 	const char *name;
 	uint8_t kind;
 	bool before_key;
 } desc_names[] = {
-	{"ip", SL_DESC_IP, true},         {"key", SL_DESC_KEY, false},
-	{"account", SL_DESC_ACCOUNT, false}, {"plan", SL_DESC_PLAN, false},
-	{"route", SL_DESC_ROUTE, true},   {"method", SL_DESC_METHOD, true},
-	{"path", SL_DESC_PATH, true},     {"host", SL_DESC_HOST, true},
-	{"global", SL_DESC_GLOBAL, true},
+        {"ip", SL_DESC_IP, true},
+        {"key", SL_DESC_KEY, false},
+        {"account", SL_DESC_ACCOUNT, false},
+        {"plan", SL_DESC_PLAN, false},
+        {"route", SL_DESC_ROUTE, true},
+        {"method", SL_DESC_METHOD, true},
+        {"path", SL_DESC_PATH, true},
+        {"host", SL_DESC_HOST, true},
+        {"global", SL_DESC_GLOBAL, true},
 };
 
 static bool parse_desc(struct cfg *c, const yaml_node_t *n, struct sl_desc *d, bool *pre)
@@ -51,9 +67,9 @@ static bool parse_desc(struct cfg *c, const yaml_node_t *n, struct sl_desc *d, b
 		d->kind = SL_DESC_QUERY, arg = s + 6;
 	if (!arg) {
 		cfg_err(c, n,
-			"unknown key descriptor '%s' (expected ip, key, account, plan, route, "
-			"method, path, host, header:NAME, query:NAME or global)",
-			s);
+		        "unknown key descriptor '%s' (expected ip, key, account, plan, route, "
+		        "method, path, host, header:NAME, query:NAME or global)",
+		        s);
 		return false;
 	}
 	if (!*arg || strpbrk(arg, " \t\r\n:")) {
@@ -99,7 +115,7 @@ static uint64_t limit_id(const struct sl_limit *l, const char *plan, const struc
 #define PUT(ptr, len)                                                                              \
 	do {                                                                                       \
 		size_t len_ = (len);                                                               \
-		if (n + len_ <= sizeof(buf)) {                                                      \
+		if (n + len_ <= sizeof(buf)) {                                                     \
 			memcpy(buf + n, (ptr), len_);                                              \
 			n += len_;                                                                 \
 		}                                                                                  \
@@ -143,13 +159,13 @@ static yaml_node_t *for_plan(struct cfg *c, yaml_node_t *n, const char *plan)
 }
 
 static const char *const algo_field[] = {
-	[F_RATE] = "rate", [F_QUOTA] = "quota", [F_SLIDING] = "sliding", [F_CONC] = "concurrency"};
+        [F_RATE] = "rate", [F_QUOTA] = "quota", [F_SLIDING] = "sliding", [F_CONC] = "concurrency"};
 
 /* Build the spec of algorithm field `f` from scalar vn (burst/queue nodes
  * already chosen for this plan). Returns false with an error. */
 static bool build_spec(struct cfg *c, const struct sl_limit *l, int f, const yaml_node_t *vn,
-		       const yaml_node_t *burst, const yaml_node_t *queue, int32_t tz,
-		       int64_t lease, struct sl_limit_spec *s)
+                       const yaml_node_t *burst, const yaml_node_t *queue, int32_t tz,
+                       int64_t lease, struct sl_limit_spec *s)
 {
 	const char *what = algo_field[f];
 	const char *v = cfg_scalar(c, vn, what);
@@ -167,7 +183,7 @@ static bool build_spec(struct cfg *c, const struct sl_limit *l, int f, const yam
 	if (f == F_CONC) {
 		uint64_t n;
 		if (!cfg_uint(c, vn, "concurrency (a slot count, unlimited or deny)", 1, UINT32_MAX,
-			      &n))
+		              &n))
 			return false;
 		if (sl_spec_concurrency(s, n, lease)) {
 			cfg_err(c, vn, "concurrency %s is out of range", v);
@@ -180,27 +196,28 @@ static bool build_spec(struct cfg *c, const struct sl_limit *l, int f, const yam
 	if (rc) {
 		if (f == F_QUOTA)
 			cfg_err(c, vn,
-				"bad quota '%s' (expected N/hour, N/day, N/week, N/month, unlimited "
-				"or deny)",
-				v);
+			        "bad quota '%s' (expected N/hour, N/day, N/week, N/month, "
+			        "unlimited "
+			        "or deny)",
+			        v);
 		else
 			cfg_err(c, vn,
-				"bad %s '%s' (expected N/period such as 300/min, 15/s, 100/hour, "
-				"1000/day, 10/1.5m, or unlimited or deny)",
-				what, v);
+			        "bad %s '%s' (expected N/period such as 300/min, 15/s, 100/hour, "
+			        "1000/day, 10/1.5m, or unlimited or deny)",
+			        what, v);
 		return false;
 	}
 	if (r.n == 0) {
-		cfg_err(c, vn, "%s '%s': N must be at least 1 (use deny to refuse everything)", what,
-			v);
+		cfg_err(c, vn, "%s '%s': N must be at least 1 (use deny to refuse everything)",
+		        what, v);
 		return false;
 	}
 	if (f == F_QUOTA) {
 		if (!r.calendar) {
 			cfg_err(c, vn,
-				"quota '%s': a quota counts in calendar windows: N/hour, N/day, "
-				"N/week or N/month (use rate or sliding for other periods)",
-				v);
+			        "quota '%s': a quota counts in calendar windows: N/hour, N/day, "
+			        "N/week or N/month (use rate or sliding for other periods)",
+			        v);
 			return false;
 		}
 		if (sl_spec_quota(s, r.n, r.calendar, tz)) {
@@ -211,7 +228,7 @@ static bool build_spec(struct cfg *c, const struct sl_limit *l, int f, const yam
 	}
 	if (r.calendar == SL_CAL_MONTH) {
 		cfg_err(c, vn, "%s '%s': a month is a calendar window, only quota counts by month",
-			what, v);
+		        what, v);
 		return false;
 	}
 	if (f == F_SLIDING) {
@@ -227,7 +244,8 @@ static bool build_spec(struct cfg *c, const struct sl_limit *l, int f, const yam
 	if (queue && !cfg_uint(c, queue, "queue", 0, 1000000000, &q))
 		return false;
 	if (sl_spec_rate(s, r.n, r.period, b, q)) {
-		cfg_err(c, vn, "rate '%s' is out of range (interval under 1 ns or burst too large)", v);
+		cfg_err(c, vn, "rate '%s' is out of range (interval under 1 ns or burst too large)",
+		        v);
 		return false;
 	}
 	(void)l;
@@ -237,7 +255,7 @@ static bool build_spec(struct cfg *c, const struct sl_limit *l, int f, const yam
 /* Check the plan names of per-plan map m (for field `what`); when `within`
  * is a map too, every plan of m must also be in it. */
 static void check_plan_map(struct cfg *c, yaml_node_t *m, const char *what, yaml_node_t *within,
-			   const char *within_what)
+                           const char *within_what)
 {
 	for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
 	     pr++) {
@@ -251,9 +269,9 @@ static void check_plan_map(struct cfg *c, yaml_node_t *m, const char *what, yaml
 			known[0] = '\0';
 			for (size_t i = 0; i < c->p->nplans && kl < sizeof(known); i++)
 				kl += (size_t)snprintf(known + kl, sizeof(known) - kl, "%s%s",
-						       i ? ", " : "", c->p->plans[i].name);
+				                       i ? ", " : "", c->p->plans[i].name);
 			cfg_err(c, k, "%s: unknown plan '%s' (plans: %s)", what, pl,
-				c->p->nplans ? known : "none declared");
+			        c->p->nplans ? known : "none declared");
 			continue;
 		}
 		for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < pr; q++)
@@ -261,7 +279,8 @@ static void check_plan_map(struct cfg *c, yaml_node_t *m, const char *what, yaml
 			    !strcmp((char *)cfg_node(c, q->key)->data.scalar.value, pl))
 				cfg_err(c, k, "%s: plan '%s' given twice", what, pl);
 		if (within && !for_plan(c, within, pl))
-			cfg_err(c, k, "%s for plan '%s', which %s does not list", what, pl, within_what);
+			cfg_err(c, k, "%s for plan '%s', which %s does not list", what, pl,
+			        within_what);
 	}
 }
 
@@ -289,15 +308,17 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 		return;
 	if (!v[F_NAME]) {
 		cfg_err(c, n, "limit: missing required key 'name'");
-	} else if (cfg_name(c, v[F_NAME], "limit name", &l->name) &&
-		   name_taken(c->p, l->name, l)) {
-		cfg_err(c, v[F_NAME], "duplicate limit name '%s' (names are unique across limits and routes)",
-			l->name);
+	} else if (cfg_name(c, v[F_NAME], "limit name", &l->name) && name_taken(c->p, l->name, l)) {
+		cfg_err(c, v[F_NAME],
+		        "duplicate limit name '%s' (names are unique across limits and routes)",
+		        l->name);
 	}
 	const char *lname = l->name ? l->name : "?";
 	if (!v[F_KEY])
-		cfg_err(c, n, "limit '%s': missing required key 'key' (e.g. ip, key, account, [account, route])",
-			lname);
+		cfg_err(c, n,
+		        "limit '%s': missing required key 'key' (e.g. ip, key, account, [account, "
+		        "route])",
+		        lname);
 	else
 		parse_key(c, v[F_KEY], l);
 
@@ -308,8 +329,8 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 			continue;
 		if (f >= 0)
 			cfg_err(c, v[algos[i]],
-				"limit '%s' has both %s and %s: one algorithm per limit", lname,
-				algo_field[f], algo_field[algos[i]]);
+			        "limit '%s' has both %s and %s: one algorithm per limit", lname,
+			        algo_field[f], algo_field[algos[i]]);
 		else
 			f = algos[i];
 	}
@@ -331,8 +352,9 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 		const char *s = cfg_scalar(c, v[F_TZ], "tz_offset");
 		if (s && sl_parse_tz_offset(s, &tz))
 			cfg_err(c, v[F_TZ],
-				"bad tz_offset '%s' (expected +HH:MM, -HH:MM or seconds east of UTC)",
-				s);
+			        "bad tz_offset '%s' (expected +HH:MM, -HH:MM or seconds east of "
+			        "UTC)",
+			        s);
 	}
 	int64_t lease = c->p->admin.lease_ttl;
 	if (v[F_LEASE] && cfg_duration(c, v[F_LEASE], "lease", &lease) && lease <= 0)
@@ -355,7 +377,8 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 		cfg_err(c, v[F_QUEUE], "queue is per plan but rate is not");
 	if (!cfg_is_map(val)) {
 		if (val->type != YAML_SCALAR_NODE) {
-			cfg_err(c, val, "%s must be a value or a map of plan to value", algo_field[f]);
+			cfg_err(c, val, "%s must be a value or a map of plan to value",
+			        algo_field[f]);
 			return;
 		}
 		yaml_node_t *b = cfg_is_map(v[F_BURST]) ? NULL : v[F_BURST];
@@ -384,8 +407,8 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 		yaml_node_t *pv = for_plan(c, val, pl);
 		if (!pv)
 			continue; /* plan absent: the limit is skipped for it (algo 0) */
-		if (build_spec(c, l, f, pv, for_plan(c, v[F_BURST], pl), for_plan(c, v[F_QUEUE], pl),
-			       tz, lease, &l->plan_spec[i]))
+		if (build_spec(c, l, f, pv, for_plan(c, v[F_BURST], pl),
+		               for_plan(c, v[F_QUEUE], pl), tz, lease, &l->plan_spec[i]))
 			l->plan_limit_id[i] = limit_id(l, pl, &l->plan_spec[i]);
 	}
 }
@@ -393,7 +416,9 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 void cfg_limits(struct cfg *c, const yaml_node_t *n, struct sl_limit **out, size_t *nout)
 {
 	if (!cfg_is_seq(n)) {
-		cfg_err(c, n, "limits must be a list of limits ({name, key, rate|quota|sliding|concurrency})");
+		cfg_err(c, n,
+		        "limits must be a list of limits ({name, key, "
+		        "rate|quota|sliding|concurrency})");
 		return;
 	}
 	size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
@@ -423,7 +448,8 @@ static void parse_match(struct cfg *c, yaml_node_t *n, struct sl_route *r)
 				if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
 					ok = false;
 			if (!ok)
-				cfg_err(c, v[0], "bad method '%s' (expected e.g. GET, POST, or *)", m);
+				cfg_err(c, v[0], "bad method '%s' (expected e.g. GET, POST, or *)",
+				        m);
 			else if ((r->method = strdup(m)))
 				for (char *p = r->method; *p; p++)
 					if (*p >= 'a' && *p <= 'z')
@@ -437,11 +463,13 @@ static void parse_match(struct cfg *c, yaml_node_t *n, struct sl_route *r)
 			char *star = strchr(p, '*');
 			if (p[0] != '/' && strcmp(p, "*") != 0) {
 				cfg_err(c, v[1], "match.path '%s' must start with '/'", p);
-			} else if (star && (star != p + len - 1 || (len > 1 && p[len - 2] != '/'))) {
+			} else if (star &&
+			           (star != p + len - 1 || (len > 1 && p[len - 2] != '/'))) {
 				cfg_err(c, v[1],
-					"match.path '%s': '*' is allowed only as a final \"/*\" (prefix "
-					"match)",
-					p);
+				        "match.path '%s': '*' is allowed only as a final \"/*\" "
+				        "(prefix "
+				        "match)",
+				        p);
 			} else if (!strcmp(p, "*") || !strcmp(p, "/*")) {
 				r->path_match = SL_PATH_ANY;
 			} else if (star) {
@@ -456,9 +484,10 @@ static void parse_match(struct cfg *c, yaml_node_t *n, struct sl_route *r)
 		}
 	}
 	if (v[2]) {
-		if (!cfg_is_map(v[2]) || v[2]->data.mapping.pairs.top -
-						     v[2]->data.mapping.pairs.start != 1) {
-			cfg_err(c, v[2], "match.query must be a mapping of one parameter name to its value");
+		if (!cfg_is_map(v[2]) ||
+		    v[2]->data.mapping.pairs.top - v[2]->data.mapping.pairs.start != 1) {
+			cfg_err(c, v[2],
+			        "match.query must be a mapping of one parameter name to its value");
 		} else {
 			yaml_node_pair_t *pr = v[2]->data.mapping.pairs.start;
 			yaml_node_t *qk = cfg_node(c, pr->key), *qv = cfg_node(c, pr->value);

@@ -19,7 +19,7 @@ static bool valid_header_name(const char *s)
 }
 
 static void header_map(struct cfg *c, yaml_node_t *n, const char *what, struct sl_header_tpl **out,
-		       size_t *nout)
+                       size_t *nout)
 {
 	if (!cfg_is_map(n)) {
 		cfg_err(c, n, "%s must be a mapping of header name to template", what);
@@ -46,7 +46,8 @@ static void header_map(struct cfg *c, yaml_node_t *n, const char *what, struct s
 				cfg_err(c, k, "header '%s' given twice in %s", name, what);
 		if (v->type == YAML_SCALAR_NODE &&
 		    strpbrk((const char *)v->data.scalar.value, "\r\n")) {
-			cfg_err(c, v, "header '%s': a header value cannot contain a line break", name);
+			cfg_err(c, v, "header '%s': a header value cannot contain a line break",
+			        name);
 			continue;
 		}
 		struct sl_template *t = cfg_template(c, v, "header value", false);
@@ -99,7 +100,7 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n)
 			r->rejected_status = (int)st;
 		if (rv[1] && !cfg_is_null(rv[1]))
 			header_map(c, rv[1], "responses.rejected.headers", &r->rejected_headers,
-				   &r->nrejected_headers);
+			           &r->nrejected_headers);
 		if (rv[2])
 			r->rejected_body = cfg_template(c, rv[2], "rejected.body", false);
 		if (rv[3]) {
@@ -109,8 +110,8 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n)
 				cfg_err(c, rv[3], "content_type cannot contain a line break");
 		}
 	}
-	if (v[3] && !cfg_is_null(v[3]) && cfg_fields(c, v[3], "responses.unauthorized", ukeys, uv) &&
-	    uv[0])
+	if (v[3] && !cfg_is_null(v[3]) &&
+	    cfg_fields(c, v[3], "responses.unauthorized", ukeys, uv) && uv[0])
 		r->unauthorized_body = cfg_template(c, uv[0], "unauthorized.body", false);
 }
 
@@ -121,7 +122,8 @@ static const struct sl_limit *find_limit(const struct sl_policy *p, const char *
 			return &p->limits[i];
 	for (size_t r = 0; r < p->nroutes; r++)
 		for (size_t i = 0; i < p->routes[r].nlimits; i++)
-			if (p->routes[r].limits[i].name && !strcmp(p->routes[r].limits[i].name, name))
+			if (p->routes[r].limits[i].name &&
+			    !strcmp(p->routes[r].limits[i].name, name))
 				return &p->routes[r].limits[i];
 	return NULL;
 }
@@ -135,16 +137,17 @@ void cfg_resolve_templates(struct cfg *c)
 			struct sl_tpl_ref *ref = &refs[k];
 			if (ref->var == SL_TPL_MESSAGE && c->tpls[i].in_message) {
 				cfg_err_in_scalar(c, c->tpls[i].node, ref->offset,
-						  "a limit message cannot contain {message}");
+				                  "a limit message cannot contain {message}");
 			} else if (ref->var == SL_TPL_NAMED) {
 				const struct sl_limit *l = find_limit(c->p, ref->name);
 				if (l)
 					ref->limit_index = l->index;
 				else
-					cfg_err_in_scalar(c, c->tpls[i].node, ref->offset,
-							  "template names limit '%s', which does not "
-							  "exist",
-							  ref->name);
+					cfg_err_in_scalar(
+					        c, c->tpls[i].node, ref->offset,
+					        "template names limit '%s', which does not "
+					        "exist",
+					        ref->name);
 			}
 		}
 	}

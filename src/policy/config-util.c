@@ -23,8 +23,8 @@ static void vreport(struct cfg *c, size_t line, size_t col, const char *fmt, va_
 	c->pos[d->n][1] = col;
 	if (d->n == SL_DIAG_MAX - 1) {
 		c->pos[d->n][0] = (size_t)-1; /* stays last */
-		snprintf(d->msg[d->n++], sizeof(d->msg[0]), "%s:%zu:%zu: too many errors, stopping here",
-			 c->path, line, col);
+		snprintf(d->msg[d->n++], sizeof(d->msg[0]),
+		         "%s:%zu:%zu: too many errors, stopping here", c->path, line, col);
 		return;
 	}
 	char *m = d->msg[d->n++];
@@ -43,7 +43,8 @@ void cfg_sort_diag(struct cfg *c)
 		char m[sizeof(d->msg[0])];
 		size_t l = c->pos[i][0], col = c->pos[i][1], j = i;
 		memcpy(m, d->msg[i], sizeof(m));
-		while (j > 0 && (c->pos[j - 1][0] > l || (c->pos[j - 1][0] == l && c->pos[j - 1][1] > col))) {
+		while (j > 0 && (c->pos[j - 1][0] > l ||
+		                 (c->pos[j - 1][0] == l && c->pos[j - 1][1] > col))) {
 			memcpy(d->msg[j], d->msg[j - 1], sizeof(m));
 			c->pos[j][0] = c->pos[j - 1][0];
 			c->pos[j][1] = c->pos[j - 1][1];
@@ -73,8 +74,7 @@ void cfg_err(struct cfg *c, const yaml_node_t *n, const char *fmt, ...)
 }
 
 /* Map byte `off` of scalar n's value to a 1-based source line and column. */
-static void scalar_pos(struct cfg *c, const yaml_node_t *n, size_t off, size_t *line,
-		       size_t *col)
+static void scalar_pos(struct cfg *c, const yaml_node_t *n, size_t off, size_t *line, size_t *col)
 {
 	const char *val = (const char *)n->data.scalar.value;
 	size_t idx = n->start_mark.index;
@@ -106,7 +106,8 @@ static void scalar_pos(struct cfg *c, const yaml_node_t *n, size_t off, size_t *
 		while (v < off && s < c->srclen && c->src[s] != '\n') {
 			if (dq && c->src[s] == '\\')
 				s += 2;
-			else if (!dq && c->src[s] == '\'' && s + 1 < c->srclen && c->src[s + 1] == '\'')
+			else if (!dq && c->src[s] == '\'' && s + 1 < c->srclen &&
+			         c->src[s + 1] == '\'')
 				s += 2;
 			else
 				s++;
@@ -159,14 +160,17 @@ bool cfg_is_null(const yaml_node_t *n)
 static const char *type_name(const yaml_node_t *n)
 {
 	switch (n->type) {
-	case YAML_MAPPING_NODE: return "a mapping";
-	case YAML_SEQUENCE_NODE: return "a list";
-	default: return cfg_is_null(n) ? "empty" : "a scalar";
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	default:
+		return cfg_is_null(n) ? "empty" : "a scalar";
 	}
 }
 
-bool cfg_fields(struct cfg *c, const yaml_node_t *n, const char *what,
-		const char *const *allowed, yaml_node_t **out)
+bool cfg_fields(struct cfg *c, const yaml_node_t *n, const char *what, const char *const *allowed,
+                yaml_node_t **out)
 {
 	size_t nallowed = 0;
 	while (allowed[nallowed])
@@ -192,9 +196,10 @@ bool cfg_fields(struct cfg *c, const yaml_node_t *n, const char *what,
 			size_t el = 0;
 			exp[0] = '\0';
 			for (size_t j = 0; j < nallowed && el < sizeof(exp); j++)
-				el += (size_t)snprintf(exp + el, sizeof(exp) - el, "%s%s", j ? ", " : "",
-						       allowed[j]);
-			cfg_err(c, k, "unknown key '%s' in %s (expected one of: %s)", ks, what, exp);
+				el += (size_t)snprintf(exp + el, sizeof(exp) - el, "%s%s",
+				                       j ? ", " : "", allowed[j]);
+			cfg_err(c, k, "unknown key '%s' in %s (expected one of: %s)", ks, what,
+			        exp);
 			continue;
 		}
 		if (out[i]) {
@@ -210,7 +215,7 @@ const char *cfg_scalar(struct cfg *c, const yaml_node_t *n, const char *what)
 {
 	if (!n || n->type != YAML_SCALAR_NODE || cfg_is_null(n)) {
 		cfg_err(c, n, "%s must be a non-empty scalar, not %s", what,
-			n ? type_name(n) : "missing");
+		        n ? type_name(n) : "missing");
 		return NULL;
 	}
 	return (const char *)n->data.scalar.value;
@@ -245,7 +250,7 @@ bool cfg_bool(struct cfg *c, const yaml_node_t *n, const char *what, bool *out)
 }
 
 bool cfg_uint(struct cfg *c, const yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
-	      uint64_t *out)
+              uint64_t *out)
 {
 	const char *s = cfg_scalar(c, n, what);
 	if (!s)
@@ -258,7 +263,7 @@ bool cfg_uint(struct cfg *c, const yaml_node_t *n, const char *what, uint64_t mi
 	}
 	if (rc || v < min) {
 		cfg_err(c, n, "%s must be between %llu and %llu, not %s", what,
-			(unsigned long long)min, (unsigned long long)max, s);
+		        (unsigned long long)min, (unsigned long long)max, s);
 		return false;
 	}
 	*out = v;
@@ -277,9 +282,9 @@ bool cfg_duration(struct cfg *c, const yaml_node_t *n, const char *what, int64_t
 	}
 	if (rc) {
 		cfg_err(c, n,
-			"%s: bad duration '%s' (expected a number and a unit: ns, us, ms, s, m, h, "
-			"d or w, e.g. 50ms, 1.5m, 10s)",
-			what, s);
+		        "%s: bad duration '%s' (expected a number and a unit: ns, us, ms, s, m, h, "
+		        "d or w, e.g. 50ms, 1.5m, 10s)",
+		        what, s);
 		return false;
 	}
 	return true;
@@ -292,8 +297,10 @@ bool cfg_size(struct cfg *c, const yaml_node_t *n, const char *what, uint64_t *o
 		return false;
 	int rc = sl_parse_size(s, out);
 	if (rc) {
-		cfg_err(c, n, "%s: bad size '%s' (expected bytes or a number with KB, MB or GB, e.g. 64MB)",
-			what, s);
+		cfg_err(c, n,
+		        "%s: bad size '%s' (expected bytes or a number with KB, MB or GB, e.g. "
+		        "64MB)",
+		        what, s);
 		return false;
 	}
 	return true;
@@ -305,8 +312,8 @@ bool cfg_name(struct cfg *c, const yaml_node_t *n, const char *what, char **out)
 	if (!s)
 		return false;
 	for (const char *p = s; *p; p++) {
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '_' || *p == '-')) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-')) {
 			cfg_err(c, n, "%s '%s': use letters, digits, '_' and '-' only", what, s);
 			return false;
 		}
@@ -328,7 +335,7 @@ int cfg_plan_index(const struct sl_policy *p, const char *name)
 }
 
 struct sl_template *cfg_template(struct cfg *c, const yaml_node_t *n, const char *what,
-				 bool in_message)
+                                 bool in_message)
 {
 	if (!n || n->type != YAML_SCALAR_NODE) {
 		cfg_err(c, n, "%s must be a string, not %s", what, n ? type_name(n) : "missing");
@@ -337,7 +344,7 @@ struct sl_template *cfg_template(struct cfg *c, const yaml_node_t *n, const char
 	char err[200];
 	size_t off = 0;
 	struct sl_template *t =
-		sl_template_compile((const char *)n->data.scalar.value, err, sizeof(err), &off);
+	        sl_template_compile((const char *)n->data.scalar.value, err, sizeof(err), &off);
 	if (!t) {
 		cfg_err_in_scalar(c, n, off, "%s: %s", what, err);
 		return NULL;

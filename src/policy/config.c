@@ -21,10 +21,11 @@
 
 void cfg_server(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"workers",        "max_header_bytes", "max_body_bytes",
-					   "idle_timeout",   "header_timeout",   "upstream_timeout",
-					   "drain_timeout",  "max_connections",  "access_log",
-					   NULL};
+	static const char *const keys[] = {"workers",        "max_header_bytes",
+	                                   "max_body_bytes", "idle_timeout",
+	                                   "header_timeout", "upstream_timeout",
+	                                   "drain_timeout",  "max_connections",
+	                                   "access_log",     NULL};
 	yaml_node_t *v[10];
 	struct sl_server_conf *s = &c->p->server;
 	if (!cfg_fields(c, n, "server", keys, v))
@@ -47,7 +48,7 @@ void cfg_server(struct cfg *c, const yaml_node_t *n)
 	if (v[2])
 		cfg_size(c, v[2], "server.max_body_bytes", &s->max_body_bytes);
 	int64_t *durs[] = {&s->idle_timeout, &s->header_timeout, &s->upstream_timeout,
-			   &s->drain_timeout};
+	                   &s->drain_timeout};
 	for (int i = 0; i < 4; i++) {
 		char what[40];
 		snprintf(what, sizeof(what), "server.%s", keys[3 + i]);
@@ -172,9 +173,9 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 			cfg_err(c, item, "listener: missing required key 'listen'");
 		else if ((l->listen = cfg_strdup(c, v[1], "listen")) && !valid_listen(l->listen))
 			cfg_err(c, v[1],
-				"bad listen address '%s' (expected IPv4:PORT or [IPv6]:PORT, port "
-				"1-65535, e.g. 127.0.0.1:8080)",
-				l->listen);
+			        "bad listen address '%s' (expected IPv4:PORT or [IPv6]:PORT, port "
+			        "1-65535, e.g. 127.0.0.1:8080)",
+			        l->listen);
 		const char *mode = NULL;
 		if (!v[2])
 			cfg_err(c, item, "listener: missing required key 'mode' (proxy or check)");
@@ -184,20 +185,22 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 			else if (!strcmp(mode, "check"))
 				l->mode = SL_MODE_CHECK;
 			else
-				cfg_err(c, v[2], "unknown mode '%s' (expected proxy or check)", mode);
+				cfg_err(c, v[2], "unknown mode '%s' (expected proxy or check)",
+				        mode);
 		}
 		if (v[3]) {
 			if ((l->upstream = cfg_strdup(c, v[3], "upstream")) &&
 			    strcmp(l->upstream, "static") != 0 && !valid_upstream(l->upstream))
 				cfg_err(c, v[3],
-					"bad upstream '%s' (expected \"http://host:port\" or \"static\")",
-					l->upstream);
+				        "bad upstream '%s' (expected \"http://host:port\" or "
+				        "\"static\")",
+				        l->upstream);
 			if (l->mode == SL_MODE_CHECK)
 				cfg_err(c, v[3], "upstream applies to mode: proxy only");
 		} else if (l->mode == SL_MODE_PROXY) {
 			cfg_err(c, item,
-				"listener: mode proxy needs 'upstream' (\"http://host:port\" or "
-				"\"static\")");
+			        "listener: mode proxy needs 'upstream' (\"http://host:port\" or "
+			        "\"static\")");
 		}
 	}
 }
@@ -224,9 +227,10 @@ void cfg_admin(struct cfg *c, const yaml_node_t *n)
 			a->listen = cfg_strdup(c, v[0], "admin.listen");
 			if (a->listen && !valid_listen(a->listen))
 				cfg_err(c, v[0],
-					"bad listen address '%s' (expected IPv4:PORT or [IPv6]:PORT, "
-					"or off)",
-					a->listen);
+				        "bad listen address '%s' (expected IPv4:PORT or "
+				        "[IPv6]:PORT, "
+				        "or off)",
+				        a->listen);
 		}
 	}
 	if (v[1])
@@ -239,9 +243,9 @@ void cfg_admin(struct cfg *c, const yaml_node_t *n)
 
 void cfg_store(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"type",    "memory", "snapshot", "url",
-					   "cluster", "on_error", "timeout", "pool",
-					   "local_cache", NULL};
+	static const char *const keys[] = {"type",        "memory",   "snapshot", "url",
+	                                   "cluster",     "on_error", "timeout",  "pool",
+	                                   "local_cache", NULL};
 	yaml_node_t *v[9];
 	struct sl_store_conf *s = &c->p->store;
 	if (!cfg_fields(c, n, "store", keys, v))
@@ -261,12 +265,13 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 		for (size_t i = 0; i < sizeof(redis_only) / sizeof(redis_only[0]); i++)
 			if (v[redis_only[i]])
 				cfg_err(c, v[redis_only[i]], "store.%s applies to type: redis only",
-					keys[redis_only[i]]);
+				        keys[redis_only[i]]);
 	if (s->type == SL_STORE_REDIS)
 		for (size_t i = 0; i < sizeof(memory_only) / sizeof(memory_only[0]); i++)
 			if (v[memory_only[i]])
-				cfg_err(c, v[memory_only[i]], "store.%s applies to type: memory only",
-					keys[memory_only[i]]);
+				cfg_err(c, v[memory_only[i]],
+				        "store.%s applies to type: memory only",
+				        keys[memory_only[i]]);
 	if (v[1] && cfg_size(c, v[1], "store.memory", &s->memory) && s->memory < (1u << 20))
 		cfg_err(c, v[1], "store.memory must be at least 1MB");
 	if (v[2])
@@ -315,8 +320,8 @@ static void defaults(struct sl_policy *p)
 
 static void walk(struct cfg *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {"server", "listeners", "admin", "store", "identify",
-					   "plans",  "limits",    "routes", "responses", NULL};
+	static const char *const keys[] = {"server", "listeners", "admin",  "store",     "identify",
+	                                   "plans",  "limits",    "routes", "responses", NULL};
 	yaml_node_t *v[9];
 	if (!cfg_fields(c, root, "the top level", keys, v))
 		return;
@@ -427,8 +432,8 @@ int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *dia
 	yaml_parser_set_input_string(&parser, (const unsigned char *)src, c.srclen);
 	if (!yaml_parser_load(&parser, &doc)) {
 		cfg_err_at(&c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-			   "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "invalid",
-			   parser.context ? " " : "", parser.context ? parser.context : "");
+		           "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "invalid",
+		           parser.context ? " " : "", parser.context ? parser.context : "");
 		yaml_parser_delete(&parser);
 		goto done;
 	}
@@ -442,14 +447,15 @@ int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *dia
 		if (yaml_parser_load(&parser, &next)) {
 			yaml_node_t *r2 = yaml_document_get_root_node(&next);
 			if (r2)
-				cfg_err(&c, r2, "a config holds one YAML document; remove this one");
+				cfg_err(&c, r2,
+				        "a config holds one YAML document; remove this one");
 			wipe_document(&next);
 			yaml_document_delete(&next);
 		} else {
 			cfg_err_at(&c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-				   "YAML syntax error: %s%s%s",
-				   parser.problem ? parser.problem : "invalid",
-				   parser.context ? " " : "", parser.context ? parser.context : "");
+			           "YAML syntax error: %s%s%s",
+			           parser.problem ? parser.problem : "invalid",
+			           parser.context ? " " : "", parser.context ? parser.context : "");
 		}
 		walk(&c, root);
 	}

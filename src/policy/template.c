@@ -29,18 +29,18 @@ static const struct {
 	const char *name;
 	unsigned var;
 } vars[] = {
-	{"limit", SL_TPL_LIMIT},
-	{"remaining", SL_TPL_REMAINING},
-	{"reset", SL_TPL_RESET},
-	{"reset_after", SL_TPL_RESET_AFTER},
-	{"retry_after", SL_TPL_RETRY_AFTER},
-	{"window", SL_TPL_WINDOW},
-	{"window_seconds", SL_TPL_WINDOW_SECONDS},
-	{"denied_by", SL_TPL_DENIED_BY},
-	{"plan", SL_TPL_PLAN},
-	{"plan_title", SL_TPL_PLAN_TITLE},
-	{"account", SL_TPL_ACCOUNT},
-	{"message", SL_TPL_MESSAGE},
+        {"limit", SL_TPL_LIMIT},
+        {"remaining", SL_TPL_REMAINING},
+        {"reset", SL_TPL_RESET},
+        {"reset_after", SL_TPL_RESET_AFTER},
+        {"retry_after", SL_TPL_RETRY_AFTER},
+        {"window", SL_TPL_WINDOW},
+        {"window_seconds", SL_TPL_WINDOW_SECONDS},
+        {"denied_by", SL_TPL_DENIED_BY},
+        {"plan", SL_TPL_PLAN},
+        {"plan_title", SL_TPL_PLAN_TITLE},
+        {"account", SL_TPL_ACCOUNT},
+        {"message", SL_TPL_MESSAGE},
 };
 
 static int ident_start(char ch)
@@ -66,7 +66,7 @@ void sl_template_free(struct sl_template *t)
 }
 
 static void set_err(char *err, size_t errcap, size_t *err_off, size_t off, const char *msg,
-		    const char *name, size_t nlen)
+                    const char *name, size_t nlen)
 {
 	if (err && errcap)
 		snprintf(err, errcap, msg, (int)nlen, name);
@@ -77,7 +77,7 @@ static void set_err(char *err, size_t errcap, size_t *err_off, size_t off, const
 /* Fill ref from the identifier name[0..len) found at offset off. Returns 0,
  * or -1 with err set. */
 static int parse_var(struct sl_tpl_ref *ref, const char *name, size_t len, size_t off, char *err,
-		     size_t errcap, size_t *err_off)
+                     size_t errcap, size_t *err_off)
 {
 	memset(ref, 0, sizeof(*ref));
 	ref->offset = (unsigned)off;
@@ -92,9 +92,9 @@ static int parse_var(struct sl_tpl_ref *ref, const char *name, size_t len, size_
 		const char *dot = memchr(ln, '.', (size_t)(end - ln));
 		if (!dot || dot == ln) {
 			set_err(err, errcap, err_off, off,
-				"bad template variable {%.*s}: expected {limits.NAME.limit}, "
-				"{limits.NAME.remaining} or {limits.NAME.reset}",
-				name, len);
+			        "bad template variable {%.*s}: expected {limits.NAME.limit}, "
+			        "{limits.NAME.remaining} or {limits.NAME.reset}",
+			        name, len);
 			return -1;
 		}
 		const char *field = dot + 1;
@@ -107,9 +107,9 @@ static int parse_var(struct sl_tpl_ref *ref, const char *name, size_t len, size_
 			ref->field = SL_TPL_RESET;
 		else {
 			set_err(err, errcap, err_off, off,
-				"bad template variable {%.*s}: the field after the limit name "
-				"must be limit, remaining or reset",
-				name, len);
+			        "bad template variable {%.*s}: the field after the limit name "
+			        "must be limit, remaining or reset",
+			        name, len);
 			return -1;
 		}
 		char *n = strndup(ln, (size_t)(dot - ln));
@@ -122,15 +122,14 @@ static int parse_var(struct sl_tpl_ref *ref, const char *name, size_t len, size_
 		return 0;
 	}
 	set_err(err, errcap, err_off, off,
-		"unknown template variable {%.*s} (known: limit remaining reset reset_after "
-		"retry_after window window_seconds denied_by plan plan_title account message "
-		"limits.NAME.limit|remaining|reset)",
-		name, len);
+	        "unknown template variable {%.*s} (known: limit remaining reset reset_after "
+	        "retry_after window window_seconds denied_by plan plan_title account message "
+	        "limits.NAME.limit|remaining|reset)",
+	        name, len);
 	return -1;
 }
 
-struct sl_template *sl_template_compile(const char *src, char *err, size_t errcap,
-					size_t *err_off)
+struct sl_template *sl_template_compile(const char *src, char *err, size_t errcap, size_t *err_off)
 {
 	size_t len = strlen(src);
 	/* A variable takes at least 3 source bytes, so these bounds hold. */
@@ -244,7 +243,7 @@ static void json_expand(unsigned char *v, size_t len, size_t extra)
 }
 
 long sl_template_render(const struct sl_template *t, unsigned mode, sl_tpl_resolve_fn resolve,
-			void *arg, char *out, size_t cap)
+                        void *arg, char *out, size_t cap)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < t->nsegs; i++) {

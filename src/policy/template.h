@@ -26,12 +26,12 @@ enum sl_tpl_var {
 
 /* One variable reference in a template. */
 struct sl_tpl_ref {
-	unsigned var;        /* enum sl_tpl_var */
-	unsigned field;      /* SL_TPL_NAMED: SL_TPL_LIMIT, _REMAINING or _RESET */
-	const char *name;    /* SL_TPL_NAMED: the limit name (NUL-terminated) */
+	unsigned var;         /* enum sl_tpl_var */
+	unsigned field;       /* SL_TPL_NAMED: SL_TPL_LIMIT, _REMAINING or _RESET */
+	const char *name;     /* SL_TPL_NAMED: the limit name (NUL-terminated) */
 	unsigned limit_index; /* SL_TPL_NAMED: resolved by the loader to the
-			       * named limit's sl_limit.index (global limits
-			       * first, then route limits in route order) */
+	                       * named limit's sl_limit.index (global limits
+	                       * first, then route limits in route order) */
 	unsigned offset;      /* bytes into the source where the '{' is */
 };
 
@@ -47,8 +47,7 @@ struct sl_template;
  * byte offset of the problem into err/err_off (e.g. unknown variable).
  * Named-limit references are left for the loader to resolve through
  * sl_template_refs(). */
-struct sl_template *sl_template_compile(const char *src, char *err, size_t errcap,
-					size_t *err_off);
+struct sl_template *sl_template_compile(const char *src, char *err, size_t errcap, size_t *err_off);
 void sl_template_free(struct sl_template *t);
 
 /* The variable references of t, for the loader to check and resolve. */
@@ -56,8 +55,7 @@ struct sl_tpl_ref *sl_template_refs(struct sl_template *t, size_t *n);
 
 /* Resolve one reference: write its value (unescaped) into buf (cap bytes)
  * and return its length, or -1 when it does not resolve here. */
-typedef long (*sl_tpl_resolve_fn)(void *arg, const struct sl_tpl_ref *ref, char *buf,
-				  size_t cap);
+typedef long (*sl_tpl_resolve_fn)(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t cap);
 
 enum sl_tpl_mode {
 	SL_TPL_TEXT = 0,   /* as is */
@@ -69,6 +67,6 @@ enum sl_tpl_mode {
  * or -1 when a variable does not resolve, a header value holds CR/LF, or
  * the output does not fit. */
 long sl_template_render(const struct sl_template *t, unsigned mode, sl_tpl_resolve_fn resolve,
-			void *arg, char *out, size_t cap);
+                        void *arg, char *out, size_t cap);
 
 #endif

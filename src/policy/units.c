@@ -48,16 +48,16 @@ static const struct {
 	const char *name;
 	int64_t ns;
 } dur_units[] = {
-	{"ns", 1},
-	{"us", 1000},
-	{"ms", 1000000},
-	{"s", SL_NS_PER_SEC},
-	{"sec", SL_NS_PER_SEC},
-	{"m", SL_NS_PER_MIN},
-	{"min", SL_NS_PER_MIN},
-	{"h", SL_NS_PER_HOUR},
-	{"d", SL_NS_PER_DAY},
-	{"w", 7 * SL_NS_PER_DAY},
+        {"ns", 1},
+        {"us", 1000},
+        {"ms", 1000000},
+        {"s", SL_NS_PER_SEC},
+        {"sec", SL_NS_PER_SEC},
+        {"m", SL_NS_PER_MIN},
+        {"min", SL_NS_PER_MIN},
+        {"h", SL_NS_PER_HOUR},
+        {"d", SL_NS_PER_DAY},
+        {"w", 7 * SL_NS_PER_DAY},
 };
 
 /* ip + fp/10^fd units of `unit` ns, exactly; refuses fractions of a ns. */
@@ -99,8 +99,8 @@ int sl_parse_size(const char *s, uint64_t *bytes)
 		const char *name;
 		unsigned shift;
 	} units[] = {
-		{"", 0},   {"b", 0},   {"k", 10},  {"kb", 10},  {"kib", 10}, {"m", 20},
-		{"mb", 20}, {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30},
+	        {"", 0},    {"b", 0},    {"k", 10}, {"kb", 10}, {"kib", 10}, {"m", 20},
+	        {"mb", 20}, {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30},
 	};
 	u128 ip, fp;
 	unsigned fd;
@@ -142,21 +142,21 @@ static int period_name(const char *s, int64_t *period, uint8_t *calendar)
 		int64_t ns;
 		uint8_t cal;
 	} names[] = {
-		{"s", SL_NS_PER_SEC, 0},
-		{"sec", SL_NS_PER_SEC, 0},
-		{"second", SL_NS_PER_SEC, 0},
-		{"m", SL_NS_PER_MIN, 0},
-		{"min", SL_NS_PER_MIN, 0},
-		{"minute", SL_NS_PER_MIN, 0},
-		{"h", SL_NS_PER_HOUR, SL_CAL_HOUR},
-		{"hr", SL_NS_PER_HOUR, SL_CAL_HOUR},
-		{"hour", SL_NS_PER_HOUR, SL_CAL_HOUR},
-		{"d", SL_NS_PER_DAY, SL_CAL_DAY},
-		{"day", SL_NS_PER_DAY, SL_CAL_DAY},
-		{"w", 7 * SL_NS_PER_DAY, SL_CAL_WEEK},
-		{"wk", 7 * SL_NS_PER_DAY, SL_CAL_WEEK},
-		{"week", 7 * SL_NS_PER_DAY, SL_CAL_WEEK},
-		{"month", 0, SL_CAL_MONTH},
+	        {"s", SL_NS_PER_SEC, 0},
+	        {"sec", SL_NS_PER_SEC, 0},
+	        {"second", SL_NS_PER_SEC, 0},
+	        {"m", SL_NS_PER_MIN, 0},
+	        {"min", SL_NS_PER_MIN, 0},
+	        {"minute", SL_NS_PER_MIN, 0},
+	        {"h", SL_NS_PER_HOUR, SL_CAL_HOUR},
+	        {"hr", SL_NS_PER_HOUR, SL_CAL_HOUR},
+	        {"hour", SL_NS_PER_HOUR, SL_CAL_HOUR},
+	        {"d", SL_NS_PER_DAY, SL_CAL_DAY},
+	        {"day", SL_NS_PER_DAY, SL_CAL_DAY},
+	        {"w", 7 * SL_NS_PER_DAY, SL_CAL_WEEK},
+	        {"wk", 7 * SL_NS_PER_DAY, SL_CAL_WEEK},
+	        {"week", 7 * SL_NS_PER_DAY, SL_CAL_WEEK},
+	        {"month", 0, SL_CAL_MONTH},
 	};
 	char buf[16];
 	size_t len = strlen(s);

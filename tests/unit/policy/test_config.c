@@ -16,64 +16,69 @@
 #include "policy/test_config_fixture.h"
 
 static const char full[] =
-	"server:\n"
-	"  workers: 4\n"
-	"  max_header_bytes: 32KB\n"
-	"  max_body_bytes: 1MB\n"
-	"  idle_timeout: 1.5m\n"
-	"  header_timeout: 5s\n"
-	"  upstream_timeout: 2s\n"
-	"  drain_timeout: 250ms\n"
-	"  max_connections: 500\n"
-	"  access_log: true\n"
-	"listeners:\n"
-	"  - { name: gateway, listen: \"127.0.0.1:8080\", mode: proxy, upstream: \"http://127.0.0.1:9000\" }\n"
-	"  - { name: auth, listen: \"[::1]:8081\", mode: check }\n"
-	"admin: { listen: \"0.0.0.0:9901\", token: s3cret, lease_ttl: 30s }\n"
-	"store: { type: redis, url: \"redis://127.0.0.1:6379\", cluster: true, on_error: deny,\n"
-	"         timeout: 20ms, pool: 8, local_cache: true }\n"
-	"identify:\n"
-	"  ip: { trusted_proxies: [\"127.0.0.0/8\", \"10.0.0.0/8\", \"fd00::/8\", \"192.0.2.1\"] }\n"
-	"  key: { from: [\"header:X-Api-Key\", bearer, \"query:key\"], required: true }\n"
-	"  accounts:\n"
-	"    - { account: acme, plan: pro, keys: [\"sk_a1\", \"sk_a2\"] }\n"
-	"    - { account: solo, plan: free, keys: [\"sk_s1\"] }\n"
-	"plans:\n"
-	"  free: { title: Free }\n"
-	"  pro: { title: \"Pro plan\" }\n"
-	"  elite:\n"
-	"limits:\n"
-	"  - { name: ip, key: ip, rate: 300/min }\n"
-	"  - { name: smooth, key: [account, route], rate: 900/min, burst: 15, queue: 5 }\n"
-	"  - name: tier\n"
-	"    key: account\n"
-	"    rate: { free: 60/min, pro: 6000/min }\n"
-	"    burst: { free: 10, pro: 200 }\n"
-	"  - { name: hourly, key: account, quota: { free: 5/hour, pro: 100/hour, elite: unlimited },\n"
-	"      tz_offset: \"+02:00\", message: \"Hourly limit reached: {limit} on {plan_title}\" }\n"
-	"  - { name: window, key: [ip, \"header:X-Client\"], sliding: 100/1.5m }\n"
-	"  - { name: inflight, key: key, concurrency: { free: 5, pro: 100 }, lease: 10s }\n"
-	"  - { name: api, key: account, rate: { free: deny }, status: 403, message: \"VIP only\" }\n"
-	"routes:\n"
-	"  - name: oauth\n"
-	"    match: { method: post, path: /oauth/token }\n"
-	"    limits: [ { name: oauth, key: ip, rate: 30/min } ]\n"
-	"  - name: batch\n"
-	"    match: { path: \"/v1/messages/*\", query: { mode: bulk } }\n"
-	"    cost: 3\n"
-	"  - { name: all, match: { path: \"/*\" } }\n"
-	"responses:\n"
-	"  preset: [ietf, x-ratelimit]\n"
-	"  headers:\n"
-	"    X-RateLimit-Limit: \"{limit}\"\n"
-	"    X-RateLimit-Tier-Remaining: \"{limits.tier.remaining}\"\n"
-	"    X-OAuth: \"{limits.oauth.reset}\"\n"
-	"  rejected:\n"
-	"    status: 429\n"
-	"    headers: { Retry-After: \"{retry_after}\", X-RateLimit-DeniedBy: \"{denied_by}\" }\n"
-	"    body: '{\"error\":{\"code\":\"RATE_LIMITED\",\"retryAfter\":{retry_after}}}'\n"
-	"    content_type: application/problem+json\n"
-	"  unauthorized: { body: '{\"error\":\"unauthorized\"}' }\n";
+        "server:\n"
+        "  workers: 4\n"
+        "  max_header_bytes: 32KB\n"
+        "  max_body_bytes: 1MB\n"
+        "  idle_timeout: 1.5m\n"
+        "  header_timeout: 5s\n"
+        "  upstream_timeout: 2s\n"
+        "  drain_timeout: 250ms\n"
+        "  max_connections: 500\n"
+        "  access_log: true\n"
+        "listeners:\n"
+        "  - { name: gateway, listen: \"127.0.0.1:8080\", mode: proxy, upstream: "
+        "\"http://127.0.0.1:9000\" }\n"
+        "  - { name: auth, listen: \"[::1]:8081\", mode: check }\n"
+        "admin: { listen: \"0.0.0.0:9901\", token: s3cret, lease_ttl: 30s }\n"
+        "store: { type: redis, url: \"redis://127.0.0.1:6379\", cluster: true, on_error: deny,\n"
+        "         timeout: 20ms, pool: 8, local_cache: true }\n"
+        "identify:\n"
+        "  ip: { trusted_proxies: [\"127.0.0.0/8\", \"10.0.0.0/8\", \"fd00::/8\", \"192.0.2.1\"] "
+        "}\n"
+        "  key: { from: [\"header:X-Api-Key\", bearer, \"query:key\"], required: true }\n"
+        "  accounts:\n"
+        "    - { account: acme, plan: pro, keys: [\"sk_a1\", \"sk_a2\"] }\n"
+        "    - { account: solo, plan: free, keys: [\"sk_s1\"] }\n"
+        "plans:\n"
+        "  free: { title: Free }\n"
+        "  pro: { title: \"Pro plan\" }\n"
+        "  elite:\n"
+        "limits:\n"
+        "  - { name: ip, key: ip, rate: 300/min }\n"
+        "  - { name: smooth, key: [account, route], rate: 900/min, burst: 15, queue: 5 }\n"
+        "  - name: tier\n"
+        "    key: account\n"
+        "    rate: { free: 60/min, pro: 6000/min }\n"
+        "    burst: { free: 10, pro: 200 }\n"
+        "  - { name: hourly, key: account, quota: { free: 5/hour, pro: 100/hour, elite: unlimited "
+        "},\n"
+        "      tz_offset: \"+02:00\", message: \"Hourly limit reached: {limit} on {plan_title}\" "
+        "}\n"
+        "  - { name: window, key: [ip, \"header:X-Client\"], sliding: 100/1.5m }\n"
+        "  - { name: inflight, key: key, concurrency: { free: 5, pro: 100 }, lease: 10s }\n"
+        "  - { name: api, key: account, rate: { free: deny }, status: 403, message: \"VIP only\" "
+        "}\n"
+        "routes:\n"
+        "  - name: oauth\n"
+        "    match: { method: post, path: /oauth/token }\n"
+        "    limits: [ { name: oauth, key: ip, rate: 30/min } ]\n"
+        "  - name: batch\n"
+        "    match: { path: \"/v1/messages/*\", query: { mode: bulk } }\n"
+        "    cost: 3\n"
+        "  - { name: all, match: { path: \"/*\" } }\n"
+        "responses:\n"
+        "  preset: [ietf, x-ratelimit]\n"
+        "  headers:\n"
+        "    X-RateLimit-Limit: \"{limit}\"\n"
+        "    X-RateLimit-Tier-Remaining: \"{limits.tier.remaining}\"\n"
+        "    X-OAuth: \"{limits.oauth.reset}\"\n"
+        "  rejected:\n"
+        "    status: 429\n"
+        "    headers: { Retry-After: \"{retry_after}\", X-RateLimit-DeniedBy: \"{denied_by}\" }\n"
+        "    body: '{\"error\":{\"code\":\"RATE_LIMITED\",\"retryAfter\":{retry_after}}}'\n"
+        "    content_type: application/problem+json\n"
+        "  unauthorized: { body: '{\"error\":\"unauthorized\"}' }\n";
 
 static struct sl_policy *P;
 
@@ -199,7 +204,7 @@ static void limits_compile_to_specs(void **state)
 	assert_int_equal(l[2].plan_spec[2].algo, 0);
 	assert_int_equal(l[2].plan_limit_id[2], 0);
 	assert_true(l[2].plan_limit_id[0] && l[2].plan_limit_id[1] &&
-		    l[2].plan_limit_id[0] != l[2].plan_limit_id[1]);
+	            l[2].plan_limit_id[0] != l[2].plan_limit_id[1]);
 	/* hourly: calendar quota with tz, unlimited for elite, message */
 	assert_int_equal(l[3].plan_spec[0].algo, SL_ALGO_QUOTA);
 	assert_int_equal(l[3].plan_spec[0].calendar, SL_CAL_HOUR);
@@ -287,7 +292,7 @@ static void defaults_of_a_minimal_config(void **state)
 	assert_int_equal(p->store.timeout, 50000000);
 	assert_int_equal(p->nlisteners, 0);
 	assert_int_equal(p->identify.nkey_from, 2); /* X-Api-Key, then bearer */
-	assert_false(p->identify.key_required);    /* nothing keys on key/account/plan */
+	assert_false(p->identify.key_required);     /* nothing keys on key/account/plan */
 	assert_true(p->responses.preset_xratelimit);
 	assert_false(p->responses.preset_ietf);
 	assert_int_equal(p->responses.rejected_status, 429);
@@ -312,11 +317,16 @@ static uint64_t id_of(const char *yaml, size_t limit)
 static void limit_ids_survive_reload_and_change_with_the_limit(void **state)
 {
 	(void)state;
-	const char *a = "limits:\n  - { name: x, key: ip, rate: 10/s }\n  - { name: y, key: ip, rate: 5/s }\n";
-	const char *b = "limits:\n  - { name: x, key: ip, rate: 10/s }\n  - { name: y, key: ip, rate: 6/s }\n";
-	const char *c = "limits:\n  - { name: x, key: ip, rate: 10/s, burst: 20 }\n  - { name: y, key: ip, rate: 5/s }\n";
-	const char *d = "limits:\n  - { name: x, key: key, rate: 10/s }\n  - { name: y, key: ip, rate: 5/s }\n";
-	const char *e = "limits:\n  - { name: z, key: ip, rate: 10/s }\n  - { name: y, key: ip, rate: 5/s }\n";
+	const char *a = "limits:\n  - { name: x, key: ip, rate: 10/s }\n  - { name: y, key: ip, "
+	                "rate: 5/s }\n";
+	const char *b = "limits:\n  - { name: x, key: ip, rate: 10/s }\n  - { name: y, key: ip, "
+	                "rate: 6/s }\n";
+	const char *c = "limits:\n  - { name: x, key: ip, rate: 10/s, burst: 20 }\n  - { name: y, "
+	                "key: ip, rate: 5/s }\n";
+	const char *d = "limits:\n  - { name: x, key: key, rate: 10/s }\n  - { name: y, key: ip, "
+	                "rate: 5/s }\n";
+	const char *e = "limits:\n  - { name: z, key: ip, rate: 10/s }\n  - { name: y, key: ip, "
+	                "rate: 5/s }\n";
 	assert_true(id_of(a, 0) == id_of(a, 0));
 	assert_true(id_of(a, 0) == id_of(b, 0)); /* x unchanged */
 	assert_true(id_of(a, 1) != id_of(b, 1)); /* y changed */
@@ -329,12 +339,12 @@ static void every_example_loads(void **state)
 {
 	(void)state;
 	static const char *examples[] = {
-		"quickstart.yaml",
-		"three-layer-ip-key-tier.yaml",
-		"per-ip-partner-api.yaml",
-		"tiers-burst-concurrency-endpoints.yaml",
-		"plans-daily-quota-burst-queue.yaml",
-		"hourly-daily-per-account.yaml",
+	        "quickstart.yaml",
+	        "three-layer-ip-key-tier.yaml",
+	        "per-ip-partner-api.yaml",
+	        "tiers-burst-concurrency-endpoints.yaml",
+	        "plans-daily-quota-burst-queue.yaml",
+	        "hourly-daily-per-account.yaml",
 	};
 	const char *src = getenv("SLUICE_SRC");
 	if (!src)
@@ -363,7 +373,8 @@ static void seed_examples_compile_as_documented(void **state)
 	struct sl_policy *p;
 	struct sl_diag d;
 	/* seed 4: mega is 900/min with burst 15 and queue 5; custom 1.5M/day */
-	snprintf(path, sizeof(path), "%s/examples/plans-daily-quota-burst-queue.yaml", src ? src : ".");
+	snprintf(path, sizeof(path), "%s/examples/plans-daily-quota-burst-queue.yaml",
+	         src ? src : ".");
 	assert_int_equal(sl_policy_load(path, &p, &d), 0);
 	int mega = -1, custom = -1;
 	for (size_t i = 0; i < p->nplans; i++) {
@@ -394,17 +405,17 @@ static void seed_examples_compile_as_documented(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(server_listeners_admin_store),
-		cmocka_unit_test(identify_and_plans),
-		cmocka_unit_test(limits_compile_to_specs),
-		cmocka_unit_test(routes_match_and_own_limits),
-		cmocka_unit_test(responses_and_named_refs),
+	        cmocka_unit_test(server_listeners_admin_store),
+	        cmocka_unit_test(identify_and_plans),
+	        cmocka_unit_test(limits_compile_to_specs),
+	        cmocka_unit_test(routes_match_and_own_limits),
+	        cmocka_unit_test(responses_and_named_refs),
 	};
 	const struct CMUnitTest more[] = {
-		cmocka_unit_test(defaults_of_a_minimal_config),
-		cmocka_unit_test(limit_ids_survive_reload_and_change_with_the_limit),
-		cmocka_unit_test(every_example_loads),
-		cmocka_unit_test(seed_examples_compile_as_documented),
+	        cmocka_unit_test(defaults_of_a_minimal_config),
+	        cmocka_unit_test(limit_ids_survive_reload_and_change_with_the_limit),
+	        cmocka_unit_test(every_example_loads),
+	        cmocka_unit_test(seed_examples_compile_as_documented),
 	};
 	int f = cmocka_run_group_tests_name("full config", tests, setup, teardown);
 	return f + cmocka_run_group_tests_name("loading", more, NULL, NULL);

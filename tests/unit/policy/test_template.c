@@ -17,18 +17,33 @@ static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t c
 	char tmp[64];
 	(void)arg;
 	switch (ref->var) {
-	case SL_TPL_LIMIT: v = "300"; break;
-	case SL_TPL_REMAINING: v = "7"; break;
-	case SL_TPL_RETRY_AFTER: v = "60"; break;
-	case SL_TPL_WINDOW: v = "1 minute"; break;
-	case SL_TPL_PLAN_TITLE: v = "V\"I\\P\n\x01"; break; /* needs JSON escaping */
-	case SL_TPL_MESSAGE: v = "bad\r\nInjected: 1"; break;
+	case SL_TPL_LIMIT:
+		v = "300";
+		break;
+	case SL_TPL_REMAINING:
+		v = "7";
+		break;
+	case SL_TPL_RETRY_AFTER:
+		v = "60";
+		break;
+	case SL_TPL_WINDOW:
+		v = "1 minute";
+		break;
+	case SL_TPL_PLAN_TITLE:
+		v = "V\"I\\P\n\x01";
+		break; /* needs JSON escaping */
+	case SL_TPL_MESSAGE:
+		v = "bad\r\nInjected: 1";
+		break;
 	case SL_TPL_NAMED:
 		snprintf(tmp, sizeof(tmp), "%s.%u.%u", ref->name, ref->field, ref->limit_index);
 		v = tmp;
 		break;
-	case SL_TPL_ACCOUNT: return -1;
-	default: v = "x"; break;
+	case SL_TPL_ACCOUNT:
+		return -1;
+	default:
+		v = "x";
+		break;
 	}
 	size_t n = strlen(v);
 	if (n > cap)
@@ -61,7 +76,7 @@ static void renders_literals_and_variables(void **state)
 	render("You have exceeded the maximum number of requests allowed ({limit} requests/min).",
 	       SL_TPL_TEXT, sizeof(out));
 	assert_string_equal(out, "You have exceeded the maximum number of requests allowed (300 "
-				 "requests/min).");
+	                         "requests/min).");
 	render("{limit}{remaining}", SL_TPL_TEXT, sizeof(out));
 	assert_string_equal(out, "3007");
 }
@@ -156,8 +171,8 @@ static void named_refs_are_listed_for_the_loader(void **state)
 {
 	(void)state;
 	struct sl_template *t = sl_template_compile(
-		"{limit} {limits.tier.remaining} {limits.daily-q.reset} {limits.a.limit}", NULL, 0,
-		NULL);
+	        "{limit} {limits.tier.remaining} {limits.daily-q.reset} {limits.a.limit}", NULL, 0,
+	        NULL);
 	assert_non_null(t);
 	size_t n;
 	struct sl_tpl_ref *r = sl_template_refs(t, &n);
@@ -181,9 +196,9 @@ static void named_refs_are_listed_for_the_loader(void **state)
 static void every_documented_variable_compiles(void **state)
 {
 	(void)state;
-	static const char *vars[] = {"limit",      "remaining",      "reset",     "reset_after",
-				     "retry_after", "window",        "window_seconds", "denied_by",
-				     "plan",       "plan_title",     "account",   "message"};
+	static const char *vars[] = {"limit",       "remaining",  "reset",          "reset_after",
+	                             "retry_after", "window",     "window_seconds", "denied_by",
+	                             "plan",        "plan_title", "account",        "message"};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
 		char src[64];
 		snprintf(src, sizeof(src), "{%s}", vars[i]);
@@ -200,17 +215,17 @@ static void every_documented_variable_compiles(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(renders_literals_and_variables),
-		cmocka_unit_test(json_braces_need_no_escaping),
-		cmocka_unit_test(double_braces_are_literal),
-		cmocka_unit_test(json_mode_escapes_values_only),
-		cmocka_unit_test(json_escape_respects_capacity),
-		cmocka_unit_test(header_mode_refuses_line_breaks),
-		cmocka_unit_test(unresolved_variable_fails_render),
-		cmocka_unit_test(output_bounds_hold),
-		cmocka_unit_test(unknown_variable_reports_offset),
-		cmocka_unit_test(named_refs_are_listed_for_the_loader),
-		cmocka_unit_test(every_documented_variable_compiles),
+	        cmocka_unit_test(renders_literals_and_variables),
+	        cmocka_unit_test(json_braces_need_no_escaping),
+	        cmocka_unit_test(double_braces_are_literal),
+	        cmocka_unit_test(json_mode_escapes_values_only),
+	        cmocka_unit_test(json_escape_respects_capacity),
+	        cmocka_unit_test(header_mode_refuses_line_breaks),
+	        cmocka_unit_test(unresolved_variable_fails_render),
+	        cmocka_unit_test(output_bounds_hold),
+	        cmocka_unit_test(unknown_variable_reports_offset),
+	        cmocka_unit_test(named_refs_are_listed_for_the_loader),
+	        cmocka_unit_test(every_documented_variable_compiles),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
