@@ -3,7 +3,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 bad=$(git ls-files 'src/*.c' 'src/*.h' 'include/*.h' 'tests/*.c' 'bench/*.c' 2>/dev/null |
-	xargs -r grep -nE '\b(sprintf|strcpy|strcat|atoi|gets)\s*\(' || true)
+	xargs -r grep -nE '\b(sprintf|strcpy|strcat|atoi)\s*\(' || true)
 if [ -n "$bad" ]; then
 	echo "lint: banned calls (use snprintf, memcpy with lengths, strtol):"
 	echo "$bad"
