@@ -31,7 +31,7 @@ int sl_client_ip(const struct sl_policy *p, const struct sl_request *req, struct
 
 /* First header named name (case-insensitive), value trimmed of blanks. */
 bool sl_req_header(const struct sl_request *req, const char *name, size_t name_len,
-		   struct sl_str *out);
+                   struct sl_str *out);
 
 /* Value of query parameter name (names compared after percent-decoding),
  * percent-decoded ('+' is a space) into out. Returns its length, -1 when

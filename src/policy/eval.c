@@ -88,7 +88,7 @@ static int put_part(struct sl_eval *ev, const struct sl_request *req, const stru
 		if (d->arg == NULL)
 			return 0;
 		n = sl_query_param(req->query, d->arg, strlen(d->arg), hdr + PART_HDR,
-				   room < 0xffff ? room : 0xffff);
+		                   room < 0xffff ? room : 0xffff);
 		if (n == -1)
 			return 0;
 		if (n < 0)
@@ -156,21 +156,21 @@ static int add_limit(struct sl_eval *ev, const struct sl_request *req, const str
 }
 
 /* Call fn for every limit that applies to the route: global, then route. */
-#define FOR_EACH_LIMIT(ev, p, l, body)                                                     \
-	do {                                                                               \
-		for (size_t i_ = 0; i_ < (p)->nlimits; i_++) {                             \
-			const struct sl_limit *l = &(p)->limits[i_];                       \
-			body;                                                              \
-		}                                                                          \
-		if ((ev)->route != NULL)                                                   \
-			for (size_t i_ = 0; i_ < (ev)->route->nlimits; i_++) {             \
-				const struct sl_limit *l = &(ev)->route->limits[i_];       \
-				body;                                                      \
-			}                                                                  \
+#define FOR_EACH_LIMIT(ev, p, l, body)                                                             \
+	do {                                                                                       \
+		for (size_t i_ = 0; i_ < (p)->nlimits; i_++) {                                     \
+			const struct sl_limit *l = &(p)->limits[i_];                               \
+			body;                                                                      \
+		}                                                                                  \
+		if ((ev)->route != NULL)                                                           \
+			for (size_t i_ = 0; i_ < (ev)->route->nlimits; i_++) {                     \
+				const struct sl_limit *l = &(ev)->route->limits[i_];               \
+				body;                                                              \
+			}                                                                          \
 	} while (0)
 
 int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
-		  int64_t now)
+                  int64_t now)
 {
 	bool pending = false;
 	int rc = 0;

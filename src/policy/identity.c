@@ -66,7 +66,7 @@ int sl_ip_parse(struct sl_str s, struct sl_ipaddr *out)
 		s.len = (size_t)(end - s.p) - 1;
 		s.p++;
 	} else if ((colon = memchr(s.p, ':', s.len)) != NULL &&
-		   memchr(colon + 1, ':', s.len - (size_t)(colon + 1 - s.p)) == NULL) {
+	           memchr(colon + 1, ':', s.len - (size_t)(colon + 1 - s.p)) == NULL) {
 		s.len = (size_t)(colon - s.p); /* "a.b.c.d:port" */
 	}
 	if (s.len == 0 || s.len >= sizeof(buf))
@@ -152,7 +152,7 @@ static bool name_eq(struct sl_str a, const char *b, size_t blen)
 }
 
 bool sl_req_header(const struct sl_request *req, const char *name, size_t name_len,
-		   struct sl_str *out)
+                   struct sl_str *out)
 {
 	for (size_t i = 0; i < req->nheaders; i++) {
 		if (name_eq(req->headers[i].name, name, name_len)) {
@@ -169,7 +169,7 @@ bool sl_req_header(const struct sl_request *req, const char *name, size_t name_l
  * something that is not an address, or every address is trusted, the last
  * good address walked (the left-most trusted one). */
 static bool xff_client(const struct sl_policy *p, const struct sl_request *req,
-		       struct sl_ipaddr *out)
+                       struct sl_ipaddr *out)
 {
 	static const char xff[] = "X-Forwarded-For";
 	bool found = false;
@@ -369,7 +369,7 @@ static bool bearer_token(struct sl_str auth, struct sl_str *out)
 /* The key from the configured sources, in order; the first non-empty one
  * wins. Query values are decoded into the scratch area. */
 static bool find_key(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
-		     struct sl_str *out)
+                     struct sl_str *out)
 {
 	if (req->key.len > 0) {
 		*out = req->key;
@@ -396,7 +396,7 @@ static bool find_key(struct sl_eval *ev, const struct sl_policy *p, const struct
 			size_t cap = sizeof(ev->scratch) - ev->scratchused;
 
 			n = sl_query_param(req->query, src->name, strlen(src->name), buf,
-					   cap < SL_KEY_MAX + 1 ? cap : SL_KEY_MAX + 1);
+			                   cap < SL_KEY_MAX + 1 ? cap : SL_KEY_MAX + 1);
 			if (n > 0) {
 				*out = (struct sl_str){buf, (size_t)n};
 				return true;
@@ -454,8 +454,7 @@ static struct sl_str scratch_copy(struct sl_eval *ev, struct sl_str s)
 	return r;
 }
 
-static int identify_key(struct sl_eval *ev, const struct sl_policy *p,
-			const struct sl_request *req)
+static int identify_key(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req)
 {
 	struct sl_str key;
 
@@ -469,7 +468,7 @@ static int identify_key(struct sl_eval *ev, const struct sl_policy *p,
 		return SL_ENOMEM;
 	if (p->nkeys > 0) {
 		const struct sl_key_entry *e =
-			bsearch(ev->key_sha256, p->keys, p->nkeys, sizeof(*p->keys), key_cmp);
+		        bsearch(ev->key_sha256, p->keys, p->nkeys, sizeof(*p->keys), key_cmp);
 
 		if (e != NULL && e->account < p->naccounts) {
 			ev->key_state = SL_KEY_KNOWN;
@@ -494,8 +493,7 @@ static bool route_matches(const struct sl_route *r, const struct sl_request *req
 			return false;
 		break;
 	case SL_PATH_PREFIX:
-		if (req->path.len >= r->path_len &&
-		    memcmp(req->path.p, r->path, r->path_len) == 0)
+		if (req->path.len >= r->path_len && memcmp(req->path.p, r->path, r->path_len) == 0)
 			break;
 		/* a "/x/" prefix route also matches "/x" itself */
 		if (r->path_len > 1 && r->path[r->path_len - 1] == '/' &&
@@ -509,7 +507,7 @@ static bool route_matches(const struct sl_route *r, const struct sl_request *req
 	if (r->query_name != NULL) {
 		char buf[256];
 		long n = sl_query_param(req->query, r->query_name, strlen(r->query_name), buf,
-					sizeof(buf));
+		                        sizeof(buf));
 
 		if (n < 0)
 			return false;

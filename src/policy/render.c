@@ -105,8 +105,8 @@ static long put_window(char *buf, size_t cap, const struct sl_check *c)
 		int64_t sec;
 		const char *one, *many;
 	} units[] = {
-		{7 * 86400, "week", "weeks"}, {86400, "day", "days"}, {3600, "hour", "hours"},
-		{60, "minute", "minutes"},     {1, "second", "seconds"},
+	        {7 * 86400, "week", "weeks"}, {86400, "day", "days"},   {3600, "hour", "hours"},
+	        {60, "minute", "minutes"},    {1, "second", "seconds"},
 	};
 	int64_t sec;
 	char tmp[48];
@@ -123,7 +123,7 @@ static long put_window(char *buf, size_t cap, const struct sl_check *c)
 		int64_t k = sec / units[i].sec;
 
 		n = snprintf(tmp, sizeof(tmp), "%" PRId64 " %s", k,
-			     k == 1 ? units[i].one : units[i].many);
+		             k == 1 ? units[i].one : units[i].many);
 		return put_str(buf, cap, tmp, (size_t)n);
 	}
 	return -1;
@@ -135,7 +135,7 @@ static int find_named(const struct sl_eval *ev, const struct sl_tpl_ref *ref)
 		const struct sl_limit *l = ev->limits[i];
 
 		if (ref->name != NULL ? strcmp(l->name, ref->name) == 0
-				      : l->index == ref->limit_index)
+		                      : l->index == ref->limit_index)
 			return (int)i;
 	}
 	return -1;
@@ -160,7 +160,8 @@ static long check_field(const struct rctx *x, int i, unsigned field, char *buf, 
 	case SL_TPL_REMAINING:
 		return put_u64(buf, cap, c->res.remaining);
 	case SL_TPL_RESET: {
-		int64_t now = x->ev->decision.now, ra = c->res.reset_after > 0 ? c->res.reset_after : 0;
+		int64_t now = x->ev->decision.now,
+		        ra = c->res.reset_after > 0 ? c->res.reset_after : 0;
 
 		return put_u64(buf, cap, (uint64_t)ceil_sec(now + ra));
 	}
@@ -214,7 +215,7 @@ static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t c
 		if (ev->decision.denied < 0)
 			return -1;
 		return put_str(buf, cap, ev->limits[ev->decision.denied]->name,
-			       strlen(ev->limits[ev->decision.denied]->name));
+		               strlen(ev->limits[ev->decision.denied]->name));
 	case SL_TPL_PLAN:
 		if (ev->plan == NULL)
 			return -1;
@@ -232,7 +233,8 @@ static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t c
 			return -1;
 		return put_str(buf, cap, ev->account_name.p, ev->account_name.len);
 	case SL_TPL_MESSAGE: {
-		const struct sl_limit *l = x->idx >= 0 && !x->unauthorized ? ev->limits[x->idx] : NULL;
+		const struct sl_limit *l =
+		        x->idx >= 0 && !x->unauthorized ? ev->limits[x->idx] : NULL;
 		const char *m;
 
 		if (l != NULL && l->message != NULL && x->depth == 0) {
@@ -240,7 +242,7 @@ static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t c
 
 			inner.depth++;
 			return sl_template_render(l->message, SL_TPL_TEXT, resolve, &inner, buf,
-						  cap);
+			                          cap);
 		}
 		if (x->depth > 0)
 			return -1;
@@ -289,7 +291,7 @@ static bool overridden(const struct rctx *x, const char *name)
 }
 
 static void emit_var(const struct rctx *x, const char *name, unsigned var, sl_header_emit_fn emit,
-		     void *arg)
+                     void *arg)
 {
 	struct sl_tpl_ref ref = {.var = var};
 	char buf[64];
@@ -393,7 +395,7 @@ static void emit_ietf(const struct rctx *x, sl_header_emit_fn emit, void *arg)
 }
 
 static void emit_templates(const struct rctx *x, const struct sl_header_tpl *h, size_t n,
-			   sl_header_emit_fn emit, void *arg)
+                           sl_header_emit_fn emit, void *arg)
 {
 	char buf[HDR_MAX];
 
@@ -403,7 +405,7 @@ static void emit_templates(const struct rctx *x, const struct sl_header_tpl *h, 
 		if (h[i].value == NULL)
 			continue;
 		len = sl_template_render(h[i].value, SL_TPL_HEADER, resolve, (void *)x, buf,
-					 sizeof(buf));
+		                         sizeof(buf));
 		if (len >= 0)
 			emit(arg, (struct sl_str){h[i].name, strlen(h[i].name)},
 			     (struct sl_str){buf, (size_t)len});
@@ -482,14 +484,16 @@ static long default_body(const struct rctx *x, char *buf, size_t cap)
 	int st = x->ev->decision.status;
 
 	if (x->ev->decision.store_error && st == 503) {
-		sb_str(&b, "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
+		sb_str(&b,
+		       "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
 	} else if (x->unauthorized) {
 		sb_str(&b, "{\"error\":\"unauthorized\"");
 		sb_json_var(&b, x, "message", SL_TPL_MESSAGE);
 		sb_str(&b, "}");
 	} else {
-		sb_str(&b, st == 429 ? "{\"error\":\"rate_limited\""
-				     : st == 403 ? "{\"error\":\"forbidden\"" : "{\"error\":\"denied\"");
+		sb_str(&b, st == 429   ? "{\"error\":\"rate_limited\""
+		           : st == 403 ? "{\"error\":\"forbidden\""
+		                       : "{\"error\":\"denied\"");
 		sb_json_var(&b, x, "message", SL_TPL_MESSAGE);
 		sb_json_var(&b, x, "denied_by", SL_TPL_DENIED_BY);
 		sb_json_var(&b, x, "limit", SL_TPL_LIMIT);
@@ -525,7 +529,7 @@ long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char 
 		unsigned mode = strstr(ct, "json") != NULL ? SL_TPL_JSON : SL_TPL_TEXT;
 
 		n = sl_template_render(t, mode, mode == SL_TPL_JSON ? resolve_or_null : resolve, &x,
-				       buf, cap);
+		                       buf, cap);
 		if (n >= 0) {
 			*content_type = ct;
 			return n;

@@ -32,12 +32,12 @@ struct fixture {
 	struct sl_limit batch_limits[1];
 };
 
-static inline struct sl_str S(const char *s)
-{
+static inline struct sl_str S(const char *s) {
 	return (struct sl_str){s, strlen(s)};
 }
 
-static inline void fx_sha256(const char *key, uint8_t out[32])
+static inline void
+fx_sha256(const char *key, uint8_t out[32])
 {
 	unsigned n = 32;
 
@@ -47,7 +47,7 @@ static inline void fx_sha256(const char *key, uint8_t out[32])
 static inline int fx_key_cmp(const void *a, const void *b)
 {
 	return memcmp(((const struct sl_key_entry *)a)->sha256,
-		      ((const struct sl_key_entry *)b)->sha256, 32);
+	              ((const struct sl_key_entry *)b)->sha256, 32);
 }
 
 static inline void fx_rate(struct sl_limit_spec *s, uint64_t n, int64_t period)
@@ -73,8 +73,8 @@ static inline void fx_cidr(struct sl_cidr *c, const char *addr, unsigned bits)
 	c->bits = (uint8_t)bits;
 }
 
-static inline void fx_limit(struct sl_limit *l, const char *name, unsigned index,
-			    uint8_t kind, bool before_key, uint64_t n, int64_t period)
+static inline void fx_limit(struct sl_limit *l, const char *name, unsigned index, uint8_t kind,
+                            bool before_key, uint64_t n, int64_t period)
 {
 	memset(l, 0, sizeof(*l));
 	l->name = (char *)name;
@@ -136,17 +136,29 @@ static inline void fx_init(struct fixture *f)
 
 	fx_limit(&f->oauth_limits[0], "oauth", 3, SL_DESC_IP, true, 30, SL_NS_PER_MIN);
 	fx_limit(&f->batch_limits[0], "batch", 4, SL_DESC_ACCOUNT, false, 10, SL_NS_PER_MIN);
-	f->routes[0] = (struct sl_route){.name = "oauth", .method = "POST",
-					 .path_match = SL_PATH_EXACT, .path = "/oauth/token",
-					 .path_len = 12, .cost = 1, .limits = f->oauth_limits,
-					 .nlimits = 1};
-	f->routes[1] = (struct sl_route){.name = "batch", .path_match = SL_PATH_PREFIX,
-					 .path = "/v1/messages/", .path_len = 13, .cost = 1,
-					 .limits = f->batch_limits, .nlimits = 1};
-	f->routes[2] = (struct sl_route){.name = "search", .method = "GET",
-					 .path_match = SL_PATH_EXACT, .path = "/search",
-					 .path_len = 7, .query_name = "mode", .query_value = "deep",
-					 .cost = 5};
+	f->routes[0] = (struct sl_route){.name = "oauth",
+	                                 .method = "POST",
+	                                 .path_match = SL_PATH_EXACT,
+	                                 .path = "/oauth/token",
+	                                 .path_len = 12,
+	                                 .cost = 1,
+	                                 .limits = f->oauth_limits,
+	                                 .nlimits = 1};
+	f->routes[1] = (struct sl_route){.name = "batch",
+	                                 .path_match = SL_PATH_PREFIX,
+	                                 .path = "/v1/messages/",
+	                                 .path_len = 13,
+	                                 .cost = 1,
+	                                 .limits = f->batch_limits,
+	                                 .nlimits = 1};
+	f->routes[2] = (struct sl_route){.name = "search",
+	                                 .method = "GET",
+	                                 .path_match = SL_PATH_EXACT,
+	                                 .path = "/search",
+	                                 .path_len = 7,
+	                                 .query_name = "mode",
+	                                 .query_value = "deep",
+	                                 .cost = 5};
 	f->routes[3] = (struct sl_route){.name = "any", .path_match = SL_PATH_ANY, .cost = 2};
 
 	p->plans = f->plans;
@@ -175,7 +187,7 @@ struct freq {
 };
 
 static inline void freq_init(struct freq *q, const char *method, const char *path,
-			     const char *query)
+                             const char *query)
 {
 	memset(q, 0, sizeof(*q));
 	q->r.method = S(method);
@@ -217,15 +229,17 @@ static inline int fx_check(const struct sl_eval *ev, const char *name)
 
 /* Fill every check's result as an allowing store would, remaining given. */
 static inline void fx_result(struct sl_eval *ev, const char *name, uint64_t limit,
-			     uint64_t remaining, int64_t reset_after, int64_t window)
+                             uint64_t remaining, int64_t reset_after, int64_t window)
 {
 	int i = fx_check(ev, name);
 
 	if (i < 0)
 		return;
-	ev->checks[i].res = (struct sl_result){.outcome = SL_ALLOWED, .limit = limit,
-					       .remaining = remaining,
-					       .reset_after = reset_after, .window = window};
+	ev->checks[i].res = (struct sl_result){.outcome = SL_ALLOWED,
+	                                       .limit = limit,
+	                                       .remaining = remaining,
+	                                       .reset_after = reset_after,
+	                                       .window = window};
 }
 
 #endif

@@ -37,10 +37,11 @@ static void allow_all(void)
 	for (size_t i = 0; i < EV.nchecks; i++) {
 		const struct sl_limit_spec *s = EV.checks[i].spec;
 
-		EV.checks[i].res = (struct sl_result){.outcome = SL_ALLOWED, .limit = s->n,
-						      .remaining = s->n - 1,
-						      .reset_after = s->interval,
-						      .window = s->period};
+		EV.checks[i].res = (struct sl_result){.outcome = SL_ALLOWED,
+		                                      .limit = s->n,
+		                                      .remaining = s->n - 1,
+		                                      .reset_after = s->interval,
+		                                      .window = s->period};
 	}
 	EV.batch.status = SL_OK;
 }
@@ -66,7 +67,10 @@ static void valid_key_gets_every_limit_in_order(void **state)
 	assert_int_equal(EV.checks[1].key_len, 3 + 32);
 	assert_memory_equal(EV.checks[1].key, "\x02\x00\x20", 3);
 	assert_memory_equal(EV.checks[1].key + 3, sha, 32);
-	assert_memory_equal(EV.checks[0].key, "\x01\x00\x0b" "203.0.113.7", 14);
+	assert_memory_equal(EV.checks[0].key,
+	                    "\x01\x00\x0b"
+	                    "203.0.113.7",
+	                    14);
 	for (size_t i = 0; i < EV.nchecks; i++)
 		assert_int_equal(EV.checks[i].cost, 1);
 	allow_all();
@@ -259,19 +263,27 @@ static void descriptor_kinds_build_keys(void **state)
 	freq_header(&q, "X-Api-Key", "sk_bob");
 	begin(&q);
 	names_are("ip,key,tier");
-	static const char want0[] = "\x0a\x00\x03" "a/b"
-				    "\x05\x00\x03" "any"
-				    "\x06\x00\x03" "GET"
-				    "\x04\x00\x08" "standard";
+	static const char want0[] = "\x0a\x00\x03"
+	                            "a/b"
+	                            "\x05\x00\x03"
+	                            "any"
+	                            "\x06\x00\x03"
+	                            "GET"
+	                            "\x04\x00\x08"
+	                            "standard";
 	assert_int_equal(EV.checks[0].key_len, sizeof(want0) - 1);
 	assert_memory_equal(EV.checks[0].key, want0, sizeof(want0) - 1);
 	static const char want1[] = "\x0b\x00\x00"
-				    "\x08\x00\x0b" "api.example";
+	                            "\x08\x00\x0b"
+	                            "api.example";
 	assert_int_equal(EV.checks[1].key_len, sizeof(want1) - 1);
 	assert_memory_equal(EV.checks[1].key, want1, sizeof(want1) - 1);
 	/* the account by its name */
 	assert_int_equal(EV.checks[2].key_len, 3 + 3);
-	assert_memory_equal(EV.checks[2].key, "\x03\x00\x03" "bob", 6);
+	assert_memory_equal(EV.checks[2].key,
+	                    "\x03\x00\x03"
+	                    "bob",
+	                    6);
 }
 
 static void oversized_key_bytes_refused(void **state)
@@ -453,23 +465,23 @@ static void release_keeps_only_concurrency_slots(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(valid_key_gets_every_limit_in_order),
-		cmocka_unit_test(plan_missing_from_map_skips_the_limit),
-		cmocka_unit_test(missing_key_is_401_and_before_key_limits_still_apply),
-		cmocka_unit_test(unknown_key_is_401_unknown),
-		cmocka_unit_test(key_not_required_skips_identity_limits),
-		cmocka_unit_test(no_limit_needs_the_key_means_no_401),
-		cmocka_unit_test(decide_named_account_needs_no_key),
-		cmocka_unit_test(cost_from_request_route_or_default),
-		cmocka_unit_test(key_bytes_are_unambiguous),
-		cmocka_unit_test(descriptor_kinds_build_keys),
-		cmocka_unit_test(oversized_key_bytes_refused),
-		cmocka_unit_test(too_many_checks_refused),
-		cmocka_unit_test(denial_status_delay_and_primary),
-		cmocka_unit_test(most_restrictive_fewest_remaining_then_smaller_limit),
-		cmocka_unit_test(store_failure_follows_on_error),
-		cmocka_unit_test(no_checks_is_200),
-		cmocka_unit_test(release_keeps_only_concurrency_slots),
+	        cmocka_unit_test(valid_key_gets_every_limit_in_order),
+	        cmocka_unit_test(plan_missing_from_map_skips_the_limit),
+	        cmocka_unit_test(missing_key_is_401_and_before_key_limits_still_apply),
+	        cmocka_unit_test(unknown_key_is_401_unknown),
+	        cmocka_unit_test(key_not_required_skips_identity_limits),
+	        cmocka_unit_test(no_limit_needs_the_key_means_no_401),
+	        cmocka_unit_test(decide_named_account_needs_no_key),
+	        cmocka_unit_test(cost_from_request_route_or_default),
+	        cmocka_unit_test(key_bytes_are_unambiguous),
+	        cmocka_unit_test(descriptor_kinds_build_keys),
+	        cmocka_unit_test(oversized_key_bytes_refused),
+	        cmocka_unit_test(too_many_checks_refused),
+	        cmocka_unit_test(denial_status_delay_and_primary),
+	        cmocka_unit_test(most_restrictive_fewest_remaining_then_smaller_limit),
+	        cmocka_unit_test(store_failure_follows_on_error),
+	        cmocka_unit_test(no_checks_is_200),
+	        cmocka_unit_test(release_keeps_only_concurrency_slots),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

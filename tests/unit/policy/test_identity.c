@@ -183,8 +183,8 @@ static void ip_parse_refuses_garbage(void **state)
 	assert_int_equal(sl_ip_parse(S("[::1]x"), &a), SL_EINVAL);
 	assert_int_equal(sl_ip_parse(S("::g"), &a), SL_EINVAL);
 	assert_int_equal(
-		sl_ip_parse(S("1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc"), &a),
-		SL_EINVAL);
+	        sl_ip_parse(S("1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc"), &a),
+	        SL_EINVAL);
 }
 
 static void decide_ip_given_directly(void **state)
@@ -236,11 +236,16 @@ static void bearer_parsing(void **state)
 		const char *auth;
 		int state;
 	} cases[] = {
-		{"Bearer sk_bob", SL_KEY_KNOWN},   {"bearer sk_bob", SL_KEY_KNOWN},
-		{"BEARER   sk_bob  ", SL_KEY_KNOWN}, {"Bearer\tsk_bob", SL_KEY_KNOWN},
-		{"Bearer sk_nope", SL_KEY_UNKNOWN}, {"Bearer", SL_KEY_NONE},
-		{"Bearer ", SL_KEY_NONE},          {"Bearersk_bob", SL_KEY_NONE},
-		{"Basic c2tfYm9i", SL_KEY_NONE},   {"Token sk_bob", SL_KEY_NONE},
+	        {"Bearer sk_bob", SL_KEY_KNOWN},
+	        {"bearer sk_bob", SL_KEY_KNOWN},
+	        {"BEARER   sk_bob  ", SL_KEY_KNOWN},
+	        {"Bearer\tsk_bob", SL_KEY_KNOWN},
+	        {"Bearer sk_nope", SL_KEY_UNKNOWN},
+	        {"Bearer", SL_KEY_NONE},
+	        {"Bearer ", SL_KEY_NONE},
+	        {"Bearersk_bob", SL_KEY_NONE},
+	        {"Basic c2tfYm9i", SL_KEY_NONE},
+	        {"Token sk_bob", SL_KEY_NONE},
 	};
 	struct freq q;
 
@@ -366,8 +371,8 @@ static void routes_first_match_prefix_and_query(void **state)
 	F.p.nroutes = 3;
 	assert_string_equal(route_of("GET", "/elsewhere", NULL), "(none)");
 	/* the earlier route wins when two match */
-	F.routes[2] = (struct sl_route){.name = "shadow", .path_match = SL_PATH_PREFIX,
-					.path = "/", .path_len = 1};
+	F.routes[2] = (struct sl_route){
+	        .name = "shadow", .path_match = SL_PATH_PREFIX, .path = "/", .path_len = 1};
 	assert_string_equal(route_of("POST", "/oauth/token", NULL), "oauth");
 	assert_string_equal(route_of("GET", "/v2/x", NULL), "shadow");
 }
@@ -375,24 +380,24 @@ static void routes_first_match_prefix_and_query(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(peer_address_is_the_client_without_proxies),
-		cmocka_unit_test(v4_mapped_v6_peer_reads_as_v4),
-		cmocka_unit_test(untrusted_peer_forwarded_for_is_ignored),
-		cmocka_unit_test(trusted_chain_takes_rightmost_untrusted),
-		cmocka_unit_test(forwarded_for_headers_join_in_order),
-		cmocka_unit_test(all_trusted_chain_takes_leftmost),
-		cmocka_unit_test(garbage_in_chain_stops_at_last_good_address),
-		cmocka_unit_test(forwarded_for_with_ports_and_ipv6),
-		cmocka_unit_test(real_ip_used_from_trusted_peer_without_forwarded_for),
-		cmocka_unit_test(cidr_edges),
-		cmocka_unit_test(ip_parse_refuses_garbage),
-		cmocka_unit_test(decide_ip_given_directly),
-		cmocka_unit_test(key_sources_follow_configured_order),
-		cmocka_unit_test(bearer_parsing),
-		cmocka_unit_test(query_values_are_percent_decoded),
-		cmocka_unit_test(missing_and_unknown_keys),
-		cmocka_unit_test(decide_account_and_plan_given),
-		cmocka_unit_test(routes_first_match_prefix_and_query),
+	        cmocka_unit_test(peer_address_is_the_client_without_proxies),
+	        cmocka_unit_test(v4_mapped_v6_peer_reads_as_v4),
+	        cmocka_unit_test(untrusted_peer_forwarded_for_is_ignored),
+	        cmocka_unit_test(trusted_chain_takes_rightmost_untrusted),
+	        cmocka_unit_test(forwarded_for_headers_join_in_order),
+	        cmocka_unit_test(all_trusted_chain_takes_leftmost),
+	        cmocka_unit_test(garbage_in_chain_stops_at_last_good_address),
+	        cmocka_unit_test(forwarded_for_with_ports_and_ipv6),
+	        cmocka_unit_test(real_ip_used_from_trusted_peer_without_forwarded_for),
+	        cmocka_unit_test(cidr_edges),
+	        cmocka_unit_test(ip_parse_refuses_garbage),
+	        cmocka_unit_test(decide_ip_given_directly),
+	        cmocka_unit_test(key_sources_follow_configured_order),
+	        cmocka_unit_test(bearer_parsing),
+	        cmocka_unit_test(query_values_are_percent_decoded),
+	        cmocka_unit_test(missing_and_unknown_keys),
+	        cmocka_unit_test(decide_account_and_plan_given),
+	        cmocka_unit_test(routes_first_match_prefix_and_query),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

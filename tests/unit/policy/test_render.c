@@ -41,8 +41,8 @@ static void collect(void *arg, struct sl_str name, struct sl_str value)
 {
 	size_t n = strlen(HDRS);
 
-	snprintf(HDRS + n, sizeof(HDRS) - n, "%.*s: %.*s\n", (int)name.len, name.p,
-		 (int)value.len, value.p);
+	snprintf(HDRS + n, sizeof(HDRS) - n, "%.*s: %.*s\n", (int)name.len, name.p, (int)value.len,
+	         value.p);
 }
 
 static const char *headers(void)
@@ -100,8 +100,8 @@ static void xratelimit_default_on_200(void **state)
 	decide_200();
 	/* reset: now + 34 s + 1 ns, rounded up */
 	assert_string_equal(headers(), "X-RateLimit-Limit: 100\n"
-				       "X-RateLimit-Remaining: 42\n"
-				       "X-RateLimit-Reset: 1700000035\n");
+	                               "X-RateLimit-Remaining: 42\n"
+	                               "X-RateLimit-Reset: 1700000035\n");
 }
 
 static void xratelimit_on_429_adds_retry_after(void **state)
@@ -111,10 +111,10 @@ static void xratelimit_on_429_adds_retry_after(void **state)
 	rejected_header("X-RateLimit-DeniedBy", "{denied_by}");
 	decide_429();
 	assert_string_equal(headers(), "X-RateLimit-Limit: 100\n"
-				       "X-RateLimit-Remaining: 0\n"
-				       "X-RateLimit-Reset: 1700000035\n"
-				       "Retry-After: 2\n"
-				       "X-RateLimit-DeniedBy: key\n");
+	                               "X-RateLimit-Remaining: 0\n"
+	                               "X-RateLimit-Reset: 1700000035\n"
+	                               "Retry-After: 2\n"
+	                               "X-RateLimit-DeniedBy: key\n");
 }
 
 static void retry_after_is_at_least_one_second(void **state)
@@ -139,16 +139,16 @@ static void seed1_headers_and_unresolved_omission(void **state)
 	rejected_header("X-RateLimit-DeniedBy", "{denied_by}");
 	decide_200();
 	assert_string_equal(headers(), "X-RateLimit-Limit: 100\n"
-				       "X-RateLimit-Remaining: 42\n"
-				       "X-RateLimit-Reset: 1700000035\n"
-				       "X-RateLimit-Tier-Remaining: 990\n");
+	                               "X-RateLimit-Remaining: 42\n"
+	                               "X-RateLimit-Reset: 1700000035\n"
+	                               "X-RateLimit-Tier-Remaining: 990\n");
 	decide_429();
 	assert_string_equal(headers(), "X-RateLimit-Limit: 100\n"
-				       "X-RateLimit-Remaining: 0\n"
-				       "X-RateLimit-Reset: 1700000035\n"
-				       "X-RateLimit-Tier-Remaining: 990\n"
-				       "X-Denied: key\n"
-				       "X-RateLimit-DeniedBy: key\n");
+	                               "X-RateLimit-Remaining: 0\n"
+	                               "X-RateLimit-Reset: 1700000035\n"
+	                               "X-RateLimit-Tier-Remaining: 990\n"
+	                               "X-Denied: key\n"
+	                               "X-RateLimit-DeniedBy: key\n");
 
 	/* plan free: the tier limit does not apply, so its header is omitted */
 	struct freq q;
@@ -159,8 +159,8 @@ static void seed1_headers_and_unresolved_omission(void **state)
 	fx_result(&EV, "key", 100, 99, SL_NS_PER_SEC, SL_NS_PER_MIN);
 	sl_eval_finish(&EV);
 	assert_string_equal(headers(), "X-RateLimit-Limit: 100\n"
-				       "X-RateLimit-Remaining: 99\n"
-				       "X-RateLimit-Reset: 1700000001\n");
+	                               "X-RateLimit-Remaining: 99\n"
+	                               "X-RateLimit-Reset: 1700000001\n");
 }
 
 static void explicit_header_replaces_preset_one(void **state)
@@ -170,8 +170,8 @@ static void explicit_header_replaces_preset_one(void **state)
 	header("x-ratelimit-limit", "{limits.ip.limit}");
 	decide_200();
 	assert_string_equal(headers(), "X-RateLimit-Remaining: 42\n"
-				       "X-RateLimit-Reset: 1700000035\n"
-				       "x-ratelimit-limit: 300\n");
+	                               "X-RateLimit-Reset: 1700000035\n"
+	                               "x-ratelimit-limit: 300\n");
 }
 
 static void unlimited_values_do_not_resolve(void **state)
@@ -214,9 +214,9 @@ static void header_values_never_carry_crlf(void **state)
 	long n = sl_render_body(&EV, body, sizeof(body), &ct);
 	assert_true(n > 0);
 	body[n] = '\0';
-	assert_string_equal(body,
-			    "{\"account\":\"evil\\u000aX-Injected: 1\",\"plan\":\"std\\u000d\\u000aSet-"
-			    "Cookie: x=1\"}");
+	assert_string_equal(
+	        body, "{\"account\":\"evil\\u000aX-Injected: 1\",\"plan\":\"std\\u000d\\u000aSet-"
+	              "Cookie: x=1\"}");
 }
 
 static void ietf_preset_fields(void **state)
@@ -231,19 +231,19 @@ static void ietf_preset_fields(void **state)
 	F.limits[1].name = "daily";
 	sl_eval_finish(&EV);
 	assert_string_equal(headers(),
-			    "RateLimit-Policy: \"hourly\";q=100;w=3600, \"daily\";q=1000;w=86400\n"
-			    "RateLimit: \"hourly\";r=87;t=1847, \"daily\";r=934;t=40000\n");
+	                    "RateLimit-Policy: \"hourly\";q=100;w=3600, \"daily\";q=1000;w=86400\n"
+	                    "RateLimit: \"hourly\";r=87;t=1847, \"daily\";r=934;t=40000\n");
 
 	/* combined with x-ratelimit and explicit headers */
 	F.p.responses.preset_xratelimit = true;
 	header("X-Daily-Remaining", "{limits.daily.remaining}");
 	assert_string_equal(headers(),
-			    "X-RateLimit-Limit: 100\n"
-			    "X-RateLimit-Remaining: 87\n"
-			    "X-RateLimit-Reset: 1700001847\n"
-			    "RateLimit-Policy: \"hourly\";q=100;w=3600, \"daily\";q=1000;w=86400\n"
-			    "RateLimit: \"hourly\";r=87;t=1847, \"daily\";r=934;t=40000\n"
-			    "X-Daily-Remaining: 934\n");
+	                    "X-RateLimit-Limit: 100\n"
+	                    "X-RateLimit-Remaining: 87\n"
+	                    "X-RateLimit-Reset: 1700001847\n"
+	                    "RateLimit-Policy: \"hourly\";q=100;w=3600, \"daily\";q=1000;w=86400\n"
+	                    "RateLimit: \"hourly\";r=87;t=1847, \"daily\";r=934;t=40000\n"
+	                    "X-Daily-Remaining: 934\n");
 }
 
 static void window_and_time_variables(void **state)
@@ -252,10 +252,10 @@ static void window_and_time_variables(void **state)
 		int64_t window;
 		const char *text;
 	} cases[] = {
-		{SL_NS_PER_MIN, "1 minute"},        {SL_NS_PER_HOUR, "1 hour"},
-		{SL_NS_PER_DAY, "1 day"},           {90 * SL_NS_PER_SEC, "90 seconds"},
-		{2 * SL_NS_PER_HOUR, "2 hours"},    {SL_NS_PER_SEC, "1 second"},
-		{7 * SL_NS_PER_DAY, "1 week"},      {120 * SL_NS_PER_SEC, "2 minutes"},
+	        {SL_NS_PER_MIN, "1 minute"},     {SL_NS_PER_HOUR, "1 hour"},
+	        {SL_NS_PER_DAY, "1 day"},        {90 * SL_NS_PER_SEC, "90 seconds"},
+	        {2 * SL_NS_PER_HOUR, "2 hours"}, {SL_NS_PER_SEC, "1 second"},
+	        {7 * SL_NS_PER_DAY, "1 week"},   {120 * SL_NS_PER_SEC, "2 minutes"},
 	};
 	char want[128];
 
@@ -266,7 +266,7 @@ static void window_and_time_variables(void **state)
 		fx_result(&EV, "key", 100, 42, 1500 * 1000000LL, cases[i].window);
 		sl_eval_finish(&EV);
 		snprintf(want, sizeof(want), "X-W: %s (%llds) 2\n", cases[i].text,
-			 (long long)(cases[i].window / SL_NS_PER_SEC));
+		         (long long)(cases[i].window / SL_NS_PER_SEC));
 		assert_string_equal(headers(), want);
 	}
 }
@@ -295,11 +295,11 @@ static void message_variable_renders_the_limit_message(void **state)
 
 	fx_init(&F);
 	F.limits[1].message = tpl("Hourly limit reached: {limit} requests/hour on {plan_title} "
-				  "plan \"{plan}\"");
+	                          "plan \"{plan}\"");
 	F.p.responses.rejected_body =
-		tpl("{\"error\":\"rate_limit_exceeded\",\"message\":\"{message}\","
-		    "\"retry_after\":{retry_after},\"plan\":\"{plan}\","
-		    "\"limit_hour\":{limits.key.limit},\"limit_day\":{limits.tier.limit}}");
+	        tpl("{\"error\":\"rate_limit_exceeded\",\"message\":\"{message}\","
+	            "\"retry_after\":{retry_after},\"plan\":\"{plan}\","
+	            "\"limit_hour\":{limits.key.limit},\"limit_day\":{limits.tier.limit}}");
 	header("X-Msg", "{message}");
 	decide_429();
 	n = sl_render_body(&EV, body, sizeof(body), &ct);
@@ -307,11 +307,11 @@ static void message_variable_renders_the_limit_message(void **state)
 	body[n] = '\0';
 	assert_string_equal(ct, "application/json");
 	assert_string_equal(body, "{\"error\":\"rate_limit_exceeded\",\"message\":\"Hourly limit "
-				  "reached: 100 requests/hour on Standard plan \\\"standard\\\"\","
-				  "\"retry_after\":2,\"plan\":\"standard\",\"limit_hour\":100,"
-				  "\"limit_day\":1000}");
+	                          "reached: 100 requests/hour on Standard plan \\\"standard\\\"\","
+	                          "\"retry_after\":2,\"plan\":\"standard\",\"limit_hour\":100,"
+	                          "\"limit_day\":1000}");
 	assert_string_equal(headers(), "X-Msg: Hourly limit reached: 100 requests/hour on "
-				       "Standard plan \"standard\"\n");
+	                               "Standard plan \"standard\"\n");
 	/* too small a buffer */
 	assert_int_equal(sl_render_body(&EV, body, 20, &ct), -1);
 }
@@ -329,8 +329,8 @@ static void default_rejection_body(void **state)
 	body[n] = '\0';
 	assert_string_equal(ct, "application/json");
 	assert_string_equal(body, "{\"error\":\"rate_limited\",\"message\":\"Rate limit exceeded\","
-				  "\"denied_by\":\"key\",\"limit\":100,\"window\":\"1 minute\","
-				  "\"retry_after\":2}");
+	                          "\"denied_by\":\"key\",\"limit\":100,\"window\":\"1 minute\","
+	                          "\"retry_after\":2}");
 	/* in a JSON body a variable with no value is null */
 	F.p.responses.rejected_body = tpl("{\"x\":{limits.nope.limit},\"y\":{limit}}");
 	n = sl_render_body(&EV, body, sizeof(body), &ct);
@@ -357,15 +357,15 @@ static void seed3_rate_limited_body(void **state)
 
 	fx_init(&F);
 	F.p.responses.rejected_body = tpl("{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":"
-					  "\"Rate limit exceeded. Retry after {retry_after} "
-					  "seconds.\",\"retryAfter\":{retry_after}}}");
+	                                  "\"Rate limit exceeded. Retry after {retry_after} "
+	                                  "seconds.\",\"retryAfter\":{retry_after}}}");
 	decide_429();
 	EV.checks[1].res.retry_after = 29 * SL_NS_PER_SEC + 1;
 	n = sl_render_body(&EV, body, sizeof(body), &ct);
 	assert_true(n > 0);
 	body[n] = '\0';
 	assert_string_equal(body, "{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":\"Rate limit "
-				  "exceeded. Retry after 30 seconds.\",\"retryAfter\":30}}");
+	                          "exceeded. Retry after 30 seconds.\",\"retryAfter\":30}}");
 }
 
 static void entitlement_denial_has_no_retry_after(void **state)
@@ -389,7 +389,7 @@ static void entitlement_denial_has_no_retry_after(void **state)
 	n = sl_render_body(&EV, body, sizeof(body), &ct);
 	body[n] = '\0';
 	assert_string_equal(body, "{\"error\":\"forbidden\",\"message\":\"API access requires the "
-				  "VIP plan\",\"denied_by\":\"key\"}");
+	                          "VIP plan\",\"denied_by\":\"key\"}");
 }
 
 static void unauthorized_bodies(void **state)
@@ -411,8 +411,8 @@ static void unauthorized_bodies(void **state)
 	assert_string_equal(body, "{\"error\":\"unauthorized\",\"message\":\"missing API key\"}");
 	/* the per-IP headers still go out with the 401 */
 	assert_string_equal(headers(), "X-RateLimit-Limit: 300\n"
-				       "X-RateLimit-Remaining: 299\n"
-				       "X-RateLimit-Reset: 1700000001\n");
+	                               "X-RateLimit-Remaining: 299\n"
+	                               "X-RateLimit-Reset: 1700000001\n");
 
 	freq_header(&q, "X-Api-Key", "sk_wrong");
 	assert_int_equal(sl_eval_begin(&EV, &F.p, &q.r, T0), 0);
@@ -445,8 +445,8 @@ static void store_failure_renders_no_rate_limit_headers(void **state)
 	assert_string_equal(headers(), "");
 	n = sl_render_body(&EV, body, sizeof(body), &ct);
 	body[n] = '\0';
-	assert_string_equal(body,
-			    "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
+	assert_string_equal(
+	        body, "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
 }
 
 static void text_body_is_not_json_escaped(void **state)
@@ -470,23 +470,23 @@ static void text_body_is_not_json_escaped(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(xratelimit_default_on_200),
-		T(xratelimit_on_429_adds_retry_after),
-		T(retry_after_is_at_least_one_second),
-		T(seed1_headers_and_unresolved_omission),
-		T(explicit_header_replaces_preset_one),
-		T(unlimited_values_do_not_resolve),
-		T(header_values_never_carry_crlf),
-		T(ietf_preset_fields),
-		T(window_and_time_variables),
-		T(quota_reset_is_on_the_window_boundary),
-		T(message_variable_renders_the_limit_message),
-		T(default_rejection_body),
-		T(seed3_rate_limited_body),
-		T(entitlement_denial_has_no_retry_after),
-		T(unauthorized_bodies),
-		T(store_failure_renders_no_rate_limit_headers),
-		T(text_body_is_not_json_escaped),
+	        T(xratelimit_default_on_200),
+	        T(xratelimit_on_429_adds_retry_after),
+	        T(retry_after_is_at_least_one_second),
+	        T(seed1_headers_and_unresolved_omission),
+	        T(explicit_header_replaces_preset_one),
+	        T(unlimited_values_do_not_resolve),
+	        T(header_values_never_carry_crlf),
+	        T(ietf_preset_fields),
+	        T(window_and_time_variables),
+	        T(quota_reset_is_on_the_window_boundary),
+	        T(message_variable_renders_the_limit_message),
+	        T(default_rejection_body),
+	        T(seed3_rate_limited_body),
+	        T(entitlement_denial_has_no_retry_after),
+	        T(unauthorized_bodies),
+	        T(store_failure_renders_no_rate_limit_headers),
+	        T(text_body_is_not_json_escaped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

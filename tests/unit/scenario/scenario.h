@@ -26,7 +26,7 @@ struct scn {
 	struct sl_eval ev;
 	struct sl_eval lease; /* rebuilds an earlier request's checks to release them */
 	int status;
-	int64_t delay;  /* ns */
+	int64_t delay;   /* ns */
 	char hdrs[4096]; /* "Name: value\n" per header */
 	char body[2048];
 	long body_len;
@@ -41,7 +41,8 @@ struct scn_req {
 	uint64_t cost;
 };
 
-#define REQ(m, t, addr, k) ((struct scn_req){.method = (m), .target = (t), .ip = (addr), .key = (k)})
+#define REQ(m, t, addr, k)                                                                         \
+	((struct scn_req){.method = (m), .target = (t), .ip = (addr), .key = (k)})
 
 static void scn_done(struct sl_batch *b)
 {
@@ -113,7 +114,7 @@ static void scn_collect(void *arg, struct sl_str name, struct sl_str value)
 	size_t n = strlen(s->hdrs);
 
 	snprintf(s->hdrs + n, sizeof(s->hdrs) - n, "%.*s: %.*s\n", (int)name.len, name.p,
-		 (int)value.len, value.p);
+	         (int)value.len, value.p);
 }
 
 /* Run one request at `now` (ns) through the whole pipeline. Returns the
@@ -236,8 +237,8 @@ static inline long long scn_remaining(struct scn *s, const char *name)
 }
 
 /* Run the same request n times at `now`; returns how many got `status`. */
-static inline unsigned scn_repeat(struct scn *s, int64_t now, const struct scn_req *r,
-				  unsigned n, int status)
+static inline unsigned scn_repeat(struct scn *s, int64_t now, const struct scn_req *r, unsigned n,
+                                  int status)
 {
 	unsigned k = 0;
 

@@ -41,7 +41,8 @@ static void ip_layer_301st_request_is_denied_by_ip(void **state)
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Limit"), 300);
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining"), 0);
 	assert_int_equal(scn_hdr_num(S, "Retry-After"), 1); /* one interval: 200 ms */
-	assert_string_equal(S->body, "{\"error\":\"rate_limited\",\"denied_by\":\"ip\",\"retry_after\":1}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"rate_limited\",\"denied_by\":\"ip\",\"retry_after\":1}");
 	/* the same key from another IP is unaffected */
 	r.ip = "198.51.100.2";
 	assert_int_equal(scn_run(S, T0, &r), 200);
@@ -139,11 +140,13 @@ static void missing_or_unknown_key_is_401_and_counts_against_the_ip(void **state
 
 	assert_int_equal(scn_run(S, T0, &r), 401);
 	assert_string_equal(S->ctype, "application/json");
-	assert_string_equal(S->body, "{\"error\":\"unauthorized\",\"message\":\"missing API key\"}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"unauthorized\",\"message\":\"missing API key\"}");
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining"), 299);
 	r.key = "sk_live_guess_0001";
 	assert_int_equal(scn_run(S, T0, &r), 401);
-	assert_string_equal(S->body, "{\"error\":\"unauthorized\",\"message\":\"unknown API key\"}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"unauthorized\",\"message\":\"unknown API key\"}");
 	/* key enumeration is bounded by the per-IP limit: 298 more guesses,
 	 * then 429 from the ip layer */
 	assert_int_equal(scn_repeat(S, T0, &r, 298, 401), 298);
@@ -160,11 +163,11 @@ static void missing_or_unknown_key_is_401_and_counts_against_the_ip(void **state
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(ip_layer_301st_request_is_denied_by_ip),
-		T(key_layer_101st_request_is_denied_by_key),
-		T(tier_layer_denies_the_account_across_callers),
-		T(denied_request_consumes_nothing_in_any_layer),
-		T(missing_or_unknown_key_is_401_and_counts_against_the_ip),
+	        T(ip_layer_301st_request_is_denied_by_ip),
+	        T(key_layer_101st_request_is_denied_by_key),
+	        T(tier_layer_denies_the_account_across_callers),
+	        T(denied_request_consumes_nothing_in_any_layer),
+	        T(missing_or_unknown_key_is_401_and_counts_against_the_ip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,10 +44,10 @@ static void burst_sizes_per_tier(void **state)
 		const char *key;
 		unsigned burst, per_min;
 	} tiers[] = {
-		{"np_test_free", 10, 60},
-		{"np_live_starter", 50, 600},
-		{"np_live_pro", 200, 6000},
-		{"np_live_enterprise", 2000, 60000},
+	        {"np_test_free", 10, 60},
+	        {"np_live_starter", 50, 600},
+	        {"np_live_pro", 200, 6000},
+	        {"np_live_enterprise", 2000, 60000},
 	};
 
 	for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
@@ -60,8 +60,8 @@ static void burst_sizes_per_tier(void **state)
 		assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining"), 0);
 		assert_int_equal(scn_hdr_num(S, "Retry-After"), 1);
 		assert_string_equal(S->body, "{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":"
-					     "\"Rate limit exceeded. Retry after 1 seconds.\","
-					     "\"retryAfter\":1}}");
+		                             "\"Rate limit exceeded. Retry after 1 seconds.\","
+		                             "\"retryAfter\":1}}");
 		/* then N per minute, smoothly: one per interval */
 		assert_int_equal(burst(&r, T0 + interval, 10), 1);
 		assert_int_equal(burst(&r, T0 + 3 * interval, 10), 2);
@@ -85,8 +85,8 @@ static void retry_after_in_the_body_is_the_wait(void **state)
 	assert_int_equal(scn_run(S, T0 + 30 * SEC, &r), 429);
 	assert_int_equal(scn_hdr_num(S, "Retry-After"), 5);
 	assert_string_equal(S->body, "{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":"
-				     "\"Rate limit exceeded. Retry after 5 seconds.\","
-				     "\"retryAfter\":5}}");
+	                             "\"Rate limit exceeded. Retry after 5 seconds.\","
+	                             "\"retryAfter\":5}}");
 }
 
 static void concurrency_caps_in_flight_requests(void **state)
@@ -95,9 +95,9 @@ static void concurrency_caps_in_flight_requests(void **state)
 		const char *key;
 		unsigned cap;
 	} tiers[] = {
-		{"np_test_free", 5},
-		{"np_live_starter", 25},
-		{"np_live_pro", 100},
+	        {"np_test_free", 5},
+	        {"np_live_starter", 25},
+	        {"np_live_pro", 100},
 	};
 
 	for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
@@ -127,8 +127,8 @@ static void oauth_token_31st_per_ip(void **state)
 	assert_int_equal(scn_run(S, T0, &r), 429);
 	assert_int_equal(scn_hdr_num(S, "Retry-After"), 2); /* one interval: 2 s */
 	assert_string_equal(S->body, "{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":"
-				     "\"Rate limit exceeded. Retry after 2 seconds.\","
-				     "\"retryAfter\":2}}");
+	                             "\"Rate limit exceeded. Retry after 2 seconds.\","
+	                             "\"retryAfter\":2}}");
 	/* per IP: another address still has its 30 */
 	r.ip = "198.51.100.5";
 	assert_int_equal(scn_run(S, T0, &r), 200);
@@ -170,11 +170,11 @@ static void batch_and_transactional_11th_per_key(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(burst_sizes_per_tier),
-		T(retry_after_in_the_body_is_the_wait),
-		T(concurrency_caps_in_flight_requests),
-		T(oauth_token_31st_per_ip),
-		T(batch_and_transactional_11th_per_key),
+	        T(burst_sizes_per_tier),
+	        T(retry_after_in_the_body_is_the_wait),
+	        T(concurrency_caps_in_flight_requests),
+	        T(oauth_token_31st_per_ip),
+	        T(batch_and_transactional_11th_per_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,15 +27,15 @@ static int teardown(void **state)
 }
 
 static const char MINUTE_BODY[] =
-	"{\n"
-	"  \"get\": \"\",\n"
-	"  \"parameters\": [],\n"
-	"  \"errors\": { \"rateLimit\": \"Too many requests. You have exceeded the limit of "
-	"requests per minute of your subscription.\" },\n"
-	"  \"results\": 0,\n"
-	"  \"paging\": { \"current\": 1, \"total\": 1 },\n"
-	"  \"response\": []\n"
-	"}\n";
+        "{\n"
+        "  \"get\": \"\",\n"
+        "  \"parameters\": [],\n"
+        "  \"errors\": { \"rateLimit\": \"Too many requests. You have exceeded the limit of "
+        "requests per minute of your subscription.\" },\n"
+        "  \"results\": 0,\n"
+        "  \"paging\": { \"current\": 1, \"total\": 1 },\n"
+        "  \"response\": []\n"
+        "}\n";
 
 static void mega_burst_of_23_is_15_now_5_delayed_3_rejected(void **state)
 {
@@ -129,7 +129,7 @@ static void daily_quota_and_its_headers(void **state)
 	/* until midnight UTC */
 	assert_int_equal(scn_hdr_num(S, "Retry-After"), 12 * 3600 - 600);
 	assert_non_null(strstr(S->body, "\"rateLimit\": \"Too many requests. You have reached the "
-					"limit of requests per day of your subscription.\""));
+	                                "limit of requests per day of your subscription.\""));
 	/* the quota is per API: another API of the account still has its 100 */
 	r.target = "/basketball/teams";
 	assert_int_equal(scn_run(S, noon + 600 * SEC, &r), 200);
@@ -145,10 +145,12 @@ static void key_is_required(void **state)
 	struct scn_req r = REQ("GET", "/football/fixtures", "198.51.100.5", NULL);
 
 	assert_int_equal(scn_run(S, T0, &r), 401);
-	assert_string_equal(S->body, "{\"error\":\"unauthorized\",\"message\":\"missing API key\"}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"unauthorized\",\"message\":\"missing API key\"}");
 	r.key = "key-nobody";
 	assert_int_equal(scn_run(S, T0, &r), 401);
-	assert_string_equal(S->body, "{\"error\":\"unauthorized\",\"message\":\"unknown API key\"}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"unauthorized\",\"message\":\"unknown API key\"}");
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -156,11 +158,11 @@ static void key_is_required(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(mega_burst_of_23_is_15_now_5_delayed_3_rejected),
-		T(each_api_has_its_own_counters),
-		T(plans_set_the_rate),
-		T(daily_quota_and_its_headers),
-		T(key_is_required),
+	        T(mega_burst_of_23_is_15_now_5_delayed_3_rejected),
+	        T(each_api_has_its_own_counters),
+	        T(plans_set_the_rate),
+	        T(daily_quota_and_its_headers),
+	        T(key_is_required),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

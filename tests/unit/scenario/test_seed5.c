@@ -43,9 +43,10 @@ static void vip_101st_request_in_an_hour(void **state)
 	/* 00:12:33 -> 01:00:00 is 2847 s */
 	assert_int_equal(scn_hdr_num(S, "Retry-After"), 2847);
 	assert_string_equal(S->ctype, "application/json");
-	assert_string_equal(S->body, "{\"error\":\"rate_limit_exceeded\",\"message\":\"Hourly limit "
-				     "reached: 100 requests/hour on VIP plan\",\"retry_after\":2847,"
-				     "\"plan\":\"vip\",\"limit_hour\":100,\"limit_day\":1000}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"rate_limit_exceeded\",\"message\":\"Hourly limit "
+	                    "reached: 100 requests/hour on VIP plan\",\"retry_after\":2847,"
+	                    "\"plan\":\"vip\",\"limit_hour\":100,\"limit_day\":1000}");
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining-Hour"), 0);
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining-Day"), 900);
 
@@ -71,9 +72,10 @@ static void vip_daily_limit_of_1000(void **state)
 	assert_int_equal(scn_run(S, T0 + 10 * 3600 * SEC, &r), 429);
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining-Hour"), 100);
 	assert_int_equal(scn_hdr_num(S, "Retry-After"), 14 * 3600);
-	assert_string_equal(S->body, "{\"error\":\"rate_limit_exceeded\",\"message\":\"Daily limit "
-				     "reached: 1000 requests/day on VIP plan\",\"retry_after\":50400,"
-				     "\"plan\":\"vip\",\"limit_hour\":100,\"limit_day\":1000}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"rate_limit_exceeded\",\"message\":\"Daily limit "
+	                    "reached: 1000 requests/day on VIP plan\",\"retry_after\":50400,"
+	                    "\"plan\":\"vip\",\"limit_hour\":100,\"limit_day\":1000}");
 	/* midnight UTC: both back */
 	assert_int_equal(scn_run(S, T0 + 86400 * SEC, &r), 200);
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining-Day"), 999);
@@ -111,9 +113,10 @@ static void api_access_is_an_entitlement(void **state)
 
 	assert_int_equal(scn_run(S, T0, &r), 403);
 	assert_null(scn_hdr(S, "Retry-After")); /* waiting will not help */
-	assert_string_equal(S->body, "{\"error\":\"rate_limit_exceeded\",\"message\":\"API access "
-				     "requires the VIP plan\",\"retry_after\":null,\"plan\":\"basic\","
-				     "\"limit_hour\":30,\"limit_day\":200}");
+	assert_string_equal(S->body,
+	                    "{\"error\":\"rate_limit_exceeded\",\"message\":\"API access "
+	                    "requires the VIP plan\",\"retry_after\":null,\"plan\":\"basic\","
+	                    "\"limit_hour\":30,\"limit_day\":200}");
 	/* the refusal spent nothing of the basic plan's hour */
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining-Hour"), 30);
 	/* the same account outside the API (e.g. through the bot) is counted */
@@ -152,12 +155,9 @@ static void auth_endpoints_per_ip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(vip_101st_request_in_an_hour),
-		T(vip_daily_limit_of_1000),
-		T(limits_are_per_account_not_per_key),
-		T(elite_is_unlimited),
-		T(api_access_is_an_entitlement),
-		T(auth_endpoints_per_ip),
+	        T(vip_101st_request_in_an_hour),       T(vip_daily_limit_of_1000),
+	        T(limits_are_per_account_not_per_key), T(elite_is_unlimited),
+	        T(api_access_is_an_entitlement),       T(auth_endpoints_per_ip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
