@@ -23,6 +23,8 @@ BODY = ('{"error":{"code":"RATE_LIMITED","message":"Rate limit exceeded. Retry a
 
 class SlowHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes
+    wbufsize = 65536  # ... so buffer them into one
     delay = 0.0
     inflight = 0
     peak = 0
