@@ -194,8 +194,8 @@ BEGIN {
 	printf "proxy_rps %.0f\n", p
 	printf "nginx_check_rps %.0f\n", nc
 	printf "nginx_proxy_rps %.0f\n", np
-	printf "check_ratio %.2f\n", nc > 0 ? c / nc : 0
-	printf "proxy_ratio %.2f\n", np > 0 ? p / np : 0
+	printf "check_ratio %.2f\n", (nc > 0 ? c / nc : 0)
+	printf "proxy_ratio %.2f\n", (np > 0 ? p / np : 0)
 	printf "check_p99_ms %.2f\n", c99
 	printf "proxy_p99_ms %.2f\n", p99
 	printf "nginx_check_p99_ms %.2f\n", nc99
