@@ -125,6 +125,7 @@ struct rs_worker {
 	struct rs_node nodes[MAX_NODES];
 	unsigned nnodes, disc_rr;
 	bool have_map, discovering, disc_pending;
+	struct rs_conn *disc_conn; /* carrying the CLUSTER SLOTS in flight */
 	uint64_t last_discovery; /* ms */
 	uint8_t slots[SL_REDIS_SLOTS];
 	struct rs_req *pend_head, *pend_tail;
@@ -163,6 +164,7 @@ static void req_fail(struct rs_req *q, int err);
 static void req_start(struct rs_req *q);
 static void arm(struct rs_worker *w);
 static void discover(struct rs_worker *w);
+static void discover_soon(struct rs_worker *w);
 static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 static void on_timer(uv_timer_t *t);
 
@@ -707,6 +709,8 @@ static void req_fail(struct rs_req *q, int err)
 {
 	if (q->finished)
 		return;
+	if (err == SL_EIO)
+		discover_soon(q->w);
 	if (q->b->op == SL_OP_DECIDE && q->phase == PH_DECIDE) {
 		for (uint32_t j = 0; j < q->cur && j < q->nruns; j++)
 			if (q->runs[j].committed)
@@ -715,13 +719,26 @@ static void req_fail(struct rs_req *q, int err)
 	finish(q, err);
 }
 
+/* Cluster: re-read the slot map now, or after the gap since the last
+ * round. Called on every failure, since failing requests complete before
+ * any timer would run. */
+static void discover_soon(struct rs_worker *w)
+{
+	if (!w->cluster || w->closing)
+		return;
+	if (!w->discovering && now_ms(w) >= w->last_discovery + DISCOVER_GAP)
+		discover(w);
+	else
+		w->disc_pending = true;
+	arm(w);
+}
+
 static void cmd_fail(struct rs_cmd *cmd, int err)
 {
 	struct rs_req *q = cmd->q;
 	struct rs_worker *w = q->w;
 
-	if (w->cluster)
-		w->disc_pending = true;
+	discover_soon(w);
 	if (q->phase == PH_DECIDE) {
 		q->refs++; /* keep q while failing it */
 		cmd_release(cmd);
@@ -968,6 +985,7 @@ static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
 		c->progress = now_ms(w);
 	}
 	w->discovering = false;
+	w->disc_conn = NULL;
 	if (w->closing)
 		return;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -1038,6 +1056,7 @@ static void discover(struct rs_worker *w)
 		if (c->inflight++ == 0)
 			c->progress = now_ms(w);
 		w->discovering = true;
+		w->disc_conn = c;
 		return;
 	}
 	w->disc_pending = true; /* nobody reachable now: again after the gap */
@@ -1055,15 +1074,20 @@ static void arm(struct rs_worker *w)
 		due = w->pend_head->deadline;
 	if (w->retry_head && w->retry_head->at < due)
 		due = w->retry_head->at;
-	if (w->disc_pending && !w->discovering && (w->pend_head || w->wait_head) &&
-	    w->last_discovery + DISCOVER_GAP < due)
+	if (w->disc_pending && !w->discovering && w->last_discovery + DISCOVER_GAP < due)
 		due = w->last_discovery + DISCOVER_GAP;
+	/* An unanswered CLUSTER SLOTS is dropped as stuck after the timeout
+	 * even when no request is pending. */
+	if (w->discovering && w->last_discovery + w->timeout < due)
+		due = w->last_discovery + w->timeout;
 	if (due == UINT64_MAX) {
 		uv_timer_stop(&w->timer);
 		return;
 	}
 	now = now_ms(w);
-	uv_timer_start(&w->timer, on_timer, due > now ? due - now : 0, 0);
+	/* never 0: a timer re-armed at 0 from its own callback would run again
+	 * in the same libuv pass, forever */
+	uv_timer_start(&w->timer, on_timer, due > now ? due - now : 1, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -1086,6 +1110,15 @@ static void on_timer(uv_timer_t *t)
 				conn_drop(c);
 		}
 	}
+	if (w->discovering && now - w->last_discovery >= w->timeout) {
+		struct rs_conn *c = w->disc_conn;
+
+		w->discovering = false; /* on_slots(NULL) would say the same */
+		w->disc_conn = NULL;
+		w->disc_pending = true;
+		if (c && c->ac)
+			conn_drop(c);
+	}
 	due = NULL;
 	while (w->retry_head && w->retry_head->at <= now) {
 		struct rs_cmd *cmd = w->retry_head;
@@ -1105,8 +1138,7 @@ static void on_timer(uv_timer_t *t)
 		else
 			resend(cmd);
 	}
-	if (w->disc_pending && !w->discovering && now >= w->last_discovery + DISCOVER_GAP &&
-	    (w->pend_head || w->wait_head))
+	if (w->disc_pending && !w->discovering && now >= w->last_discovery + DISCOVER_GAP)
 		discover(w);
 	arm(w);
 }

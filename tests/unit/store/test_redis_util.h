@@ -57,6 +57,37 @@ static inline int tr_free_port(void)
 	return port;
 }
 
+static inline int tr_port_bindable(int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)port);
+	ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* A port for a cluster node: it and its bus port (port + 10000) free. */
+static inline int tr_free_cluster_port(void)
+{
+	static unsigned seed;
+
+	if (!seed)
+		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	for (int i = 0; i < 1000; i++) {
+		int p = 20000 + (int)(rand_r(&seed) % 20000);
+
+		if (tr_port_bindable(p) && tr_port_bindable(p + 10000))
+			return p;
+	}
+	abort();
+}
+
 static inline redisContext *tr_connect(int port)
 {
 	struct timeval tv = {1, 0};
