@@ -6,6 +6,7 @@
  * slots reserves a lease slot before it reaches the store, so an allowed
  * decision always has somewhere to record its slots and a full table
  * refuses (503) rather than leaking. */
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -526,6 +527,23 @@ static struct sl_str jstr(const cJSON *o, const char *name, int *bad)
 	return (struct sl_str){v->valuestring, strlen(v->valuestring)};
 }
 
+/* A textual IPv4 or IPv6 address (no port, no brackets); an empty string
+ * counts as "not given". Refusing junk keeps a typo from silently skipping
+ * every ip-keyed limit. */
+static bool ip_valid(struct sl_str ip)
+{
+	char buf[INET6_ADDRSTRLEN];
+	unsigned char out[sizeof(struct in6_addr)];
+
+	if (ip.len == 0)
+		return true;
+	if (ip.len >= sizeof(buf))
+		return false;
+	memcpy(buf, ip.p, ip.len);
+	buf[ip.len] = '\0';
+	return inet_pton(AF_INET, buf, out) == 1 || inet_pton(AF_INET6, buf, out) == 1;
+}
+
 static long ceil_div(int64_t a, int64_t b)
 {
 	if (a <= 0)
@@ -753,6 +771,11 @@ static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
 		cJSON_Delete(root);
 		respond_error(&c->resp, 400, "bad_field",
 			      "ip, key, account, plan, method, path and host must be strings");
+		return 0;
+	}
+	if (r.ip.p != NULL && !ip_valid(r.ip)) {
+		cJSON_Delete(root);
+		respond_error(&c->resp, 400, "bad_field", "ip must be an IPv4 or IPv6 address");
 		return 0;
 	}
 	if (r.path.p != NULL) {

@@ -188,7 +188,8 @@ def test_bad_json_is_400_with_json_error(sluice):
     d = sluice(CONFIG)
     url = d.url("admin", "/v1/decide")
     for body in (b"{not json", b"", b"[1,2]", b'"str"', b'{"ip": 5}', b'{"cost": -1}',
-                 b'{"cost": 1.5}', b'{"headers": []}', b'{"headers": {"a": 1}}'):
+                 b'{"cost": 1.5}', b'{"headers": []}', b'{"headers": {"a": 1}}',
+                 b'{"ip": "not-an-ip"}'):
         r = requests.post(url, data=body, headers={"Content-Type": "application/json"},
                           timeout=T)
         assert r.status_code == 400, body

@@ -200,6 +200,7 @@ static void decide_refuses_malformed_json(void **state)
 	static const char *const bad[] = {
 		"", "{", "[]", "\"x\"", "{\"ip\":1}", "{\"account\":true}", "{\"cost\":-1}",
 		"{\"cost\":0.5}", "{\"cost\":\"1\"}", "{\"headers\":[1]}", "{\"headers\":{\"a\":2}}",
+		"{\"ip\":\"10.0.0.300\"}", "{\"ip\":\"[::1]\"}", "{\"ip\":\"1.2.3.4:80\"}",
 	};
 	const char *out;
 
