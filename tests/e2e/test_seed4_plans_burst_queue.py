@@ -160,3 +160,23 @@ def test_daily_counts_survive_a_restart(sluice, example):
     r = requests.get(d2.url("gateway", "/football/leagues"), headers=h, timeout=T)
     assert r.status_code == 200
     assert r.headers["x-ratelimit-requests-remaining"] == "96"
+
+
+def test_decide_reports_the_queue_delay(sluice, example):
+    """/v1/decide answers at once and tells the caller how long to hold."""
+    d = sluice(example("plans-daily-quota-burst-queue.yaml"))
+    s = requests.Session()
+    t0 = time.monotonic()
+    res = [s.post(d.url("admin", "/v1/decide"), json={"account": "bob", "method": "GET",
+                                                      "path": "/football/fixtures"},
+                  timeout=T).json() for _ in range(23)]
+    elapsed = time.monotonic() - t0
+    assert [j["delay_ms"] for j in res[:15]] == [0] * 15
+    assert all(j["allowed"] for j in res[:20])
+    for k, j in enumerate(res[15:20], 1):
+        want = k * INTERVAL * 1000
+        assert want - elapsed * 1000 - 1 <= j["delay_ms"] <= want + 1, (k, j["delay_ms"])
+    if elapsed < INTERVAL:
+        assert [j["status"] for j in res[20:]] == [429] * 3
+        assert all(j["denied_by"] == "minute" for j in res[20:])
+        assert res[20]["body"] == BODY
