@@ -9,7 +9,10 @@
  * lease lives in the lease table of the worker that decided it, until
  * /v1/release (on any worker: the id names the table) or until admin.lease_ttl
  * passes, when that worker's sweep timer gives the slots back. Tables have a
- * fixed capacity and a mutex each; the admin path is not the hot path. */
+ * fixed capacity and a mutex each; the admin path is not the hot path.
+ *
+ * With admin.token set, every endpoint but /healthz (probes) requires
+ * "Authorization: Bearer <token>"; otherwise 401 with WWW-Authenticate. */
 #ifndef SLUICE_NET_ADMIN_H
 #define SLUICE_NET_ADMIN_H
 
