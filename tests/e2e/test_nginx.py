@@ -69,30 +69,45 @@ class Api(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def stack(sluice, example):
-    """sluice (three-layer example) + the API + nginx from the example conf."""
-    api_port, nginx_port = free_port(), free_port()
-    api_cls = type("A", (Api,), {"hits": 0})
-    api = http.server.ThreadingHTTPServer(("127.0.0.1", api_port), api_cls)
-    api.daemon_threads = True
-    threading.Thread(target=api.serve_forever, daemon=True).start()
-    d = sluice(example("three-layer-ip-key-tier.yaml"))
+def make_stack(sluice, example):
+    """make_stack(example name) -> sluice on that example + the API + nginx
+    running the example conf; everything is stopped when the test ends."""
+    cleanups = []
 
-    tmp = tempfile.mkdtemp(prefix="sluice-nginx-")
-    with open(CONF) as f:
-        conf = f.read()
-    for old, new in (("127.0.0.1:8081", d.ports["check"]), ("127.0.0.1:9000", api_port),
-                     ("127.0.0.1:8000", nginx_port)):
-        assert old in conf
-        conf = conf.replace(old, "127.0.0.1:%d" % new)
-    conf_path = os.path.join(tmp, "nginx.conf")
-    with open(conf_path, "w") as f:
-        f.write(conf)
-    err = os.path.join(tmp, "error.log")
-    proc = subprocess.Popen([NGINX, "-p", tmp + "/", "-e", err, "-c", conf_path, "-g",
-                             "daemon off; pid %s/nginx.pid; error_log %s info;" % (tmp, err)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
+    def make(name="three-layer-ip-key-tier.yaml"):
+        api_port, nginx_port = free_port(), free_port()
+        api_cls = type("A", (Api,), {"hits": 0})
+        api = http.server.ThreadingHTTPServer(("127.0.0.1", api_port), api_cls)
+        api.daemon_threads = True
+        threading.Thread(target=api.serve_forever, daemon=True).start()
+        cleanups.append(lambda: (api.shutdown(), api.server_close()))
+        d = sluice(example(name))
+
+        tmp = tempfile.mkdtemp(prefix="sluice-nginx-")
+        cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
+        with open(CONF) as f:
+            conf = f.read()
+        for old, new in (("127.0.0.1:8081", d.ports["check"]), ("127.0.0.1:9000", api_port),
+                         ("127.0.0.1:8000", nginx_port)):
+            assert old in conf
+            conf = conf.replace(old, "127.0.0.1:%d" % new)
+        conf_path = os.path.join(tmp, "nginx.conf")
+        with open(conf_path, "w") as f:
+            f.write(conf)
+        err = os.path.join(tmp, "error.log")
+        proc = subprocess.Popen([NGINX, "-p", tmp + "/", "-e", err, "-c", conf_path, "-g",
+                                 "daemon off; pid %s/nginx.pid; error_log %s info;"
+                                 % (tmp, err)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+        def stop():
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        cleanups.append(stop)
         assert wait_port(nginx_port), open(err).read() if os.path.exists(err) else "no log"
 
         class Stack:
@@ -100,17 +115,16 @@ def stack(sluice, example):
         st = Stack()
         st.sluice, st.api, st.err = d, api_cls, err
         st.url = lambda path: "http://127.0.0.1:%d%s" % (nginx_port, path)
-        yield st
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        api.shutdown()
-        api.server_close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        return st
+
+    yield make
+    for f in reversed(cleanups):
+        f()
+
+
+@pytest.fixture
+def stack(make_stack):
+    return make_stack()
 
 
 def get(st, ip, key=None, path="/api/v2/services", s=requests):
@@ -180,4 +194,14 @@ def test_sluice_down_fails_closed_with_503(stack):
     r = get(stack, "203.0.113.5", "sk_live_acme_1")
     assert r.status_code == 503
     assert r.json() == {"error": "rate_limiter_unavailable"}
+    assert stack.api.hits == 1
+
+
+def test_403_entitlement_passes_through(make_stack):
+    stack = make_stack("hourly-daily-per-account.yaml")
+    r = get(stack, "203.0.113.6", "gen_basic_1002", path="/v1/images")
+    assert r.status_code == 403
+    assert r.json() == {"error": "forbidden"}
+    r = get(stack, "203.0.113.6", "gen_vip_1001", path="/v1/images")
+    assert r.status_code == 200 and r.json() == {"api": True}
     assert stack.api.hits == 1
