@@ -205,3 +205,22 @@ def test_403_entitlement_passes_through(make_stack):
     r = get(stack, "203.0.113.6", "gen_vip_1001", path="/v1/images")
     assert r.status_code == 200 and r.json() == {"api": True}
     assert stack.api.hits == 1
+
+
+def test_queued_decision_holds_the_request_in_nginx(make_stack):
+    """Seed 4's Mega plan behind nginx: of 20 simultaneous requests, 15 go
+    through at once and the k-th of the other 5 about k * 66.7 ms later,
+    because the check listener answers the subrequest after the delay."""
+    from test_seed4_plans_burst_queue import INTERVAL, burst
+
+    stack = make_stack("plans-daily-quota-burst-queue.yaml")
+    port = int(stack.url("").rsplit(":", 1)[1])
+    raw = (b"GET /football/fixtures HTTP/1.1\r\nHost: x\r\nx-apisports-key: key-bob\r\n"
+           b"X-Forwarded-For: 203.0.113.7\r\n\r\n")
+    res = burst(port, [raw] * 20)
+    assert [st for st, _, _, _ in res] == [200] * 20
+    times = sorted(t for _, _, _, t in res)
+    assert times[14] < 0.75 * INTERVAL, times
+    for k, t in enumerate(times[15:], 1):
+        assert abs(t - k * INTERVAL) < 0.03, (k, times)
+    assert stack.api.hits == 20
