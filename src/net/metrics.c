@@ -42,8 +42,7 @@ struct hist {
 	_Atomic uint32_t used;
 	char listener[SL_METRICS_NAME];
 	_Atomic uint64_t bucket[SL_METRICS_BUCKETS + 1]; /* non-cumulative; last: +Inf */
-	_Atomic uint64_t sum;   /* ns */
-	_Atomic uint64_t count;
+	_Atomic uint64_t sum; /* ns */
 };
 
 struct sl_metrics_shard {
@@ -174,7 +173,6 @@ static void count_latency(struct sl_metrics_shard *s, const char *listener, int6
 		;
 	bump(&hi->bucket[b], 1);
 	bump(&hi->sum, (uint64_t)ns);
-	bump(&hi->count, 1);
 }
 
 void sl_metrics_decision(struct sl_metrics_shard *s, const char *listener, const char *limit,
@@ -356,7 +354,7 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 				names[n++] = h->listener;
 		}
 	for (size_t k = 0; k < n; k++) {
-		uint64_t b[SL_METRICS_BUCKETS + 1] = {0}, sum = 0, count = 0, cum = 0;
+		uint64_t b[SL_METRICS_BUCKETS + 1] = {0}, sum = 0, cum = 0;
 		for (unsigned i = 0; i < m->nshards; i++)
 			for (unsigned j = 0; j < SL_METRICS_LISTENERS; j++) {
 				struct hist *h = &m->shards[i].hist[j];
@@ -367,10 +365,9 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 					b[x] += atomic_load_explicit(&h->bucket[x],
 								     memory_order_relaxed);
 				sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
-				count += atomic_load_explicit(&h->count, memory_order_relaxed);
 			}
-		/* Buckets and count are read at slightly different moments;
-		 * keep the exposition self-consistent (+Inf == count). */
+		/* The workers keep counting while this reads: _count is the
+		 * sum of the buckets read, so +Inf == _count always holds. */
 		for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++) {
 			cum += b[x];
 			put(o, "sluice_decision_seconds_bucket{listener=\"");
@@ -385,7 +382,6 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 		put(o, "sluice_decision_seconds_count{listener=\"");
 		put_label(o, names[k]);
 		put(o, "\"} %llu\n", (unsigned long long)cum);
-		(void)count;
 	}
 	free(names);
 }
