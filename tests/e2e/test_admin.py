@@ -367,3 +367,62 @@ def test_admin_off_loopback_without_token_refuses_to_start(sluice):
     rc = d.proc.wait(15)
     assert rc != 0
     assert "token" in d.log()
+
+
+REDIS = "/usr/bin/redis-server"
+
+
+def test_decide_and_release_through_the_redis_store(sluice, tmp_path):
+    """The same decide/lease/release over the Redis store, whose batches
+    complete later (the handler's asynchronous path)."""
+    import os
+    import pytest
+    import socket as so
+    if not os.access(REDIS, os.X_OK):
+        pytest.skip("redis-server not installed")
+    with so.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    redis = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                so.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        cfg = CONFIG.replace("store:\n  type: memory\n",
+                             'store:\n  type: redis\n  url: "redis://127.0.0.1:%d"\n'
+                             '  on_error: deny\n' % port)
+        assert "type: redis" in cfg
+        try:
+            d = sluice(cfg)
+        except RuntimeError as e:
+            if "not available" in str(e):
+                pytest.skip("this build's daemon has no Redis store yet")
+            raise
+        leases = []
+        for i in range(5):
+            j = decide(d, {"account": "acme"}).json()
+            assert j["allowed"] is True, j
+            leases.append(j["lease"])
+        j = decide(d, {"account": "acme"}).json()
+        assert j["allowed"] is False and j["denied_by"] == "inflight"
+        assert release(d, leases[0]).status_code == 200
+        assert release(d, leases[0]).status_code == 404
+        j = decide(d, {"account": "acme"}).json()
+        assert j["allowed"] is True
+        assert {x["name"]: x for x in j["limits"]}["hourly"]["remaining"] == 94
+        # Leases still expire after lease_ttl (1 s).
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5:
+            time.sleep(0.1)
+            if decide(d, {"account": "acme"}).json()["allowed"]:
+                break
+        assert 0.5 <= time.monotonic() - t0 <= 2.5
+    finally:
+        redis.terminate()
+        redis.wait(10)
