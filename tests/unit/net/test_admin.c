@@ -403,6 +403,129 @@ static void metrics_overflow_counts_into_other(void **state)
 	sl_metrics_destroy(m);
 }
 
+
+/* ---- the asynchronous path: a store that completes on a later loop pass ---- */
+
+struct defer_store {
+	struct sl_store base;
+	struct sl_store *inner;
+	uv_timer_t timer;
+	struct sl_batch *pending[16];
+	size_t n;
+};
+
+static void defer_flush(uv_timer_t *t)
+{
+	struct defer_store *d = t->data;
+	size_t n = d->n;
+
+	d->n = 0;
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(d->inner->ops->submit(d->inner, d->pending[i]), 0);
+}
+
+static int defer_submit(struct sl_store *s, struct sl_batch *b)
+{
+	struct defer_store *d = (struct defer_store *)s;
+
+	if (d->n == 16)
+		return SL_EFULL;
+	d->pending[d->n++] = b;
+	uv_timer_start(&d->timer, defer_flush, 0, 0);
+	return 0;
+}
+
+static void defer_stats(struct sl_store *s, struct sl_store_stats *out)
+{
+	struct defer_store *d = (struct defer_store *)s;
+	d->inner->ops->stats(d->inner, out);
+}
+
+static const struct sl_store_ops defer_ops = {"defer", defer_submit, defer_stats, NULL};
+
+static int calls_done;
+
+static void call_done(struct sl_admin_call *c)
+{
+	(void)c;
+	calls_done++;
+}
+
+/* Send one request that must complete later; run the loop until it has. */
+static int send_async(struct fx *f, const char *path, const char *body, const char **out)
+{
+	static char copy[SL_ADMIN_BODY_MAX + 1];
+	struct sl_admin_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.method = (struct sl_str){"POST", 4};
+	r.path = (struct sl_str){path, strlen(path)};
+	r.body = (struct sl_str){body, strlen(body)};
+	r.policy = f->p;
+	r.now = f->now;
+	calls_done = 0;
+	f->call.done = call_done;
+	assert_int_equal(sl_admin_handle(&f->a, &f->call, &r), SL_AGAIN);
+	assert_int_equal(calls_done, 0);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(calls_done, 1);
+	memcpy(copy, f->call.resp.body, f->call.resp.len);
+	copy[f->call.resp.len] = '\0';
+	*out = copy;
+	return f->call.resp.status;
+}
+
+static void async_store_completes_decide_and_release_later(void **state)
+{
+	struct fx *f = *state;
+	struct defer_store d;
+	const char *out;
+	char id[SL_ADMIN_LEASE_ID], body[128];
+	cJSON *j;
+
+	memset(&d, 0, sizeof(d));
+	d.base.ops = &defer_ops;
+	d.inner = f->store;
+	assert_int_equal(uv_timer_init(&f->loop, &d.timer), 0);
+	d.timer.data = &d;
+	f->a.store = &d.base;
+
+	assert_int_equal(send_async(f, "/v1/decide", "{\"account\":\"acme\"}", &out), 200);
+	j = cJSON_Parse(out);
+	assert_true(jtrue(j, "allowed"));
+	snprintf(id, sizeof(id), "%s", jstr(j, "lease"));
+	cJSON_Delete(j);
+	snprintf(body, sizeof(body), "{\"lease\":\"%s\"}", id);
+	assert_int_equal(send_async(f, "/v1/release", body, &out), 200);
+	/* Unknown now: answered at once, no store round trip. */
+	assert_int_equal(send_req(f, "POST", "/v1/release", body, &out), 404);
+	/* Two in flight at once, both complete. */
+	{
+		struct sl_admin_call *c2 = calloc(1, sizeof(*c2));
+		struct sl_admin_req r;
+		memset(&r, 0, sizeof(r));
+		r.method = (struct sl_str){"POST", 4};
+		r.path = (struct sl_str){"/v1/decide", 10};
+		r.body = (struct sl_str){"{\"account\":\"acme\"}", 18};
+		r.policy = f->p;
+		r.now = f->now;
+		calls_done = 0;
+		f->call.done = call_done;
+		c2->done = call_done;
+		assert_int_equal(sl_admin_handle(&f->a, &f->call, &r), SL_AGAIN);
+		assert_int_equal(sl_admin_handle(&f->a, c2, &r), SL_AGAIN);
+		uv_run(&f->loop, UV_RUN_DEFAULT);
+		assert_int_equal(calls_done, 2);
+		assert_non_null(strstr(f->call.resp.body, "\"allowed\":true"));
+		assert_non_null(strstr(c2->resp.body, "\"allowed\":true"));
+		free(c2);
+	}
+	/* The close releases the two held leases through the deferred store. */
+	f->a.store = f->store;
+	uv_close((uv_handle_t *)&d.timer, NULL);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
 static const char token_config[] =
 	"listeners:\n"
 	"  - { name: gateway, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n"
@@ -473,6 +596,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(full_lease_table_refuses_with_503, setup, teardown),
 		cmocka_unit_test_setup_teardown(routing_and_methods, setup, teardown),
 		cmocka_unit_test_setup_teardown(metrics_render_the_decisions, setup, teardown),
+		cmocka_unit_test_setup_teardown(async_store_completes_decide_and_release_later, setup,
+						teardown),
 		cmocka_unit_test(metrics_merge_shards_and_escape_labels),
 		cmocka_unit_test(metrics_overflow_counts_into_other),
 		cmocka_unit_test_setup_teardown(token_guards_everything_but_healthz, setup_token,
