@@ -346,7 +346,11 @@ int sl_table_update(struct sl_table *t, const struct sl_key128 *keys, size_t n, 
 		 * cache miss on the home slot now, so it overlaps the other
 		 * keys' misses and the lock acquisition. */
 		const struct shard *sh = &t->shards[sid[i]];
-		__builtin_prefetch(&sh->slots[home_of(sh, k[i])], 1, 3);
+		const struct slot *h = &sh->slots[home_of(sh, k[i])];
+		__builtin_prefetch(h, 1, 3);
+		/* The key sits 1.4 slots past home on average at 3/4 load:
+		 * often on the next line. Prefetch never faults. */
+		__builtin_prefetch(h + 2, 1, 3);
 		/* Insertion sort into the distinct-shard list: n <= 32. */
 		size_t j = nl;
 		while (j > 0 && locked[j - 1] > sid[i])
