@@ -49,6 +49,12 @@ def wait_port(port, timeout=10.0):
     return False
 
 
+
+class Server(http.server.ThreadingHTTPServer):
+    # The default listen backlog (5) overflows when a proxy opens 20+
+    # connections at once, and a dropped SYN costs a 1 s retransmit.
+    request_queue_size = 256
+
 class Api(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # head and body are two writes
@@ -77,7 +83,7 @@ def make_stack(sluice, example):
     def make(name="three-layer-ip-key-tier.yaml"):
         api_port, nginx_port = free_port(), free_port()
         api_cls = type("A", (Api,), {"hits": 0})
-        api = http.server.ThreadingHTTPServer(("127.0.0.1", api_port), api_cls)
+        api = Server(("127.0.0.1", api_port), api_cls)
         api.daemon_threads = True
         threading.Thread(target=api.serve_forever, daemon=True).start()
         cleanups.append(lambda: (api.shutdown(), api.server_close()))

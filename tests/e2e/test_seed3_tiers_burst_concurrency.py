@@ -21,6 +21,12 @@ BODY = ('{"error":{"code":"RATE_LIMITED","message":"Rate limit exceeded. Retry a
         'seconds.","retryAfter":%d}}')
 
 
+
+class Server(http.server.ThreadingHTTPServer):
+    # The default listen backlog (5) overflows when a proxy opens 20+
+    # connections at once, and a dropped SYN costs a 1 s retransmit.
+    request_queue_size = 256
+
 class SlowHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # head and body are two writes
@@ -62,7 +68,7 @@ def upstream():
     def start(port, delay):
         h = type("H", (SlowHandler,), {"delay": delay, "inflight": 0, "peak": 0,
                                        "lock": threading.Lock()})
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), h)
+        srv = Server(("127.0.0.1", port), h)
         srv.daemon_threads = True
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
