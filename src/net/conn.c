@@ -573,7 +573,7 @@ static void process(struct sl_conn *c)
 		if (c->phase == SL_PH_PROXY) {
 			if (used || ev == SL_HTTP_END)
 				sl_proxy_body(c, p, used, ev == SL_HTTP_END);
-			if (ev == SL_HTTP_END)
+			if (ev == SL_HTTP_END || used == 0)
 				break;
 			continue;
 		}

@@ -216,13 +216,14 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void up_read_update(struct sl_upconn *up)
 {
 	bool want = up->state == SL_UP_IDLE ||
-		    (up->state == SL_UP_BUSY && up->c && !up->to_client && !up->resp_end &&
-		     up->rlen < up->rcap);
+		    (up->state == SL_UP_BUSY && up->c && !up->to_client && !up->resp_end);
 	if (want && up->rlen == up->rcap && up->hp.state != SL_HTTP_IN_HEAD && up->rpos > 0) {
 		memmove(up->rbuf, up->rbuf + up->rpos, up->rlen - up->rpos);
 		up->rlen -= up->rpos;
 		up->rpos = 0;
 	}
+	if (up->rlen == up->rcap)
+		want = false; /* unparsed bytes fill the buffer: parse first */
 	if (want && !up->reading) {
 		if (uv_read_start((uv_stream_t *)&up->tcp, up_alloc_cb, up_read_cb) == 0)
 			up->reading = true;
