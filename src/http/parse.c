@@ -99,6 +99,11 @@ static int on_headers_complete(llhttp_t *ll)
 		m->method.len = strlen(name);
 		if (ll->method == HTTP_CONNECT)
 			return fail(hp, 400);
+		/* llhttp checks this after on_headers_complete, which pauses
+		 * first: a request body whose length cannot be known is 400
+		 * (RFC 9112 6.3), checked here before anything is answered. */
+		if ((ll->flags & F_TRANSFER_ENCODING) && !(ll->flags & F_CHUNKED))
+			return fail(hp, 400);
 		sl_http_split_url(m->url, &m->path, &m->query, &authority);
 		if (m->path.len == 0 || m->path.p[0] != '/') {
 			/* asterisk-form and other oddities: only OPTIONS * is legal */
