@@ -210,11 +210,14 @@ void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const str
 {
 	const struct sl_decision *d = &ev->decision;
 	int idx = d->denied >= 0 ? d->denied : d->primary;
+	unsigned outcome = sl_metrics_outcome(ev);
 	const char *limit = NULL;
 
-	if (idx >= 0 && (size_t)idx < ev->nchecks && ev->limits[idx] != NULL)
+	/* A 401 is decided by the key, not by a limit. */
+	if (outcome != SL_METRIC_UNAUTHORIZED && idx >= 0 && (size_t)idx < ev->nchecks &&
+	    ev->limits[idx] != NULL)
 		limit = ev->limits[idx]->name;
-	sl_metrics_decision(s, listener, limit, sl_metrics_outcome(ev), latency_ns);
+	sl_metrics_decision(s, listener, limit, outcome, latency_ns);
 }
 
 /* ---- scrape ---- */

@@ -46,7 +46,9 @@ void sl_metrics_decision(struct sl_metrics_shard *s, const char *listener, const
 			 unsigned outcome, int64_t latency_ns);
 
 /* The same, deriving limit and outcome from a finished evaluation
- * (after sl_eval_finish). */
+ * (after sl_eval_finish); a 401 counts under limit="none". latency_ns
+ * should come from a fresh monotonic read (uv_hrtime()), not a clock
+ * cached per loop pass, or every inline decision measures 0. */
 void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const struct sl_eval *ev,
 		     int64_t latency_ns);
 
