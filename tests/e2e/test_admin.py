@@ -9,6 +9,7 @@ import re
 import subprocess
 import time
 
+import pytest
 import requests
 
 T = 5  # seconds, per HTTP call
@@ -318,6 +319,19 @@ def test_metrics_count_decisions(sluice):
     # The gateway's decisions are counted by the server under its listener name.
     gw = sample(text, "sluice_decision_seconds_count", listener="gateway")
     assert gw == 3
+
+
+@pytest.mark.xfail(reason="the server passes now - t_start from its per-loop-pass clock, "
+                          "so an inline decision measures 0 s", strict=False)
+def test_metrics_gateway_latency_is_measured(sluice):
+    d = sluice(CONFIG)
+    s = requests.Session()
+    for i in range(20):
+        s.get(d.url("gateway", "/x"), timeout=T)
+    text = metrics(d)
+    assert sample(text, "sluice_decision_seconds_count", listener="gateway") == 20
+    assert sample(text, "sluice_decision_seconds_sum", listener="gateway") > 0
+    assert sample(text, "sluice_decision_seconds_sum", listener="admin") is None
 
 
 def test_metrics_and_decide_with_curl(sluice):
