@@ -21,10 +21,15 @@ asan:
 		-DSLUICE_SANITIZE="address;undefined" >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 
+# Only the multi-threaded tests (tests/unit/<layer>/test_*_threads.c) run
+# under ThreadSanitizer; build just those.
+TSAN_TARGETS := $(foreach f,$(wildcard tests/unit/*/test_*_threads.c),\
+	$(notdir $(patsubst %/,%,$(dir $(f))))_$(basename $(notdir $(f))))
+
 tsan:
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TESTS=ON \
 		-DSLUICE_SANITIZE=thread >/dev/null
-	@cmake --build build-tsan -j $(JOBS)
+	@cmake --build build-tsan -j $(JOBS) --target $(TSAN_TARGETS)
 
 fuzz:
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON \

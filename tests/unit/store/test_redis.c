@@ -150,7 +150,7 @@ static void decisions_match_core_algorithms(void **state)
 	for (int round = 0; round < 600; round++) {
 		struct sl_check ck[4];
 		struct sl_decide_item items[4];
-		struct sl_batch b;
+		struct sl_batch b = {0};
 		size_t n = 1 + (size_t)(rand_r(&seed) % 4), denied = 0;
 		uint8_t op;
 		int64_t delay = 0;
