@@ -18,7 +18,7 @@
 #include "net/admin.h"
 
 #define LEASE_TTL_DEFAULT (60 * SL_NS_PER_SEC)
-#define SWEEP_MAX         64 /* leases released per sweep pass */
+#define SWEEP_MAX         64            /* leases released per sweep pass */
 #define COST_MAX          1000000000ULL /* units; a larger cost is refused */
 
 /* call->kind: what the call waits for; K_NONE once its response is ready. */
@@ -32,9 +32,9 @@ enum lease_state {
 };
 
 struct lease {
-	uint8_t state; /* enum lease_state */
-	uint32_t gen;  /* part of the id; changes at every reuse */
-	int64_t expires; /* ns */
+	uint8_t state;            /* enum lease_state */
+	uint32_t gen;             /* part of the id; changes at every reuse */
+	int64_t expires;          /* ns */
 	struct sl_policy *policy; /* reference held while L_HELD/L_RELEASING */
 	struct sl_lease_table *table;
 	unsigned slot;
@@ -199,8 +199,8 @@ int sl_admin_conf_check(const struct sl_admin_conf *c, char *err, size_t cap)
 	if (!host_is_loopback(c->listen) && (c->token == NULL || c->token[0] == '\0')) {
 		if (cap > 0)
 			snprintf(err, cap,
-				 "admin.listen %s is not a loopback address: set admin.token",
-				 c->listen);
+			         "admin.listen %s is not a loopback address: set admin.token",
+			         c->listen);
 		return SL_ECONFIG;
 	}
 	return 0;
@@ -296,8 +296,8 @@ static int parse_lease_id(const char *s, unsigned *worker, unsigned *slot, uint3
 }
 
 int sl_admin_global_init(struct sl_admin_global *g, const struct sl_policy *p, unsigned nworkers,
-			 struct sl_metrics *metrics, struct sl_store *stats_store, char *err,
-			 size_t cap)
+                         struct sl_metrics *metrics, struct sl_store *stats_store, char *err,
+                         size_t cap)
 {
 	int rc;
 	struct timespec ts;
@@ -318,7 +318,7 @@ int sl_admin_global_init(struct sl_admin_global *g, const struct sl_policy *p, u
 	clock_gettime(CLOCK_REALTIME, &ts);
 	for (unsigned i = 0; i < nworkers; i++)
 		table_init(&g->tables[i], i,
-			   (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 11) ^ (i * 2654435761u)));
+		           (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 11) ^ (i * 2654435761u)));
 	g->nworkers = nworkers;
 	g->metrics = metrics;
 	g->stats_store = stats_store;
@@ -365,7 +365,7 @@ static void release_respond(struct sl_admin_call *c, int status)
 		respond_json(&c->resp, 200, "{\"released\":true}");
 	else
 		respond_error(&c->resp, 503, "store_unavailable",
-			      "the store did not take the release; the lease expires on its own");
+		              "the store did not take the release; the lease expires on its own");
 }
 
 /* Completion of a lease's release batch (on the releaser's loop). */
@@ -454,8 +454,8 @@ static void sweep_cb(uv_timer_t *timer)
 }
 
 int sl_admin_init(struct sl_admin *a, struct sl_admin_global *g, unsigned worker, uv_loop_t *loop,
-		  struct sl_store *store, const struct sl_policy *p, int64_t (*clock)(void *),
-		  void *clock_arg)
+                  struct sl_store *store, const struct sl_policy *p, int64_t (*clock)(void *),
+                  void *clock_arg)
 {
 	int64_t every;
 	int rc;
@@ -622,7 +622,7 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 		jw_cstr(&w, ev->limits[i] ? ev->limits[i]->name : ev->checks[i].name);
 		if (r->limit == SL_UNLIMITED) {
 			jw_lit(&w, ",\"limit\":null,\"remaining\":null,\"reset\":null,"
-				   "\"unlimited\":true}");
+			           "\"unlimited\":true}");
 			continue;
 		}
 		jw_lit(&w, ",\"limit\":");
@@ -630,8 +630,8 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 		jw_lit(&w, ",\"remaining\":");
 		jw_u64(&w, r->remaining);
 		jw_lit(&w, ",\"reset\":");
-		jw_i64(&w, ceil_div(d->now + (r->reset_after > 0 ? r->reset_after : 0),
-				    SL_NS_PER_SEC));
+		jw_i64(&w,
+		       ceil_div(d->now + (r->reset_after > 0 ? r->reset_after : 0), SL_NS_PER_SEC));
 		jw_lit(&w, "}");
 	}
 	jw_lit(&w, "]}");
@@ -667,7 +667,7 @@ static void decide_complete(struct sl_admin_call *c)
 	sl_eval_finish(ev);
 	if (l != NULL) {
 		bool took = ev->decision.status == 200 && ev->batch.status >= 0 &&
-			    ev->batch.status != SL_DENY;
+		            ev->batch.status != SL_DENY;
 		if (took) {
 			size_t used = 0;
 			l->n = 0;
@@ -727,7 +727,7 @@ static int reserve_lease(struct sl_admin *a, struct sl_admin_call *c)
 		return 0;
 	if (n > SL_ADMIN_LEASE_KEYS || bytes > SL_ADMIN_LEASE_KEYBUF) {
 		respond_error(&c->resp, 503, "lease_too_large",
-			      "the decision's concurrency keys do not fit a lease");
+		              "the decision's concurrency keys do not fit a lease");
 		return -1;
 	}
 	l = lease_reserve(&a->g->tables[a->worker]);
@@ -741,7 +741,7 @@ static int reserve_lease(struct sl_admin *a, struct sl_admin_call *c)
 }
 
 static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
-			 const struct sl_admin_req *req)
+                         const struct sl_admin_req *req)
 {
 	struct sl_header hdrs[SL_ADMIN_MAX_HEADERS];
 	struct sl_request r;
@@ -770,7 +770,7 @@ static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
 	if (bad) {
 		cJSON_Delete(root);
 		respond_error(&c->resp, 400, "bad_field",
-			      "ip, key, account, plan, method, path and host must be strings");
+		              "ip, key, account, plan, method, path and host must be strings");
 		return 0;
 	}
 	if (r.ip.p != NULL && !ip_valid(r.ip)) {
@@ -798,12 +798,12 @@ static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
 			if (!cJSON_IsString(e) || r.nheaders >= SL_ADMIN_MAX_HEADERS) {
 				cJSON_Delete(root);
 				respond_error(&c->resp, 400, "bad_field",
-					      "headers must map names to strings (at most 64)");
+				              "headers must map names to strings (at most 64)");
 				return 0;
 			}
 			hdrs[r.nheaders].name = (struct sl_str){e->string, strlen(e->string)};
 			hdrs[r.nheaders].value =
-				(struct sl_str){e->valuestring, strlen(e->valuestring)};
+			        (struct sl_str){e->valuestring, strlen(e->valuestring)};
 			r.nheaders++;
 		}
 		r.headers = hdrs;
@@ -814,7 +814,7 @@ static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
 		if (!(v >= 0 && v <= (double)COST_MAX) || v != (double)(uint64_t)v) {
 			cJSON_Delete(root);
 			respond_error(&c->resp, 400, "bad_field",
-				      "cost must be a whole number from 0 to 1000000000");
+			              "cost must be a whole number from 0 to 1000000000");
 			return 0;
 		}
 		r.cost = (uint64_t)v;
@@ -823,8 +823,8 @@ static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
 	cJSON_Delete(root);
 	if (rc < 0) {
 		respond_error(&c->resp, 400, "bad_request",
-			      rc == SL_ENOMEM ? "the request's descriptors are too large"
-					      : "the request cannot be evaluated");
+		              rc == SL_ENOMEM ? "the request's descriptors are too large"
+		                              : "the request cannot be evaluated");
 		return 0;
 	}
 	if (reserve_lease(a, c) < 0)
@@ -851,7 +851,7 @@ static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
 		return 0;
 	}
 	if (c->kind == K_NONE)
-		return 0; /* completed inline (memory store) */
+		return 0;         /* completed inline (memory store) */
 	c->kind = K_DECIDE_ASYNC; /* done() now owed */
 	return SL_AGAIN;
 }
@@ -859,7 +859,7 @@ static int handle_decide(struct sl_admin *a, struct sl_admin_call *c,
 /* ---- /v1/release ---- */
 
 static int handle_release(struct sl_admin *a, struct sl_admin_call *c,
-			  const struct sl_admin_req *req)
+                          const struct sl_admin_req *req)
 {
 	cJSON *root;
 	const cJSON *id;
@@ -900,7 +900,7 @@ static int handle_release(struct sl_admin *a, struct sl_admin_call *c,
 	pthread_mutex_unlock(&t->mu);
 	if (!found) {
 		respond_error(&c->resp, 404, "unknown_lease",
-			      "no such lease (released, expired or never issued)");
+		              "no such lease (released, expired or never issued)");
 		return 0;
 	}
 	c->kind = K_RELEASE;
@@ -937,7 +937,8 @@ static const struct sl_header *find_header(const struct sl_admin_req *req, const
 {
 	size_t n = strlen(name);
 	for (size_t i = 0; i < req->nheaders; i++)
-		if (req->headers[i].name.len == n && strncasecmp(req->headers[i].name.p, name, n) == 0)
+		if (req->headers[i].name.len == n &&
+		    strncasecmp(req->headers[i].name.p, name, n) == 0)
 			return &req->headers[i];
 	return NULL;
 }

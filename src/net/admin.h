@@ -24,12 +24,12 @@
 #include "store/store.h"
 #include "net/metrics.h"
 
-#define SL_ADMIN_BODY_MAX   65536 /* bytes: response body cap (metrics is the largest) */
-#define SL_ADMIN_LEASES     1024  /* leases per worker table */
-#define SL_ADMIN_LEASE_KEYS 4     /* concurrency checks one lease can hold */
-#define SL_ADMIN_LEASE_KEYBUF 768 /* bytes of descriptor keys one lease can hold */
-#define SL_ADMIN_MAX_HEADERS 64   /* "headers" entries accepted by /v1/decide */
-#define SL_ADMIN_LEASE_ID   40    /* bytes, lease id text incl. NUL */
+#define SL_ADMIN_BODY_MAX     65536 /* bytes: response body cap (metrics is the largest) */
+#define SL_ADMIN_LEASES       1024  /* leases per worker table */
+#define SL_ADMIN_LEASE_KEYS   4     /* concurrency checks one lease can hold */
+#define SL_ADMIN_LEASE_KEYBUF 768   /* bytes of descriptor keys one lease can hold */
+#define SL_ADMIN_MAX_HEADERS  64    /* "headers" entries accepted by /v1/decide */
+#define SL_ADMIN_LEASE_ID     40    /* bytes, lease id text incl. NUL */
 
 /* One admin request as the server parsed it. Every view is borrowed until
  * sl_admin_handle returns (also when it returns SL_AGAIN). */
@@ -51,7 +51,7 @@ struct sl_admin_req {
 /* What to send back. The server adds Content-Length/Connection itself. */
 struct sl_admin_resp {
 	int status;
-	const char *content_type; /* static string */
+	const char *content_type;                   /* static string */
 	struct sl_header extra[SL_ADMIN_MAX_EXTRA]; /* e.g. WWW-Authenticate; static views */
 	size_t nextra;
 	size_t len; /* bytes of body */
@@ -97,10 +97,10 @@ struct sl_admin {
 	uv_loop_t *loop;
 	struct sl_store *store; /* the store this worker submits to; borrowed */
 	struct sl_metrics_shard *shard;
-	uv_timer_t sweep; /* lease expiry */
+	uv_timer_t sweep;            /* lease expiry */
 	int64_t (*clock)(void *arg); /* ns on the epoch-anchored timeline; NULL: CLOCK_REALTIME */
 	void *clock_arg;
-	int64_t lease_ttl; /* ns, from the policy at init; updated by sl_admin_handle */
+	int64_t lease_ttl;   /* ns, from the policy at init; updated by sl_admin_handle */
 	int64_t sweep_every; /* ns, sweep timer period */
 	void (*closed)(struct sl_admin *a);
 };
@@ -115,8 +115,8 @@ int sl_admin_conf_check(const struct sl_admin_conf *c, char *err, size_t cap);
  * p->admin with sl_admin_conf_check first. metrics and stats_store are
  * borrowed. Returns 0, SL_ECONFIG (err filled) or SL_ENOMEM. */
 int sl_admin_global_init(struct sl_admin_global *g, const struct sl_policy *p, unsigned nworkers,
-			 struct sl_metrics *metrics, struct sl_store *stats_store, char *err,
-			 size_t cap);
+                         struct sl_metrics *metrics, struct sl_store *stats_store, char *err,
+                         size_t cap);
 /* After every worker's sl_admin was closed: frees the tables and drops the
  * policy references leases still hold (their slots are not given back). */
 void sl_admin_global_destroy(struct sl_admin_global *g);
@@ -125,8 +125,8 @@ void sl_admin_global_destroy(struct sl_admin_global *g);
  * lease sweep timer (unreferenced: it never keeps the loop alive). clock
  * may be NULL. Returns 0 or a negative code. Thread: the loop's. */
 int sl_admin_init(struct sl_admin *a, struct sl_admin_global *g, unsigned worker, uv_loop_t *loop,
-		  struct sl_store *store, const struct sl_policy *p, int64_t (*clock)(void *),
-		  void *clock_arg);
+                  struct sl_store *store, const struct sl_policy *p, int64_t (*clock)(void *),
+                  void *clock_arg);
 
 /* Release every lease of this worker (store releases are submitted; a
  * graceful shutdown), then close the timer; closed(a) runs from the close

@@ -18,15 +18,15 @@
 
 /* Upper bounds of the latency buckets, ns; +Inf is implicit. */
 static const int64_t bucket_ns[SL_METRICS_BUCKETS] = {
-	10000,    25000,    50000,     100000,    250000,    500000,     1000000,
-	2500000,  5000000,  10000000,  25000000,  50000000,  100000000,  250000000,
+        10000,   25000,   50000,    100000,   250000,   500000,    1000000,
+        2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000,
 };
 static const char *const bucket_le[SL_METRICS_BUCKETS] = {
-	"1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
-	"0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+        "1e-05",  "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
+        "0.0025", "0.005",   "0.01",  "0.025",  "0.05",    "0.1",    "0.25",
 };
 static const char *const outcome_name[SL_METRIC_NOUTCOMES] = {
-	"allowed", "delayed", "rejected", "unauthorized", "error",
+        "allowed", "delayed", "rejected", "unauthorized", "error",
 };
 
 struct series {
@@ -42,7 +42,7 @@ struct hist {
 	_Atomic uint32_t used;
 	char listener[SL_METRICS_NAME];
 	_Atomic uint64_t bucket[SL_METRICS_BUCKETS + 1]; /* non-cumulative; last: +Inf */
-	_Atomic uint64_t sum; /* ns */
+	_Atomic uint64_t sum;                            /* ns */
 };
 
 struct sl_metrics_shard {
@@ -95,7 +95,7 @@ struct sl_metrics_shard *sl_metrics_shard(struct sl_metrics *m, unsigned i)
 static inline void bump(_Atomic uint64_t *c, uint64_t by)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
-			      memory_order_relaxed);
+	                      memory_order_relaxed);
 }
 
 static uint32_t hash_name(uint32_t h, const char *s)
@@ -119,7 +119,7 @@ static bool name_eq(const char *stored, const char *s)
 }
 
 static void count_series(struct sl_metrics_shard *s, const char *listener, const char *limit,
-			 unsigned outcome)
+                         unsigned outcome)
 {
 	uint32_t h = hash_name(hash_name(2166136261u, listener) ^ 0x9e3779b9u, limit);
 	h = (h ^ outcome) * 16777619u;
@@ -176,7 +176,7 @@ static void count_latency(struct sl_metrics_shard *s, const char *listener, int6
 }
 
 void sl_metrics_decision(struct sl_metrics_shard *s, const char *listener, const char *limit,
-			 unsigned outcome, int64_t latency_ns)
+                         unsigned outcome, int64_t latency_ns)
 {
 	if (s == NULL)
 		return;
@@ -206,7 +206,7 @@ unsigned sl_metrics_outcome(const struct sl_eval *ev)
 }
 
 void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const struct sl_eval *ev,
-		     int64_t latency_ns)
+                     int64_t latency_ns)
 {
 	const struct sl_decision *d = &ev->decision;
 	int idx = d->denied >= 0 ? d->denied : d->primary;
@@ -327,7 +327,8 @@ static void render_decisions(struct sl_metrics *m, struct out *o)
 	for (unsigned k = 0; k < SL_METRIC_NOUTCOMES; k++)
 		if (over[k] != 0)
 			put(o,
-			    "sluice_decisions_total{listener=\"other\",limit=\"other\",outcome=\"%s\"} "
+			    "sluice_decisions_total{listener=\"other\",limit=\"other\",outcome=\"%"
+			    "s\"} "
 			    "%llu\n",
 			    outcome_name[k], (unsigned long long)over[k]);
 	free(a);
@@ -366,7 +367,7 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 					continue;
 				for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++)
 					b[x] += atomic_load_explicit(&h->bucket[x],
-								     memory_order_relaxed);
+					                             memory_order_relaxed);
 				sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
 			}
 		/* The workers keep counting while this reads: _count is the
@@ -376,7 +377,8 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 			put(o, "sluice_decision_seconds_bucket{listener=\"");
 			put_label(o, names[k]);
 			put(o, "\",le=\"%s\"} %llu\n",
-			    x < SL_METRICS_BUCKETS ? bucket_le[x] : "+Inf", (unsigned long long)cum);
+			    x < SL_METRICS_BUCKETS ? bucket_le[x] : "+Inf",
+			    (unsigned long long)cum);
 		}
 		put(o, "sluice_decision_seconds_sum{listener=\"");
 		put_label(o, names[k]);
@@ -389,8 +391,7 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 	free(names);
 }
 
-long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, char *buf,
-		       size_t cap)
+long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, char *buf, size_t cap)
 {
 	struct out o = {buf, cap, 0, cap == 0};
 

@@ -43,14 +43,14 @@ struct sl_metrics_shard *sl_metrics_shard(struct sl_metrics *m, unsigned i);
  * one hash probe sequence over SL_METRICS_SERIES. Thread: the shard's
  * worker only. */
 void sl_metrics_decision(struct sl_metrics_shard *s, const char *listener, const char *limit,
-			 unsigned outcome, int64_t latency_ns);
+                         unsigned outcome, int64_t latency_ns);
 
 /* The same, deriving limit and outcome from a finished evaluation
  * (after sl_eval_finish); a 401 counts under limit="none". latency_ns
  * should come from a fresh monotonic read (uv_hrtime()), not a clock
  * cached per loop pass, or every inline decision measures 0. */
 void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const struct sl_eval *ev,
-		     int64_t latency_ns);
+                     int64_t latency_ns);
 
 /* Outcome of a finished evaluation (enum sl_metrics_outcome). */
 unsigned sl_metrics_outcome(const struct sl_eval *ev);
@@ -60,6 +60,6 @@ unsigned sl_metrics_outcome(const struct sl_eval *ev);
  * length, or -1 when it does not fit. Thread: any; concurrent with counting
  * (each value is read atomically; a scrape is not a global snapshot). */
 long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, char *buf,
-		       size_t cap);
+                       size_t cap);
 
 #endif

@@ -20,23 +20,24 @@
 #define NOW0 (1700000000LL * SL_NS_PER_SEC) /* ns: a fixed start time */
 
 static const char config_text[] =
-	"listeners:\n"
-	"  - { name: gateway, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n"
-	"admin: { listen: \"127.0.0.1:19901\", lease_ttl: 2s }\n"
-	"identify:\n"
-	"  key: { from: [\"header:X-Api-Key\"], required: false }\n"
-	"  accounts:\n"
-	"    - { account: acme, plan: pro, keys: [\"sk_acme\"] }\n"
-	"    - { account: tiny, plan: free, keys: [\"sk_tiny\"] }\n"
-	"    - { account: big, plan: huge, keys: [\"sk_big\"] }\n"
-	"plans: { free: { title: Free }, pro: { title: Pro }, huge: { title: Huge } }\n"
-	"limits:\n"
-	"  - { name: hourly, key: account, quota: { free: 2/hour, pro: 100/hour, huge: unlimited } }\n"
-	"  - { name: inflight, key: account, concurrency: { free: 5, pro: 2, huge: 5000 } }\n"
-	"responses:\n"
-	"  rejected:\n"
-	"    headers: { Retry-After: \"{retry_after}\", X-RateLimit-DeniedBy: \"{denied_by}\" }\n"
-	"    body: '{\"error\":\"limited\",\"by\":\"{denied_by}\"}'\n";
+        "listeners:\n"
+        "  - { name: gateway, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n"
+        "admin: { listen: \"127.0.0.1:19901\", lease_ttl: 2s }\n"
+        "identify:\n"
+        "  key: { from: [\"header:X-Api-Key\"], required: false }\n"
+        "  accounts:\n"
+        "    - { account: acme, plan: pro, keys: [\"sk_acme\"] }\n"
+        "    - { account: tiny, plan: free, keys: [\"sk_tiny\"] }\n"
+        "    - { account: big, plan: huge, keys: [\"sk_big\"] }\n"
+        "plans: { free: { title: Free }, pro: { title: Pro }, huge: { title: Huge } }\n"
+        "limits:\n"
+        "  - { name: hourly, key: account, quota: { free: 2/hour, pro: 100/hour, huge: unlimited } "
+        "}\n"
+        "  - { name: inflight, key: account, concurrency: { free: 5, pro: 2, huge: 5000 } }\n"
+        "responses:\n"
+        "  rejected:\n"
+        "    headers: { Retry-After: \"{retry_after}\", X-RateLimit-DeniedBy: \"{denied_by}\" }\n"
+        "    body: '{\"error\":\"limited\",\"by\":\"{denied_by}\"}'\n";
 
 struct fx {
 	char path[64];
@@ -89,12 +90,10 @@ static int setup_with(void **state, const char *text)
 	assert_int_equal(sl_memory_store_create(&f->store, 1 << 20, 42), 0);
 	f->m = sl_metrics_create(2);
 	assert_non_null(f->m);
-	assert_int_equal(sl_admin_global_init(&f->g, f->p, 2, f->m, f->store, err, sizeof(err)),
-			 0);
+	assert_int_equal(sl_admin_global_init(&f->g, f->p, 2, f->m, f->store, err, sizeof(err)), 0);
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	f->now = NOW0;
-	assert_int_equal(
-		sl_admin_init(&f->a, &f->g, 1, &f->loop, f->store, f->p, fx_clock, f), 0);
+	assert_int_equal(sl_admin_init(&f->a, &f->g, 1, &f->loop, f->store, f->p, fx_clock, f), 0);
 	*state = f;
 	return 0;
 }
@@ -128,7 +127,7 @@ static int teardown(void **state)
 /* Send one request; returns the HTTP status; the body is NUL-terminated
  * in a static buffer through *body. */
 static int send_req(struct fx *f, const char *method, const char *path, const char *body,
-		    const char **out)
+                    const char **out)
 {
 	static char copy[SL_ADMIN_BODY_MAX + 1];
 	struct sl_admin_req r;
@@ -198,9 +197,20 @@ static void decide_refuses_malformed_json(void **state)
 {
 	struct fx *f = *state;
 	static const char *const bad[] = {
-		"", "{", "[]", "\"x\"", "{\"ip\":1}", "{\"account\":true}", "{\"cost\":-1}",
-		"{\"cost\":0.5}", "{\"cost\":\"1\"}", "{\"headers\":[1]}", "{\"headers\":{\"a\":2}}",
-		"{\"ip\":\"10.0.0.300\"}", "{\"ip\":\"[::1]\"}", "{\"ip\":\"1.2.3.4:80\"}",
+	        "",
+	        "{",
+	        "[]",
+	        "\"x\"",
+	        "{\"ip\":1}",
+	        "{\"account\":true}",
+	        "{\"cost\":-1}",
+	        "{\"cost\":0.5}",
+	        "{\"cost\":\"1\"}",
+	        "{\"headers\":[1]}",
+	        "{\"headers\":{\"a\":2}}",
+	        "{\"ip\":\"10.0.0.300\"}",
+	        "{\"ip\":\"[::1]\"}",
+	        "{\"ip\":\"1.2.3.4:80\"}",
 	};
 	const char *out;
 
@@ -279,9 +289,13 @@ static void release_frees_once_and_refuses_forged_ids(void **state)
 	char body[128];
 	const char *out;
 	static const char *const forged[] = {
-		"{\"lease\":\"\"}", "{\"lease\":\"1-0\"}", "{\"lease\":\"9-0-00000001\"}",
-		"{\"lease\":\"1-5000-00000001\"}", "{\"lease\":\"1-0-0000000g\"}",
-		"{\"lease\":\"1-0-000000001\"}", "{\"lease\":\"-1-0-00000001\"}",
+	        "{\"lease\":\"\"}",
+	        "{\"lease\":\"1-0\"}",
+	        "{\"lease\":\"9-0-00000001\"}",
+	        "{\"lease\":\"1-5000-00000001\"}",
+	        "{\"lease\":\"1-0-0000000g\"}",
+	        "{\"lease\":\"1-0-000000001\"}",
+	        "{\"lease\":\"-1-0-00000001\"}",
 	};
 
 	snprintf(body, sizeof(body), "{\"lease\":\"%s\"}", jstr(a, "lease"));
@@ -352,9 +366,10 @@ static void metrics_render_the_decisions(void **state)
 	cJSON_Delete(decide(f, "{\"account\":\"tiny\"}"));
 	cJSON_Delete(decide(f, "{\"account\":\"tiny\"}"));
 	assert_int_equal(send_req(f, "GET", "/metrics", NULL, &out), 200);
-	assert_non_null(strstr(
-		out, "sluice_decisions_total{listener=\"admin\",limit=\"hourly\",outcome=\"rejected\"} 1\n"));
-	assert_non_null(strstr(out, "sluice_decision_seconds_bucket{listener=\"admin\",le=\"+Inf\"} 3\n"));
+	assert_non_null(strstr(out, "sluice_decisions_total{listener=\"admin\",limit=\"hourly\","
+	                            "outcome=\"rejected\"} 1\n"));
+	assert_non_null(
+	        strstr(out, "sluice_decision_seconds_bucket{listener=\"admin\",le=\"+Inf\"} 3\n"));
 	assert_non_null(strstr(out, "sluice_decision_seconds_count{listener=\"admin\"} 3\n"));
 	assert_non_null(strstr(out, "sluice_store_states "));
 	assert_non_null(strstr(out, "sluice_store_evictions_total 0\n"));
@@ -374,11 +389,16 @@ static void metrics_merge_shards_and_escape_labels(void **state)
 	n = sl_metrics_render(m, NULL, buf, sizeof(buf));
 	assert_true(n > 0);
 	buf[n] = '\0';
-	assert_non_null(strstr(buf, "sluice_decisions_total{listener=\"gw\",limit=\"ip\",outcome=\"allowed\"} 2\n"));
+	assert_non_null(strstr(
+	        buf,
+	        "sluice_decisions_total{listener=\"gw\",limit=\"ip\",outcome=\"allowed\"} 2\n"));
 	assert_non_null(strstr(buf, "listener=\"g\\\"w\",limit=\"none\",outcome=\"error\"} 1\n"));
-	assert_non_null(strstr(buf, "sluice_decision_seconds_bucket{listener=\"gw\",le=\"1e-05\"} 1\n"));
-	assert_non_null(strstr(buf, "sluice_decision_seconds_bucket{listener=\"gw\",le=\"0.025\"} 1\n"));
-	assert_non_null(strstr(buf, "sluice_decision_seconds_bucket{listener=\"gw\",le=\"0.05\"} 2\n"));
+	assert_non_null(
+	        strstr(buf, "sluice_decision_seconds_bucket{listener=\"gw\",le=\"1e-05\"} 1\n"));
+	assert_non_null(
+	        strstr(buf, "sluice_decision_seconds_bucket{listener=\"gw\",le=\"0.025\"} 1\n"));
+	assert_non_null(
+	        strstr(buf, "sluice_decision_seconds_bucket{listener=\"gw\",le=\"0.05\"} 2\n"));
 	assert_non_null(strstr(buf, "sluice_decision_seconds_sum{listener=\"gw\"} 0.030005000\n"));
 	assert_int_equal(sl_metrics_render(m, NULL, buf, 100), -1);
 	sl_metrics_destroy(m);
@@ -399,10 +419,10 @@ static void metrics_overflow_counts_into_other(void **state)
 	n = sl_metrics_render(m, NULL, buf, sizeof(buf));
 	assert_true(n > 0);
 	buf[n] = '\0';
-	assert_non_null(strstr(buf, "{listener=\"other\",limit=\"other\",outcome=\"allowed\"} 10\n"));
+	assert_non_null(
+	        strstr(buf, "{listener=\"other\",limit=\"other\",outcome=\"allowed\"} 10\n"));
 	sl_metrics_destroy(m);
 }
-
 
 /* ---- the asynchronous path: a store that completes on a later loop pass ---- */
 
@@ -527,11 +547,11 @@ static void async_store_completes_decide_and_release_later(void **state)
 }
 
 static const char token_config[] =
-	"listeners:\n"
-	"  - { name: gateway, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n"
-	"admin: { listen: \"127.0.0.1:19901\", token: \"tok\" }\n"
-	"limits:\n"
-	"  - { name: ip, key: ip, rate: 10/min }\n";
+        "listeners:\n"
+        "  - { name: gateway, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n"
+        "admin: { listen: \"127.0.0.1:19901\", token: \"tok\" }\n"
+        "limits:\n"
+        "  - { name: ip, key: ip, rate: 10/min }\n";
 
 static int setup_token(void **state)
 {
@@ -584,25 +604,25 @@ static void conf_check_requires_token_off_loopback(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(decide_refuses_malformed_json, setup, teardown),
-		cmocka_unit_test_setup_teardown(decide_looks_up_the_plan_and_issues_a_lease, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(unlimited_limit_reports_nulls, setup, teardown),
-		cmocka_unit_test_setup_teardown(rejection_names_the_limit_and_renders_the_body, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(release_frees_once_and_refuses_forged_ids, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(sweep_releases_expired_leases, setup, teardown),
-		cmocka_unit_test_setup_teardown(full_lease_table_refuses_with_503, setup, teardown),
-		cmocka_unit_test_setup_teardown(routing_and_methods, setup, teardown),
-		cmocka_unit_test_setup_teardown(metrics_render_the_decisions, setup, teardown),
-		cmocka_unit_test_setup_teardown(async_store_completes_decide_and_release_later, setup,
-						teardown),
-		cmocka_unit_test(metrics_merge_shards_and_escape_labels),
-		cmocka_unit_test(metrics_overflow_counts_into_other),
-		cmocka_unit_test_setup_teardown(token_guards_everything_but_healthz, setup_token,
-						teardown),
-		cmocka_unit_test(conf_check_requires_token_off_loopback),
+	        cmocka_unit_test_setup_teardown(decide_refuses_malformed_json, setup, teardown),
+	        cmocka_unit_test_setup_teardown(decide_looks_up_the_plan_and_issues_a_lease, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(unlimited_limit_reports_nulls, setup, teardown),
+	        cmocka_unit_test_setup_teardown(rejection_names_the_limit_and_renders_the_body,
+	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(release_frees_once_and_refuses_forged_ids, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(sweep_releases_expired_leases, setup, teardown),
+	        cmocka_unit_test_setup_teardown(full_lease_table_refuses_with_503, setup, teardown),
+	        cmocka_unit_test_setup_teardown(routing_and_methods, setup, teardown),
+	        cmocka_unit_test_setup_teardown(metrics_render_the_decisions, setup, teardown),
+	        cmocka_unit_test_setup_teardown(async_store_completes_decide_and_release_later,
+	                                        setup, teardown),
+	        cmocka_unit_test(metrics_merge_shards_and_escape_labels),
+	        cmocka_unit_test(metrics_overflow_counts_into_other),
+	        cmocka_unit_test_setup_teardown(token_guards_everything_but_healthz, setup_token,
+	                                        teardown),
+	        cmocka_unit_test(conf_check_requires_token_off_loopback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,29 +20,28 @@
 #include "net/metrics.h"
 
 /* cmocka's assertions longjmp to the main thread; off it, fail loudly. */
-#define CHECK(cond)                                                                  \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                              \
-			abort();                                                     \
-		}                                                                    \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 #define ROUNDS 1500 /* decisions per worker */
 #define NOW0   (1700000000LL * SL_NS_PER_SEC)
 
 static const char config_text[] =
-	"listeners:\n"
-	"  - { name: gateway, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n"
-	"admin: { listen: \"127.0.0.1:19901\", lease_ttl: 60s }\n"
-	"identify:\n"
-	"  key: { from: [\"header:X-Api-Key\"], required: false }\n"
-	"  accounts:\n"
-	"    - { account: acme, plan: pro, keys: [\"sk_acme\"] }\n"
-	"plans: { pro: { title: Pro } }\n"
-	"limits:\n"
-	"  - { name: inflight, key: account, concurrency: { pro: 64 } }\n";
+        "listeners:\n"
+        "  - { name: gateway, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n"
+        "admin: { listen: \"127.0.0.1:19901\", lease_ttl: 60s }\n"
+        "identify:\n"
+        "  key: { from: [\"header:X-Api-Key\"], required: false }\n"
+        "  accounts:\n"
+        "    - { account: acme, plan: pro, keys: [\"sk_acme\"] }\n"
+        "plans: { pro: { title: Pro } }\n"
+        "limits:\n"
+        "  - { name: inflight, key: account, concurrency: { pro: 64 } }\n";
 
 /* A bounded single-producer single-consumer queue of lease ids. */
 #define QCAP 256
@@ -68,8 +67,7 @@ static int64_t fixed_clock(void *arg)
 	return NOW0;
 }
 
-static int send_req(struct sl_admin *a, struct sl_admin_call *c, const char *path,
-		    const char *body)
+static int send_req(struct sl_admin *a, struct sl_admin_call *c, const char *path, const char *body)
 {
 	struct sl_admin_req r;
 
@@ -119,7 +117,7 @@ static void release_one(struct sl_admin *a, struct sl_admin_call *c, const char 
 	snprintf(body, sizeof(body), "{\"lease\":\"%s\"}", id);
 	if (send_req(a, c, "/v1/release", body) != 200)
 		fprintf(stderr, "release %s: %d %.*s\n", id, c->resp.status, (int)c->resp.len,
-			c->resp.body);
+		        c->resp.body);
 	CHECK(c->resp.status == 200);
 	atomic_fetch_add(&released, 1);
 }
@@ -218,7 +216,7 @@ static void leases_cross_workers_and_all_come_back(void **state)
 	metrics = sl_metrics_create(2);
 	assert_non_null(metrics);
 	assert_int_equal(sl_admin_global_init(&global, policy, 2, metrics, store, err, sizeof(err)),
-			 0);
+	                 0);
 	for (int i = 0; i < 2; i++)
 		pthread_mutex_init(&q[i].mu, NULL);
 	pthread_barrier_init(&closing, NULL, 2);
@@ -243,10 +241,11 @@ static void leases_cross_workers_and_all_come_back(void **state)
 		char want[128];
 
 		assert_int_equal(uv_loop_init(&loop), 0);
-		assert_int_equal(sl_admin_init(&a, &global, 0, &loop, store, policy, fixed_clock, NULL),
-				 0);
+		assert_int_equal(
+		        sl_admin_init(&a, &global, 0, &loop, store, policy, fixed_clock, NULL), 0);
 		for (int i = 0; i < 64; i++) {
-			assert_int_equal(send_req(&a, c, "/v1/decide", "{\"account\":\"acme\"}"), 200);
+			assert_int_equal(send_req(&a, c, "/v1/decide", "{\"account\":\"acme\"}"),
+			                 200);
 			assert_non_null(strstr(c->resp.body, "\"allowed\":true"));
 		}
 		send_req(&a, c, "/v1/decide", "{\"account\":\"acme\"}");
@@ -254,8 +253,9 @@ static void leases_cross_workers_and_all_come_back(void **state)
 		n = sl_metrics_render(metrics, NULL, buf, sizeof(buf) - 1);
 		assert_true(n > 0);
 		buf[n] = '\0';
-		snprintf(want, sizeof(want), "sluice_decision_seconds_count{listener=\"admin\"} %d\n",
-			 2 * ROUNDS + atomic_load(&refused) + 65);
+		snprintf(want, sizeof(want),
+		         "sluice_decision_seconds_count{listener=\"admin\"} %d\n",
+		         2 * ROUNDS + atomic_load(&refused) + 65);
 		assert_non_null(strstr(buf, want));
 		sl_admin_close(&a, closed);
 		uv_run(&loop, UV_RUN_DEFAULT);
@@ -272,7 +272,7 @@ static void leases_cross_workers_and_all_come_back(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(leases_cross_workers_and_all_come_back),
+	        cmocka_unit_test(leases_cross_workers_and_all_come_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
