@@ -178,8 +178,13 @@ int sl_cmd_serve(int argc, char **argv)
 	free(diag);
 
 	if (d.policy->store.type == SL_STORE_REDIS) {
-		log_msg("store type redis is not available in this build yet");
-		goto out_policy;
+		rc = sl_redis_store_create(&d.store, &d.policy->store);
+		if (rc < 0) {
+			fprintf(stderr, "sluice: redis store %s: %s\n",
+				d.policy->store.url ? d.policy->store.url : "", sl_strerror(rc));
+			goto out_policy;
+		}
+		goto store_ready;
 	}
 	rc = sl_memory_store_create(&d.store, d.policy->store.memory ? d.policy->store.memory : 64u << 20,
 				    store_seed(d.policy->store.snapshot));
@@ -187,17 +192,20 @@ int sl_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "sluice: memory store: %s\n", sl_strerror(rc));
 		goto out_policy;
 	}
-	if (d.policy->store.snapshot) {
+	if (d.policy->store.snapshot) { /* memory store only */
 		rc = sl_memory_store_load(d.store, d.policy->store.snapshot, sl_clock_now());
 		if (rc < 0 && rc != SL_ENOENT)
 			fprintf(stderr, "sluice: snapshot %s not restored: %s\n", d.policy->store.snapshot,
 				sl_strerror(rc));
 	}
+store_ready:
 	err[0] = 0;
 	if (sl_server_create(&d.server, d.policy, d.store, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
 		goto out_store;
 	}
+	if (d.policy->store.type == SL_STORE_REDIS)
+		sl_server_set_detach(d.server, sl_redis_store_detach);
 
 	uv_loop_init(&d.loop);
 	uv_signal_init(&d.loop, &d.sighup);
@@ -223,7 +231,7 @@ int sl_cmd_serve(int argc, char **argv)
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&d.loop);
 	status = 0;
-	if (d.policy->store.snapshot) {
+	if (d.policy->store.snapshot && d.policy->store.type == SL_STORE_MEMORY) {
 		rc = sl_memory_store_save(d.store, d.policy->store.snapshot, sl_clock_now());
 		if (rc < 0) {
 			fprintf(stderr, "sluice: snapshot %s not saved: %s\n", d.policy->store.snapshot,

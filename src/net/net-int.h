@@ -183,6 +183,7 @@ struct sl_worker {
 	uv_async_t async;
 	uv_prepare_t prep;
 	uv_check_t check;
+	uv_timer_t detach_timer; /* shutdown: detach the store from this loop */
 	bool now_valid;
 	int64_t now; /* ns, read once per loop pass */
 
@@ -219,6 +220,7 @@ struct sl_server {
 	bool admin_on;
 	void (*done)(void *arg);
 	void *done_arg;
+	void (*detach)(struct sl_store *st, void *loop);
 	unsigned running; /* atomic: workers still in their loop */
 	char logbuf_unused;
 };

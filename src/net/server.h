@@ -41,6 +41,12 @@ void sl_server_stop(struct sl_server *s);
 /* Join the worker threads (after done ran) and free everything. */
 void sl_server_destroy(struct sl_server *s);
 
+/* A store whose batches complete on the submitting loop (Redis) keeps
+ * connections on each worker loop; detach(store, loop) runs on each worker
+ * as it shuts down, from a timer callback (never inside a completion).
+ * Call before sl_server_start. */
+void sl_server_set_detach(struct sl_server *s, void (*detach)(struct sl_store *st, void *loop));
+
 /* Number of worker threads. */
 unsigned sl_server_workers(const struct sl_server *s);
 

@@ -137,6 +137,13 @@ static void admin_closed(struct sl_admin *a)
 {
 }
 
+static void detach_cb(uv_timer_t *t)
+{
+	struct sl_worker *w = t->data;
+	w->srv->detach(w->srv->store, &w->loop);
+	uv_close((uv_handle_t *)t, worker_closed_cb);
+}
+
 void sl_worker_maybe_exit(struct sl_worker *w)
 {
 	if (!w->draining || w->closed || w->nconns || w->nupconns)
@@ -154,6 +161,11 @@ void sl_worker_maybe_exit(struct sl_worker *w)
 		sl_admin_close(&w->admin, admin_closed);
 	uv_close((uv_handle_t *)&w->prep, worker_closed_cb);
 	uv_close((uv_handle_t *)&w->check, worker_closed_cb);
+	if (w->srv->detach) {
+		uv_timer_init(&w->loop, &w->detach_timer);
+		w->detach_timer.data = w;
+		uv_timer_start(&w->detach_timer, detach_cb, 0, 0);
+	}
 }
 
 void sl_worker_conn_freed(struct sl_worker *w)
@@ -330,6 +342,11 @@ int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_stor
 fail:
 	/* startup failure: the process exits; loops are left to the OS */
 	return rc;
+}
+
+void sl_server_set_detach(struct sl_server *s, void (*detach)(struct sl_store *st, void *loop))
+{
+	s->detach = detach;
 }
 
 unsigned sl_server_workers(const struct sl_server *s)
