@@ -89,8 +89,9 @@ static void on_reload(uv_signal_t *h, int sig)
 	}
 	if (sl_policy_load(d->path, &p, diag) < 0) {
 		print_diag(diag);
-		fprintf(stderr, "sluice: reload of %s failed (%zu errors); the old config keeps serving\n",
-			d->path, diag->n);
+		fprintf(stderr,
+		        "sluice: reload of %s failed (%zu errors); the old config keeps serving\n",
+		        d->path, diag->n);
 		free(diag);
 		return;
 	}
@@ -152,7 +153,8 @@ int sl_cmd_serve(int argc, char **argv)
 
 	memset(&d, 0, sizeof(d));
 	for (int i = 1; i < argc; i++) {
-		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
+		    i + 1 < argc)
 			d.path = argv[++i];
 		else {
 			fprintf(stderr, "usage: sluice serve -c FILE\n");
@@ -181,13 +183,14 @@ int sl_cmd_serve(int argc, char **argv)
 		rc = sl_redis_store_create(&d.store, &d.policy->store);
 		if (rc < 0) {
 			fprintf(stderr, "sluice: redis store %s: %s\n",
-				d.policy->store.url ? d.policy->store.url : "", sl_strerror(rc));
+			        d.policy->store.url ? d.policy->store.url : "", sl_strerror(rc));
 			goto out_policy;
 		}
 		goto store_ready;
 	}
-	rc = sl_memory_store_create(&d.store, d.policy->store.memory ? d.policy->store.memory : 64u << 20,
-				    store_seed(d.policy->store.snapshot));
+	rc = sl_memory_store_create(&d.store,
+	                            d.policy->store.memory ? d.policy->store.memory : 64u << 20,
+	                            store_seed(d.policy->store.snapshot));
 	if (rc < 0) {
 		fprintf(stderr, "sluice: memory store: %s\n", sl_strerror(rc));
 		goto out_policy;
@@ -195,8 +198,8 @@ int sl_cmd_serve(int argc, char **argv)
 	if (d.policy->store.snapshot) { /* memory store only */
 		rc = sl_memory_store_load(d.store, d.policy->store.snapshot, sl_clock_now());
 		if (rc < 0 && rc != SL_ENOENT)
-			fprintf(stderr, "sluice: snapshot %s not restored: %s\n", d.policy->store.snapshot,
-				sl_strerror(rc));
+			fprintf(stderr, "sluice: snapshot %s not restored: %s\n",
+			        d.policy->store.snapshot, sl_strerror(rc));
 	}
 store_ready:
 	err[0] = 0;
@@ -222,7 +225,8 @@ store_ready:
 		log_msg("could not start the worker threads");
 		_exit(1);
 	}
-	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path, sl_server_workers(d.server));
+	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
+	        sl_server_workers(d.server));
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 
 	/* every worker left its loop */
@@ -234,8 +238,8 @@ store_ready:
 	if (d.policy->store.snapshot && d.policy->store.type == SL_STORE_MEMORY) {
 		rc = sl_memory_store_save(d.store, d.policy->store.snapshot, sl_clock_now());
 		if (rc < 0) {
-			fprintf(stderr, "sluice: snapshot %s not saved: %s\n", d.policy->store.snapshot,
-				sl_strerror(rc));
+			fprintf(stderr, "sluice: snapshot %s not saved: %s\n",
+			        d.policy->store.snapshot, sl_strerror(rc));
 		}
 	}
 	fprintf(stderr, "sluice: stopped\n");

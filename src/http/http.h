@@ -58,18 +58,18 @@ enum sl_http_state {
 struct sl_http_parser {
 	llhttp_t ll;
 	struct sl_http_msg msg;
-	uint8_t state;        /* enum sl_http_state */
-	bool response;        /* parses responses */
-	bool skip_body;       /* the next response answers a HEAD request */
-	bool in_field;        /* last header span was a name */
-	bool paused_head;     /* set by the callbacks, read by sl_http_parse */
+	uint8_t state;    /* enum sl_http_state */
+	bool response;    /* parses responses */
+	bool skip_body;   /* the next response answers a HEAD request */
+	bool in_field;    /* last header span was a name */
+	bool paused_head; /* set by the callbacks, read by sl_http_parse */
 	bool paused_end;
-	bool pending_end;     /* head and end arrived together (HEAD responses) */
-	int error_status;     /* after SL_HTTP_ERR */
-	size_t head_bytes;    /* bytes of the current head so far */
-	size_t max_head;      /* bytes; over: 431 */
-	uint64_t body_bytes;  /* decoded body bytes of the current message */
-	uint64_t max_body;    /* bytes; over: 413 (0: unlimited) */
+	bool pending_end;    /* head and end arrived together (HEAD responses) */
+	int error_status;    /* after SL_HTTP_ERR */
+	size_t head_bytes;   /* bytes of the current head so far */
+	size_t max_head;     /* bytes; over: 431 */
+	uint64_t body_bytes; /* decoded body bytes of the current message */
+	uint64_t max_body;   /* bytes; over: 413 (0: unlimited) */
 	/* Optional copy of the decoded body (admin requests): over sink_cap
 	 * bytes is 413. NULL: body bytes are only reported raw. */
 	char *sink;
@@ -104,7 +104,7 @@ bool sl_str_ieq(struct sl_str a, const char *b);
 
 /* Fill req with views of m (borrowed from m). peer is borrowed too. */
 void sl_http_request_view(const struct sl_http_msg *m, const struct sockaddr *peer,
-			  struct sl_request *req);
+                          struct sl_request *req);
 
 /* Forward-auth: rewrite req's method/path/query to the original request
  * named by X-Original-Method/X-Original-URI (nginx auth_request) or
@@ -114,7 +114,7 @@ void sl_http_forward_auth(const struct sl_http_msg *m, struct sl_request *req);
 
 /* Split a request target into path and query (views into url). */
 void sl_http_split_url(struct sl_str url, struct sl_str *path, struct sl_str *query,
-		       struct sl_str *authority);
+                       struct sl_str *authority);
 
 /* ---- writing (response.c) ---- */
 
@@ -148,6 +148,6 @@ bool sl_http_hop_by_hop(struct sl_str name);
 /* A complete small response: status line, Content-Length, optional
  * Connection: close, the given content type and body. Used for errors. */
 void sl_http_out_simple(struct sl_http_out *o, int status, const char *content_type,
-			const char *body, size_t body_len, bool close);
+                        const char *body, size_t body_len, bool close);
 
 #endif

@@ -164,15 +164,15 @@ static int on_message_complete(llhttp_t *ll)
 }
 
 static const llhttp_settings_t settings = {
-	.on_message_begin = on_message_begin,
-	.on_url = on_url,
-	.on_status = on_status,
-	.on_header_field = on_header_field,
-	.on_header_value = on_header_value,
-	.on_header_field_complete = on_header_field_complete,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_message_complete,
+        .on_message_begin = on_message_begin,
+        .on_url = on_url,
+        .on_status = on_status,
+        .on_header_field = on_header_field,
+        .on_header_value = on_header_value,
+        .on_header_field_complete = on_header_field_complete,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
 };
 
 void sl_http_init(struct sl_http_parser *hp, bool response, size_t max_head, uint64_t max_body)
@@ -245,7 +245,7 @@ int sl_http_parse(struct sl_http_parser *hp, const char *p, size_t len, size_t *
 	}
 	if (hp->paused_end) {
 		hp->msg.keep_alive = hp->msg.keep_alive && llhttp_should_keep_alive(&hp->ll) &&
-				     e != HPE_PAUSED_UPGRADE;
+		                     e != HPE_PAUSED_UPGRADE;
 		hp->state = SL_HTTP_IDLE;
 		if (e == HPE_PAUSED_UPGRADE) {
 			hp->msg.keep_alive = false;

@@ -21,13 +21,14 @@ const struct sl_str *sl_http_header(const struct sl_http_msg *m, const char *nam
 }
 
 void sl_http_split_url(struct sl_str url, struct sl_str *path, struct sl_str *query,
-		       struct sl_str *authority)
+                       struct sl_str *authority)
 {
 	const char *p = url.p, *end = url.p + url.len;
 	struct sl_str auth = {0};
 
 	/* absolute-form: scheme "://" authority path */
-	if (url.len > 7 && (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0)) {
+	if (url.len > 7 &&
+	    (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0)) {
 		p += (p[4] == ':') ? 7 : 8;
 		auth.p = p;
 		while (p < end && *p != '/' && *p != '?')
@@ -57,7 +58,7 @@ void sl_http_split_url(struct sl_str url, struct sl_str *path, struct sl_str *qu
 }
 
 void sl_http_request_view(const struct sl_http_msg *m, const struct sockaddr *peer,
-			  struct sl_request *req)
+                          struct sl_request *req)
 {
 	memset(req, 0, sizeof(*req));
 	req->method = m->method;

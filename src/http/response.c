@@ -37,32 +37,58 @@ void sl_http_out_str(struct sl_http_out *o, const char *s)
 const char *sl_http_reason(int status)
 {
 	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 206: return "Partial Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 402: return "Payment Required";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Unknown";
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 202:
+		return "Accepted";
+	case 204:
+		return "No Content";
+	case 206:
+		return "Partial Content";
+	case 301:
+		return "Moved Permanently";
+	case 302:
+		return "Found";
+	case 304:
+		return "Not Modified";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 402:
+		return "Payment Required";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Unknown";
 	}
 }
 
@@ -79,7 +105,8 @@ void sl_http_out_status(struct sl_http_out *o, int status, const char *reason)
 
 static bool clean(struct sl_str s)
 {
-	return memchr(s.p ? s.p : "", '\r', s.len) == NULL && memchr(s.p ? s.p : "", '\n', s.len) == NULL;
+	return memchr(s.p ? s.p : "", '\r', s.len) == NULL &&
+	       memchr(s.p ? s.p : "", '\n', s.len) == NULL;
 }
 
 void sl_http_out_header(struct sl_http_out *o, struct sl_str name, struct sl_str value)
@@ -112,9 +139,15 @@ void sl_http_out_emit(void *arg, struct sl_str name, struct sl_str value)
 
 bool sl_http_hop_by_hop(struct sl_str name)
 {
-	static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-					  "upgrade", "te", "trailer", "expect",
-					  "proxy-authenticate", "proxy-authorization"};
+	static const char *const hop[] = {"connection",
+	                                  "keep-alive",
+	                                  "proxy-connection",
+	                                  "upgrade",
+	                                  "te",
+	                                  "trailer",
+	                                  "expect",
+	                                  "proxy-authenticate",
+	                                  "proxy-authorization"};
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
 		if (sl_str_ieq(name, hop[i]))
 			return true;
@@ -122,7 +155,7 @@ bool sl_http_hop_by_hop(struct sl_str name)
 }
 
 void sl_http_out_simple(struct sl_http_out *o, int status, const char *content_type,
-			const char *body, size_t body_len, bool close)
+                        const char *body, size_t body_len, bool close)
 {
 	sl_http_out_status(o, status, NULL);
 	if (content_type)

@@ -115,9 +115,10 @@ void sl_conn_close(struct sl_conn *c)
 static void write_cb(uv_write_t *req, int status);
 
 static void write2(struct sl_conn *c, const char *a, size_t na, const char *b, size_t nb,
-		   uv_write_cb cb)
+                   uv_write_cb cb)
 {
-	uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)na), uv_buf_init((char *)b, (unsigned)nb)};
+	uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)na),
+	                    uv_buf_init((char *)b, (unsigned)nb)};
 	c->writing = true;
 	c->bytes_out += na + nb;
 	c->wreq.data = c;
@@ -178,12 +179,12 @@ void sl_conn_send_continue(struct sl_conn *c)
 /* Compose a complete local response in c->out: status line, the policy's
  * rate-limit headers (when decided), the body. */
 static void respond(struct sl_conn *c, int status, const char *ctype, const char *body, size_t blen,
-		    bool decided)
+                    bool decided)
 {
 	struct sl_http_out *o = &c->out;
 	bool close = !c->keep_alive || c->close_after || c->w->draining ||
-		     (c->expect_continue && !c->req_end) || status == 400 || status == 408 ||
-		     status == 413 || status == 431;
+	             (c->expect_continue && !c->req_end) || status == 400 || status == 408 ||
+	             status == 413 || status == 431;
 
 	sl_http_out_init(o, c->obuf, SL_OUT_CAP - BODY_MAX);
 	sl_http_out_status(o, status, NULL);
@@ -213,15 +214,16 @@ static void respond(struct sl_conn *c, int status, const char *ctype, const char
 		c->close_after = true;
 	}
 	c->phase = SL_PH_LOCAL;
-	arm(c, T_BODY, c->policy ? c->policy->server.idle_timeout : c->w->policy->server.idle_timeout);
+	arm(c, T_BODY,
+	    c->policy ? c->policy->server.idle_timeout : c->w->policy->server.idle_timeout);
 	sl_conn_write(c, c->obuf, o->len, NULL);
 }
 
 void sl_conn_answer_error(struct sl_conn *c, int status, bool close)
 {
 	char body[128];
-	int n = snprintf(body, sizeof(body), "{\"error\":{\"status\":%d,\"message\":\"%s\"}}", status,
-			 sl_http_reason(status));
+	int n = snprintf(body, sizeof(body), "{\"error\":{\"status\":%d,\"message\":\"%s\"}}",
+	                 status, sl_http_reason(status));
 	if (close)
 		c->close_after = true;
 	c->req_end = c->req_end || close; /* nothing more is read after a fatal error */
@@ -366,7 +368,7 @@ static void admin_dispatch(struct sl_conn *c)
 		static const char ok[] = "ok\n";
 		bool health = sl_str_ieq(m->path, "/healthz");
 		respond(c, health ? 200 : 404, "text/plain", health ? ok : "not found\n",
-			health ? 3 : 10, false);
+		        health ? 3 : 10, false);
 		return;
 	}
 	memset(&r, 0, sizeof(r));
@@ -405,7 +407,7 @@ static void on_head(struct sl_conn *c)
 	c->status = 0;
 	c->bytes_out = 0;
 	n = snprintf(c->logline, sizeof(c->logline), "%.*s %.*s", (int)m->method.len, m->method.p,
-		     (int)(m->url.len > 200 ? 200 : m->url.len), m->url.p);
+	             (int)(m->url.len > 200 ? 200 : m->url.len), m->url.p);
 	(void)n;
 	if (c->l->kind == SL_LK_ADMIN) {
 		c->phase = SL_PH_ADMIN;
@@ -715,7 +717,7 @@ void sl_conn_accept(struct sl_listener *l)
 	c->keep_alive = true;
 	c->expect_continue = false;
 	sl_http_init(&c->hp, false, w->policy->server.max_header_bytes,
-		     w->policy->server.max_body_bytes);
+	             w->policy->server.max_body_bytes);
 	if (l->kind == SL_LK_ADMIN) {
 		if (!c->acall)
 			c->acall = calloc(1, sizeof(*c->acall));
@@ -742,7 +744,8 @@ void sl_conn_accept(struct sl_listener *l)
 	c->peer_ip[0] = 0;
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0) {
 		if (c->peer.ss_family == AF_INET6)
-			uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
+			uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->peer_ip,
+			            sizeof(c->peer_ip));
 		else
 			uv_ip4_name((struct sockaddr_in *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
 	}

@@ -46,7 +46,7 @@ static inline void sl_list_del(struct sl_list *n)
 	n->next->prev = n->prev;
 	n->prev = n->next = n;
 }
-#define sl_container(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define sl_container(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 enum sl_lkind {
 	SL_LK_PROXY = 1,
@@ -71,19 +71,19 @@ struct sl_listener {
 	uint8_t kind; /* enum sl_lkind */
 	char name[64];
 	char listen[128];
-	bool is_static;          /* proxy with upstream: static */
-	struct sl_upstream *up;  /* proxy to http://; else NULL */
-	bool accept_pending;     /* a connection waits: at the cap */
+	bool is_static;         /* proxy with upstream: static */
+	struct sl_upstream *up; /* proxy to http://; else NULL */
+	bool accept_pending;    /* a connection waits: at the cap */
 	bool closed;
 };
 
 enum sl_phase {
-	SL_PH_HEAD = 0,   /* reading the next head */
-	SL_PH_DECIDE,     /* store batch in flight */
-	SL_PH_DELAY,      /* queued decision: timer */
-	SL_PH_LOCAL,      /* answered (or answering) here; the body is discarded */
-	SL_PH_PROXY,      /* forwarding to the upstream */
-	SL_PH_ADMIN,      /* admin call in flight */
+	SL_PH_HEAD = 0, /* reading the next head */
+	SL_PH_DECIDE,   /* store batch in flight */
+	SL_PH_DELAY,    /* queued decision: timer */
+	SL_PH_LOCAL,    /* answered (or answering) here; the body is discarded */
+	SL_PH_PROXY,    /* forwarding to the upstream */
+	SL_PH_ADMIN,    /* admin call in flight */
 };
 
 struct sl_upconn;
@@ -95,18 +95,18 @@ struct sl_conn {
 	struct sl_worker *w;
 	struct sl_listener *l;
 	struct sl_list link; /* worker's active or free list */
-	uint8_t handles;  /* open uv handles (tcp, timer) */
-	bool in_decide;   /* inside decide(): a store completion is inline */
-	uint8_t phase; /* enum sl_phase */
+	uint8_t handles;     /* open uv handles (tcp, timer) */
+	bool in_decide;      /* inside decide(): a store completion is inline */
+	uint8_t phase;       /* enum sl_phase */
 	uint8_t timer_what;
 	bool reading;
-	bool closing;      /* uv_close called (or to be called once idle) */
-	bool close_after;  /* close once the current response is written */
-	bool writing;      /* c->out in flight to the client */
-	bool req_end;      /* the request's last byte was parsed */
-	bool resp_done;    /* the response was written completely */
-	bool body_inflight;/* raw body bytes from rbuf in flight to the upstream */
-	bool release_pending; /* concurrency release to submit at the end */
+	bool closing;           /* uv_close called (or to be called once idle) */
+	bool close_after;       /* close once the current response is written */
+	bool writing;           /* c->out in flight to the client */
+	bool req_end;           /* the request's last byte was parsed */
+	bool resp_done;         /* the response was written completely */
+	bool body_inflight;     /* raw body bytes from rbuf in flight to the upstream */
+	bool release_pending;   /* concurrency release to submit at the end */
 	unsigned store_pending; /* store batches in flight that point at c */
 	struct sockaddr_storage peer;
 	char peer_ip[48];
@@ -123,13 +123,13 @@ struct sl_conn {
 	/* the request in flight */
 	struct sl_policy *policy; /* reference held for the request */
 	struct sl_eval ev;
-	int status;          /* answered status (access log) */
-	uint64_t bytes_out;  /* bytes of response sent to the client */
-	int64_t t_start;     /* ns, the head's arrival */
+	int status;         /* answered status (access log) */
+	uint64_t bytes_out; /* bytes of response sent to the client */
+	int64_t t_start;    /* ns, the head's arrival */
 	char logline[SL_LOGLINE];
-	bool keep_alive;     /* the client may send another request */
+	bool keep_alive; /* the client may send another request */
 	bool expect_continue;
-	bool retried;        /* the request was resent on a fresh upstream connection */
+	bool retried; /* the request was resent on a fresh upstream connection */
 	struct sl_upconn *up;
 
 	/* admin */
@@ -148,9 +148,9 @@ enum sl_upstate {
 struct sl_upconn {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
-	uv_write_t wreq;   /* the request head */
-	uv_write_t breq;   /* a piece of request body */
-	uv_timer_t timer;  /* upstream_timeout */
+	uv_write_t wreq;  /* the request head */
+	uv_write_t breq;  /* a piece of request body */
+	uv_timer_t timer; /* upstream_timeout */
 	struct sl_worker *w;
 	struct sl_upstream *pool;
 	struct sl_conn *c; /* the client it serves, or NULL */
@@ -162,10 +162,10 @@ struct sl_upconn {
 	bool got_bytes;    /* some response bytes arrived */
 	bool resp_head;    /* response head sent to the client */
 	bool resp_end;
-	bool to_client;    /* response bytes from rbuf in flight to the client */
-	bool keep;         /* reusable after this exchange */
-	bool skip_1xx;     /* an interim response is being skipped */
-	size_t head_start; /* bytes: where the response head in progress starts */
+	bool to_client;       /* response bytes from rbuf in flight to the client */
+	bool keep;            /* reusable after this exchange */
+	bool skip_1xx;        /* an interim response is being skipped */
+	size_t head_start;    /* bytes: where the response head in progress starts */
 	unsigned timers_open; /* handles to close before freeing */
 	char *rbuf;
 	size_t rcap, rlen, rpos; /* bytes */
@@ -200,7 +200,7 @@ struct sl_worker {
 	struct sl_list active, free; /* struct sl_conn.link */
 	unsigned nconns;             /* open client connections */
 	unsigned max_conns;
-	unsigned nupconns;           /* open upstream connections */
+	unsigned nupconns; /* open upstream connections */
 	bool draining, stopping;
 	bool closed; /* handles closed; written under mu */
 	size_t rcap; /* bytes: read buffer of a client connection */

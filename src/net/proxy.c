@@ -131,7 +131,7 @@ static void up_timer_cb(uv_timer_t *t)
 static void up_arm(struct sl_upconn *up)
 {
 	int64_t ns = up->c && up->c->policy ? up->c->policy->server.upstream_timeout
-					    : 30 * SL_NS_PER_SEC;
+	                                    : 30 * SL_NS_PER_SEC;
 	uint64_t ms = ns > 0 ? (uint64_t)((ns + 999999) / 1000000) : 30000;
 	uv_timer_start(&up->timer, up_timer_cb, ms, 0);
 }
@@ -216,7 +216,7 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void up_read_update(struct sl_upconn *up)
 {
 	bool want = up->state == SL_UP_IDLE ||
-		    (up->state == SL_UP_BUSY && up->c && !up->to_client && !up->resp_end);
+	            (up->state == SL_UP_BUSY && up->c && !up->to_client && !up->resp_end);
 	if (want && up->rlen == up->rcap && up->hp.state != SL_HTTP_IN_HEAD && up->rpos > 0) {
 		memmove(up->rbuf, up->rbuf + up->rpos, up->rlen - up->rpos);
 		up->rlen -= up->rpos;
@@ -464,7 +464,7 @@ static int up_connect(struct sl_upconn *up)
 {
 	up->creq.data = up;
 	return uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&up->pool->addr,
-			      connect_cb);
+	                      connect_cb);
 }
 
 static void build_head(struct sl_conn *c, struct sl_http_out *o)

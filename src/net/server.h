@@ -17,8 +17,8 @@ struct sl_server;
  * it must outlive the server). workers 0 means one per core. Binds every
  * listener of every worker. Returns 0, or a negative code with a message
  * in err (cap bytes). Thread: the daemon's main thread. */
-int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store,
-		     char *err, size_t cap);
+int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store, char *err,
+                     size_t cap);
 
 /* Start the worker threads. done(arg) runs on a worker thread when the last
  * worker has left its loop (after a drain or stop); the daemon uses it to

@@ -39,7 +39,7 @@ void sl_access_log(struct sl_conn *c)
 {
 	int64_t ms = (sl_worker_now(c->w) - c->t_start) / 1000000;
 	fprintf(stdout, "%s %s \"%s\" %d %llu %lldms\n", c->peer_ip[0] ? c->peer_ip : "-",
-		c->l->name, c->logline, c->status, (unsigned long long)c->bytes_out, (long long)ms);
+	        c->l->name, c->logline, c->status, (unsigned long long)c->bytes_out, (long long)ms);
 }
 
 /* Parse "host:port", "[v6]:port", ":port" or "*:port". */
@@ -105,12 +105,14 @@ static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss,
-		 ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) < 0)
+	         ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                  : sizeof(struct sockaddr_in)) < 0)
 		goto fail_fd;
 	uv_tcp_init(&w->loop, &l->tcp);
 	l->tcp.data = l;
 	l->w = w;
-	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0 || (rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0) {
+	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0 ||
+	    (rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0) {
 		snprintf(err, cap, "listener %s on %s: %s", l->name, l->listen, uv_strerror(rc));
 		return SL_EIO;
 	}
@@ -230,7 +232,7 @@ static int64_t admin_clock(void *arg)
 }
 
 static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
-		       struct sl_policy *p, char *err, size_t cap)
+                       struct sl_policy *p, char *err, size_t cap)
 {
 	int rc;
 
@@ -286,7 +288,7 @@ static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
 			return rc;
 		if (s->admin_on) {
 			rc = sl_admin_init(&w->admin, &s->admin_g, index, &w->loop, s->store, p,
-					   admin_clock, w);
+			                   admin_clock, w);
 			if (rc < 0) {
 				snprintf(err, cap, "admin: %s", sl_strerror(rc));
 				return rc;
@@ -297,8 +299,8 @@ static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
 	return 0;
 }
 
-int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store,
-		     char *err, size_t cap)
+int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store, char *err,
+                     size_t cap)
 {
 	struct sl_server *s = calloc(1, sizeof(*s));
 	unsigned n = p->server.workers;
@@ -391,13 +393,14 @@ int sl_server_set_policy(struct sl_server *s, struct sl_policy *p, char *err, si
 	} else {
 		for (size_t i = 0; i < p->nlisteners; i++) {
 			const struct sl_listener_conf *a = &o->listeners[i], *b = &p->listeners[i];
-			if (!same(a->name, b->name) || !same(a->listen, b->listen) || a->mode != b->mode ||
-			    !same(a->upstream, b->upstream))
+			if (!same(a->name, b->name) || !same(a->listen, b->listen) ||
+			    a->mode != b->mode || !same(a->upstream, b->upstream))
 				changed = 1;
 		}
 	}
 	if (changed)
-		snprintf(err, cap, "listener or admin addresses changed: they take effect on restart");
+		snprintf(err, cap,
+		         "listener or admin addresses changed: they take effect on restart");
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		struct sl_worker *w = &s->workers[i];
 		sl_policy_ref(p);
