@@ -48,7 +48,10 @@ static int put_part(struct sl_eval *ev, const struct sl_request *req, const stru
 			return 0;
 		break;
 	case SL_DESC_KEY:
-		if (ev->key_state != SL_KEY_KNOWN)
+		/* Without an embedded key store (no accounts configured) every
+		 * presented key is counted as itself, by its hash. */
+		if (ev->key_state != SL_KEY_KNOWN &&
+		    !(ev->key_state == SL_KEY_UNKNOWN && ev->policy->nkeys == 0))
 			return 0;
 		v = (struct sl_str){(const char *)ev->key_sha256, sizeof(ev->key_sha256)};
 		break;
@@ -199,9 +202,14 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	if (ev->cost == 0)
 		ev->cost = ev->route != NULL && ev->route->cost > 0 ? ev->route->cost : 1;
 
-	/* A required key is missing or unknown (and no account was named):
-	 * 401, unless a limit that does not need the key denies first. */
-	if (p->identify.key_required && ev->account_name.len == 0) {
+	/* A presented key the key store does not know is always 401 (with or
+	 * without `required`: skipping its limits instead would let a bad key
+	 * dodge every per-key limit). A missing key is 401 when required and
+	 * some limit needs it. Either way the before-key limits still apply
+	 * and a denial among them answers first. */
+	if (ev->key_state == SL_KEY_UNKNOWN && p->nkeys > 0 && ev->account_name.len == 0) {
+		pending = true;
+	} else if (p->identify.key_required && ev->account_name.len == 0) {
 		FOR_EACH_LIMIT(ev, p, l, {
 			if (needs_identity(l))
 				pending = true;

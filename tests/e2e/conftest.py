@@ -66,7 +66,8 @@ class Daemon:
         return "http://127.0.0.1:%d%s" % (self.ports[listener], path)
 
     def log(self):
-        self.stderr.flush()
+        if not self.stderr.closed:
+            self.stderr.flush()
         with open(self.stderr_path, "rb") as f:
             return f.read().decode(errors="replace")
 

@@ -149,12 +149,28 @@ static void key_not_required_skips_identity_limits(void **state)
 	F.p.identify.key_required = false;
 	freq_init(&q, "POST", "/v1/messages/batch", NULL);
 	freq_peer(&q, "203.0.113.7");
-	freq_header(&q, "X-Api-Key", "sk_unknown");
 	begin(&q);
 	names_are("ip");
 	assert_int_equal(EV.pending_status, 0);
 	allow_all();
 	assert_int_equal(sl_eval_finish(&EV), 200);
+}
+
+static void unknown_key_is_401_even_when_not_required(void **state)
+{
+	struct freq q;
+
+	fx_init(&F);
+	F.p.identify.key_required = false;
+	freq_init(&q, "POST", "/v1/messages/batch", NULL);
+	freq_peer(&q, "203.0.113.7");
+	freq_header(&q, "X-Api-Key", "sk_unknown");
+	begin(&q);
+	names_are("ip");
+	assert_int_equal(EV.pending_status, 401);
+	allow_all();
+	assert_int_equal(sl_eval_finish(&EV), 401);
+	assert_true(EV.decision.unauthorized_unknown);
 }
 
 static void no_limit_needs_the_key_means_no_401(void **state)
@@ -470,6 +486,7 @@ int main(void)
 	        cmocka_unit_test(missing_key_is_401_and_before_key_limits_still_apply),
 	        cmocka_unit_test(unknown_key_is_401_unknown),
 	        cmocka_unit_test(key_not_required_skips_identity_limits),
+	        cmocka_unit_test(unknown_key_is_401_even_when_not_required),
 	        cmocka_unit_test(no_limit_needs_the_key_means_no_401),
 	        cmocka_unit_test(decide_named_account_needs_no_key),
 	        cmocka_unit_test(cost_from_request_route_or_default),
