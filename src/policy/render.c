@@ -26,20 +26,7 @@ struct rctx {
 	unsigned depth;    /* {message} nesting */
 };
 
-/* JSON bodies: a variable with no value renders as null, so the configured
- * body keeps its shape ("retry_after":null for an entitlement denial). */
 static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t cap);
-
-static long resolve_or_null(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t cap)
-{
-	long n = resolve(arg, ref, buf, cap);
-
-	if (n < 0 && cap >= 4) {
-		memcpy(buf, "null", 4);
-		n = 4;
-	}
-	return n;
-}
 
 static int64_t ceil_sec(int64_t ns)
 {
@@ -528,7 +515,7 @@ long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char 
 	if (t != NULL) {
 		unsigned mode = strstr(ct, "json") != NULL ? SL_TPL_JSON : SL_TPL_TEXT;
 
-		n = sl_template_render(t, mode, mode == SL_TPL_JSON ? resolve_or_null : resolve, &x,
+		n = sl_template_render(t, mode, resolve, &x,
 		                       buf, cap);
 		if (n >= 0) {
 			*content_type = ct;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include "policy/template.h"
 
@@ -246,15 +247,38 @@ long sl_template_render(const struct sl_template *t, unsigned mode, sl_tpl_resol
                         void *arg, char *out, size_t cap)
 {
 	size_t n = 0;
+	bool skip_quote = false; /* drop the '"' that closed a nulled "{var}" */
 	for (size_t i = 0; i < t->nsegs; i++) {
 		const struct tpl_seg *s = &t->segs[i];
-		if (s->len > cap - n)
+		const char *lit = t->text + s->off;
+		size_t len = s->len;
+		if (skip_quote && len > 0 && lit[0] == '"') {
+			lit++;
+			len--;
+		}
+		skip_quote = false;
+		if (len > cap - n)
 			return -1;
-		memcpy(out + n, t->text + s->off, s->len);
-		n += s->len;
+		memcpy(out + n, lit, len);
+		n += len;
 		if (s->ref < 0)
 			continue;
 		long v = resolve(arg, &t->refs[s->ref], out + n, cap - n);
+		if (v < 0 && mode == SL_TPL_JSON) {
+			/* No value: JSON null, keeping the body's shape. A quoted
+			 * "{var}" becomes a bare null rather than the string "null". */
+			const struct tpl_seg *next = i + 1 < t->nsegs ? &t->segs[i + 1] : NULL;
+			if (n > 0 && out[n - 1] == '"' && next != NULL && next->len > 0 &&
+			    t->text[next->off] == '"') {
+				n--;
+				skip_quote = true;
+			}
+			if (4 > cap - n)
+				return -1;
+			memcpy(out + n, "null", 4);
+			n += 4;
+			continue;
+		}
 		if (v < 0 || (size_t)v > cap - n)
 			return -1;
 		unsigned char *val = (unsigned char *)out + n;

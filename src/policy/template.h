@@ -59,13 +59,15 @@ typedef long (*sl_tpl_resolve_fn)(void *arg, const struct sl_tpl_ref *ref, char 
 
 enum sl_tpl_mode {
 	SL_TPL_TEXT = 0,   /* as is */
-	SL_TPL_JSON = 1,   /* values JSON-escaped */
+	SL_TPL_JSON = 1,   /* values JSON-escaped; no value: null ("{v}" too) */
 	SL_TPL_HEADER = 2, /* values with CR or LF make the render fail */
 };
 
 /* Render t into out (cap bytes, not NUL-terminated). Returns the length,
- * or -1 when a variable does not resolve, a header value holds CR/LF, or
- * the output does not fit. */
+ * or -1 when a variable does not resolve (TEXT, HEADER), a header value
+ * holds CR/LF, or the output does not fit. In JSON mode a variable without
+ * a value renders as null, and a quoted "{var}" as a bare null, so a body
+ * keeps its shape and stays valid JSON. */
 long sl_template_render(const struct sl_template *t, unsigned mode, sl_tpl_resolve_fn resolve,
                         void *arg, char *out, size_t cap);
 

@@ -141,6 +141,18 @@ static void unresolved_variable_fails_render(void **state)
 	assert_int_equal(render("{limit} {account}", SL_TPL_HEADER, sizeof(out)), -1);
 }
 
+static void json_unresolved_is_null_and_unquoted(void **state)
+{
+	(void)state;
+	assert_int_equal(render("{\"a\":{account},\"b\":\"{account}\",\"c\":\"x{account}\"}",
+				SL_TPL_JSON, sizeof(out)),
+			 strlen("{\"a\":null,\"b\":null,\"c\":\"xnull\"}"));
+	assert_string_equal(out, "{\"a\":null,\"b\":null,\"c\":\"xnull\"}");
+	assert_int_equal(render("\"{account}\"", SL_TPL_JSON, sizeof(out)), 4);
+	assert_string_equal(out, "null");
+	assert_int_equal(render("{account}", SL_TPL_JSON, 3), -1);
+}
+
 static void output_bounds_hold(void **state)
 {
 	(void)state;
@@ -222,6 +234,7 @@ int main(void)
 	        cmocka_unit_test(json_escape_respects_capacity),
 	        cmocka_unit_test(header_mode_refuses_line_breaks),
 	        cmocka_unit_test(unresolved_variable_fails_render),
+	        cmocka_unit_test(json_unresolved_is_null_and_unquoted),
 	        cmocka_unit_test(output_bounds_hold),
 	        cmocka_unit_test(unknown_variable_reports_offset),
 	        cmocka_unit_test(named_refs_are_listed_for_the_loader),
