@@ -300,10 +300,20 @@ int sl_eval_finish(struct sl_eval *ev)
 		return d->status;
 	}
 	if (b->status == SL_DENY) {
-		if (b->denied < ev->nchecks) {
-			d->denied = (int)b->denied;
+		size_t which = b->denied;
+
+		/* An entitlement (`deny`) outranks a temporary denial: retrying
+		 * after the 429 would only meet the 403. */
+		for (size_t i = 0; i < ev->nchecks; i++) {
+			if (ev->checks[i].spec != NULL && ev->checks[i].spec->algo == SL_ALGO_DENY) {
+				which = i;
+				break;
+			}
+		}
+		if (which < ev->nchecks) {
+			d->denied = (int)which;
 			d->primary = d->denied;
-			d->status = deny_status(p, ev->limits[b->denied]);
+			d->status = deny_status(p, ev->limits[which]);
 		} else {
 			d->status = deny_status(p, NULL);
 		}

@@ -126,6 +126,11 @@ static void api_access_is_an_entitlement(void **state)
 	assert_int_equal(scn_repeat(S, T0, &r, 29, 200), 29);
 	assert_int_equal(scn_run(S, T0, &r), 429);
 	assert_non_null(strstr(S->body, "Hourly limit reached: 30 requests/hour on Basic plan"));
+	/* over the hour too, the API still says 403: retrying after the
+	 * hour would only meet the entitlement */
+	r.target = "/v1/images/generate";
+	assert_int_equal(scn_run(S, T0, &r), 403);
+	assert_non_null(strstr(S->body, "API access requires the VIP plan"));
 }
 
 static void auth_endpoints_per_ip(void **state)
