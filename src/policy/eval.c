@@ -249,23 +249,37 @@ static bool unlimited(const struct sl_check *c)
 	       (c->spec != NULL && c->spec->algo == SL_ALGO_UNLIMITED);
 }
 
-/* The applicable limit with the fewest remaining units; ties go to the
- * smaller limit, then to the earlier one. Unlimited ones only when every
- * limit is unlimited. */
+/* Which limits may speak for "requests per window" in X-RateLimit-*:
+ * windowed ones (rate, quota, sliding) first, then concurrency slots (no
+ * window, so only when nothing windowed applies), unlimited last. */
+static int primary_class(const struct sl_check *c)
+{
+	if (unlimited(c))
+		return 2;
+	if (c->spec != NULL && c->spec->algo == SL_ALGO_CONCURRENCY)
+		return 1;
+	return 0;
+}
+
+/* The most restrictive matched limit (DESIGN.md section 4): fewest units
+ * remaining, ties to the smaller limit, within the best class above. */
 static int most_restrictive(const struct sl_eval *ev)
 {
 	int best = -1;
 
 	for (size_t i = 0; i < ev->nchecks; i++) {
 		const struct sl_check *c = &ev->checks[i], *b;
+		int cc, bc;
 
 		if (best < 0) {
 			best = (int)i;
 			continue;
 		}
 		b = &ev->checks[best];
-		if (unlimited(c) != unlimited(b)) {
-			if (unlimited(b))
+		cc = primary_class(c);
+		bc = primary_class(b);
+		if (cc != bc) {
+			if (cc < bc)
 				best = (int)i;
 			continue;
 		}

@@ -117,6 +117,18 @@ static void concurrency_caps_in_flight_requests(void **state)
 	}
 }
 
+static void headers_speak_for_the_rate_not_the_slots(void **state)
+{
+	/* pro: 199 of the 200 burst left vs 99 of 100 slots: the slots have
+	 * no window, so X-RateLimit-* report the per-minute rate */
+	struct scn_req r = REQ("GET", "/v1/channels", "198.51.100.9", "np_live_pro");
+
+	assert_int_equal(scn_run(S, T0, &r), 200);
+	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Limit"), 6000);
+	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Remaining"), 199);
+	scn_release(S, T0);
+}
+
 static void oauth_token_31st_per_ip(void **state)
 {
 	struct scn_req r = REQ("POST", "/oauth/token", "198.51.100.4", NULL);
@@ -173,6 +185,7 @@ int main(void)
 	        T(burst_sizes_per_tier),
 	        T(retry_after_in_the_body_is_the_wait),
 	        T(concurrency_caps_in_flight_requests),
+	        T(headers_speak_for_the_rate_not_the_slots),
 	        T(oauth_token_31st_per_ip),
 	        T(batch_and_transactional_11th_per_key),
 	};
