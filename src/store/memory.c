@@ -144,6 +144,8 @@ static int mem_submit(struct sl_store *s, struct sl_batch *b)
 	return 0;
 }
 
+/* states = occupied slots, expired ones included until reused: counting
+ * only live ones would walk the whole table. Thread: any. */
 static void mem_stats(struct sl_store *s, struct sl_store_stats *out)
 {
 	struct memory_store *m = (struct memory_store *)s;
