@@ -48,6 +48,7 @@ def check_429(r, layer):
 def test_every_response_has_the_four_headers(sluice, example):
     d = sluice(example("three-layer-ip-key-tier.yaml"))
     s = requests.Session()
+    t0 = time.monotonic()
     r = get(s, d, "198.51.100.1", "sk_live_acme_1")
     assert r.status_code == 200
     assert r.json() == {"ok": True}
@@ -62,7 +63,10 @@ def test_every_response_has_the_four_headers(sluice, example):
     assert "Retry-After" not in r.headers
     # The tier is the account's aggregate across its keys.
     r = get(s, d, "198.51.100.1", "sk_live_acme_2")
-    assert r.headers["X-RateLimit-Tier-Remaining"] == "2998"
+    # 2998, or 2999 if a 20 ms interval of the 3000/min tier passed between
+    # the two decisions (bounded by the time the client saw pass).
+    tier = int(r.headers["X-RateLimit-Tier-Remaining"])
+    assert 2998 <= tier <= min(2999, 2998 + int((time.monotonic() - t0) / 0.02))
     assert r.headers["X-RateLimit-Remaining"] == "99"  # acme_2's own counter
 
 
@@ -70,13 +74,15 @@ def test_key_sources_header_bearer_query(sluice, example):
     d = sluice(example("three-layer-ip-key-tier.yaml"))
     s = requests.Session()
     ip = {"X-Forwarded-For": "198.51.100.2"}
+    t0 = time.monotonic()
     r1 = s.get(d.url("gateway", "/api/v2/balance"), timeout=T,
                headers=dict(ip, Authorization="Bearer sk_live_smallshop"))
     r2 = s.get(d.url("gateway", "/api/v2/balance?key=sk_live_smallshop"), timeout=T,
                headers=ip)
     assert (r1.status_code, r2.status_code) == (200, 200)
     assert r1.headers["X-RateLimit-Tier-Remaining"] == "999"  # standard: 1000/min
-    assert r2.headers["X-RateLimit-Tier-Remaining"] == "998"
+    tier = int(r2.headers["X-RateLimit-Tier-Remaining"])  # T = 60 ms
+    assert 998 <= tier <= min(999, 998 + int((time.monotonic() - t0) / 0.06))
 
 
 def test_missing_or_unknown_key_is_401_json(sluice, example):
@@ -167,11 +173,13 @@ def test_batch_call_counts_one_unit(sluice, example):
     d = sluice(example("three-layer-ip-key-tier.yaml"))
     s = requests.Session()
     ids = ",".join(str(1000 + i) for i in range(100))
+    t0 = time.monotonic()
     r = get(s, d, "198.51.100.20", "sk_live_bigagency", path="/api/v2/orders/status?orders=" + ids)
     assert r.status_code == 200
     assert r.headers["X-RateLimit-Remaining"] == "99"
     r = get(s, d, "198.51.100.20", "sk_live_bigagency", path="/api/v2/orders/refill?orders=" + ids)
-    assert r.headers["X-RateLimit-Remaining"] == "98"
+    if time.monotonic() - t0 < 0.6:  # the key's 100/min regains one per 0.6 s
+        assert r.headers["X-RateLimit-Remaining"] == "98"
 
 
 def test_check_listener_decides_for_the_original_request(sluice, example):
