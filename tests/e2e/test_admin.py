@@ -142,9 +142,10 @@ def test_decide_allowed_has_every_field(sluice):
     assert limits["inflight"]["limit"] == 5 and limits["inflight"]["remaining"] == 4
     # It took a concurrency slot, so it carries a lease.
     assert isinstance(j["lease"], str) and j["lease"]
-    # Rendered headers: the most restrictive limit is inflight (4 left).
-    assert j["headers"]["X-RateLimit-Limit"] == "5"
-    assert j["headers"]["X-RateLimit-Remaining"] == "4"
+    # Rendered headers: the most restrictive windowed limit is hourly (the
+    # concurrency slots speak only when no windowed limit applies).
+    assert j["headers"]["X-RateLimit-Limit"] == "100"
+    assert j["headers"]["X-RateLimit-Remaining"] == "99"
     assert "Retry-After" not in j["headers"]
 
 
