@@ -269,7 +269,8 @@ static void decide_done(struct sl_batch *b)
 	}
 	status = sl_eval_finish(&c->ev);
 	if (w->shard)
-		sl_metrics_eval(w->shard, c->l->name, &c->ev, sl_worker_now(w) - c->t_start);
+		sl_metrics_eval(w->shard, c->l->name, &c->ev,
+				(int64_t)(uv_hrtime() - c->t_decide));
 	if (status == 200) {
 		c->release_pending = c->l->kind == SL_LK_PROXY;
 		if (c->ev.decision.delay > 0) {
@@ -399,6 +400,7 @@ static void on_head(struct sl_conn *c)
 
 	disarm(c);
 	c->t_start = sl_worker_now(w);
+	c->t_decide = uv_hrtime();
 	c->keep_alive = m->keep_alive && !w->draining;
 	c->expect_continue = m->expect_continue && m->has_body;
 	c->req_end = false;

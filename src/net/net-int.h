@@ -125,7 +125,8 @@ struct sl_conn {
 	struct sl_eval ev;
 	int status;         /* answered status (access log) */
 	uint64_t bytes_out; /* bytes of response sent to the client */
-	int64_t t_start;    /* ns, the head's arrival */
+	int64_t t_start;    /* ns, the head's arrival (loop-pass clock) */
+	uint64_t t_decide;  /* ns, uv_hrtime() when the decision began: latency metric */
 	char logline[SL_LOGLINE];
 	bool keep_alive; /* the client may send another request */
 	bool expect_continue;
