@@ -5,6 +5,7 @@
  * __int128 nanoseconds so no `now` near the int64 limits can overflow. */
 #include <stdint.h>
 #include <sluice/algo.h>
+#include "core/clamp.h"
 
 static int64_t floor_div(__int128 a, int64_t b)
 {
@@ -44,15 +45,6 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m)
 	mp = (5 * doy + 2) / 153;
 	*m = mp < 10 ? mp + 3 : mp - 9;
 	*y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
-static int64_t clamp64(__int128 v)
-{
-	if (v > INT64_MAX)
-		return INT64_MAX;
-	if (v < INT64_MIN)
-		return INT64_MIN;
-	return (int64_t)v;
 }
 
 void sl_calendar_window(uint8_t calendar, int32_t tz_offset, int64_t now, int64_t *start,

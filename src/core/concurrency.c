@@ -4,15 +4,7 @@
  * reclaim is all at once, which is the price of a 16-byte state. */
 #include <stdint.h>
 #include <sluice/algo.h>
-
-static int64_t clamp64(__int128 v)
-{
-	if (v > INT64_MAX)
-		return INT64_MAX;
-	if (v < INT64_MIN)
-		return INT64_MIN;
-	return (int64_t)v;
-}
+#include "core/clamp.h"
 
 /* Allowed iff in_use + c <= N; commit in_use += c, expires = now + ttl
  * (never earlier than the stored expiry, so a clock step back cannot

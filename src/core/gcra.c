@@ -6,15 +6,7 @@
  * values stored or reported back saturate to the int64 range. */
 #include <stdint.h>
 #include <sluice/algo.h>
-
-static int64_t clamp64(__int128 v)
-{
-	if (v > INT64_MAX)
-		return INT64_MAX;
-	if (v < INT64_MIN)
-		return INT64_MIN;
-	return (int64_t)v;
-}
+#include "core/clamp.h"
 
 /* new_tat = max(TAT, now) + c*T, d = new_tat - now:
  *   d <= B*T       allowed, remaining floor((B*T - d) / T), reset_after d;

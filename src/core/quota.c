@@ -5,15 +5,7 @@
  * going back in time must never grant a fresh quota. */
 #include <stdint.h>
 #include <sluice/algo.h>
-
-static int64_t clamp64(__int128 v)
-{
-	if (v > INT64_MAX)
-		return INT64_MAX;
-	if (v < INT64_MIN)
-		return INT64_MIN;
-	return (int64_t)v;
-}
+#include "core/clamp.h"
 
 /* Window: the stored one while it lasts (expires > now), else the calendar
  * window containing now with 0 used. remaining = N - used (not 0) on a

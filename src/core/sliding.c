@@ -7,17 +7,9 @@
  * admission the estimate stays <= N. */
 #include <stdint.h>
 #include <sluice/algo.h>
+#include "core/clamp.h"
 
 #define LOW32 UINT64_C(0xffffffff)
-
-static int64_t clamp64(__int128 v)
-{
-	if (v > INT64_MAX)
-		return INT64_MAX;
-	if (v < INT64_MIN)
-		return INT64_MIN;
-	return (int64_t)v;
-}
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
