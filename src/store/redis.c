@@ -33,6 +33,8 @@
 #define BACKOFF_MIN 20    /* ms, first reconnect delay */
 #define BACKOFF_MAX 1000  /* ms, reconnect delay cap */
 #define RETRY_DELAY 5     /* ms before resending after TRYAGAIN and the like */
+#define UNSENT_DELAY 20   /* ms before resending a command no node received (cluster) */
+#define NO_CONN 1         /* cmd_issue: no usable connection, nothing was sent */
 #define DISCOVER_GAP 100  /* ms between two CLUSTER SLOTS rounds */
 #define CACHE_SLOTS 1024  /* over-limit cache entries per worker (power of 2) */
 #define KEY_PREFIX_LEN 39 /* "sl:{" 16 hex "}:" 16 hex ":" */
@@ -51,6 +53,8 @@ struct rs_conn {
 	uint64_t progress;  /* ms (loop time): last reply, connect start, or first send */
 	uint64_t retry_at;  /* ms: no reconnect before */
 	uint64_t backoff;   /* ms: last reconnect delay, 0 after a success */
+	uint32_t opens;     /* connection attempts so far */
+	uint32_t ups;       /* value of opens when a connect last succeeded */
 };
 
 struct rs_node {
@@ -69,6 +73,8 @@ struct rs_cmd {
 	char op;             /* 'D', 'P', 'R' */
 	uint8_t tries;
 	uint8_t node;
+	struct rs_conn *conn; /* the connection it was queued on, and its */
+	uint32_t gen;         /* attempt number (opens) then */
 	bool asking;         /* send ASKING first (one ASK redirection) */
 	bool load;           /* send SCRIPT LOAD first (after NOSCRIPT) */
 };
@@ -317,6 +323,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	c->state = C_UP;
+	c->ups = c->opens;
 	c->backoff = 0;
 	c->progress = now_ms(c->w);
 }
@@ -369,6 +376,7 @@ static int conn_open(struct rs_conn *c)
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	c->ac = ac;
+	c->opens++;
 	c->state = C_CONNECTING;
 	c->inflight = 0;
 	c->progress = now_ms(w);
@@ -475,8 +483,9 @@ static char *put_unum(struct rs_worker *w, size_t *used, uint64_t v, size_t *len
 	return p;
 }
 
-/* Send cmd on a connection to its node. Returns 0, or SL_EIO when the node
- * has no usable connection. Reads the batch's checks: only before finish. */
+/* Send cmd on a connection to its node. Returns 0, NO_CONN when the node
+ * has no usable connection (nothing sent), or SL_EIO. Reads the batch's
+ * checks: only before finish. */
 static int cmd_issue(struct rs_cmd *cmd)
 {
 	struct rs_req *q = cmd->q;
@@ -491,7 +500,7 @@ static int cmd_issue(struct rs_cmd *cmd)
 		return SL_EIO;
 	c = conn_get(w, &w->nodes[cmd->node]);
 	if (!c)
-		return SL_EIO;
+		return NO_CONN;
 	w->argv[argc] = "EVALSHA";
 	w->argl[argc++] = 7;
 	w->argv[argc] = w->sha;
@@ -549,10 +558,15 @@ static int cmd_issue(struct rs_cmd *cmd)
 	cmd->load = false;
 	if (redisAsyncCommandArgv(c->ac, on_reply, cmd, (int)argc, w->argv, w->argl) != REDIS_OK)
 		return SL_EIO;
+	cmd->conn = c;
+	cmd->gen = c->opens;
 	if (c->inflight++ == 0)
 		c->progress = now_ms(w);
 	return 0;
 }
+
+static void retry_later(struct rs_cmd *cmd, uint64_t delay);
+static void retry_unsent(struct rs_cmd *cmd);
 
 static unsigned run_node(struct rs_req *q, uint32_t run)
 {
@@ -568,9 +582,15 @@ static int run_send(struct rs_req *q, uint32_t run, char op)
 	if (!cmd)
 		return SL_ENOMEM;
 	rc = cmd_issue(cmd);
-	if (rc < 0)
+	if (rc == NO_CONN && q->w->cluster && !q->w->closing) {
+		retry_unsent(cmd);
+		return 0;
+	}
+	if (rc != 0) {
 		cmd_release(cmd);
-	return rc;
+		return rc < 0 ? rc : SL_EIO;
+	}
+	return 0;
 }
 
 static void pending_remove(struct rs_worker *w, struct rs_req *q)
@@ -756,26 +776,41 @@ static void cmd_fail(struct rs_cmd *cmd, int err)
 		finish(q, q->err ? q->err : q->status);
 }
 
-static void retry_later(struct rs_cmd *cmd)
+/* Resend cmd after delay ms. The list is kept in order of resend time. */
+static void retry_later(struct rs_cmd *cmd, uint64_t delay)
 {
 	struct rs_worker *w = cmd->q->w;
+	struct rs_cmd **pp = &w->retry_head;
 
-	cmd->at = now_ms(w) + RETRY_DELAY;
-	cmd->next = NULL;
-	if (w->retry_tail)
-		w->retry_tail->next = cmd;
-	else
-		w->retry_head = cmd;
-	w->retry_tail = cmd;
+	cmd->at = now_ms(w) + delay;
+	while (*pp && (*pp)->at <= cmd->at)
+		pp = &(*pp)->next;
+	cmd->next = *pp;
+	*pp = cmd;
+	if (!cmd->next)
+		w->retry_tail = cmd;
 	arm(w);
+}
+
+/* Cluster: a command that reached no node (its node is down or backing
+ * off, or the connection it was queued on never came up) is sent again
+ * after a fresh slot map, as often as the batch deadline allows: after a
+ * failover a worker whose map still names the dead master would otherwise
+ * fail its first requests. Never for a command Redis may have run. */
+static void retry_unsent(struct rs_cmd *cmd)
+{
+	discover_soon(cmd->q->w);
+	retry_later(cmd, UNSENT_DELAY);
 }
 
 static void resend(struct rs_cmd *cmd)
 {
 	int rc = cmd_issue(cmd);
 
-	if (rc < 0)
-		cmd_fail(cmd, rc);
+	if (rc == NO_CONN && cmd->q->w->cluster && !cmd->q->w->closing)
+		retry_unsent(cmd);
+	else if (rc != 0)
+		cmd_fail(cmd, rc < 0 ? rc : SL_EIO);
 }
 
 static bool is_err(const redisReply *r, const char *prefix)
@@ -823,7 +858,7 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 	    is_err(r, "CLUSTERDOWN") || is_err(r, "MASTERDOWN")) {
 		if (w->cluster)
 			w->disc_pending = true;
-		retry_later(cmd);
+		retry_later(cmd, RETRY_DELAY);
 		return;
 	}
 	cmd_fail(cmd, SL_EIO);
@@ -923,6 +958,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	}
 	if (!r) {
+		struct rs_conn *qc = cmd->conn;
+
+		if (qc && cmd->q->w->cluster && !cmd->q->w->closing && qc->ups < cmd->gen) {
+			cmd->conn = NULL; /* its connect failed: it was never sent */
+			retry_unsent(cmd);
+			return;
+		}
 		cmd_fail(cmd, SL_EIO);
 		return;
 	}
