@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -58,6 +59,52 @@ struct sl_table {
 	void *map;      /* the slot arrays of every shard, back to back */
 	size_t map_len; /* bytes */
 };
+
+#define SL_HUGE_PAGE     (2u << 20) /* bytes: x86-64 and arm64 transparent huge page */
+#define SL_HUGE_MIN      (64u << 20) /* bytes: smallest table that asks for huge pages */
+
+/* Bytes actually mapped for `len` bytes of slots: big tables are rounded
+ * up to whole huge pages, so the last page can be huge too. */
+static size_t map_span(size_t len)
+{
+	if (len < SL_HUGE_MIN)
+		return len;
+	return (len + SL_HUGE_PAGE - 1) & ~(size_t)(SL_HUGE_PAGE - 1);
+}
+
+/* Reserve `len` zeroed bytes of slots, or NULL. Random probes over a large
+ * table miss the TLB on nearly every access with 4 KiB pages, so a big
+ * table is placed on a 2 MiB boundary and advised MADV_HUGEPAGE before
+ * anything touches it (THP in "madvise" mode only backs advised ranges,
+ * and only whole, aligned 2 MiB pages): every slot then sits in a huge
+ * page. That costs at most one partly used huge page of extra RSS.
+ * Advisory: if the kernel refuses, the table works on 4 KiB pages. */
+static void *map_slots(size_t len)
+{
+	const int prot = PROT_READ | PROT_WRITE;
+	const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	size_t span = map_span(len);
+
+	if (span == len) {
+		void *p = mmap(NULL, len, prot, flags, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	/* Over-reserve by one huge page, then trim to an aligned span. */
+	char *raw = mmap(NULL, span + SL_HUGE_PAGE, prot, flags, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	uintptr_t a = ((uintptr_t)raw + SL_HUGE_PAGE - 1) & ~(uintptr_t)(SL_HUGE_PAGE - 1);
+	char *p = (char *)a;
+	size_t head = (size_t)(p - raw), tail = SL_HUGE_PAGE - head;
+	if (head)
+		munmap(raw, head);
+	if (tail)
+		munmap(p + span, tail);
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, span, MADV_HUGEPAGE);
+#endif
+	return p;
+}
 
 static void shard_lock(struct shard *sh)
 {
@@ -152,19 +199,9 @@ int sl_table_create(struct sl_table **out, uint64_t max_bytes, unsigned shards_l
 	t->map_len = (size_t)(nshards * cap * sizeof(struct slot));
 	/* Anonymous pages read as zero (empty) and are backed on first touch,
 	 * so RSS grows with the slots actually used, never past map_len. */
-	t->map = mmap(NULL, t->map_len, PROT_READ | PROT_WRITE,
-	              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (t->map == MAP_FAILED) {
-		t->map = NULL;
+	t->map = map_slots(t->map_len);
+	if (!t->map)
 		goto fail;
-	}
-#ifdef MADV_HUGEPAGE
-	/* Random probes over a large table miss the TLB on every access with
-	 * 4 KiB pages; huge pages cost at most 2 MiB of extra RSS per shard
-	 * tail, negligible at this size. Advisory: failure is harmless. */
-	if (t->map_len >= (64u << 20))
-		(void)madvise(t->map, t->map_len, MADV_HUGEPAGE);
-#endif
 	for (uint64_t i = 0; i < nshards; i++) {
 		struct shard *sh = &t->shards[i];
 		atomic_init(&sh->lock, 0);
@@ -188,7 +225,7 @@ void sl_table_destroy(struct sl_table *t)
 	if (!t)
 		return;
 	if (t->map)
-		munmap(t->map, t->map_len);
+		munmap(t->map, map_span(t->map_len));
 	free(t->shards);
 	free(t);
 }
