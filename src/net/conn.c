@@ -133,15 +133,48 @@ void sl_conn_write(struct sl_conn *c, const char *p, size_t n, uv_write_cb cb)
 	write2(c, p, n, NULL, 0, cb);
 }
 
-/* A local response was written: the request ends once its body is in. */
-static void write_cb(uv_write_t *req, int status)
+int sl_conn_send(struct sl_conn *c, const char *a, size_t na, const char *b, size_t nb,
+                 uv_write_cb cb)
 {
-	struct sl_conn *c = req->data;
-	c->writing = false;
-	if (status < 0 || c->closing) {
-		sl_conn_close(c);
-		return;
+	uv_buf_t bufs[2];
+	unsigned nbufs = 0, i = 0;
+	size_t done;
+	int n;
+
+	if (na)
+		bufs[nbufs++] = uv_buf_init((char *)a, (unsigned)na);
+	if (nb)
+		bufs[nbufs++] = uv_buf_init((char *)b, (unsigned)nb);
+	if (nbufs == 0)
+		return 1;
+	n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+	if (n < 0 && n != UV_EAGAIN) {
+		sl_conn_close(c); /* what the write callback would have done */
+		return -1;
 	}
+	c->bytes_out += na + nb;
+	done = n > 0 ? (size_t)n : 0;
+	if (done == na + nb)
+		return 1;
+	/* the rest (a full socket buffer, or a write already queued) */
+	while (i < nbufs && done >= bufs[i].len)
+		done -= bufs[i++].len;
+	bufs[i].base += done;
+	bufs[i].len -= done;
+	c->writing = true;
+	c->wreq.data = c;
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + i, nbufs - i, cb) < 0) {
+		c->writing = false;
+		sl_conn_close(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* A local response is out. The request ends once its body is in; the
+ * caller goes on with process(). */
+static void written(struct sl_conn *c)
+{
 	c->resp_done = true;
 	if (c->close_after) {
 		if (c->policy && c->policy->server.access_log)
@@ -150,6 +183,17 @@ static void write_cb(uv_write_t *req, int status)
 		return;
 	}
 	finish_maybe(c);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct sl_conn *c = req->data;
+	c->writing = false;
+	if (status < 0 || c->closing) {
+		sl_conn_close(c);
+		return;
+	}
+	written(c);
 	if (!c->closing)
 		process(c);
 }
@@ -216,7 +260,11 @@ static void respond(struct sl_conn *c, int status, const char *ctype, const char
 	c->phase = SL_PH_LOCAL;
 	arm(c, T_BODY,
 	    c->policy ? c->policy->server.idle_timeout : c->w->policy->server.idle_timeout);
-	sl_conn_write(c, c->obuf, o->len, NULL);
+	/* Usually the whole response fits in the socket buffer: one write
+	 * system call, and the request goes on without a loop pass. Every
+	 * caller runs process() (or closes) after this. */
+	if (sl_conn_send(c, c->obuf, o->len, NULL, 0, write_cb) == 1)
+		written(c);
 }
 
 void sl_conn_answer_error(struct sl_conn *c, int status, bool close)
@@ -446,20 +494,29 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = c->rcap - c->rlen;
 }
 
+/* Whether the socket should be polled for reading. Reading stays on while a
+ * response is in flight (its bytes are in obuf or the upstream's buffer,
+ * never in rbuf) and what arrives meanwhile is only buffered, not parsed,
+ * until that response is out: so a keep-alive exchange costs no
+ * uv_read_stop/uv_read_start (two epoll_ctl calls) per request, and a
+ * pipelining client is still back-pressured once rbuf is full. Reading is
+ * off while a store batch or a delay holds views into rbuf, and while
+ * request body bytes from rbuf are in flight to the upstream. */
 static bool want_read(struct sl_conn *c)
 {
-	if (c->closing)
+	if (c->closing || c->peer_eof)
 		return false;
 	switch (c->phase) {
 	case SL_PH_HEAD:
 		return !c->store_pending && !c->writing;
 	case SL_PH_LOCAL:
-		return !c->req_end;
+		return true; /* the body is discarded, then the next one waits */
 	case SL_PH_ADMIN:
 		return !c->req_end;
 	case SL_PH_PROXY:
-		/* after the request: read on to notice a client that goes away */
-		return !c->body_inflight && c->up;
+		/* a head in flight to the upstream is a copy (its hbuf): only
+		 * body bytes written from rbuf stop reading */
+		return c->up && !(c->body_inflight && c->up->head_written);
 	default:
 		return false;
 	}
@@ -584,7 +641,7 @@ static void process(struct sl_conn *c)
 		if (c->phase == SL_PH_ADMIN) {
 			if (ev == SL_HTTP_END) {
 				admin_dispatch(c);
-				break;
+				continue; /* answered at once: on with the next request */
 			}
 			if (c->head_start == 0 && c->rlen == c->rcap) {
 				c->phase = SL_PH_LOCAL;
@@ -627,6 +684,16 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
+	if (nread == UV_EOF && c->phase == SL_PH_LOCAL && c->req_end && !c->resp_done) {
+		/* The whole request is in and its answer is being written: a
+		 * client that half-closed after sending still gets it (reading
+		 * used to be off here). Close once it is out. */
+		c->peer_eof = true;
+		c->keep_alive = false;
+		uv_read_stop(s);
+		c->reading = false;
+		return;
+	}
 	if (nread == UV_ENOBUFS) {
 		uv_read_stop(s);
 		c->reading = false;
@@ -713,6 +780,7 @@ void sl_conn_accept(struct sl_listener *l)
 	c->phase = SL_PH_HEAD;
 	c->closing = c->close_after = c->writing = c->reading = false;
 	c->req_end = c->resp_done = c->body_inflight = c->release_pending = false;
+	c->peer_eof = false;
 	c->store_pending = 0;
 	c->rlen = c->rpos = c->head_start = 0;
 	c->up = NULL;

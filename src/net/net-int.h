@@ -107,6 +107,7 @@ struct sl_conn {
 	bool resp_done;         /* the response was written completely */
 	bool body_inflight;     /* raw body bytes from rbuf in flight to the upstream */
 	bool release_pending;   /* concurrency release to submit at the end */
+	bool peer_eof;          /* EOF while a local answer was being written */
 	unsigned store_pending; /* store batches in flight that point at c */
 	struct sockaddr_storage peer;
 	char peer_ip[48];
@@ -161,7 +162,8 @@ struct sl_upconn {
 	bool reading;
 	bool head_written; /* request head written */
 	bool got_bytes;    /* some response bytes arrived */
-	bool resp_head;    /* response head sent to the client */
+	bool resp_head;    /* response head composed for the client (c->obuf) */
+	bool head_pending; /* ... and not written yet: it goes with the body */
 	bool resp_end;
 	bool to_client;       /* response bytes from rbuf in flight to the client */
 	bool keep;            /* reusable after this exchange */
@@ -242,6 +244,12 @@ void sl_conn_update_read(struct sl_conn *c);
 void sl_conn_request_done(struct sl_conn *c);
 void sl_conn_answer_error(struct sl_conn *c, int status, bool close);
 void sl_conn_write(struct sl_conn *c, const char *p, size_t n, uv_write_cb cb);
+/* Write [a, a+na) then [b, b+nb) to the client with one system call when
+ * the socket takes it all: returns 1, nothing in flight and cb is not
+ * called. Otherwise the rest is queued (c->writing, cb called once it is
+ * out): returns 0. -1: the connection failed and is closing. */
+int sl_conn_send(struct sl_conn *c, const char *a, size_t na, const char *b, size_t nb,
+                 uv_write_cb cb);
 void sl_conn_send_continue(struct sl_conn *c);
 
 /* proxy.c */

@@ -337,8 +337,25 @@ static void head_to_client(struct sl_upconn *up)
 	}
 	c->status = m->status;
 	up->resp_head = true;
-	up->to_client = true;
-	sl_conn_write(c, c->obuf, o->len, client_wrote_cb);
+	up->head_pending = true; /* goes out with the first body bytes */
+}
+
+/* Response bytes [p, p+n) of rbuf to the client, after the head composed
+ * in c->obuf when it is still pending: one write system call for a small
+ * response. Returns 1 when everything went out at once, 0 when a write is
+ * in flight (to_client, client_wrote_cb follows), -1 when the client
+ * failed (it is closing and the upstream side was dropped). */
+static int to_client(struct sl_upconn *up, const char *p, size_t n)
+{
+	struct sl_conn *c = up->c;
+	size_t hn = up->head_pending ? c->out.len : 0;
+	int rc;
+
+	up->head_pending = false;
+	rc = sl_conn_send(c, c->obuf, hn, p, n, client_wrote_cb);
+	if (rc == 0)
+		up->to_client = true;
+	return rc;
 }
 
 static void up_process(struct sl_upconn *up)
@@ -372,15 +389,19 @@ static void up_process(struct sl_upconn *up)
 		}
 		if (ev == SL_HTTP_END)
 			up->resp_end = true;
-		if (used) {
-			up->to_client = true;
-			sl_conn_write(up->c, p, used, client_wrote_cb);
-			continue;
+		if (used || up->head_pending) {
+			int rc = to_client(up, p, used);
+			if (rc < 0)
+				return;
+			if (rc == 0)
+				continue; /* client_wrote_cb goes on */
 		}
 		if (up->resp_end) {
 			exchange_end(up);
 			return;
 		}
+		if (used)
+			continue;
 		break;
 	}
 	if (up->c || up->state == SL_UP_IDLE)
@@ -390,7 +411,7 @@ static void up_process(struct sl_upconn *up)
 static void up_fail(struct sl_upconn *up, int status)
 {
 	struct sl_conn *c = up->c;
-	bool head_sent = up->resp_head;
+	bool head_sent = up->resp_head; /* composed for the client, sent or not */
 	if (c && up->reused && !up->got_bytes && !head_sent && !c->hp.msg.has_body && !c->retried) {
 		/* a pooled connection the upstream had closed: once more, fresh */
 		struct sl_upconn *n = up_new(up->w, up->pool);
@@ -436,14 +457,35 @@ static void head_cb(uv_write_t *req, int status)
 	sl_conn_process(c);
 }
 
-static void write_head(struct sl_upconn *up)
+/* Send the request head. When the socket takes it at once (the usual
+ * case) the client's body may follow right away: returns true, and the
+ * caller makes sure the client connection is processed (it always is when
+ * this runs inside a decision). Otherwise head_cb does that later. */
+static bool write_head(struct sl_upconn *up)
 {
 	uv_buf_t b = uv_buf_init(up->hbuf, (unsigned)up->hout.len);
+	int n;
+
 	up->state = SL_UP_BUSY;
 	up->wreq.data = up;
 	up_read_update(up);
+	n = uv_try_write((uv_stream_t *)&up->tcp, &b, 1);
+	if (n == (int)b.len) {
+		up->head_written = true;
+		up->c->body_inflight = false;
+		return true;
+	}
+	if (n < 0 && n != UV_EAGAIN) {
+		up_fail(up, 502);
+		return false;
+	}
+	if (n > 0) {
+		b.base += n;
+		b.len -= (size_t)n;
+	}
 	if (uv_write(&up->wreq, (uv_stream_t *)&up->tcp, &b, 1, head_cb) < 0)
 		up_fail(up, 502);
+	return false;
 }
 
 static void connect_cb(uv_connect_t *req, int status)
@@ -456,7 +498,8 @@ static void connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&up->tcp, 1);
-	write_head(up);
+	if (write_head(up) && up->c)
+		sl_conn_process(up->c);
 }
 
 /* Connect a new connection for c (head already in up->hbuf). */
@@ -508,7 +551,7 @@ static void start(struct sl_conn *c, struct sl_upconn *up)
 	up->c = c;
 	c->up = up;
 	up->head_written = up->got_bytes = up->resp_head = up->resp_end = false;
-	up->to_client = up->skip_1xx = false;
+	up->to_client = up->skip_1xx = up->head_pending = false;
 	up->keep = true;
 	up->rlen = up->rpos = 0;
 	sl_http_init(&up->hp, true, UP_RCAP, 0);
@@ -517,7 +560,7 @@ static void start(struct sl_conn *c, struct sl_upconn *up)
 	if (up->state == SL_UP_IDLE) {
 		sl_list_del(&up->link);
 		up->pool->nidle--;
-		write_head(up);
+		(void)write_head(up); /* inside a decision: process() follows */
 	} else if (up_connect(up) < 0) {
 		up_fail(up, 502);
 	}
