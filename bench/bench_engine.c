@@ -226,10 +226,14 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct sl_limit_spec hot, daily, ip, key, acct;
 	uint64_t alloc_n = 0, dec_n = 0;
+	/* "bench_engine NAME" (hot, cold, three, threads2): only that figure
+	 * (cold: with the cold fill), to profile or compare one path alone. */
+	const char *only = argc > 1 ? argv[1] : NULL;
+#define RUN(name) (!only || strcmp(only, name) == 0)
 
 	/* hot: never exhausted during the run, so every decision commits */
 	sl_spec_rate(&hot, 1000000000, SL_NS_PER_MIN, 0, 0);
@@ -246,83 +250,91 @@ int main(void)
 	struct sl_store *s = mk_store(64 << 20);
 	int counting = atomic_load(&allocs) > setup0;
 	struct work w = {.s = s, .spec = {&hot}, .n = 1, .keys = 0, .seed = 1};
-	printf("hot_decisions_per_sec %.0f\n", bench(&w, &alloc_n, &dec_n));
-	fflush(stdout);
-	s->ops->destroy(s);
-
-	/* Cold: a table budgeted for 10M states; fill it with 10M distinct
-	 * keys (each key's first decision), measuring resident growth, then
-	 * decide on keys drawn uniformly from the 10M. */
-	long rss0 = rss_bytes();
-	s = mk_store((uint64_t)COLD_KEYS * BYTES_BUDGET_PER_STATE);
-	{
-		struct sl_check c = {.spec = &daily, .limit_id = 1, .cost = 1};
-		uint64_t kb;
-		c.key = (const char *)&kb;
-		c.key_len = sizeof(kb);
-		int64_t t0 = clock_ns(), now = t0;
-		for (uint64_t k = 0; k < COLD_KEYS; k++) {
-			kb = k;
-			if ((k & (CHUNK - 1)) == 0)
-				now = clock_ns();
-			struct sl_batch b = {.checks = &c,
-			                     .n = 1,
-			                     .op = SL_OP_DECIDE,
-			                     .now = now,
-			                     .done = on_done};
-			sl_store_submit(s, &b);
-		}
-		int64_t t1 = clock_ns();
-		long rss1 = rss_bytes();
-		struct sl_store_stats st;
-		s->ops->stats(s, &st);
-		printf("cold_fill_decisions_per_sec %.0f\n",
-		       (double)COLD_KEYS * 1e9 / (double)(t1 - t0));
-		printf("states %llu\n", (unsigned long long)st.states);
-		printf("table_bytes %llu\n", (unsigned long long)st.bytes);
-		printf("evictions %llu\n", (unsigned long long)st.evictions);
-		printf("bytes_per_state %.1f\n", (double)(rss1 - rss0) / (double)st.states);
+	if (RUN("hot")) {
+		printf("hot_decisions_per_sec %.0f\n", bench(&w, &alloc_n, &dec_n));
 		fflush(stdout);
 	}
-	/* Same limit id (run_work numbers limits from 1) and key bytes as the
-	 * fill, so these decisions find the filled states. */
-	w = (struct work){.s = s, .spec = {&daily}, .n = 1, .keys = COLD_KEYS, .seed = 2};
-	printf("cold_decisions_per_sec %.0f\n", bench(&w, &alloc_n, &dec_n));
-	fflush(stdout);
 	s->ops->destroy(s);
 
-	/* Three limits per decision (ip, api key, account) over 1M keys. */
-	s = mk_store((uint64_t)THREE_KEYS * 3 * BYTES_BUDGET_PER_STATE);
-	w = (struct work){
-	        .s = s, .spec = {&ip, &key, &acct}, .n = 3, .keys = THREE_KEYS, .seed = 3};
-	printf("three_limit_decisions_per_sec %.0f\n", bench(&w, &alloc_n, &dec_n));
-	fflush(stdout);
-	s->ops->destroy(s);
-
-	/* Two threads, one shared store, 1M keys, one limit each decision. */
-	s = mk_store((uint64_t)THREE_KEYS * BYTES_BUDGET_PER_STATE);
-	double r2[RUNS];
-	for (int i = 0; i < RUNS; i++) {
-		struct work tw[2];
-		pthread_t th[2];
-		for (int t = 0; t < 2; t++) {
-			tw[t] = (struct work){.s = s,
-			                      .spec = {&daily},
-			                      .n = 1,
-			                      .keys = THREE_KEYS,
-			                      .seed = 10 + t};
-			pthread_create(&th[t], NULL, thread_main, &tw[t]);
+	if (RUN("cold")) {
+		/* Cold: a table budgeted for 10M states; fill it with 10M distinct
+		 * keys (each key's first decision), measuring resident growth, then
+		 * decide on keys drawn uniformly from the 10M. */
+		long rss0 = rss_bytes();
+		s = mk_store((uint64_t)COLD_KEYS * BYTES_BUDGET_PER_STATE);
+		{
+			struct sl_check c = {.spec = &daily, .limit_id = 1, .cost = 1};
+			uint64_t kb;
+			c.key = (const char *)&kb;
+			c.key_len = sizeof(kb);
+			int64_t t0 = clock_ns(), now = t0;
+			for (uint64_t k = 0; k < COLD_KEYS; k++) {
+				kb = k;
+				if ((k & (CHUNK - 1)) == 0)
+					now = clock_ns();
+				struct sl_batch b = {.checks = &c,
+				                     .n = 1,
+				                     .op = SL_OP_DECIDE,
+				                     .now = now,
+				                     .done = on_done};
+				sl_store_submit(s, &b);
+			}
+			int64_t t1 = clock_ns();
+			long rss1 = rss_bytes();
+			struct sl_store_stats st;
+			s->ops->stats(s, &st);
+			printf("cold_fill_decisions_per_sec %.0f\n",
+			       (double)COLD_KEYS * 1e9 / (double)(t1 - t0));
+			printf("states %llu\n", (unsigned long long)st.states);
+			printf("table_bytes %llu\n", (unsigned long long)st.bytes);
+			printf("evictions %llu\n", (unsigned long long)st.evictions);
+			printf("bytes_per_state %.1f\n", (double)(rss1 - rss0) / (double)st.states);
+			fflush(stdout);
 		}
-		for (int t = 0; t < 2; t++)
-			pthread_join(th[t], NULL);
-		r2[i] = rate_of(&tw[0]) + rate_of(&tw[1]);
+		/* Same limit id (run_work numbers limits from 1) and key bytes as the
+		 * fill, so these decisions find the filled states. */
+		w = (struct work){.s = s, .spec = {&daily}, .n = 1, .keys = COLD_KEYS, .seed = 2};
+		printf("cold_decisions_per_sec %.0f\n", bench(&w, &alloc_n, &dec_n));
+		fflush(stdout);
+		s->ops->destroy(s);
 	}
-	printf("threads2_decisions_per_sec %.0f\n", median(r2, RUNS));
-	s->ops->destroy(s);
 
-	if (counting)
-		printf("allocations_per_decision %.6f\n", (double)alloc_n / (double)dec_n);
-	else
+	if (RUN("three")) {
+		/* Three limits per decision (ip, api key, account) over 1M keys. */
+		s = mk_store((uint64_t)THREE_KEYS * 3 * BYTES_BUDGET_PER_STATE);
+		w = (struct work){
+		        .s = s, .spec = {&ip, &key, &acct}, .n = 3, .keys = THREE_KEYS, .seed = 3};
+		printf("three_limit_decisions_per_sec %.0f\n", bench(&w, &alloc_n, &dec_n));
+		fflush(stdout);
+		s->ops->destroy(s);
+	}
+
+	if (RUN("threads2")) {
+		/* Two threads, one shared store, 1M keys, one limit each decision. */
+		s = mk_store((uint64_t)THREE_KEYS * BYTES_BUDGET_PER_STATE);
+		double r2[RUNS];
+		for (int i = 0; i < RUNS; i++) {
+			struct work tw[2];
+			pthread_t th[2];
+			for (int t = 0; t < 2; t++) {
+				tw[t] = (struct work){.s = s,
+				                      .spec = {&daily},
+				                      .n = 1,
+				                      .keys = THREE_KEYS,
+				                      .seed = 10 + t};
+				pthread_create(&th[t], NULL, thread_main, &tw[t]);
+			}
+			for (int t = 0; t < 2; t++)
+				pthread_join(th[t], NULL);
+			r2[i] = rate_of(&tw[0]) + rate_of(&tw[1]);
+		}
+		printf("threads2_decisions_per_sec %.0f\n", median(r2, RUNS));
+		s->ops->destroy(s);
+	}
+
+	if (!counting)
 		fprintf(stderr, "bench_engine: malloc counter inactive, no allocation figure\n");
+	else if (dec_n) /* threads2 alone counts no decisions */
+		printf("allocations_per_decision %.6f\n", (double)alloc_n / (double)dec_n);
 	return 0;
 }
