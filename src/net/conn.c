@@ -34,16 +34,27 @@ static uint64_t ms_ceil(int64_t ns)
 
 static void timer_cb(uv_timer_t *t);
 
+/* The connection's one timer, re-armed lazily: a keep-alive request moves
+ * the deadline (idle -> header -> body -> idle) several times, and all but
+ * the delay are seconds away, so arm() only stores the new deadline and
+ * restarts the uv timer when it must fire earlier than it is set to;
+ * timer_cb re-arms for what is left when it fires early. */
 static void arm(struct sl_conn *c, uint8_t what, int64_t ns)
 {
+	uint64_t ms = ms_ceil(ns) ? ms_ceil(ns) : 1;
+	uint64_t due = uv_now(&c->w->loop) + ms;
+
 	c->timer_what = what;
-	uv_timer_start(&c->timer, timer_cb, ms_ceil(ns) ? ms_ceil(ns) : 1, 0);
+	c->deadline = due;
+	if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > due) {
+		uv_timer_start(&c->timer, timer_cb, ms, 0);
+		c->timer_due = due;
+	}
 }
 
 static void disarm(struct sl_conn *c)
 {
-	c->timer_what = T_NONE;
-	uv_timer_stop(&c->timer);
+	c->timer_what = T_NONE; /* a timer still set fires as a no-op */
 }
 
 /* ---- closing and freeing ---- */
@@ -444,7 +455,6 @@ static void on_head(struct sl_conn *c)
 {
 	struct sl_http_msg *m = &c->hp.msg;
 	struct sl_worker *w = c->w;
-	int n;
 
 	disarm(c);
 	c->t_start = sl_worker_now(w);
@@ -456,9 +466,15 @@ static void on_head(struct sl_conn *c)
 	c->close_after = false;
 	c->status = 0;
 	c->bytes_out = 0;
-	n = snprintf(c->logline, sizeof(c->logline), "%.*s %.*s", (int)m->method.len, m->method.p,
-	             (int)(m->url.len > 200 ? 200 : m->url.len), m->url.p);
-	(void)n;
+	{
+		/* "METHOD target" (at most 200 bytes of it) for the access log */
+		size_t ml = m->method.len < 32 ? m->method.len : 32;
+		size_t ul = m->url.len > 200 ? 200 : m->url.len;
+		memcpy(c->logline, m->method.p, ml);
+		c->logline[ml] = ' ';
+		memcpy(c->logline + ml + 1, m->url.p, ul);
+		c->logline[ml + 1 + ul] = 0;
+	}
 	if (c->l->kind == SL_LK_ADMIN) {
 		c->phase = SL_PH_ADMIN;
 		arm(c, T_BODY, w->policy->server.idle_timeout);
@@ -707,6 +723,13 @@ static void timer_cb(uv_timer_t *t)
 {
 	struct sl_conn *c = t->data;
 	uint8_t what = c->timer_what;
+	uint64_t now = uv_now(&c->w->loop);
+
+	if (what != T_NONE && now < c->deadline) {
+		uv_timer_start(&c->timer, timer_cb, c->deadline - now, 0);
+		c->timer_due = c->deadline;
+		return;
+	}
 	c->timer_what = T_NONE;
 	switch (what) {
 	case T_IDLE:

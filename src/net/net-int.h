@@ -99,6 +99,8 @@ struct sl_conn {
 	bool in_decide;      /* inside decide(): a store completion is inline */
 	uint8_t phase;       /* enum sl_phase */
 	uint8_t timer_what;
+	uint64_t deadline;  /* ms (loop time) timer_what is due */
+	uint64_t timer_due; /* ms (loop time) the uv timer is set for */
 	bool reading;
 	bool closing;           /* uv_close called (or to be called once idle) */
 	bool close_after;       /* close once the current response is written */
@@ -152,7 +154,9 @@ struct sl_upconn {
 	uv_connect_t creq;
 	uv_write_t wreq;  /* the request head */
 	uv_write_t breq;  /* a piece of request body */
-	uv_timer_t timer; /* upstream_timeout */
+	uv_timer_t timer; /* upstream_timeout, or the idle TTL in the pool */
+	uint64_t deadline;  /* ms (loop time) the timeout is due; 0: none */
+	uint64_t timer_due; /* ms (loop time) the uv timer is set for */
 	struct sl_worker *w;
 	struct sl_upstream *pool;
 	struct sl_conn *c; /* the client it serves, or NULL */

@@ -122,10 +122,33 @@ static void up_close(struct sl_upconn *up)
 static void up_timer_cb(uv_timer_t *t)
 {
 	struct sl_upconn *up = t->data;
+	uint64_t now = uv_now(&up->w->loop);
+	if (up->deadline == 0)
+		return; /* stopped */
+	if (now < up->deadline) {
+		/* moved later since it was set: wait for the rest */
+		uv_timer_start(&up->timer, up_timer_cb, up->deadline - now, 0);
+		up->timer_due = up->deadline;
+		return;
+	}
+	up->deadline = 0;
 	if (up->state == SL_UP_IDLE || !up->c)
 		up_close(up);
 	else
 		up_fail(up, 504);
+}
+
+/* Like the client's timer (conn.c): a new deadline only restarts the uv
+ * timer when it is earlier than the one set; the upstream timeout moves on
+ * every read, the pool's idle TTL on every exchange. */
+static void up_timer(struct sl_upconn *up, uint64_t ms)
+{
+	uint64_t due = uv_now(&up->w->loop) + ms;
+	up->deadline = due;
+	if (!uv_is_active((uv_handle_t *)&up->timer) || up->timer_due > due) {
+		uv_timer_start(&up->timer, up_timer_cb, ms, 0);
+		up->timer_due = due;
+	}
 }
 
 static void up_arm(struct sl_upconn *up)
@@ -133,7 +156,7 @@ static void up_arm(struct sl_upconn *up)
 	int64_t ns = up->c && up->c->policy ? up->c->policy->server.upstream_timeout
 	                                    : 30 * SL_NS_PER_SEC;
 	uint64_t ms = ns > 0 ? (uint64_t)((ns + 999999) / 1000000) : 30000;
-	uv_timer_start(&up->timer, up_timer_cb, ms, 0);
+	up_timer(up, ms);
 }
 
 static struct sl_upconn *up_new(struct sl_worker *w, struct sl_upstream *u)
@@ -247,7 +270,7 @@ static void up_put(struct sl_upconn *up)
 	up->rlen = up->rpos = 0;
 	sl_list_add(&u->idle, &up->link);
 	u->nidle++;
-	uv_timer_start(&up->timer, up_timer_cb, UP_IDLE_TTL_MS, 0);
+	up_timer(up, UP_IDLE_TTL_MS);
 	up_read_update(up);
 }
 
@@ -275,7 +298,7 @@ static void exchange_end(struct sl_upconn *up)
 {
 	struct sl_conn *c = up->c;
 	bool reuse = up->keep && up->hp.msg.keep_alive && c->req_end && !c->body_inflight;
-	uv_timer_stop(&up->timer);
+	up->deadline = 0; /* up_put sets the idle TTL; a closed one stops */
 	detach(up);
 	if (reuse)
 		up_put(up);
