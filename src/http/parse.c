@@ -6,6 +6,7 @@
  * field is just (first pointer, total length). The callbacks pause the
  * parser at the end of each head and each message, so sl_http_parse
  * returns one event at a time with the exact bytes it consumed. */
+#include <stddef.h>
 #include <string.h>
 #include "http/http.h"
 
@@ -35,7 +36,11 @@ static int fail(struct sl_http_parser *hp, int status)
 static int on_message_begin(llhttp_t *ll)
 {
 	struct sl_http_parser *hp = HP(ll);
-	memset(&hp->msg, 0, sizeof(hp->msg));
+	/* everything but the header array (2 KiB): entries are cleared as
+	 * they are used and nothing reads past nheaders */
+	memset(&hp->msg, 0, offsetof(struct sl_http_msg, headers));
+	memset((char *)&hp->msg + offsetof(struct sl_http_msg, nheaders), 0,
+	       sizeof(hp->msg) - offsetof(struct sl_http_msg, nheaders));
 	hp->in_field = false;
 	hp->body_bytes = 0;
 	hp->sink_len = 0;
@@ -86,7 +91,6 @@ static int on_headers_complete(llhttp_t *ll)
 {
 	struct sl_http_parser *hp = HP(ll);
 	struct sl_http_msg *m = &hp->msg;
-	const struct sl_str *v;
 	struct sl_str authority = {0};
 
 	m->major = ll->http_major;
@@ -110,13 +114,20 @@ static int on_headers_complete(llhttp_t *ll)
 			if (!(ll->method == HTTP_OPTIONS && m->url.len == 1 && m->url.p[0] == '*'))
 				return fail(hp, 400);
 		}
-		v = sl_http_header(m, "host");
+		/* Host and Expect, the first of each, in one pass */
+		const struct sl_str *host = NULL, *expect = NULL;
+		for (size_t i = 0; i < m->nheaders && !(host && expect); i++) {
+			const struct sl_header *h = &m->headers[i];
+			if (!host && h->name.len == 4 && sl_str_ieq(h->name, "host"))
+				host = &h->value;
+			else if (!expect && h->name.len == 6 && sl_str_ieq(h->name, "expect"))
+				expect = &h->value;
+		}
 		if (authority.len)
 			m->host = authority;
-		else if (v)
-			m->host = *v;
-		v = sl_http_header(m, "expect");
-		m->expect_continue = v && sl_str_ieq(*v, "100-continue");
+		else if (host)
+			m->host = *host;
+		m->expect_continue = expect && sl_str_ieq(*expect, "100-continue");
 	}
 	m->chunked = (ll->flags & F_CHUNKED) != 0;
 	m->has_length = (ll->flags & F_CONTENT_LENGTH) != 0 && !m->chunked;

@@ -70,15 +70,54 @@ void sl_http_request_view(const struct sl_http_msg *m, const struct sockaddr *pe
 	req->peer = peer;
 }
 
+static bool name_is(struct sl_str name, const char *lower, size_t n)
+{
+	return name.len == n && strncasecmp(name.p, lower, n) == 0;
+}
+
 void sl_http_forward_auth(const struct sl_http_msg *m, struct sl_request *req)
 {
-	const struct sl_str *method = sl_http_header(m, "x-original-method");
-	const struct sl_str *uri = sl_http_header(m, "x-original-uri");
-	const struct sl_str *host;
+	/* the first of each of the five headers, in one pass (lengths first:
+	 * most requests carry none of them) */
+	const struct sl_str *omethod = NULL, *ouri = NULL, *fmethod = NULL, *furi = NULL;
+	const struct sl_str *method, *uri, *host = NULL;
 
+	for (size_t i = 0; i < m->nheaders; i++) {
+		const struct sl_header *h = &m->headers[i];
+		const struct sl_str **slot = NULL;
+
+		switch (h->name.len) {
+		case 17:
+			if (name_is(h->name, "x-original-method", 17))
+				slot = &omethod;
+			break;
+		case 14:
+			if (name_is(h->name, "x-original-uri", 14))
+				slot = &ouri;
+			break;
+		case 18:
+			if (name_is(h->name, "x-forwarded-method", 18))
+				slot = &fmethod;
+			break;
+		case 15:
+			if (name_is(h->name, "x-forwarded-uri", 15))
+				slot = &furi;
+			break;
+		case 16:
+			if (name_is(h->name, "x-forwarded-host", 16))
+				slot = &host;
+			break;
+		default:
+			break;
+		}
+		if (slot && !*slot)
+			*slot = &h->value;
+	}
+	method = omethod;
+	uri = ouri;
 	if (!method && !uri) {
-		method = sl_http_header(m, "x-forwarded-method");
-		uri = sl_http_header(m, "x-forwarded-uri");
+		method = fmethod;
+		uri = furi;
 	}
 	if (method && method->len)
 		req->method = *method;
@@ -88,7 +127,6 @@ void sl_http_forward_auth(const struct sl_http_msg *m, struct sl_request *req)
 		if (auth.len)
 			req->host = auth;
 	}
-	host = sl_http_header(m, "x-forwarded-host");
 	if (host && host->len && (method || uri))
 		req->host = *host;
 }

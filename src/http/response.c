@@ -92,31 +92,70 @@ const char *sl_http_reason(int status)
 	}
 }
 
+/* Decimal digits of v into buf (at least 20 bytes), no NUL; returns the
+ * count. Hand-rolled: snprintf is a measurable part of a small response. */
+static size_t fmt_u64(char *buf, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	memcpy(buf, tmp + sizeof(tmp) - n, n);
+	return n;
+}
+
 void sl_http_out_status(struct sl_http_out *o, int status, const char *reason)
 {
-	char line[64];
+	char line[13] = "HTTP/1.1 000 ";
 	if (status < 100 || status > 999)
 		status = 500;
-	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
-	sl_http_out_bytes(o, line, (size_t)n);
+	line[9] = (char)('0' + status / 100);
+	line[10] = (char)('0' + status / 10 % 10);
+	line[11] = (char)('0' + status % 10);
+	sl_http_out_bytes(o, line, sizeof(line));
 	sl_http_out_str(o, reason ? reason : sl_http_reason(status));
 	sl_http_out_bytes(o, "\r\n", 2);
 }
 
-static bool clean(struct sl_str s)
+/* No CR or LF (nor ':' when colon) in s: one pass, most fields are short. */
+static bool clean(struct sl_str s, bool colon)
 {
-	return memchr(s.p ? s.p : "", '\r', s.len) == NULL &&
-	       memchr(s.p ? s.p : "", '\n', s.len) == NULL;
+	if (s.len > 64) /* long values: libc's vectorised scans */
+		return memchr(s.p, '\r', s.len) == NULL && memchr(s.p, '\n', s.len) == NULL &&
+		       (!colon || memchr(s.p, ':', s.len) == NULL);
+	for (size_t i = 0; i < s.len; i++) {
+		char c = s.p[i];
+		if (c == '\r' || c == '\n' || (colon && c == ':'))
+			return false;
+	}
+	return true;
 }
 
 void sl_http_out_header(struct sl_http_out *o, struct sl_str name, struct sl_str value)
 {
-	if (name.len == 0 || !clean(name) || !clean(value) || memchr(name.p, ':', name.len))
+	char *p;
+
+	if (name.len == 0 || !clean(name, true) || !clean(value, false))
 		return;
-	sl_http_out_bytes(o, name.p, name.len);
-	sl_http_out_bytes(o, ": ", 2);
-	sl_http_out_bytes(o, value.p, value.len);
-	sl_http_out_bytes(o, "\r\n", 2);
+	if (o->overflow)
+		return;
+	if (name.len + value.len + 4 > o->cap - o->len) {
+		o->overflow = true;
+		return;
+	}
+	p = o->buf + o->len;
+	memcpy(p, name.p, name.len);
+	p += name.len;
+	*p++ = ':';
+	*p++ = ' ';
+	if (value.len)
+		memcpy(p, value.p, value.len);
+	p += value.len;
+	*p++ = '\r';
+	*p++ = '\n';
+	o->len = (size_t)(p - o->buf);
 }
 
 void sl_http_out_header_c(struct sl_http_out *o, const char *name, const char *value)
@@ -128,8 +167,8 @@ void sl_http_out_header_c(struct sl_http_out *o, const char *name, const char *v
 void sl_http_out_header_u64(struct sl_http_out *o, const char *name, uint64_t v)
 {
 	char num[24];
-	snprintf(num, sizeof(num), "%" PRIu64, v);
-	sl_http_out_header_c(o, name, num);
+	struct sl_str n = {name, strlen(name)}, val = {num, fmt_u64(num, v)};
+	sl_http_out_header(o, n, val);
 }
 
 void sl_http_out_emit(void *arg, struct sl_str name, struct sl_str value)

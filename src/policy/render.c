@@ -43,12 +43,26 @@ static long put_str(char *buf, size_t cap, const char *s, size_t len)
 	return (long)len;
 }
 
+/* Decimal digits of v into tmp[24], right-aligned; returns the first. */
+static const char *fmt_u64(char tmp[24], uint64_t v, size_t *len)
+{
+	char *p = tmp + 24;
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	*len = (size_t)(tmp + 24 - p);
+	return p;
+}
+
 static long put_u64(char *buf, size_t cap, uint64_t v)
 {
 	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+	size_t n;
+	const char *p = fmt_u64(tmp, v, &n);
 
-	return put_str(buf, cap, tmp, (size_t)n);
+	return put_str(buf, cap, p, n);
 }
 
 static bool check_unlimited(const struct sl_check *c)
@@ -315,9 +329,10 @@ static void sb_str(struct sbuf *b, const char *s)
 static void sb_u64(struct sbuf *b, uint64_t v)
 {
 	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+	size_t n;
+	const char *p = fmt_u64(tmp, v, &n);
 
-	sb_put(b, tmp, (size_t)n);
+	sb_put(b, p, n);
 }
 
 /* An RFC 8941 sf-string: printable ASCII, '"' and '\' escaped, the rest
