@@ -115,6 +115,22 @@ void sl_ip_format(const struct sl_ipaddr *a, char *buf, size_t cap)
 	if (cap == 0)
 		return;
 	buf[0] = '\0';
+	if (a->family == AF_INET && cap >= 16) {
+		/* what inet_ntop writes, without its sprintf (once per request) */
+		char *p = buf;
+
+		for (int i = 0; i < 4; i++) {
+			unsigned v = a->addr[i];
+
+			if (v >= 100)
+				*p++ = (char)('0' + v / 100);
+			if (v >= 10)
+				*p++ = (char)('0' + v / 10 % 10);
+			*p++ = (char)('0' + v % 10);
+			*p++ = i < 3 ? '.' : '\0';
+		}
+		return;
+	}
 	if (inet_ntop(a->family == AF_INET ? AF_INET : AF_INET6, a->addr, buf, (socklen_t)cap) ==
 	    NULL)
 		buf[0] = '\0';
