@@ -364,6 +364,59 @@ static int sha256(const void *data, size_t len, uint8_t out[32])
 	return 0;
 }
 
+/* Per-thread cache of recent keys' digests: SHA-256 of a short key costs
+ * more than the rest of the evaluation, and a gateway sees the same keys
+ * again and again. A fixed direct-mapped table (no allocation, nothing to
+ * evict), keyed by the raw key bytes compared exactly (in constant time:
+ * a hit must not tell a client how much of another key it guessed). It
+ * maps bytes to their digest, which no policy changes, so a reload does
+ * not invalidate it: the account is still looked up in the current
+ * policy's key table. Longer keys are hashed every time. */
+#define KEYCACHE_SLOTS 64 /* power of two */
+#define KEYCACHE_KEY   64 /* bytes */
+
+struct keycache_slot {
+	uint8_t len; /* 0: empty */
+	uint8_t key[KEYCACHE_KEY];
+	uint8_t sha256[32];
+};
+
+static __thread struct keycache_slot keycache[KEYCACHE_SLOTS];
+
+static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	uint8_t d = 0;
+
+	for (size_t i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
+static int sha256_cached(const void *data, size_t len, uint8_t out[32])
+{
+	const uint8_t *k = data;
+	struct keycache_slot *s;
+	uint32_t h = 2166136261u; /* FNV-1a: picks the slot, nothing more */
+	int rc;
+
+	if (len == 0 || len > KEYCACHE_KEY)
+		return sha256(data, len, out);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ k[i]) * 16777619u;
+	s = &keycache[(h ^ (h >> 16)) & (KEYCACHE_SLOTS - 1)];
+	if (s->len == len && ct_equal(s->key, k, len)) {
+		memcpy(out, s->sha256, 32);
+		return 0;
+	}
+	rc = sha256(data, len, out);
+	if (rc == 0) {
+		s->len = (uint8_t)len;
+		memcpy(s->key, k, len);
+		memcpy(s->sha256, out, 32);
+	}
+	return rc;
+}
+
 static int key_cmp(const void *a, const void *b)
 {
 	return memcmp(a, ((const struct sl_key_entry *)b)->sha256, 32);
@@ -480,7 +533,7 @@ static int identify_key(struct sl_eval *ev, const struct sl_policy *p, const str
 	if (key.len > SL_KEY_MAX)
 		return 0;
 	ev->key = scratch_copy(ev, key);
-	if (sha256(key.p, key.len, ev->key_sha256) != 0)
+	if (sha256_cached(key.p, key.len, ev->key_sha256) != 0)
 		return SL_ENOMEM;
 	if (p->nkeys > 0) {
 		const struct sl_key_entry *e =

@@ -1,8 +1,10 @@
 /* Identity: client address through trusted proxies, API key sources and
  * lookup, /v1/decide descriptors, route matching. */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <setjmp.h>
 #include <cmocka.h>
 #include "eval_fixture.h"
@@ -377,6 +379,68 @@ static void routes_first_match_prefix_and_query(void **state)
 	assert_string_equal(route_of("GET", "/v2/x", NULL), "shadow");
 }
 
+/* The per-thread digest cache (identity.c) must be invisible: a key seen
+ * before, evicted by others, of cacheable length or not, gets the digest
+ * and account it got the first time. */
+static void repeated_keys_identify_the_same(void **state)
+{
+	static const char *known[] = {"sk_bob", "sk_acme", "sk_fred"};
+	uint8_t first[3][32];
+	char key[SL_KEY_MAX];
+	struct freq q;
+
+	fx_init(&F);
+	for (size_t k = 0; k < 3; k++) {
+		freq_init(&q, "GET", "/", NULL);
+		freq_header(&q, "X-Api-Key", known[k]);
+		assert_int_equal(sl_identify(&EV, &F.p, &q.r), 0);
+		assert_int_equal(EV.key_state, SL_KEY_KNOWN);
+		memcpy(first[k], EV.key_sha256, 32);
+	}
+	for (int round = 0; round < 3; round++) {
+		/* unknown keys of every length around the cache's limit */
+		for (size_t i = 1; i < 200; i++) {
+			memset(key, 'a' + (int)(i % 26), i);
+			key[i] = 0;
+			freq_init(&q, "GET", "/", NULL);
+			freq_header(&q, "X-Api-Key", key);
+			assert_int_equal(sl_identify(&EV, &F.p, &q.r), 0);
+			assert_int_equal(EV.key_state, SL_KEY_UNKNOWN);
+		}
+		for (size_t k = 0; k < 3; k++) {
+			freq_init(&q, "GET", "/", NULL);
+			freq_header(&q, "X-Api-Key", known[k]);
+			assert_int_equal(sl_identify(&EV, &F.p, &q.r), 0);
+			assert_int_equal(EV.key_state, SL_KEY_KNOWN);
+			assert_memory_equal(EV.key_sha256, first[k], 32);
+		}
+	}
+	/* same length, one byte apart: never confused */
+	freq_init(&q, "GET", "/", NULL);
+	freq_header(&q, "X-Api-Key", "sk_bog");
+	assert_int_equal(sl_identify(&EV, &F.p, &q.r), 0);
+	assert_int_equal(EV.key_state, SL_KEY_UNKNOWN);
+	assert_memory_not_equal(EV.key_sha256, first[0], 32);
+}
+
+/* The hand-rolled IPv4 text is inet_ntop's. */
+static void ipv4_text_matches_inet_ntop(void **state)
+{
+	static const uint8_t addrs[][4] = {{0, 0, 0, 0},     {255, 255, 255, 255}, {10, 0, 9, 100},
+	                                   {1, 22, 133, 99}, {203, 0, 113, 7},     {100, 10, 1, 0}};
+	struct sl_ipaddr a;
+	char got[64], want[64];
+
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		memset(&a, 0, sizeof(a));
+		a.family = AF_INET;
+		memcpy(a.addr, addrs[i], 4);
+		sl_ip_format(&a, got, sizeof(got));
+		assert_non_null(inet_ntop(AF_INET, addrs[i], want, sizeof(want)));
+		assert_string_equal(got, want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -396,6 +460,8 @@ int main(void)
 	        cmocka_unit_test(bearer_parsing),
 	        cmocka_unit_test(query_values_are_percent_decoded),
 	        cmocka_unit_test(missing_and_unknown_keys),
+	        cmocka_unit_test(repeated_keys_identify_the_same),
+	        cmocka_unit_test(ipv4_text_matches_inet_ntop),
 	        cmocka_unit_test(decide_account_and_plan_given),
 	        cmocka_unit_test(routes_first_match_prefix_and_query),
 	};
