@@ -61,8 +61,8 @@ struct sl_table {
 	size_t map_len; /* bytes */
 };
 
-#define SL_HUGE_PAGE     (2u << 20) /* bytes: x86-64 and arm64 transparent huge page */
-#define SL_HUGE_MIN      (64u << 20) /* bytes: smallest table that asks for huge pages */
+#define SL_HUGE_PAGE (2u << 20)  /* bytes: PMD huge page, x86-64 (arm64 with 4K pages) */
+#define SL_HUGE_MIN  (64u << 20) /* bytes: smallest table that asks for huge pages */
 
 /* Bytes actually mapped for `len` bytes of slots: big tables are rounded
  * up to whole huge pages, so the last page can be huge too. */
