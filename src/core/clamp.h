@@ -14,4 +14,14 @@ static inline int64_t clamp64(__int128 v)
 	return (int64_t)v;
 }
 
+/* a / b for 0 <= a, 0 < b: a 64-bit division when both fit (always, for
+ * specs built by sl_spec_*, which refuse capacities past 64 bits), the
+ * 128-bit library call only otherwise. */
+static inline uint64_t div128(__int128 a, __int128 b)
+{
+	if (a <= UINT64_MAX && b <= UINT64_MAX)
+		return (uint64_t)a / (uint64_t)b;
+	return (uint64_t)(a / b);
+}
+
 #endif

@@ -37,7 +37,7 @@ int sl_gcra_eval(const struct sl_limit_spec *spec, const struct sl_state *st, in
 	}
 	if (cost == 0) {
 		res->outcome = SL_ALLOWED;
-		res->remaining = wait <= bt ? (uint64_t)((bt - wait) / t) : 0;
+		res->remaining = wait <= bt ? div128(bt - wait, t) : 0;
 		res->reset_after = clamp64(wait);
 		return SL_ALLOWED;
 	}
@@ -57,7 +57,7 @@ int sl_gcra_eval(const struct sl_limit_spec *spec, const struct sl_state *st, in
 	res->reset_after = clamp64(d);
 	if (d <= bt) {
 		res->outcome = SL_ALLOWED;
-		res->remaining = (uint64_t)((bt - d) / t);
+		res->remaining = div128(bt - d, t);
 		return SL_ALLOWED;
 	}
 	res->outcome = SL_DELAYED;
