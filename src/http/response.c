@@ -119,18 +119,37 @@ void sl_http_out_status(struct sl_http_out *o, int status, const char *reason)
 	sl_http_out_bytes(o, "\r\n", 2);
 }
 
-/* No CR or LF (nor ':' when colon) in s: one pass, most fields are short. */
+/* Bytes of x equal to the byte repeated in b: nonzero iff there is one
+ * (the classic "has zero byte" test on x ^ b, exact as a yes/no). */
+static inline uint64_t has_byte(uint64_t x, uint64_t b)
+{
+	uint64_t y = x ^ b;
+	return (y - 0x0101010101010101ull) & ~y & 0x8080808080808080ull;
+}
+
+/* No CR or LF (nor ':' when colon) in s. Eight bytes a step: every
+ * response carries several headers, and a byte loop or three memchr calls
+ * per header showed in the profile. */
 static bool clean(struct sl_str s, bool colon)
 {
-	if (s.len > 64) /* long values: libc's vectorised scans */
-		return memchr(s.p, '\r', s.len) == NULL && memchr(s.p, '\n', s.len) == NULL &&
-		       (!colon || memchr(s.p, ':', s.len) == NULL);
-	for (size_t i = 0; i < s.len; i++) {
-		char c = s.p[i];
-		if (c == '\r' || c == '\n' || (colon && c == ':'))
-			return false;
+	const uint64_t cr = 0x0d0d0d0d0d0d0d0dull, lf = 0x0a0a0a0a0a0a0a0aull,
+	               co = 0x3a3a3a3a3a3a3a3aull;
+	uint64_t x = 0, bad = 0;
+	size_t i = 0;
+
+	if (s.len < 8) {
+		memcpy(&x, s.p ? s.p : "", s.len); /* zero padding matches nothing */
+		return !(has_byte(x, cr) | has_byte(x, lf) | (colon ? has_byte(x, co) : 0));
 	}
-	return true;
+	for (; i + 8 <= s.len; i += 8) {
+		memcpy(&x, s.p + i, 8);
+		bad |= has_byte(x, cr) | has_byte(x, lf) | (colon ? has_byte(x, co) : 0);
+	}
+	if (i < s.len) { /* the last 8 bytes, overlapping what was seen */
+		memcpy(&x, s.p + s.len - 8, 8);
+		bad |= has_byte(x, cr) | has_byte(x, lf) | (colon ? has_byte(x, co) : 0);
+	}
+	return bad == 0;
 }
 
 void sl_http_out_header(struct sl_http_out *o, struct sl_str name, struct sl_str value)
