@@ -221,7 +221,7 @@ def test_queued_decision_holds_the_request_in_nginx(make_stack):
 
     stack = make_stack("plans-daily-quota-burst-queue.yaml")
     port = int(stack.url("").rsplit(":", 1)[1])
-    raw = (b"GET /football/fixtures HTTP/1.1\r\nHost: x\r\nx-apisports-key: key-bob\r\n"
+    raw = (b"GET /weather/fixtures HTTP/1.1\r\nHost: x\r\nX-Api-Key: key-bob\r\n"
            b"X-Forwarded-For: 203.0.113.7\r\n\r\n")
     res = burst(port, [raw] * 20)
     assert [st for st, _, _, _ in res] == [200] * 20

@@ -71,7 +71,7 @@ def burst(port, raw_requests, timeout=5.0):
 
 
 def raw_get(path, key, extra=""):
-    return ("GET %s HTTP/1.1\r\nHost: api-football.test\r\nx-apisports-key: %s\r\n%s\r\n"
+    return ("GET %s HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: %s\r\n%s\r\n"
             % (path, key, extra)).encode()
 
 
@@ -95,7 +95,7 @@ def check_queue(res):
 
 def test_23_requests_in_one_instant_via_the_proxy(sluice, example):
     d = sluice(example("plans-daily-quota-burst-queue.yaml"))
-    res = burst(d.ports["gateway"], [raw_get("/football/fixtures?live=all", "key-bob")] * 23)
+    res = burst(d.ports["gateway"], [raw_get("/weather/fixtures?live=all", "key-bob")] * 23)
     check_queue(res)
     # Responses carry the per-minute and per-day figures.
     for st, h, b, t in res:
@@ -111,22 +111,22 @@ def test_23_requests_in_one_instant_via_the_proxy(sluice, example):
 def test_23_requests_in_one_instant_via_the_check_listener(sluice, example):
     d = sluice(example("plans-daily-quota-burst-queue.yaml"))
     raw = raw_get("/", "key-bob", "X-Original-Method: GET\r\n"
-                  "X-Original-URI: /football/teams?league=39\r\n")
+                  "X-Original-URI: /weather/teams?league=39\r\n")
     check_queue(burst(d.ports["check"], [raw] * 23))
 
 
 def test_limits_are_per_user_and_per_api(sluice, example):
     d = sluice(example("plans-daily-quota-burst-queue.yaml"))
-    res = burst(d.ports["gateway"], [raw_get("/football/fixtures", "key-bob")] * 23)
+    res = burst(d.ports["gateway"], [raw_get("/weather/fixtures", "key-bob")] * 23)
     assert sum(1 for r in res if r[0] == 429) == 3
     s = requests.Session()
-    h = {"x-apisports-key": "key-bob"}
-    r = s.get(d.url("gateway", "/basketball/games"), headers=h, timeout=T)
+    h = {"X-Api-Key": "key-bob"}
+    r = s.get(d.url("gateway", "/stocks/games"), headers=h, timeout=T)
     assert r.status_code == 200
-    assert r.headers["X-RateLimit-Remaining"] == "14"  # basketball's own burst of 15
+    assert r.headers["X-RateLimit-Remaining"] == "14"  # stocks's own burst of 15
     assert r.headers["x-ratelimit-requests-remaining"] == "149999"
     # Another user on the same API is not affected either.
-    r = s.get(d.url("gateway", "/football/fixtures"), headers={"x-apisports-key": "key-carol"},
+    r = s.get(d.url("gateway", "/weather/fixtures"), headers={"X-Api-Key": "key-carol"},
               timeout=T)
     assert r.status_code == 200
     assert r.headers["X-RateLimit-Limit"] == "1200"
@@ -135,13 +135,13 @@ def test_limits_are_per_user_and_per_api(sluice, example):
 def test_free_plan_10_per_minute_and_401_without_key(sluice, example):
     d = sluice(example("plans-daily-quota-burst-queue.yaml"))
     s = requests.Session()
-    h = {"x-apisports-key": "key-alice"}
+    h = {"X-Api-Key": "key-alice"}
     t0 = time.monotonic()
-    codes = [s.get(d.url("gateway", "/football/leagues"), headers=h, timeout=T).status_code
+    codes = [s.get(d.url("gateway", "/weather/leagues"), headers=h, timeout=T).status_code
              for _ in range(11)]
     if time.monotonic() - t0 < 6.0:  # 10/min regains one request per 6 s
         assert codes == [200] * 10 + [429]
-    r = s.get(d.url("gateway", "/football/leagues"), timeout=T)
+    r = s.get(d.url("gateway", "/weather/leagues"), timeout=T)
     assert r.status_code == 401
 
 
@@ -149,15 +149,15 @@ def test_daily_counts_survive_a_restart(sluice, example):
     cfg = example("plans-daily-quota-burst-queue.yaml")
     d = sluice(cfg)
     s = requests.Session()
-    h = {"x-apisports-key": "key-alice"}
+    h = {"X-Api-Key": "key-alice"}
     for i in range(3):
-        r = s.get(d.url("gateway", "/football/leagues"), headers=h, timeout=T)
+        r = s.get(d.url("gateway", "/weather/leagues"), headers=h, timeout=T)
     assert r.headers["x-ratelimit-requests-limit"] == "100"
     assert r.headers["x-ratelimit-requests-remaining"] == "97"
     s.close()
     assert d.stop() == 0  # graceful: writes the snapshot
     d2 = sluice(cfg)  # same working directory, so the same snapshot file
-    r = requests.get(d2.url("gateway", "/football/leagues"), headers=h, timeout=T)
+    r = requests.get(d2.url("gateway", "/weather/leagues"), headers=h, timeout=T)
     assert r.status_code == 200
     assert r.headers["x-ratelimit-requests-remaining"] == "96"
 
@@ -168,7 +168,7 @@ def test_decide_reports_the_queue_delay(sluice, example):
     s = requests.Session()
     t0 = time.monotonic()
     res = [s.post(d.url("admin", "/v1/decide"), json={"account": "bob", "method": "GET",
-                                                      "path": "/football/fixtures"},
+                                                      "path": "/weather/fixtures"},
                   timeout=T).json() for _ in range(23)]
     elapsed = time.monotonic() - t0
     assert [j["delay_ms"] for j in res[:15]] == [0] * 15

@@ -39,7 +39,7 @@ static const char MINUTE_BODY[] =
 
 static void mega_burst_of_23_is_15_now_5_delayed_3_rejected(void **state)
 {
-	struct scn_req r = REQ("GET", "/football/fixtures?live=all", "198.51.100.1", "key-bob");
+	struct scn_req r = REQ("GET", "/weather/fixtures?live=all", "198.51.100.1", "key-bob");
 	const int64_t t = (60 * SEC + 899) / 900; /* emission interval, rounded up: 66.67 ms */
 
 	for (int i = 0; i < 15; i++) {
@@ -72,7 +72,7 @@ static void mega_burst_of_23_is_15_now_5_delayed_3_rejected(void **state)
 
 static void each_api_has_its_own_counters(void **state)
 {
-	struct scn_req r = REQ("GET", "/football/fixtures", "198.51.100.2", "key-bob");
+	struct scn_req r = REQ("GET", "/weather/fixtures", "198.51.100.2", "key-bob");
 	unsigned now = 0, delayed = 0, rejected = 0;
 
 	for (int i = 0; i < 23; i++) {
@@ -85,7 +85,7 @@ static void each_api_has_its_own_counters(void **state)
 	assert_int_equal(now, 15);
 	assert_int_equal(delayed, 5);
 	assert_int_equal(rejected, 3);
-	r.target = "/basketball/games";
+	r.target = "/stocks/games";
 	assert_int_equal(scn_run(S, T0, &r), 200);
 	assert_int_equal(S->delay, 0);
 	assert_int_equal(scn_hdr_num(S, "x-ratelimit-requests-remaining"), 149999);
@@ -93,7 +93,7 @@ static void each_api_has_its_own_counters(void **state)
 
 static void plans_set_the_rate(void **state)
 {
-	struct scn_req r = REQ("GET", "/football/leagues", "198.51.100.3", "key-carol");
+	struct scn_req r = REQ("GET", "/weather/leagues", "198.51.100.3", "key-carol");
 
 	/* custom: 1200/min, burst 20, queue 5 */
 	assert_int_equal(scn_repeat(S, T0, &r, 20, 200), 20);
@@ -115,7 +115,7 @@ static void plans_set_the_rate(void **state)
 static void daily_quota_and_its_headers(void **state)
 {
 	/* free: 100/day; one request every 6 s stays inside 10/min */
-	struct scn_req r = REQ("GET", "/football/teams", "198.51.100.4", "key-alice");
+	struct scn_req r = REQ("GET", "/weather/teams", "198.51.100.4", "key-alice");
 	const int64_t noon = T0 + 12 * 3600 * SEC;
 
 	for (int i = 0; i < 100; i++) {
@@ -131,18 +131,18 @@ static void daily_quota_and_its_headers(void **state)
 	assert_non_null(strstr(S->body, "\"rateLimit\": \"Too many requests. You have reached the "
 	                                "limit of requests per day of your subscription.\""));
 	/* the quota is per API: another API of the account still has its 100 */
-	r.target = "/basketball/teams";
+	r.target = "/stocks/teams";
 	assert_int_equal(scn_run(S, noon + 600 * SEC, &r), 200);
 	assert_int_equal(scn_hdr_num(S, "x-ratelimit-requests-remaining"), 99);
-	/* the next day the football quota is back */
-	r.target = "/football/teams";
+	/* the next day the weather quota is back */
+	r.target = "/weather/teams";
 	assert_int_equal(scn_run(S, T0 + 86400 * SEC, &r), 200);
 	assert_int_equal(scn_hdr_num(S, "x-ratelimit-requests-remaining"), 99);
 }
 
 static void key_is_required(void **state)
 {
-	struct scn_req r = REQ("GET", "/football/fixtures", "198.51.100.5", NULL);
+	struct scn_req r = REQ("GET", "/weather/fixtures", "198.51.100.5", NULL);
 
 	assert_int_equal(scn_run(S, T0, &r), 401);
 	assert_string_equal(S->body,
