@@ -107,8 +107,8 @@ def test_free_tier_burst_of_10_then_429(sluice, example, upstream):
     d, _ = start(sluice, example, upstream, 0)
     s = requests.Session()
     t0 = time.monotonic()
-    codes = [get(s, d, "np_test_free").status_code for _ in range(10)]
-    r = get(s, d, "np_test_free")
+    codes = [get(s, d, "key_test_free").status_code for _ in range(10)]
+    r = get(s, d, "key_test_free")
     elapsed = time.monotonic() - t0
     assert codes == [200] * 10
     if elapsed < 1.0:  # 60/min regains one request per second
@@ -116,7 +116,7 @@ def test_free_tier_burst_of_10_then_429(sluice, example, upstream):
         assert check_429(r) == 1
         assert r.headers["X-RateLimit-Limit"] == "60"
     # Every response carries the x-ratelimit preset.
-    r = get(s, d, "np_live_starter")
+    r = get(s, d, "key_live_starter")
     assert r.status_code == 200 and r.json() == {"upstream": True}
     for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
         assert int(r.headers[name]) >= 0
@@ -129,7 +129,7 @@ def test_concurrency_cap_holds_under_parallel_clients(sluice, example, upstream)
     def one(_):
         with requests.Session() as s:
             t = time.monotonic()
-            r = get(s, d, "np_test_free")
+            r = get(s, d, "key_test_free")
             return r, time.monotonic() - t
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
@@ -154,7 +154,7 @@ def test_starter_tier_caps_25_in_flight(sluice, example, upstream):
 
     def one(_):
         with requests.Session() as s:
-            return get(s, d, "np_live_starter").status_code
+            return get(s, d, "key_live_starter").status_code
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
         codes = list(ex.map(one, range(32)))
@@ -185,12 +185,12 @@ def test_oauth_token_30_per_minute_per_ip(sluice, example, upstream):
 def test_batch_endpoint_10_per_minute_per_key(sluice, example, upstream):
     d, _ = start(sluice, example, upstream, 0)
     s = requests.Session()
-    codes = [get(s, d, "np_live_starter", "/v1/messages/batch", "POST").status_code
+    codes = [get(s, d, "key_live_starter", "/v1/messages/batch", "POST").status_code
              for _ in range(11)]
     assert codes[:10] == [200] * 10
     assert codes[10] == 429
     # The general per-key rate still has room, and another key its own batch budget.
-    assert get(s, d, "np_live_starter", "/v1/messages").status_code == 200
-    assert get(s, d, "np_live_pro", "/v1/messages/batch", "POST").status_code == 200
+    assert get(s, d, "key_live_starter", "/v1/messages").status_code == 200
+    assert get(s, d, "key_live_pro", "/v1/messages/batch", "POST").status_code == 200
     # transactional has its own 10/min.
-    assert get(s, d, "np_live_starter", "/v1/messages/transactional", "POST").status_code == 200
+    assert get(s, d, "key_live_starter", "/v1/messages/transactional", "POST").status_code == 200

@@ -44,10 +44,10 @@ static void burst_sizes_per_tier(void **state)
 		const char *key;
 		unsigned burst, per_min;
 	} tiers[] = {
-	        {"np_test_free", 10, 60},
-	        {"np_live_starter", 50, 600},
-	        {"np_live_pro", 200, 6000},
-	        {"np_live_enterprise", 2000, 60000},
+	        {"key_test_free", 10, 60},
+	        {"key_live_starter", 50, 600},
+	        {"key_live_pro", 200, 6000},
+	        {"key_live_enterprise", 2000, 60000},
 	};
 
 	for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
@@ -72,7 +72,7 @@ static void retry_after_in_the_body_is_the_wait(void **state)
 {
 	/* a free key that spent its burst at T0 and waits: 30 s later it has
 	 * 30 units back; spending 40 at once leaves a 10 s wait */
-	struct scn_req r = REQ("GET", "/v1/channels", "198.51.100.2", "np_test_free");
+	struct scn_req r = REQ("GET", "/v1/channels", "198.51.100.2", "key_test_free");
 
 	assert_int_equal(burst(&r, T0, 100), 10);
 	r.cost = 10;
@@ -95,9 +95,9 @@ static void concurrency_caps_in_flight_requests(void **state)
 		const char *key;
 		unsigned cap;
 	} tiers[] = {
-	        {"np_test_free", 5},
-	        {"np_live_starter", 25},
-	        {"np_live_pro", 100},
+	        {"key_test_free", 5},
+	        {"key_live_starter", 25},
+	        {"key_live_pro", 100},
 	};
 
 	for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
@@ -121,7 +121,7 @@ static void headers_speak_for_the_rate_not_the_slots(void **state)
 {
 	/* pro: 199 of the 200 burst left vs 99 of 100 slots: the slots have
 	 * no window, so X-RateLimit-* report the per-minute rate */
-	struct scn_req r = REQ("GET", "/v1/channels", "198.51.100.9", "np_live_pro");
+	struct scn_req r = REQ("GET", "/v1/channels", "198.51.100.9", "key_live_pro");
 
 	assert_int_equal(scn_run(S, T0, &r), 200);
 	assert_int_equal(scn_hdr_num(S, "X-RateLimit-Limit"), 6000);
@@ -155,7 +155,7 @@ static void batch_and_transactional_11th_per_key(void **state)
 	static const char *paths[] = {"/v1/messages/batch", "/v1/messages/transactional"};
 
 	for (size_t i = 0; i < 2; i++) {
-		struct scn_req r = REQ("POST", paths[i], "198.51.100.6", "np_live_pro");
+		struct scn_req r = REQ("POST", paths[i], "198.51.100.6", "key_live_pro");
 		long long before;
 
 		assert_int_equal(burst(&r, T0, 100), 10);
@@ -171,7 +171,7 @@ static void batch_and_transactional_11th_per_key(void **state)
 		scn_release(S, T0);
 	}
 	/* one batch call = one unit of the key's rate, whatever it carries */
-	struct scn_req r = REQ("POST", "/v1/messages/batch", "198.51.100.7", "np_live_starter");
+	struct scn_req r = REQ("POST", "/v1/messages/batch", "198.51.100.7", "key_live_starter");
 
 	assert_int_equal(scn_run(S, T0, &r), 200);
 	assert_int_equal(scn_remaining(S, "rate"), 49);
