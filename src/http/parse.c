@@ -188,7 +188,12 @@ static const llhttp_settings_t settings = {
 
 void sl_http_init(struct sl_http_parser *hp, bool response, size_t max_head, uint64_t max_body)
 {
-	memset(hp, 0, sizeof(*hp));
+	/* everything but the 2 KiB header array (see on_message_begin): the
+	 * proxy starts a response parser per exchange */
+	size_t hdrs = offsetof(struct sl_http_parser, msg) + offsetof(struct sl_http_msg, headers);
+	size_t rest = offsetof(struct sl_http_parser, msg) + offsetof(struct sl_http_msg, nheaders);
+	memset(hp, 0, hdrs);
+	memset((char *)hp + rest, 0, sizeof(*hp) - rest);
 	hp->response = response;
 	hp->max_head = max_head;
 	hp->max_body = max_body;

@@ -197,19 +197,26 @@ void sl_http_out_emit(void *arg, struct sl_str name, struct sl_str value)
 
 bool sl_http_hop_by_hop(struct sl_str name)
 {
-	static const char *const hop[] = {"connection",
-	                                  "keep-alive",
-	                                  "proxy-connection",
-	                                  "upgrade",
-	                                  "te",
-	                                  "trailer",
-	                                  "expect",
-	                                  "proxy-authenticate",
-	                                  "proxy-authorization"};
-	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (sl_str_ieq(name, hop[i]))
-			return true;
-	return false;
+	/* by length first: called for every header of every proxied request
+	 * and response, and most headers are none of these */
+	switch (name.len) {
+	case 2:
+		return sl_str_ieq(name, "te");
+	case 6:
+		return sl_str_ieq(name, "expect");
+	case 7:
+		return sl_str_ieq(name, "upgrade") || sl_str_ieq(name, "trailer");
+	case 10:
+		return sl_str_ieq(name, "connection") || sl_str_ieq(name, "keep-alive");
+	case 16:
+		return sl_str_ieq(name, "proxy-connection");
+	case 18:
+		return sl_str_ieq(name, "proxy-authenticate");
+	case 19:
+		return sl_str_ieq(name, "proxy-authorization");
+	default:
+		return false;
+	}
 }
 
 void sl_http_out_simple(struct sl_http_out *o, int status, const char *content_type,

@@ -554,7 +554,7 @@ static void build_head(struct sl_conn *c, struct sl_http_out *o)
 		const struct sl_header *h = &m->headers[i];
 		if (sl_http_hop_by_hop(h->name))
 			continue;
-		if (sl_str_ieq(h->name, "x-forwarded-for")) {
+		if (h->name.len == 15 && sl_str_ieq(h->name, "x-forwarded-for")) {
 			xff = &h->value;
 			continue;
 		}
