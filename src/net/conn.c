@@ -328,8 +328,7 @@ static void decide_done(struct sl_batch *b)
 	}
 	status = sl_eval_finish(&c->ev);
 	if (w->shard)
-		sl_metrics_eval(w->shard, c->l->name, &c->ev,
-				(int64_t)(uv_hrtime() - c->t_decide));
+		sl_metrics_eval(w->shard, c->l->name, &c->ev, (int64_t)(uv_hrtime() - c->t_decide));
 	if (status == 200) {
 		c->release_pending = c->l->kind == SL_LK_PROXY;
 		if (c->ev.decision.delay > 0) {

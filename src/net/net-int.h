@@ -152,9 +152,9 @@ enum sl_upstate {
 struct sl_upconn {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
-	uv_write_t wreq;  /* the request head */
-	uv_write_t breq;  /* a piece of request body */
-	uv_timer_t timer; /* upstream_timeout, or the idle TTL in the pool */
+	uv_write_t wreq;    /* the request head */
+	uv_write_t breq;    /* a piece of request body */
+	uv_timer_t timer;   /* upstream_timeout, or the idle TTL in the pool */
 	uint64_t deadline;  /* ms (loop time) the timeout is due; 0: none */
 	uint64_t timer_due; /* ms (loop time) the uv timer is set for */
 	struct sl_worker *w;

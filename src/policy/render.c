@@ -530,8 +530,7 @@ long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char 
 	if (t != NULL) {
 		unsigned mode = strstr(ct, "json") != NULL ? SL_TPL_JSON : SL_TPL_TEXT;
 
-		n = sl_template_render(t, mode, resolve, &x,
-		                       buf, cap);
+		n = sl_template_render(t, mode, resolve, &x, buf, cap);
 		if (n >= 0) {
 			*content_type = ct;
 			return n;
