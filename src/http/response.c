@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "http/http.h"
+#include "core/buf.h"
 
 void sl_http_out_init(struct sl_http_out *o, char *buf, size_t cap)
 {
@@ -92,20 +93,6 @@ const char *sl_http_reason(int status)
 	}
 }
 
-/* Decimal digits of v into buf (at least 20 bytes), no NUL; returns the
- * count. Hand-rolled: snprintf is a measurable part of a small response. */
-static size_t fmt_u64(char *buf, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0;
-	do {
-		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	memcpy(buf, tmp + sizeof(tmp) - n, n);
-	return n;
-}
-
 void sl_http_out_status(struct sl_http_out *o, int status, const char *reason)
 {
 	char line[13] = "HTTP/1.1 000 ";
@@ -186,7 +173,7 @@ void sl_http_out_header_c(struct sl_http_out *o, const char *name, const char *v
 void sl_http_out_header_u64(struct sl_http_out *o, const char *name, uint64_t v)
 {
 	char num[24];
-	struct sl_str n = {name, strlen(name)}, val = {num, fmt_u64(num, v)};
+	struct sl_str n = {name, strlen(name)}, val = {num, sl_fmt_u64(num, v)};
 	sl_http_out_header(o, n, val);
 }
 

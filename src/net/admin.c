@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <sluice/error.h>
 #include "net/admin.h"
+#include "core/buf.h"
 
 #define LEASE_TTL_DEFAULT (60 * SL_NS_PER_SEC)
 #define SWEEP_MAX         64            /* leases released per sweep pass */
@@ -56,73 +57,11 @@ struct sl_lease_table {
 	struct lease lease[SL_ADMIN_LEASES];
 };
 
-/* ---- JSON writer into the response body ---- */
+/* ---- JSON writer into the response body: struct sl_buf (core/buf.h) ---- */
 
-struct jw {
-	char *buf;
-	size_t cap, len;
-	bool overflow;
-};
-
-static void jw_raw(struct jw *w, const char *s, size_t n)
+static void jw_cstr(struct sl_buf *w, const char *s)
 {
-	if (w->overflow || n > w->cap - w->len) {
-		w->overflow = true;
-		return;
-	}
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-}
-
-static void jw_lit(struct jw *w, const char *s)
-{
-	jw_raw(w, s, strlen(s));
-}
-
-static void jw_u64(struct jw *w, uint64_t v)
-{
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-	jw_raw(w, tmp, (size_t)n);
-}
-
-static void jw_i64(struct jw *w, int64_t v)
-{
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-	jw_raw(w, tmp, (size_t)n);
-}
-
-/* A JSON string: quotes, \" \\ and control characters escaped; bytes >= 0x80
- * pass through (the inputs are UTF-8 from cJSON or the policy). */
-static void jw_str(struct jw *w, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	jw_raw(w, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\') {
-			char e[2] = {'\\', (char)ch};
-			jw_raw(w, e, 2);
-		} else if (ch == '\n') {
-			jw_raw(w, "\\n", 2);
-		} else if (ch == '\r') {
-			jw_raw(w, "\\r", 2);
-		} else if (ch == '\t') {
-			jw_raw(w, "\\t", 2);
-		} else if (ch < 0x20 || ch == 0x7f) {
-			char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-			jw_raw(w, e, 6);
-		} else {
-			jw_raw(w, s + i, 1);
-		}
-	}
-	jw_raw(w, "\"", 1);
-}
-
-static void jw_cstr(struct jw *w, const char *s)
-{
-	jw_str(w, s, strlen(s));
+	sl_buf_json_string(w, s, strlen(s));
 }
 
 /* ---- responses ---- */
@@ -144,15 +83,15 @@ static void respond_json(struct sl_admin_resp *r, int status, const char *body)
 /* {"error":"<code>","message":"<msg>"} */
 static void respond_error(struct sl_admin_resp *r, int status, const char *code, const char *msg)
 {
-	struct jw w = {r->body, sizeof(r->body), 0, false};
-	jw_lit(&w, "{\"error\":");
+	struct sl_buf w = {.p = r->body, .cap = sizeof(r->body)};
+	sl_buf_str(&w, "{\"error\":");
 	jw_cstr(&w, code);
-	jw_lit(&w, ",\"message\":");
+	sl_buf_str(&w, ",\"message\":");
 	jw_cstr(&w, msg);
-	jw_lit(&w, "}");
+	sl_buf_str(&w, "}");
 	r->status = status;
 	r->content_type = ct_json;
-	r->len = w.overflow ? 0 : w.len;
+	r->len = w.full ? 0 : w.len;
 }
 
 static void add_extra(struct sl_admin_resp *r, const char *name, const char *value)
@@ -552,7 +491,7 @@ static long ceil_div(int64_t a, int64_t b)
 }
 
 struct hdr_out {
-	struct jw *w;
+	struct sl_buf *w;
 	bool first;
 };
 
@@ -560,11 +499,11 @@ static void emit_header(void *arg, struct sl_str name, struct sl_str value)
 {
 	struct hdr_out *h = arg;
 	if (!h->first)
-		jw_raw(h->w, ",", 1);
+		sl_buf_put(h->w, ",", 1);
 	h->first = false;
-	jw_str(h->w, name.p, name.len);
-	jw_raw(h->w, ":", 1);
-	jw_str(h->w, value.p, value.len);
+	sl_buf_json_string(h->w, name.p, name.len);
+	sl_buf_put(h->w, ":", 1);
+	sl_buf_json_string(h->w, value.p, value.len);
 }
 
 /* The decide answer of DESIGN.md section 5 from a finished evaluation. */
@@ -572,7 +511,7 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 {
 	const struct sl_eval *ev = &c->ev;
 	const struct sl_decision *d = &ev->decision;
-	struct jw w = {c->resp.body, sizeof(c->resp.body), 0, false};
+	struct sl_buf w = {.p = c->resp.body, .cap = sizeof(c->resp.body)};
 	struct hdr_out ho = {&w, true};
 	char body[8192];
 	long blen = -1;
@@ -588,54 +527,54 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 	if (d->status != 200)
 		blen = sl_render_body(ev, body, sizeof(body), &bct);
 
-	jw_lit(&w, "{\"allowed\":");
-	jw_lit(&w, d->status == 200 ? "true" : "false");
-	jw_lit(&w, ",\"status\":");
-	jw_i64(&w, d->status);
-	jw_lit(&w, ",\"delay_ms\":");
-	jw_i64(&w, d->status == 200 ? ceil_div(d->delay, 1000000) : 0);
-	jw_lit(&w, ",\"denied_by\":");
+	sl_buf_str(&w, "{\"allowed\":");
+	sl_buf_str(&w, d->status == 200 ? "true" : "false");
+	sl_buf_str(&w, ",\"status\":");
+	sl_buf_i64(&w, d->status);
+	sl_buf_str(&w, ",\"delay_ms\":");
+	sl_buf_i64(&w, d->status == 200 ? ceil_div(d->delay, 1000000) : 0);
+	sl_buf_str(&w, ",\"denied_by\":");
 	if (d->denied >= 0 && (size_t)d->denied < ev->nchecks && ev->limits[d->denied] != NULL)
 		jw_cstr(&w, ev->limits[d->denied]->name);
 	else
-		jw_lit(&w, "null");
-	jw_lit(&w, ",\"retry_after\":");
-	jw_i64(&w, retry);
-	jw_lit(&w, ",\"lease\":");
+		sl_buf_str(&w, "null");
+	sl_buf_str(&w, ",\"retry_after\":");
+	sl_buf_i64(&w, retry);
+	sl_buf_str(&w, ",\"lease\":");
 	if (lease != NULL)
 		jw_cstr(&w, lease);
 	else
-		jw_lit(&w, "null");
-	jw_lit(&w, ",\"headers\":{");
+		sl_buf_str(&w, "null");
+	sl_buf_str(&w, ",\"headers\":{");
 	sl_render_headers(ev, emit_header, &ho);
-	jw_lit(&w, "},\"body\":");
+	sl_buf_str(&w, "},\"body\":");
 	if (blen >= 0)
-		jw_str(&w, body, (size_t)blen);
+		sl_buf_json_string(&w, body, (size_t)blen);
 	else
-		jw_lit(&w, "null");
-	jw_lit(&w, ",\"limits\":[");
+		sl_buf_str(&w, "null");
+	sl_buf_str(&w, ",\"limits\":[");
 	for (size_t i = 0; i < ev->nchecks; i++) {
 		const struct sl_result *r = &ev->checks[i].res;
 		if (i > 0)
-			jw_raw(&w, ",", 1);
-		jw_lit(&w, "{\"name\":");
+			sl_buf_put(&w, ",", 1);
+		sl_buf_str(&w, "{\"name\":");
 		jw_cstr(&w, ev->limits[i] ? ev->limits[i]->name : ev->checks[i].name);
 		if (r->limit == SL_UNLIMITED) {
-			jw_lit(&w, ",\"limit\":null,\"remaining\":null,\"reset\":null,"
+			sl_buf_str(&w, ",\"limit\":null,\"remaining\":null,\"reset\":null,"
 			           "\"unlimited\":true}");
 			continue;
 		}
-		jw_lit(&w, ",\"limit\":");
-		jw_u64(&w, r->limit);
-		jw_lit(&w, ",\"remaining\":");
-		jw_u64(&w, r->remaining);
-		jw_lit(&w, ",\"reset\":");
-		jw_i64(&w,
+		sl_buf_str(&w, ",\"limit\":");
+		sl_buf_u64(&w, r->limit);
+		sl_buf_str(&w, ",\"remaining\":");
+		sl_buf_u64(&w, r->remaining);
+		sl_buf_str(&w, ",\"reset\":");
+		sl_buf_i64(&w,
 		       ceil_div(d->now + (r->reset_after > 0 ? r->reset_after : 0), SL_NS_PER_SEC));
-		jw_lit(&w, "}");
+		sl_buf_str(&w, "}");
 	}
-	jw_lit(&w, "]}");
-	if (w.overflow) {
+	sl_buf_str(&w, "]}");
+	if (w.full) {
 		respond_error(&c->resp, 500, "too_large", "the decision does not fit the response");
 		return;
 	}

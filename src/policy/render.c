@@ -15,6 +15,7 @@
 #include <sluice/error.h>
 #include "policy/eval-int.h"
 #include "policy/template.h"
+#include "core/buf.h"
 
 #define HDR_MAX 1024 /* bytes of one rendered header value */
 
@@ -43,26 +44,11 @@ static long put_str(char *buf, size_t cap, const char *s, size_t len)
 	return (long)len;
 }
 
-/* Decimal digits of v into tmp[24], right-aligned; returns the first. */
-static const char *fmt_u64(char tmp[24], uint64_t v, size_t *len)
-{
-	char *p = tmp + 24;
-
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	*len = (size_t)(tmp + 24 - p);
-	return p;
-}
-
 static long put_u64(char *buf, size_t cap, uint64_t v)
 {
-	char tmp[24];
-	size_t n;
-	const char *p = fmt_u64(tmp, v, &n);
+	char tmp[20];
 
-	return put_str(buf, cap, p, n);
+	return put_str(buf, cap, tmp, sl_fmt_u64(tmp, v));
 }
 
 static bool check_unlimited(const struct sl_check *c)
@@ -305,51 +291,21 @@ static void emit_var(const struct rctx *x, const char *name, unsigned var, sl_he
 		emit(arg, (struct sl_str){name, strlen(name)}, (struct sl_str){buf, (size_t)n});
 }
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool full;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->full || n > b->cap - b->len) {
-		b->full = true;
-		return;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
-
-static void sb_u64(struct sbuf *b, uint64_t v)
-{
-	char tmp[24];
-	size_t n;
-	const char *p = fmt_u64(tmp, v, &n);
-
-	sb_put(b, p, n);
-}
-
 /* An RFC 8941 sf-string: printable ASCII, '"' and '\' escaped, the rest
  * dropped (limit names are identifiers, so nothing is lost in practice). */
-static void sb_sf_string(struct sbuf *b, const char *s)
+static void sb_sf_string(struct sl_buf *b, const char *s)
 {
-	sb_put(b, "\"", 1);
+	sl_buf_put(b, "\"", 1);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
 		if (c < 0x20 || c > 0x7e)
 			continue;
 		if (c == '"' || c == '\\')
-			sb_put(b, "\\", 1);
-		sb_put(b, s, 1);
+			sl_buf_put(b, "\\", 1);
+		sl_buf_put(b, s, 1);
 	}
-	sb_put(b, "\"", 1);
+	sl_buf_put(b, "\"", 1);
 }
 
 /* draft-ietf-httpapi-ratelimit-headers-10: one RateLimit-Policy and one
@@ -359,7 +315,7 @@ static void emit_ietf(const struct rctx *x, sl_header_emit_fn emit, void *arg)
 {
 	const struct sl_eval *ev = x->ev;
 	char pbuf[HDR_MAX], rbuf[HDR_MAX];
-	struct sbuf pol = {pbuf, 0, sizeof(pbuf), false}, rl = {rbuf, 0, sizeof(rbuf), false};
+	struct sl_buf pol = {.p = pbuf, .cap = sizeof(pbuf)}, rl = {.p = rbuf, .cap = sizeof(rbuf)};
 
 	for (size_t i = 0; i < ev->nchecks; i++) {
 		const struct sl_check *c = &ev->checks[i];
@@ -369,21 +325,21 @@ static void emit_ietf(const struct rctx *x, sl_header_emit_fn emit, void *arg)
 		if (check_unlimited(c) || c->spec == NULL || c->spec->algo == SL_ALGO_DENY)
 			continue;
 		if (pol.len > 0)
-			sb_str(&pol, ", ");
+			sl_buf_str(&pol, ", ");
 		sb_sf_string(&pol, ev->limits[i]->name);
-		sb_str(&pol, ";q=");
-		sb_u64(&pol, c->res.limit);
+		sl_buf_str(&pol, ";q=");
+		sl_buf_u64(&pol, c->res.limit);
 		if (w > 0) {
-			sb_str(&pol, ";w=");
-			sb_u64(&pol, (uint64_t)w);
+			sl_buf_str(&pol, ";w=");
+			sl_buf_u64(&pol, (uint64_t)w);
 		}
 		if (rl.len > 0)
-			sb_str(&rl, ", ");
+			sl_buf_str(&rl, ", ");
 		sb_sf_string(&rl, ev->limits[i]->name);
-		sb_str(&rl, ";r=");
-		sb_u64(&rl, c->res.remaining);
-		sb_str(&rl, ";t=");
-		sb_u64(&rl, (uint64_t)ceil_sec(c->res.reset_after));
+		sl_buf_str(&rl, ";r=");
+		sl_buf_u64(&rl, c->res.remaining);
+		sl_buf_str(&rl, ";t=");
+		sl_buf_u64(&rl, (uint64_t)ceil_sec(c->res.reset_after));
 		if (pol.full || rl.full) {
 			pol.len = plen;
 			rl.len = rlen;
@@ -440,30 +396,7 @@ void sl_render_headers(const struct sl_eval *ev, sl_header_emit_fn emit, void *a
 
 /* ---- bodies ---- */
 
-static void sb_json_string(struct sbuf *b, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	sb_put(b, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-
-			sb_put(b, e, 2);
-		} else if (c < 0x20) {
-			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-
-			sb_put(b, e, 6);
-		} else {
-			sb_put(b, (const char *)&c, 1);
-		}
-	}
-	sb_put(b, "\"", 1);
-}
-
-static void sb_json_var(struct sbuf *b, const struct rctx *x, const char *key, unsigned var)
+static void sb_json_var(struct sl_buf *b, const struct rctx *x, const char *key, unsigned var)
 {
 	struct sl_tpl_ref ref = {.var = var};
 	char buf[HDR_MAX];
@@ -471,29 +404,29 @@ static void sb_json_var(struct sbuf *b, const struct rctx *x, const char *key, u
 
 	if (n < 0)
 		return;
-	sb_str(b, ",\"");
-	sb_str(b, key);
-	sb_str(b, "\":");
+	sl_buf_str(b, ",\"");
+	sl_buf_str(b, key);
+	sl_buf_str(b, "\":");
 	if (var == SL_TPL_MESSAGE || var == SL_TPL_DENIED_BY || var == SL_TPL_WINDOW)
-		sb_json_string(b, buf, (size_t)n);
+		sl_buf_json_string(b, buf, (size_t)n);
 	else
-		sb_put(b, buf, (size_t)n);
+		sl_buf_put(b, buf, (size_t)n);
 }
 
 static long default_body(const struct rctx *x, char *buf, size_t cap)
 {
-	struct sbuf b = {buf, 0, cap, false};
+	struct sl_buf b = {.p = buf, .cap = cap};
 	int st = x->ev->decision.status;
 
 	if (x->ev->decision.store_error && st == 503) {
-		sb_str(&b,
+		sl_buf_str(&b,
 		       "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
 	} else if (x->unauthorized) {
-		sb_str(&b, "{\"error\":\"unauthorized\"");
+		sl_buf_str(&b, "{\"error\":\"unauthorized\"");
 		sb_json_var(&b, x, "message", SL_TPL_MESSAGE);
-		sb_str(&b, "}");
+		sl_buf_str(&b, "}");
 	} else {
-		sb_str(&b, st == 429   ? "{\"error\":\"rate_limited\""
+		sl_buf_str(&b, st == 429   ? "{\"error\":\"rate_limited\""
 		           : st == 403 ? "{\"error\":\"forbidden\""
 		                       : "{\"error\":\"denied\"");
 		sb_json_var(&b, x, "message", SL_TPL_MESSAGE);
@@ -501,7 +434,7 @@ static long default_body(const struct rctx *x, char *buf, size_t cap)
 		sb_json_var(&b, x, "limit", SL_TPL_LIMIT);
 		sb_json_var(&b, x, "window", SL_TPL_WINDOW);
 		sb_json_var(&b, x, "retry_after", SL_TPL_RETRY_AFTER);
-		sb_str(&b, "}");
+		sl_buf_str(&b, "}");
 	}
 	return b.full ? -1 : (long)b.len;
 }
