@@ -433,13 +433,20 @@ int sl_table_update(struct sl_table *t, const struct sl_key128 *keys, size_t n, 
 		/* Overlaps the keys' misses with each other and with the
 		 * lock acquisition. */
 		prefetch_home(t, sid[i], k[i]);
-		/* Insertion sort into the distinct-shard list: n <= 32. */
-		size_t j = nl;
-		while (j > 0 && locked[j - 1] > sid[i])
-			j--;
-		if (j > 0 && locked[j - 1] == sid[i])
+		/* Insertion sort into the distinct-shard list: n <= 32. The
+		 * shift is done while scanning, not by memmove: a decision
+		 * moves 0-2 entries, less than a library call costs (gcc
+		 * turns a separate shift loop back into memmove). */
+		bool dup = false;
+		for (size_t m = 0; m < nl; m++)
+			dup |= locked[m] == sid[i];
+		if (dup)
 			continue;
-		memmove(&locked[j + 1], &locked[j], (nl - j) * sizeof(locked[0]));
+		size_t j = nl;
+		while (j > 0 && locked[j - 1] > sid[i]) {
+			locked[j] = locked[j - 1];
+			j--;
+		}
 		locked[j] = sid[i];
 		nl++;
 	}
