@@ -121,16 +121,6 @@ static void identify_ip(struct cfg *c, const yaml_node_t *n)
 	}
 }
 
-static bool valid_token(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (*s <= ' ' || *s >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *s))
-			return false;
-	return true;
-}
-
 static void identify_key(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {"from", "required", NULL};
@@ -174,7 +164,7 @@ static void identify_key(struct cfg *c, const yaml_node_t *n)
 			        s);
 			continue;
 		}
-		if (arg && !valid_token(arg)) {
+		if (arg && !cfg_http_token(arg)) {
 			cfg_err(c, it,
 			        "key source '%s': NAME must be a non-empty header or query name",
 			        s);

@@ -68,6 +68,8 @@ bool cfg_duration(struct cfg *c, const yaml_node_t *n, const char *what, int64_t
 bool cfg_size(struct cfg *c, const yaml_node_t *n, const char *what, uint64_t *out);
 /* Names of plans, limits, routes, listeners: [A-Za-z0-9_-]+. */
 bool cfg_name(struct cfg *c, const yaml_node_t *n, const char *what, char **out);
+/* s is a non-empty RFC 9110 token (header and parameter names). */
+bool cfg_http_token(const char *s);
 
 /* Compile a template scalar; on error reports at the byte offset inside
  * the scalar. Queued for named-limit resolution. */

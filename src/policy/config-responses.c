@@ -8,16 +8,6 @@
 #include <strings.h>
 #include "policy/config-int.h"
 
-static bool valid_header_name(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (*s <= ' ' || *s >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *s))
-			return false;
-	return true;
-}
-
 static void header_map(struct cfg *c, yaml_node_t *n, const char *what, struct sl_header_tpl **out,
                        size_t *nout)
 {
@@ -37,7 +27,7 @@ static void header_map(struct cfg *c, yaml_node_t *n, const char *what, struct s
 		const char *name = cfg_scalar(c, k, "header name");
 		if (!name)
 			continue;
-		if (!valid_header_name(name)) {
+		if (!cfg_http_token(name)) {
 			cfg_err(c, k, "bad header name '%s'", name);
 			continue;
 		}

@@ -326,6 +326,16 @@ bool cfg_name(struct cfg *c, const yaml_node_t *n, const char *what, char **out)
 	return true;
 }
 
+bool cfg_http_token(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s <= ' ' || *s >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *s))
+			return false;
+	return true;
+}
+
 int cfg_plan_index(const struct sl_policy *p, const char *name)
 {
 	for (size_t i = 0; i < p->nplans; i++)
