@@ -42,34 +42,14 @@ static void log_msg(const char *what)
 	fprintf(stderr, "sluice: %s\n", what);
 }
 
-/* A hash seed that survives restarts when there is a snapshot to restore
- * (the snapshot is only valid under the seed it was written with): kept in
- * "<snapshot>.seed", created on first use. */
-static uint64_t store_seed(const char *snapshot)
+/* A random hash seed: a snapshot loaded at start brings its own (the
+ * memory store adopts the seed of a snapshot loaded into it while empty). */
+static uint64_t store_seed(void)
 {
 	uint64_t seed = 0;
-	char path[4096];
-	int fd;
 
 	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
 		seed = (uint64_t)sl_clock_now() ^ (uint64_t)getpid() << 32;
-	if (!snapshot)
-		return seed;
-	snprintf(path, sizeof(path), "%s.seed", snapshot);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		uint64_t s;
-		ssize_t n = read(fd, &s, sizeof(s));
-		close(fd);
-		if (n == (ssize_t)sizeof(s))
-			return s;
-	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		if (write(fd, &seed, sizeof(seed)) != (ssize_t)sizeof(seed))
-			log_msg("could not write the store seed file");
-		close(fd);
-	}
 	return seed;
 }
 
@@ -190,7 +170,7 @@ int sl_cmd_serve(int argc, char **argv)
 	}
 	rc = sl_memory_store_create(&d.store,
 	                            d.policy->store.memory ? d.policy->store.memory : 64u << 20,
-	                            store_seed(d.policy->store.snapshot));
+	                            store_seed());
 	if (rc < 0) {
 		fprintf(stderr, "sluice: memory store: %s\n", sl_strerror(rc));
 		goto out_policy;

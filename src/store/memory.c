@@ -426,10 +426,18 @@ int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now)
 	if (fread(tail, sizeof(tail), 1, f) != 1 ||
 	    get_u64(tail) != XXH3_64bits_withSeed(hdr, sizeof(hdr), XXH3_64bits_digest(xs)))
 		goto out;
-	/* Intact: now a seed mismatch is the caller's mistake, not damage. */
-	rc = SL_EINVAL;
-	if (get_u64(hdr + 16) != m->seed)
-		goto out;
+	/* Intact. Its hashes were made under its seed: an empty store takes
+	 * that seed over (a restart restores its snapshot with nothing else to
+	 * keep), a store holding states of its own refuses the file. */
+	if (get_u64(hdr + 16) != m->seed) {
+		struct sl_table_stats ts;
+
+		sl_table_stats(m->table, &ts);
+		rc = SL_EINVAL;
+		if (ts.used != 0)
+			goto out;
+		m->seed = get_u64(hdr + 16);
+	}
 	rc = SL_EIO;
 	if (fseek(f, SNAP_HDR_BYTES, SEEK_SET) != 0)
 		goto out;

@@ -52,6 +52,10 @@ int sl_memory_store_create(struct sl_store **out, uint64_t max_bytes, uint64_t s
  * SL_ENOMEM. `s` must be a memory store. Thread: any; concurrent decisions
  * keep running (one shard locked at a time). */
 int sl_memory_store_save(struct sl_store *s, const char *path, int64_t now);
+/* Load restores the file's unexpired states. A store that is still empty
+ * takes the file's hash seed over (so a restart with a fresh random seed
+ * keeps its snapshot); one that already holds states refuses a file of
+ * another seed with SL_EINVAL. Call it before any decision is submitted. */
 int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now);
 
 /* The Redis store (redis.c, docs/store-redis.md) on conf->url

@@ -450,11 +450,22 @@ static void snapshot_rejects_damaged_files_restoring_nothing(void **unused)
 	assert_int_equal(sl_memory_store_load(b, snap, T0), SL_EPROTO);
 	assert_int_equal(states_of(b), 0);
 
-	/* Intact, but another seed: its hashes mean nothing to this store. */
+	/* Intact, but another seed, into a store with states of its own: the
+	 * two keyspaces cannot be merged. */
 	spit(snap, good, len);
 	struct sl_store *other = mk(SEED + 1);
+	struct sl_check c;
+	check(&c, &snap_rate, 9, "mine", 1);
+	assert_int_equal(run(other, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
 	assert_int_equal(sl_memory_store_load(other, snap, T0), SL_EINVAL);
-	assert_int_equal(states_of(other), 0);
+	assert_int_equal(states_of(other), 1);
+	/* An empty store takes the file's seed over: a restart's random seed
+	 * does not lose the snapshot, and the restored counts are found. */
+	struct sl_store *fresh = mk(SEED + 2);
+	assert_int_equal(sl_memory_store_load(fresh, snap, T0), 0);
+	assert_int_equal(states_of(fresh), 70);
+	assert_int_equal(remaining(fresh, &snap_rate, 1, "r3", T0), 10 - 4);
+	fresh->ops->destroy(fresh);
 	/* And the intact file still loads. */
 	assert_int_equal(sl_memory_store_load(b, snap, T0), 0);
 	assert_int_equal(states_of(b), 70);
