@@ -28,8 +28,8 @@ Try, in another terminal (in this order: they share your IP's 5/min):
       an unknown key: 401 with a JSON body (the per-IP limit still counts it)
 
   for i in 1 2 3 4; do curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/hello; done
-      the per-IP limit is 5/min: the last of these gets 429, with Retry-After
-      and a JSON body naming the limit ("denied_by":"per-ip")
+      the per-IP limit is 5/min (the 401 above counted too): 200, 200, then
+      429 twice, with Retry-After and a JSON body ("denied_by":"per-ip")
 
   curl -i http://127.0.0.1:8081/hello
       the check (forward-auth) listener decides the same way, no upstream
