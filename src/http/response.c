@@ -3,6 +3,7 @@
  * and small bodies. A buffer never grows: a write that does not fit sets
  * `overflow` and the caller turns that into an error response or a close,
  * so no response can push a connection past its fixed memory. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,75 +36,103 @@ void sl_http_out_str(struct sl_http_out *o, const char *s)
 	sl_http_out_bytes(o, s, strlen(s));
 }
 
-const char *sl_http_reason(int status)
+/* Reason phrases with their lengths, so the status line needs no strlen. */
+struct reason {
+	const char *p;
+	size_t len;
+};
+
+#define R(s) ((struct reason){s, sizeof(s) - 1})
+
+static struct reason reason_of(int status)
 {
 	switch (status) {
 	case 100:
-		return "Continue";
+		return R("Continue");
 	case 200:
-		return "OK";
+		return R("OK");
 	case 201:
-		return "Created";
+		return R("Created");
 	case 202:
-		return "Accepted";
+		return R("Accepted");
 	case 204:
-		return "No Content";
+		return R("No Content");
 	case 206:
-		return "Partial Content";
+		return R("Partial Content");
 	case 301:
-		return "Moved Permanently";
+		return R("Moved Permanently");
 	case 302:
-		return "Found";
+		return R("Found");
 	case 304:
-		return "Not Modified";
+		return R("Not Modified");
 	case 400:
-		return "Bad Request";
+		return R("Bad Request");
 	case 401:
-		return "Unauthorized";
+		return R("Unauthorized");
 	case 402:
-		return "Payment Required";
+		return R("Payment Required");
 	case 403:
-		return "Forbidden";
+		return R("Forbidden");
 	case 404:
-		return "Not Found";
+		return R("Not Found");
 	case 405:
-		return "Method Not Allowed";
+		return R("Method Not Allowed");
 	case 408:
-		return "Request Timeout";
+		return R("Request Timeout");
 	case 409:
-		return "Conflict";
+		return R("Conflict");
 	case 413:
-		return "Content Too Large";
+		return R("Content Too Large");
 	case 414:
-		return "URI Too Long";
+		return R("URI Too Long");
 	case 429:
-		return "Too Many Requests";
+		return R("Too Many Requests");
 	case 431:
-		return "Request Header Fields Too Large";
+		return R("Request Header Fields Too Large");
 	case 500:
-		return "Internal Server Error";
+		return R("Internal Server Error");
 	case 502:
-		return "Bad Gateway";
+		return R("Bad Gateway");
 	case 503:
-		return "Service Unavailable";
+		return R("Service Unavailable");
 	case 504:
-		return "Gateway Timeout";
+		return R("Gateway Timeout");
 	default:
-		return "Unknown";
+		return R("Unknown");
 	}
+}
+
+#undef R
+
+const char *sl_http_reason(int status)
+{
+	return reason_of(status).p;
 }
 
 void sl_http_out_status(struct sl_http_out *o, int status, const char *reason)
 {
-	char line[13] = "HTTP/1.1 000 ";
+	struct reason r;
+	char *p;
+
 	if (status < 100 || status > 999)
 		status = 500;
-	line[9] = (char)('0' + status / 100);
-	line[10] = (char)('0' + status / 10 % 10);
-	line[11] = (char)('0' + status % 10);
-	sl_http_out_bytes(o, line, sizeof(line));
-	sl_http_out_str(o, reason ? reason : sl_http_reason(status));
-	sl_http_out_bytes(o, "\r\n", 2);
+	r = reason ? (struct reason){reason, strlen(reason)} : reason_of(status);
+	if (o->overflow)
+		return;
+	if (r.len + 15 > o->cap - o->len) {
+		o->overflow = true;
+		return;
+	}
+	p = o->buf + o->len;
+	memcpy(p, "HTTP/1.1 ", 9);
+	p[9] = (char)('0' + status / 100);
+	p[10] = (char)('0' + status / 10 % 10);
+	p[11] = (char)('0' + status % 10);
+	p[12] = ' ';
+	memcpy(p + 13, r.p, r.len);
+	p[13 + r.len] = '\r';
+	p[14 + r.len] = '\n';
+	o->len += r.len + 15;
 }
 
 /* Bytes of x equal to the byte repeated in b: nonzero iff there is one
@@ -139,12 +168,12 @@ static bool clean(struct sl_str s, bool colon)
 	return bad == 0;
 }
 
-void sl_http_out_header(struct sl_http_out *o, struct sl_str name, struct sl_str value)
+/* "name: value\r\n" without looking at the bytes: for callers that know
+ * both are free of CR and LF (and the name of ':'). */
+static void put_header(struct sl_http_out *o, struct sl_str name, struct sl_str value)
 {
 	char *p;
 
-	if (name.len == 0 || !clean(name, true) || !clean(value, false))
-		return;
 	if (o->overflow)
 		return;
 	if (name.len + value.len + 4 > o->cap - o->len) {
@@ -164,22 +193,45 @@ void sl_http_out_header(struct sl_http_out *o, struct sl_str name, struct sl_str
 	o->len = (size_t)(p - o->buf);
 }
 
+void sl_http_out_header(struct sl_http_out *o, struct sl_str name, struct sl_str value)
+{
+	if (name.len == 0 || !clean(name, true) || !clean(value, false))
+		return;
+	put_header(o, name, value);
+}
+
 void sl_http_out_header_c(struct sl_http_out *o, const char *name, const char *value)
 {
 	struct sl_str n = {name, strlen(name)}, v = {value, strlen(value)};
 	sl_http_out_header(o, n, v);
 }
 
+/* name is a header name written in the code ("Content-Length"), never
+ * input, and the value is digits: nothing to check per request. */
 void sl_http_out_header_u64(struct sl_http_out *o, const char *name, uint64_t v)
 {
 	char num[24];
 	struct sl_str n = {name, strlen(name)}, val = {num, sl_fmt_u64(num, v)};
-	sl_http_out_header(o, n, val);
+
+	assert(n.len > 0 && clean(n, true));
+	put_header(o, n, val);
 }
 
+/* Only sl_render_headers calls this, and everything it emits is already
+ * known to hold no CR or LF, so the bytes are not scanned a second time:
+ * - names: its preset names are literals in render.c; configured names
+ *   passed cfg_http_token at load (an RFC 9110 token: no CR, LF or ':');
+ * - preset values are digits, or RFC 8941 sf-strings that sb_sf_string
+ *   limits to printable ASCII;
+ * - template values: the loader refuses a line break in a header value's
+ *   literal text, and sl_template_render in SL_TPL_HEADER mode refuses a
+ *   variable whose value holds CR, LF or NUL.
+ * Headers copied from an upstream or a client go through
+ * sl_http_out_header, which keeps the check. Debug builds verify. */
 void sl_http_out_emit(void *arg, struct sl_str name, struct sl_str value)
 {
-	sl_http_out_header(arg, name, value);
+	assert(name.len > 0 && clean(name, true) && clean(value, false));
+	put_header(arg, name, value);
 }
 
 bool sl_http_hop_by_hop(struct sl_str name)

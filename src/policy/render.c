@@ -48,6 +48,8 @@ static long put_u64(char *buf, size_t cap, uint64_t v)
 {
 	char tmp[20];
 
+	if (cap >= sizeof(tmp)) /* room for any u64: straight into buf */
+		return (long)sl_fmt_u64(buf, v);
 	return put_str(buf, cap, tmp, sl_fmt_u64(tmp, v));
 }
 
@@ -130,17 +132,18 @@ static int find_named(const struct sl_eval *ev, const struct sl_tpl_ref *ref)
 
 static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t cap);
 
-/* A limit/remaining/reset field of check i. */
-static long check_field(const struct rctx *x, int i, unsigned field, char *buf, size_t cap)
+/* Whether check c has numbers to show: unlimited has none; deny (an
+ * entitlement) has no N and no window. */
+static bool check_shown(const struct sl_check *c)
 {
-	const struct sl_check *c;
+	return !check_unlimited(c) && (c->spec == NULL || c->spec->algo != SL_ALGO_DENY);
+}
 
-	if (i < 0)
-		return -1;
-	c = &x->ev->checks[i];
-	/* unlimited: no number to show; deny (an entitlement): no N, no window */
-	if (check_unlimited(c) || (c->spec != NULL && c->spec->algo == SL_ALGO_DENY))
-		return -1;
+/* A limit/remaining/reset field of check i, which check_shown. */
+static long shown_field(const struct rctx *x, int i, unsigned field, char *buf, size_t cap)
+{
+	const struct sl_check *c = &x->ev->checks[i];
+
 	switch (field) {
 	case SL_TPL_LIMIT:
 		return put_u64(buf, cap, c->res.limit);
@@ -173,6 +176,14 @@ static long check_field(const struct rctx *x, int i, unsigned field, char *buf, 
 	default:
 		return -1;
 	}
+}
+
+/* A limit/remaining/reset field of check i (-1: none). */
+static long check_field(const struct rctx *x, int i, unsigned field, char *buf, size_t cap)
+{
+	if (i < 0 || !check_shown(&x->ev->checks[i]))
+		return -1;
+	return shown_field(x, i, field, buf, cap);
 }
 
 static const char *default_message(const struct rctx *x)
@@ -277,18 +288,39 @@ static bool overridden(const struct rctx *x, const char *name)
 	       (x->rejected && configured(r->rejected_headers, r->nrejected_headers, name));
 }
 
-static void emit_var(const struct rctx *x, const char *name, unsigned var, sl_header_emit_fn emit,
-                     void *arg)
-{
-	struct sl_tpl_ref ref = {.var = var};
-	char buf[64];
-	long n;
+/* The x-ratelimit preset, names with their lengths: no strlen per request. */
+static const struct {
+	const char *name;
+	size_t len;
+	unsigned var;
+} xratelimit[] = {
+        {"X-RateLimit-Limit", sizeof("X-RateLimit-Limit") - 1, SL_TPL_LIMIT},
+        {"X-RateLimit-Remaining", sizeof("X-RateLimit-Remaining") - 1, SL_TPL_REMAINING},
+        {"X-RateLimit-Reset", sizeof("X-RateLimit-Reset") - 1, SL_TPL_RESET},
+        {"Retry-After", sizeof("Retry-After") - 1, SL_TPL_RETRY_AFTER},
+};
 
-	if (overridden(x, name))
+/* Every field of the preset is a field of the primary check, which either
+ * shows numbers or not (none, unlimited, deny): tested once here, not per
+ * header as resolve() would. */
+static void emit_xratelimit(const struct rctx *x, sl_header_emit_fn emit, void *arg)
+{
+	const struct sl_responses *r = &x->ev->policy->responses;
+	bool any = r->nheaders > 0 || (x->rejected && r->nrejected_headers > 0);
+	char buf[64];
+
+	if (x->idx < 0 || !check_shown(&x->ev->checks[x->idx]))
 		return;
-	n = resolve((void *)x, &ref, buf, sizeof(buf));
-	if (n >= 0)
-		emit(arg, (struct sl_str){name, strlen(name)}, (struct sl_str){buf, (size_t)n});
+	for (size_t i = 0; i < sizeof(xratelimit) / sizeof(xratelimit[0]); i++) {
+		long n;
+
+		if (any && overridden(x, xratelimit[i].name))
+			continue;
+		n = shown_field(x, x->idx, xratelimit[i].var, buf, sizeof(buf));
+		if (n >= 0)
+			emit(arg, (struct sl_str){xratelimit[i].name, xratelimit[i].len},
+			     (struct sl_str){buf, (size_t)n});
+	}
 }
 
 /* An RFC 8941 sf-string: printable ASCII, '"' and '\' escaped, the rest
@@ -381,12 +413,8 @@ void sl_render_headers(const struct sl_eval *ev, sl_header_emit_fn emit, void *a
 	ctx_init(&x, ev);
 	/* x-ratelimit is the default set when nothing else is configured. */
 	xr = r->preset_xratelimit || (!r->preset_ietf && r->nheaders == 0);
-	if (xr) {
-		emit_var(&x, "X-RateLimit-Limit", SL_TPL_LIMIT, emit, arg);
-		emit_var(&x, "X-RateLimit-Remaining", SL_TPL_REMAINING, emit, arg);
-		emit_var(&x, "X-RateLimit-Reset", SL_TPL_RESET, emit, arg);
-		emit_var(&x, "Retry-After", SL_TPL_RETRY_AFTER, emit, arg);
-	}
+	if (xr)
+		emit_xratelimit(&x, emit, arg);
 	if (r->preset_ietf)
 		emit_ietf(&x, emit, arg);
 	emit_templates(&x, r->headers, r->nheaders, emit, arg);
