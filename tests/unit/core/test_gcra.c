@@ -14,12 +14,7 @@
 #define T1 100000000LL     /* ns: T of 10/s */
 #define T0 1000000000000LL /* ns: an arbitrary start time */
 
-#define CHECK(i, got, want)                                                                        \
-	do {                                                                                       \
-		if ((long long)(got) != (long long)(want))                                         \
-			fail_msg("step %zu: %s = %lld, want %lld", (size_t)(i), #got,              \
-			         (long long)(got), (long long)(want));                             \
-	} while (0)
+#include "core/check.h"
 
 /* One request; its expected result. The state carries over between steps. */
 struct step {

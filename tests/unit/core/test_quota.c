@@ -15,12 +15,7 @@
 #define S   SL_NS_PER_SEC
 #define DAY (86400 * S)
 
-#define CHECK(i, got, want)                                                                        \
-	do {                                                                                       \
-		if ((long long)(got) != (long long)(want))                                         \
-			fail_msg("case %zu: %s = %lld, want %lld", (size_t)(i), #got,              \
-			         (long long)(got), (long long)(want));                             \
-	} while (0)
+#include "core/check.h"
 
 struct cal_case {
 	uint8_t cal;

@@ -15,12 +15,7 @@
 #define P  SL_NS_PER_MIN
 #define W0 (1709211600 * S) /* ns: start of an aligned window */
 
-#define CHECK(i, got, want)                                                                        \
-	do {                                                                                       \
-		if ((long long)(got) != (long long)(want))                                         \
-			fail_msg("step %zu: %s = %lld, want %lld", (size_t)(i), #got,              \
-			         (long long)(got), (long long)(want));                             \
-	} while (0)
+#include "core/check.h"
 
 struct step {
 	int64_t now;   /* ns */
