@@ -285,21 +285,27 @@ def store_yaml(url, cluster=False, on_error="deny", timeout="500ms", pool=2, loc
                 timeout=timeout, pool=pool, lc="true" if local_cache else "false")
 
 
-# Two limits on different headers (a request carrying one header is checked
-# by that limit only): a quota and a rate whose emission interval (36 s) is
-# longer than the test, so both admit exactly their N.
-SHARED = """
-server: {{ workers: 2 }}
-listeners:
+def node_config(body, workers=2):
+    """A sluice node's config: one static gateway, the admin listener, the
+    store (a `%s` filled by store_yaml() later) and then `body` (identify,
+    plans, limits; braces doubled for the harness's format())."""
+    return ("server: {{ workers: %d }}\n" % workers) + """listeners:
   - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
 admin: {{ listen: "127.0.0.1:{admin}" }}
 %s
+""" + body
+
+
+# Two limits on different headers (a request carrying one header is checked
+# by that limit only): a quota and a rate whose emission interval (36 s) is
+# longer than the test, so both admit exactly their N.
+SHARED = node_config("""
 identify:
   key: {{ required: false }}
 limits:
   - {{ name: hourly, key: "header:X-Client", quota: 200/hour }}
   - {{ name: smooth, key: "header:X-Rate-Client", rate: 100/hour }}
-"""
+""")
 
 
 def shared_config(url, **kw):
@@ -334,12 +340,7 @@ def test_nodes_sharing_one_redis_admit_exactly_the_limit(sluice, redis_servers):
     assert len(redis_keys_ending(r.client(), "tenant-1")) == 2
 
 
-MULTI = """
-server: {{ workers: 2 }}
-listeners:
-  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-%s
+MULTI = node_config("""
 identify:
   key: {{ from: ["header:X-Api-Key"] }}
   accounts:
@@ -351,7 +352,7 @@ limits:
   - {{ name: ip,      key: ip,      quota: 100/hour }}
   - {{ name: key,     key: key,     quota: 50/hour }}
   - {{ name: account, key: account, quota: 3/hour }}
-"""
+""")
 
 
 def test_multi_limit_denial_by_the_last_limit_consumes_nothing(sluice, redis_servers):
@@ -406,17 +407,12 @@ def test_multi_limit_denial_by_the_last_limit_consumes_nothing(sluice, redis_ser
 
 # ---- faults ----
 
-FAULT = """
-server: {{ workers: 2 }}
-listeners:
-  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-%s
+FAULT = node_config("""
 identify:
   key: {{ required: false }}
 limits:
   - {{ name: hourly, key: "header:X-Client", quota: 1000/hour }}
-"""
+""")
 
 TIMEOUT_S = 0.2  # the store timeout of the fault configs
 NO_HANG_S = 1.0  # every request must finish well before this
@@ -493,17 +489,12 @@ def test_redis_paused_requests_fail_within_the_timeout(sluice, redis_servers):
 
 # ---- local over-limit cache ----
 
-CACHE = """
-server: {{ workers: 1 }}
-listeners:
-  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-%s
+CACHE = node_config("""
 identify:
   key: {{ required: false }}
 limits:
   - {{ name: hourly, key: "header:X-Client", quota: 3/hour }}
-"""
+""", workers=1)
 
 
 def test_local_cache_answers_rejections_without_redis(sluice, redis_servers):

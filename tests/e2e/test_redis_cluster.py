@@ -27,7 +27,7 @@ import requests
 import redis as redis_py
 
 from test_redis import (HTTP_TIMEOUT, REDIS_SERVER, RedisProc, decide, free_redis_port,
-                        hammer, key_limit_id, limits_by_name, metric, one_request,
+                        hammer, key_limit_id, limits_by_name, metric, node_config, one_request,
                         quota_used, redis_keys_ending, store_yaml, Tally, wait_until)
 
 REDIS_CLI = shutil.which("redis-cli")
@@ -165,12 +165,7 @@ def cluster():
 # cluster for any header value, so a test can see which slot and master a
 # descriptor value lands on: the hash tag depends on the value's bytes
 # only, not on the header name or the limit.
-CONFIG = """
-server: {{ workers: 2 }}
-listeners:
-  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-%s
+CONFIG = node_config("""
 identify:
   key: {{ required: false }}
 limits:
@@ -181,7 +176,7 @@ limits:
   - {{ name: narrow, key: "header:X-B",      quota: 5/hour }}
   - {{ name: wide,   key: "header:X-W",      quota: 100/hour }}
   - {{ name: tight,  key: "header:X-T",      quota: 20/hour }}
-"""
+""")
 
 
 @pytest.fixture
