@@ -184,8 +184,9 @@ def one_request(session, url, headers, tally):
 
 
 def hammer(urls, headers, total, threads=8, deadline_s=30.0):
-    """Send `total` GETs with `headers` from `threads` threads, request i
-    to urls[i % len(urls)]. Returns the Tally."""
+    """Send `total` GETs from `threads` threads, request i to
+    urls[i % len(urls)] with `headers`, or headers(i) when it is a
+    function. Returns the Tally."""
     tally = Tally()
     lock = threading.Lock()
     next_i = [0]
@@ -200,7 +201,8 @@ def hammer(urls, headers, total, threads=8, deadline_s=30.0):
                     if i >= total:
                         return
                     next_i[0] += 1
-                one_request(s, urls[i % len(urls)], headers, tally)
+                one_request(s, urls[i % len(urls)],
+                            headers(i) if callable(headers) else headers, tally)
         finally:
             s.close()
 

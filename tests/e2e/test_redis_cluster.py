@@ -226,26 +226,9 @@ def test_cluster_decisions_across_shards_stay_within_the_bound(cluster, nodes):
     # (1) acct (30) before narrow (5 per user, 50 in all): rejections by
     # narrow commit acct, then refund it; concurrent requests may meet the
     # held units (transient under-admission) but never over-admit.
-    tally = Tally()
-    lock = threading.Lock()
-    seq = [0]
     urls = gw(nodes)
-
-    def worker():
-        s = requests.Session()
-        while True:
-            with lock:
-                i = seq[0]
-                if i >= 120:
-                    return
-                seq[0] += 1
-            one_request(s, urls[i % 2], {"X-A": "acct-1", "X-B": users[i % 10]}, tally)
-
-    ts = [threading.Thread(target=worker) for _ in range(8)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(40)
+    tally = hammer(urls, lambda i: {"X-A": "acct-1", "X-B": users[i % 10]}, 120, threads=8,
+                   deadline_s=40.0)
     assert len(tally.rows) == 120
     assert set(tally.statuses()) <= {200, 429}, tally.statuses()
     admitted = tally.count(200)
@@ -283,24 +266,8 @@ def test_cluster_decisions_across_shards_stay_within_the_bound(cluster, nodes):
             users.append("other-%d" % i)
         i += 1
     assert len(users) >= 4
-    t = Tally()
-    seq[0] = 0
-
-    def worker2():
-        s = requests.Session()
-        while True:
-            with lock:
-                i = seq[0]
-                if i >= 160:
-                    return
-                seq[0] += 1
-            one_request(s, urls[i % 2], {"X-W": "acct-2", "X-T": users[i % 4]}, t)
-
-    ts = [threading.Thread(target=worker2) for _ in range(8)]
-    for th in ts:
-        th.start()
-    for th in ts:
-        th.join(40)
+    t = hammer(urls, lambda i: {"X-W": "acct-2", "X-T": users[i % 4]}, 160, threads=8,
+               deadline_s=40.0)
     assert t.count(200) == 80 and t.count(429) == 80, t.statuses()
     wide = cluster.learn_limit_id(nodes[0], {"X-W": "learn-wide"})
     tight = cluster.learn_limit_id(nodes[0], {"X-T": "learn-tight"})
