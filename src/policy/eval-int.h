@@ -46,4 +46,11 @@ const struct sl_route *sl_route_match(const struct sl_policy *p, const struct sl
  * descriptors are not errors). */
 int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req);
 
+/* Whether a decided check has no numbers to show (an unlimited limit). */
+static inline bool sl_check_unlimited(const struct sl_check *c)
+{
+	return c->res.limit == SL_UNLIMITED || c->res.remaining == SL_UNLIMITED ||
+	       (c->spec != NULL && c->spec->algo == SL_ALGO_UNLIMITED);
+}
+
 #endif

@@ -243,18 +243,12 @@ static int deny_status(const struct sl_policy *p, const struct sl_limit *l)
 	return st;
 }
 
-static bool unlimited(const struct sl_check *c)
-{
-	return c->res.limit == SL_UNLIMITED || c->res.remaining == SL_UNLIMITED ||
-	       (c->spec != NULL && c->spec->algo == SL_ALGO_UNLIMITED);
-}
-
 /* Which limits may speak for "requests per window" in X-RateLimit-*:
  * windowed ones (rate, quota, sliding) first, then concurrency slots (no
  * window, so only when nothing windowed applies), unlimited last. */
 static int primary_class(const struct sl_check *c)
 {
-	if (unlimited(c))
+	if (sl_check_unlimited(c))
 		return 2;
 	if (c->spec != NULL && c->spec->algo == SL_ALGO_CONCURRENCY)
 		return 1;

@@ -53,12 +53,6 @@ static long put_u64(char *buf, size_t cap, uint64_t v)
 	return put_str(buf, cap, tmp, sl_fmt_u64(tmp, v));
 }
 
-static bool check_unlimited(const struct sl_check *c)
-{
-	return c->res.limit == SL_UNLIMITED || c->res.remaining == SL_UNLIMITED ||
-	       (c->spec != NULL && c->spec->algo == SL_ALGO_UNLIMITED);
-}
-
 /* ns the limit is stated over: the store's report, else the spec's. */
 static int64_t window_ns(const struct sl_check *c)
 {
@@ -136,7 +130,7 @@ static long resolve(void *arg, const struct sl_tpl_ref *ref, char *buf, size_t c
  * entitlement) has no N and no window. */
 static bool check_shown(const struct sl_check *c)
 {
-	return !check_unlimited(c) && (c->spec == NULL || c->spec->algo != SL_ALGO_DENY);
+	return !sl_check_unlimited(c) && (c->spec == NULL || c->spec->algo != SL_ALGO_DENY);
 }
 
 /* A limit/remaining/reset field of check i, which check_shown. */
@@ -354,7 +348,7 @@ static void emit_ietf(const struct rctx *x, sl_header_emit_fn emit, void *arg)
 		size_t plen = pol.len, rlen = rl.len;
 		int64_t w = ceil_sec(window_ns(c));
 
-		if (check_unlimited(c) || c->spec == NULL || c->spec->algo == SL_ALGO_DENY)
+		if (sl_check_unlimited(c) || c->spec == NULL || c->spec->algo == SL_ALGO_DENY)
 			continue;
 		if (pol.len > 0)
 			sl_buf_str(&pol, ", ");
