@@ -1,6 +1,6 @@
-MAKEFLAGS += --no-print-directory
 # Front door. `make demo` and `make check` install what is missing first
 # (scripts/install-deps.sh), so a fresh Debian machine needs nothing else.
+MAKEFLAGS += --no-print-directory
 JOBS    ?= $(shell nproc)
 PYTHON  ?= /usr/bin/python3
 FUZZ_SECONDS ?= 20
