@@ -8,6 +8,7 @@
  * when nobody needs that head any more. Reading is stopped while a
  * decision, a delay or a write that points into the buffer is in flight,
  * so responses go out in request order and the client is back-pressured. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,15 @@ static void disarm(struct sl_conn *c)
 
 /* ---- closing and freeing ---- */
 
+/* A store batch or admin call that pointed at c completed. Every
+ * completion runs exactly once per submit; a second one (the bug behind a
+ * connection that was never freed) trips this in debug builds. */
+static void pending_done(struct sl_conn *c)
+{
+	assert(c->store_pending > 0);
+	c->store_pending--;
+}
+
 static void free_if_done(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
@@ -71,6 +81,7 @@ static void free_if_done(struct sl_conn *c)
 	sl_list_del(&c->link);
 	sl_list_add(&w->free, &c->link);
 	w->nconns--;
+	w->freed++;
 	sl_worker_conn_freed(w);
 }
 
@@ -84,7 +95,7 @@ static void closed_cb(uv_handle_t *h)
 static void release_done(struct sl_batch *b)
 {
 	struct sl_conn *c = b->data;
-	c->store_pending--;
+	pending_done(c);
 	if (c->closing)
 		free_if_done(c);
 	else
@@ -105,7 +116,7 @@ static void release(struct sl_conn *c)
 	c->ev.batch.data = c;
 	c->store_pending++;
 	if (sl_store_submit(c->w->srv->store, &c->ev.batch) < 0)
-		c->store_pending--;
+		pending_done(c);
 }
 
 void sl_conn_close(struct sl_conn *c)
@@ -321,7 +332,7 @@ static void decide_done(struct sl_batch *b)
 	struct sl_worker *w = c->w;
 	int status;
 
-	c->store_pending--;
+	pending_done(c);
 	if (c->closing) {
 		free_if_done(c);
 		return;
@@ -349,6 +360,7 @@ static void decide(struct sl_conn *c)
 	struct sl_worker *w = c->w;
 	struct sl_request req;
 	int64_t now = sl_worker_now(w);
+	bool submitted_nothing;
 	int rc;
 
 	c->phase = SL_PH_DECIDE;
@@ -364,14 +376,20 @@ static void decide(struct sl_conn *c)
 		sl_conn_answer_error(c, rc == SL_ENOMEM ? 431 : 400, true);
 		return;
 	}
+	submitted_nothing = c->ev.batch.n == 0;
 	c->ev.batch.loop = &w->loop;
 	c->ev.batch.done = decide_done;
 	c->ev.batch.data = c;
 	c->ev.batch.now = now;
 	c->store_pending++;
 	c->in_decide = true;
+	/* Whether done() still has to run is decided before submitting: an
+	 * inline completion may answer, close and release() the connection,
+	 * which reuses ev.batch (n becomes 0). Reading the batch afterwards ran
+	 * decide_done() a second time on a closed connection, and the
+	 * underflowed store_pending kept it from ever being freed. */
 	rc = c->ev.batch.n ? sl_store_submit(w->srv->store, &c->ev.batch) : SL_OK;
-	if (c->ev.batch.n == 0 || rc < 0) {
+	if (rc < 0 || submitted_nothing) {
 		c->ev.batch.status = rc;
 		c->ev.batch.time = now;
 		decide_done(&c->ev.batch);
@@ -407,7 +425,7 @@ static void admin_send(struct sl_conn *c)
 static void admin_done(struct sl_admin_call *call)
 {
 	struct sl_conn *c = call->data;
-	c->store_pending--;
+	pending_done(c);
 	if (c->closing) {
 		free_if_done(c);
 		return;
@@ -825,6 +843,7 @@ void sl_conn_accept(struct sl_listener *l)
 	c->handles = 2;
 	sl_list_add(&w->active, &c->link);
 	w->nconns++;
+	w->accepted++;
 	if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0 ||
 	    (l->kind == SL_LK_ADMIN && (!c->acall || !c->abody))) {
 		sl_conn_close(c);

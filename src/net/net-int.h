@@ -206,6 +206,7 @@ struct sl_worker {
 	size_t nupstreams;
 	struct sl_list active, free; /* struct sl_conn.link */
 	unsigned nconns;             /* open client connections */
+	uint64_t accepted, freed;    /* connections taken from / returned to the pool */
 	unsigned max_conns;
 	unsigned nupconns; /* open upstream connections */
 	bool draining, stopping;

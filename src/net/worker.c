@@ -6,6 +6,7 @@
  *
  * Everything is bound on the main thread before any worker starts, so a
  * port in use is a startup error, not a thread that dies later. */
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -361,6 +362,9 @@ static void worker_main(void *arg)
 	struct sl_worker *w = arg;
 	struct sl_server *s = w->srv;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	/* The loop ends only once every connection is closed: one still
+	 * counted here was lost (never freed) on some path. */
+	assert(w->nconns == 0 && w->accepted == w->freed);
 	if (__atomic_sub_fetch(&s->running, 1, __ATOMIC_ACQ_REL) == 0 && s->done)
 		s->done(s->done_arg);
 }
