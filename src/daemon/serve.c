@@ -187,6 +187,8 @@ store_ready:
 		fprintf(stderr, "sluice: %s\n", err);
 		goto out_store;
 	}
+	if (err[0]) /* created, with a note (connection caps lowered) */
+		fprintf(stderr, "sluice: %s\n", err);
 	if (d.policy->store.type == SL_STORE_REDIS)
 		sl_server_set_detach(d.server, sl_redis_store_detach);
 

@@ -561,7 +561,7 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 		jw_cstr(&w, ev->limits[i] ? ev->limits[i]->name : ev->checks[i].name);
 		if (r->limit == SL_UNLIMITED) {
 			sl_buf_str(&w, ",\"limit\":null,\"remaining\":null,\"reset\":null,"
-			           "\"unlimited\":true}");
+			               "\"unlimited\":true}");
 			continue;
 		}
 		sl_buf_str(&w, ",\"limit\":");
@@ -569,8 +569,8 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 		sl_buf_str(&w, ",\"remaining\":");
 		sl_buf_u64(&w, r->remaining);
 		sl_buf_str(&w, ",\"reset\":");
-		sl_buf_i64(&w,
-		       ceil_div(d->now + (r->reset_after > 0 ? r->reset_after : 0), SL_NS_PER_SEC));
+		sl_buf_i64(&w, ceil_div(d->now + (r->reset_after > 0 ? r->reset_after : 0),
+		                        SL_NS_PER_SEC));
 		sl_buf_str(&w, "}");
 	}
 	sl_buf_str(&w, "]}");

@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "net/net-int.h"
 
 enum {
 	T_NONE = 0,
 	T_IDLE,   /* keep-alive idle: close quietly */
+	T_FIRST,  /* accepted, no byte yet after header_timeout: close quietly */
 	T_HEADER, /* head not complete in time: 408 */
 	T_BODY,   /* body or write stalled: close */
 	T_DELAY,  /* queued decision: proceed */
@@ -79,9 +81,20 @@ static void free_if_done(struct sl_conn *c)
 		c->policy = NULL;
 	}
 	sl_list_del(&c->link);
-	sl_list_add(&w->free, &c->link);
+	if (sl_worker_keep_conn(w)) {
+		sl_list_add(&w->free, &c->link);
+		w->nfree++;
+	} else {
+		free(c->rbuf);
+		free(c->obuf);
+		free(c->acall);
+		free(c->abody);
+		free(c);
+	}
 	w->nconns--;
 	w->freed++;
+	if (w->shard)
+		sl_metrics_conns(w->shard, w->nconns, w->accepted, w->nfree);
 	sl_worker_conn_freed(w);
 }
 
@@ -750,6 +763,7 @@ static void timer_cb(uv_timer_t *t)
 	c->timer_what = T_NONE;
 	switch (what) {
 	case T_IDLE:
+	case T_FIRST:
 		sl_conn_close(c);
 		break;
 	case T_HEADER:
@@ -782,27 +796,21 @@ void sl_conn_drain(struct sl_conn *c)
 		sl_conn_close(c);
 }
 
-/* Take a connection from the free list (or allocate one: the list only
- * grows to the connection cap) and accept into it. */
-void sl_conn_accept(struct sl_listener *l)
+/* Take a connection from the free list (or allocate one) for the socket
+ * fd that on_readable accepted. */
+int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage *peer)
 {
 	struct sl_worker *w = l->w;
 	struct sl_conn *c;
-	int len;
 
-	if (w->nconns >= w->max_conns) {
-		l->accept_pending = true; /* libuv stops polling until we accept */
-		return;
-	}
 	if (!sl_list_empty(&w->free)) {
 		c = sl_container(w->free.next, struct sl_conn, link);
 		sl_list_del(&c->link);
+		w->nfree--;
 	} else {
 		c = calloc(1, sizeof(*c));
-		if (!c) {
-			l->accept_pending = true;
-			return;
-		}
+		if (!c)
+			goto fail;
 		c->rcap = w->rcap;
 		c->rbuf = malloc(c->rcap);
 		c->obuf = malloc(SL_OUT_CAP);
@@ -810,8 +818,7 @@ void sl_conn_accept(struct sl_listener *l)
 			free(c->rbuf);
 			free(c->obuf);
 			free(c);
-			l->accept_pending = true;
-			return;
+			goto fail;
 		}
 		sl_list_init(&c->link);
 	}
@@ -844,22 +851,31 @@ void sl_conn_accept(struct sl_listener *l)
 	sl_list_add(&w->active, &c->link);
 	w->nconns++;
 	w->accepted++;
-	if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0 ||
-	    (l->kind == SL_LK_ADMIN && (!c->acall || !c->abody))) {
+	if (w->shard)
+		sl_metrics_conns(w->shard, w->nconns, w->accepted, w->nfree);
+	if (uv_tcp_open(&c->tcp, fd) < 0) {
+		close(fd);
 		sl_conn_close(c);
-		return;
+		return 0;
 	}
-	l->accept_pending = false;
+	if (l->kind == SL_LK_ADMIN && (!c->acall || !c->abody)) {
+		sl_conn_close(c);
+		return 0;
+	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	len = sizeof(c->peer);
+	c->peer = *peer;
 	c->peer_ip[0] = 0;
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0) {
-		if (c->peer.ss_family == AF_INET6)
-			uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->peer_ip,
-			            sizeof(c->peer_ip));
-		else
-			uv_ip4_name((struct sockaddr_in *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
-	}
-	arm(c, T_IDLE, w->policy->server.idle_timeout);
+	if (c->peer.ss_family == AF_INET6)
+		uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
+	else if (c->peer.ss_family == AF_INET)
+		uv_ip4_name((struct sockaddr_in *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
+	/* Nothing has arrived yet: a connection that never sends a byte is
+	 * held for header_timeout, not idle_timeout. */
+	arm(c, T_FIRST, w->policy->server.header_timeout);
 	sl_conn_update_read(c);
+	return 0;
+
+fail:
+	close(fd);
+	return SL_ENOMEM;
 }

@@ -50,6 +50,10 @@ struct sl_metrics_shard {
 	struct hist hist[SL_METRICS_LISTENERS];
 	_Atomic uint64_t overflow[SL_METRIC_NOUTCOMES]; /* series table full */
 	_Atomic uint64_t hist_overflow;                 /* listeners beyond the cap */
+	_Atomic uint64_t conn_open;                     /* client connections open */
+	_Atomic uint64_t conn_accepted;                 /* client connections accepted */
+	_Atomic uint64_t conn_pooled;                   /* on the worker's free list */
+	_Atomic uint64_t accept_paused;                 /* accept ran out of descriptors */
 } __attribute__((aligned(64)));
 
 struct sl_metrics {
@@ -391,6 +395,46 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 	free(names);
 }
 
+void sl_metrics_conns(struct sl_metrics_shard *s, unsigned open, uint64_t accepted, unsigned pooled)
+{
+	atomic_store_explicit(&s->conn_open, open, memory_order_relaxed);
+	atomic_store_explicit(&s->conn_accepted, accepted, memory_order_relaxed);
+	atomic_store_explicit(&s->conn_pooled, pooled, memory_order_relaxed);
+}
+
+void sl_metrics_accept_paused(struct sl_metrics_shard *s)
+{
+	bump(&s->accept_paused, 1);
+}
+
+static void render_conns(struct sl_metrics *m, struct out *o)
+{
+	uint64_t v[4] = {0, 0, 0, 0};
+
+	for (unsigned i = 0; i < m->nshards; i++) {
+		struct sl_metrics_shard *s = &m->shards[i];
+		v[0] += atomic_load_explicit(&s->conn_open, memory_order_relaxed);
+		v[1] += atomic_load_explicit(&s->conn_accepted, memory_order_relaxed);
+		v[2] += atomic_load_explicit(&s->conn_pooled, memory_order_relaxed);
+		v[3] += atomic_load_explicit(&s->accept_paused, memory_order_relaxed);
+	}
+	put(o,
+	    "# HELP sluice_connections_open Client connections open.\n"
+	    "# TYPE sluice_connections_open gauge\n"
+	    "sluice_connections_open %llu\n"
+	    "# HELP sluice_connections_accepted_total Client connections accepted.\n"
+	    "# TYPE sluice_connections_accepted_total counter\n"
+	    "sluice_connections_accepted_total %llu\n"
+	    "# HELP sluice_connections_pooled Closed connections kept for reuse.\n"
+	    "# TYPE sluice_connections_pooled gauge\n"
+	    "sluice_connections_pooled %llu\n"
+	    "# HELP sluice_accept_paused_total Times accepting paused: out of file descriptors.\n"
+	    "# TYPE sluice_accept_paused_total counter\n"
+	    "sluice_accept_paused_total %llu\n",
+	    (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2],
+	    (unsigned long long)v[3]);
+}
+
 long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, char *buf, size_t cap)
 {
 	struct out o = {buf, cap, 0, cap == 0};
@@ -398,6 +442,7 @@ long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, ch
 	if (m != NULL) {
 		render_decisions(m, &o);
 		render_latency(m, &o);
+		render_conns(m, &o);
 	}
 	if (st != NULL) {
 		put(&o,

@@ -52,6 +52,13 @@ void sl_metrics_decision(struct sl_metrics_shard *s, const char *listener, const
 void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const struct sl_eval *ev,
                      int64_t latency_ns);
 
+/* Worker gauges of its client connections: open, accepted since start,
+ * kept on the free list. Thread: the shard's worker only. */
+void sl_metrics_conns(struct sl_metrics_shard *s, unsigned open, uint64_t accepted,
+                      unsigned pooled);
+/* Count one pause of accepting for want of file descriptors. */
+void sl_metrics_accept_paused(struct sl_metrics_shard *s);
+
 /* Outcome of a finished evaluation (enum sl_metrics_outcome). */
 unsigned sl_metrics_outcome(const struct sl_eval *ev);
 

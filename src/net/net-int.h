@@ -65,17 +65,29 @@ struct sl_upstream {
 	unsigned nidle;
 };
 
+/* A listening socket of one worker. It is polled by hand (uv_poll_t) and
+ * accepted with accept4, not through uv_listen: libuv's accept loop retries
+ * EMFILE without ever returning to the loop once its reserve descriptor is
+ * gone (two workers race for it), which spun every worker at 100% and left
+ * signals unserved. Here an accept that runs out of descriptors pauses this
+ * worker's listeners for SL_EMFILE_PAUSE and the loop goes on serving. */
 struct sl_listener {
-	uv_tcp_t tcp;
+	uv_poll_t poll;
+	int fd;
 	struct sl_worker *w;
 	uint8_t kind; /* enum sl_lkind */
 	char name[64];
 	char listen[128];
 	bool is_static;         /* proxy with upstream: static */
 	struct sl_upstream *up; /* proxy to http://; else NULL */
-	bool accept_pending;    /* a connection waits: at the cap */
+	bool polling;           /* poll started: connections are accepted */
 	bool closed;
 };
+
+#define SL_EMFILE_PAUSE  100  /* ms: accepting stops after EMFILE/ENFILE */
+#define SL_ACCEPT_BATCH  64   /* connections accepted per readable event */
+#define SL_FREE_KEEP     256  /* connections kept on a worker's free list */
+#define SL_TRIM_INTERVAL 5000 /* ms: heap trim check after connections were freed */
 
 enum sl_phase {
 	SL_PH_HEAD = 0, /* reading the next head */
@@ -207,6 +219,11 @@ struct sl_worker {
 	struct sl_list active, free; /* struct sl_conn.link */
 	unsigned nconns;             /* open client connections */
 	uint64_t accepted, freed;    /* connections taken from / returned to the pool */
+	unsigned nfree;              /* connections on the free list */
+	unsigned freed_since_trim;   /* connections released to malloc since the last trim */
+	uv_timer_t pause_timer;      /* accepting paused: out of descriptors */
+	uv_timer_t trim_timer;       /* gives freed connection memory back to the OS */
+	bool accept_paused;
 	unsigned max_conns;
 	unsigned nupconns; /* open upstream connections */
 	bool draining, stopping;
@@ -229,18 +246,26 @@ struct sl_server {
 	void (*done)(void *arg);
 	void *done_arg;
 	void (*detach)(struct sl_store *st, void *loop);
-	unsigned running; /* atomic: workers still in their loop */
+	unsigned running;         /* atomic: workers still in their loop */
+	uint64_t emfile;          /* atomic: accepts that ran out of descriptors */
+	int64_t emfile_logged;    /* atomic: ns (sl_clock_now) of the last log line */
+	uint64_t emfile_reported; /* atomic: emfile at that line */
 	char logbuf_unused;
 };
 
 /* worker.c */
 int64_t sl_worker_now(struct sl_worker *w);
 void sl_worker_conn_freed(struct sl_worker *w);
+/* Whether struct sl_conn memory should go back to malloc instead of the
+ * free list (the list is kept to SL_FREE_KEEP). */
+bool sl_worker_keep_conn(struct sl_worker *w);
 void sl_worker_maybe_exit(struct sl_worker *w);
 void sl_access_log(struct sl_conn *c);
 
 /* conn.c */
-void sl_conn_accept(struct sl_listener *l);
+/* Take a connection for the accepted socket fd (owned from now on, closed
+ * on failure) with peer address peer. Returns 0, or SL_ENOMEM (fd closed). */
+int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage *peer);
 void sl_conn_close(struct sl_conn *c);
 void sl_conn_drain(struct sl_conn *c);
 /* Proxy callbacks into the client connection. */

@@ -8,10 +8,12 @@
  * port in use is a startup error, not a thread that dies later. */
 #include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "net/clock.h"
@@ -80,22 +82,169 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss)
 	return SL_EINVAL;
 }
 
-static void on_connection(uv_stream_t *s, int status)
+/* SO_REUSEPORT lets any process of the same user bind the address too,
+ * and the kernel would then split connections (and so counters) between
+ * the two daemons without a word. Before binding, try the address once
+ * without SO_REUSEPORT: that fails with EADDRINUSE when anything already
+ * listens there. Returns 0 or an errno value. */
+static int probe_free(const struct sockaddr_storage *ss, socklen_t len)
 {
-	struct sl_listener *l = s->data;
-	if (status < 0 || l->w->draining)
+	int one = 1, rc = 0;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss->ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)ss, len) < 0)
+		rc = errno;
+	close(fd);
+	return rc;
+}
+
+static void listener_closed_cb(uv_handle_t *h)
+{
+	struct sl_listener *l = h->data;
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+}
+
+static void close_listener(struct sl_listener *l)
+{
+	if (l->closed)
 		return;
-	sl_conn_accept(l);
+	l->closed = true;
+	l->polling = false;
+	uv_close((uv_handle_t *)&l->poll, listener_closed_cb);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void poll_on(struct sl_listener *l)
+{
+	if (l->closed || l->polling || l->w->accept_paused || l->w->draining)
+		return;
+	if (uv_poll_start(&l->poll, UV_READABLE, on_readable) == 0)
+		l->polling = true;
+}
+
+static void poll_off(struct sl_listener *l)
+{
+	if (!l->polling)
+		return;
+	uv_poll_stop(&l->poll);
+	l->polling = false;
+}
+
+static void pause_done(uv_timer_t *t)
+{
+	struct sl_worker *w = t->data;
+	w->accept_paused = false;
+	for (size_t i = 0; i < w->nlisteners; i++)
+		if (w->nconns < w->max_conns)
+			poll_on(&w->listeners[i]);
+}
+
+/* Out of descriptors (EMFILE/ENFILE) or kernel memory: stop accepting on
+ * every listener of this worker for SL_EMFILE_PAUSE ms (nginx does the
+ * same), so the loop keeps serving the connections it has and signals
+ * and drains still get through. One stderr line per 10 s at most. */
+static void accept_pause(struct sl_worker *w, int err)
+{
+	struct sl_server *s = w->srv;
+	int64_t now = sl_clock_now(), last;
+	uint64_t n = __atomic_add_fetch(&s->emfile, 1, __ATOMIC_RELAXED);
+
+	w->accept_paused = true;
+	if (w->shard)
+		sl_metrics_accept_paused(w->shard);
+	for (size_t i = 0; i < w->nlisteners; i++)
+		poll_off(&w->listeners[i]);
+	uv_timer_start(&w->pause_timer, pause_done, SL_EMFILE_PAUSE, 0);
+	last = __atomic_load_n(&s->emfile_logged, __ATOMIC_RELAXED);
+	if (now - last >= 10 * 1000000000LL &&
+	    __atomic_compare_exchange_n(&s->emfile_logged, &last, now, false, __ATOMIC_RELAXED,
+	                                __ATOMIC_RELAXED)) {
+		struct rlimit rl;
+		uint64_t before = __atomic_exchange_n(&s->emfile_reported, n, __ATOMIC_RELAXED);
+		getrlimit(RLIMIT_NOFILE, &rl);
+		fprintf(stderr,
+		        "sluice: accept: %s (open file limit %llu): accepting paused for %d ms "
+		        "(%llu times since the last report)\n",
+		        strerror(err), (unsigned long long)rl.rlim_cur, SL_EMFILE_PAUSE,
+		        (unsigned long long)(n - before));
+	}
+}
+
+/* Accept what is pending, at most SL_ACCEPT_BATCH per event so one busy
+ * listener cannot starve the loop; at the connection cap polling stops
+ * until a connection is freed (sl_worker_conn_freed). */
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+	struct sl_listener *l = h->data;
+	struct sl_worker *w = l->w;
+
+	if (status < 0 || w->draining)
+		return;
+	for (int i = 0; i < SL_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd;
+
+		if (w->nconns >= w->max_conns) {
+			poll_off(l);
+			return;
+		}
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			switch (errno) {
+			case EINTR:
+			case ECONNABORTED:
+			case EPROTO:
+				continue;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				accept_pause(w, errno);
+				return;
+			default: /* EAGAIN: nothing left */
+				return;
+			}
+		}
+		if (len > sizeof(ss))
+			memset(&ss, 0, sizeof(ss));
+		if (sl_conn_accept(l, fd, &ss) < 0) {
+			accept_pause(w, ENOMEM);
+			return;
+		}
+	}
 }
 
 static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size_t cap)
 {
 	struct sockaddr_storage ss;
 	int fd, one = 1, rc;
+	socklen_t slen;
 
+	l->fd = -1;
 	if (parse_listen(l->listen, &ss) < 0) {
 		snprintf(err, cap, "listener %s: bad listen address \"%s\"", l->name, l->listen);
 		return SL_EINVAL;
+	}
+	slen = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	if (w->index == 0 && (rc = probe_free(&ss, slen)) != 0) {
+		if (rc == EADDRINUSE)
+			snprintf(err, cap,
+			         "listener %s: %s is already in use by another process (is another "
+			         "sluice running?)",
+			         l->name, l->listen);
+		else
+			snprintf(err, cap, "listener %s on %s: %s", l->name, l->listen,
+			         strerror(rc));
+		return SL_EIO;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -105,18 +254,16 @@ static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size
 		goto fail_fd;
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss,
-	         ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-	                                  : sizeof(struct sockaddr_in)) < 0)
+	if (bind(fd, (struct sockaddr *)&ss, slen) < 0 || listen(fd, 1024) < 0)
 		goto fail_fd;
-	uv_tcp_init(&w->loop, &l->tcp);
-	l->tcp.data = l;
 	l->w = w;
-	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0 ||
-	    (rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0) {
+	l->fd = fd;
+	if ((rc = uv_poll_init(&w->loop, &l->poll, fd)) < 0) {
 		snprintf(err, cap, "listener %s on %s: %s", l->name, l->listen, uv_strerror(rc));
 		return SL_EIO;
 	}
+	l->poll.data = l;
+	poll_on(l);
 	return 0;
 fail_fd:
 	rc = errno;
@@ -156,10 +303,9 @@ void sl_worker_maybe_exit(struct sl_worker *w)
 	uv_close((uv_handle_t *)&w->async, worker_closed_cb);
 	pthread_mutex_unlock(&w->mu);
 	for (size_t i = 0; i < w->nlisteners; i++)
-		if (!w->listeners[i].closed) {
-			w->listeners[i].closed = true;
-			uv_close((uv_handle_t *)&w->listeners[i].tcp, worker_closed_cb);
-		}
+		close_listener(&w->listeners[i]);
+	uv_close((uv_handle_t *)&w->pause_timer, worker_closed_cb);
+	uv_close((uv_handle_t *)&w->trim_timer, worker_closed_cb);
 	if (w->admin_on)
 		sl_admin_close(&w->admin, admin_closed);
 	uv_close((uv_handle_t *)&w->prep, worker_closed_cb);
@@ -173,12 +319,29 @@ void sl_worker_maybe_exit(struct sl_worker *w)
 
 void sl_worker_conn_freed(struct sl_worker *w)
 {
-	for (size_t i = 0; i < w->nlisteners && !w->draining; i++) {
-		struct sl_listener *l = &w->listeners[i];
-		if (l->accept_pending && w->nconns < w->max_conns)
-			sl_conn_accept(l);
-	}
+	if (w->nconns < w->max_conns)
+		for (size_t i = 0; i < w->nlisteners; i++)
+			poll_on(&w->listeners[i]);
 	sl_worker_maybe_exit(w);
+}
+
+/* After a burst of connections closed, the memory freed to malloc stays in
+ * its arenas until trimmed: give it back once things are quiet. */
+static void trim_cb(uv_timer_t *t)
+{
+	struct sl_worker *w = t->data;
+	if (w->freed_since_trim >= SL_FREE_KEEP) {
+		w->freed_since_trim = 0;
+		malloc_trim(0);
+	}
+}
+
+bool sl_worker_keep_conn(struct sl_worker *w)
+{
+	if (w->nfree < SL_FREE_KEEP)
+		return true;
+	w->freed_since_trim++;
+	return false;
 }
 
 static void start_drain(struct sl_worker *w)
@@ -187,10 +350,8 @@ static void start_drain(struct sl_worker *w)
 	if (w->draining)
 		return;
 	w->draining = true;
-	for (size_t i = 0; i < w->nlisteners; i++) {
-		w->listeners[i].closed = true;
-		uv_close((uv_handle_t *)&w->listeners[i].tcp, worker_closed_cb);
-	}
+	for (size_t i = 0; i < w->nlisteners; i++)
+		close_listener(&w->listeners[i]);
 	for (n = w->active.next; n != &w->active; n = next) {
 		next = n->next;
 		sl_conn_drain(sl_container(n, struct sl_conn, link));
@@ -254,6 +415,12 @@ static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
 	uv_check_init(&w->loop, &w->check);
 	w->check.data = w;
 	uv_check_start(&w->check, pass_check_cb);
+	uv_timer_init(&w->loop, &w->pause_timer);
+	w->pause_timer.data = w;
+	uv_timer_init(&w->loop, &w->trim_timer);
+	w->trim_timer.data = w;
+	uv_timer_start(&w->trim_timer, trim_cb, SL_TRIM_INTERVAL, SL_TRIM_INTERVAL);
+	uv_unref((uv_handle_t *)&w->trim_timer);
 	sl_policy_ref(p);
 	w->policy = p;
 	w->max_conns = p->server.max_connections ? p->server.max_connections : 10000;
@@ -300,6 +467,48 @@ static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
 	return 0;
 }
 
+/* Raise the soft open-file limit to the hard one, then keep the
+ * connection caps of all workers within it: a client connection is one
+ * descriptor, two when it is proxied to an upstream, and the loops, the
+ * store and the snapshot need a few of their own. When max_connections
+ * (default 10,000 per worker) does not fit, it is lowered and the reason
+ * left in err (the call still succeeds). */
+static void clamp_connections(struct sl_server *s, const struct sl_policy *p, char *err, size_t cap)
+{
+	struct rlimit rl;
+	uint64_t per = 1, budget, reserve, want;
+	unsigned fit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = {rl.rlim_max, rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	for (size_t i = 0; i < p->nlisteners; i++)
+		if (p->listeners[i].mode == SL_MODE_PROXY && p->listeners[i].upstream &&
+		    strcmp(p->listeners[i].upstream, "static") != 0)
+			per = 2;
+	reserve = 64 + (uint64_t)s->nworkers * (8 + SL_MAX_LISTENERS);
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	budget = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
+	want = (uint64_t)s->workers[0].max_conns * s->nworkers * per;
+	if (want <= budget)
+		return;
+	fit = (unsigned)(budget / per / s->nworkers);
+	if (fit == 0)
+		fit = 1;
+	snprintf(err, cap,
+	         "max_connections %u per worker x %u workers needs %llu descriptors, the open "
+	         "file limit is %llu: using %u per worker",
+	         s->workers[0].max_conns, s->nworkers, (unsigned long long)(want + reserve),
+	         (unsigned long long)rl.rlim_cur, fit);
+	for (unsigned i = 0; i < s->nworkers; i++)
+		s->workers[i].max_conns = fit;
+}
+
 int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store, char *err,
                      size_t cap)
 {
@@ -340,6 +549,7 @@ int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_stor
 		if (rc < 0)
 			goto fail;
 	}
+	clamp_connections(s, p, err, cap);
 	*out = s;
 	return 0;
 fail:
