@@ -212,7 +212,7 @@ static void written(struct sl_conn *c)
 {
 	c->resp_done = true;
 	if (c->close_after) {
-		if (c->policy && c->policy->server.access_log)
+		if ((c->policy ? c->policy : c->w->policy)->server.access_log)
 			sl_access_log(c);
 		sl_conn_close(c);
 		return;
@@ -351,6 +351,7 @@ static void decide_done(struct sl_batch *b)
 		return;
 	}
 	status = sl_eval_finish(&c->ev);
+	c->decided = true;
 	if (w->shard)
 		sl_metrics_eval(w->shard, c->l->name, &c->ev, (int64_t)(uv_hrtime() - c->t_decide));
 	if (status == 200) {
@@ -496,6 +497,8 @@ static void on_head(struct sl_conn *c)
 	c->close_after = false;
 	c->status = 0;
 	c->bytes_out = 0;
+	c->up_ns = 0;
+	c->decided = false;
 	{
 		/* "METHOD target" (at most 200 bytes of it) for the access log */
 		size_t ml = m->method.len < 32 ? m->method.len : 32;
@@ -592,6 +595,8 @@ void sl_conn_request_done(struct sl_conn *c)
 	struct sl_worker *w = c->w;
 	if (c->policy && c->policy->server.access_log)
 		sl_access_log(c);
+	c->decided = false; /* a head that fails to parse next has no decision */
+	c->logline[0] = 0;
 	release(c);
 	if (!c->keep_alive || c->close_after || w->draining) {
 		sl_conn_close(c);
@@ -828,6 +833,9 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	c->closing = c->close_after = c->writing = c->reading = false;
 	c->req_end = c->resp_done = c->body_inflight = c->release_pending = false;
 	c->peer_eof = false;
+	c->decided = false;
+	c->logline[0] = 0;
+	c->up_ns = 0;
 	c->store_pending = 0;
 	c->rlen = c->rpos = c->head_start = 0;
 	c->up = NULL;

@@ -142,6 +142,9 @@ struct sl_conn {
 	uint64_t bytes_out; /* bytes of response sent to the client */
 	int64_t t_start;    /* ns, the head's arrival (loop-pass clock) */
 	uint64_t t_decide;  /* ns, uv_hrtime() when the decision began: latency metric */
+	uint64_t t_up;      /* ns, uv_hrtime() when the exchange with the upstream began */
+	uint64_t up_ns;     /* ns from t_up to the upstream's response head; 0: none */
+	bool decided;       /* ev holds this request's decision (access log) */
 	char logline[SL_LOGLINE];
 	bool keep_alive; /* the client may send another request */
 	bool expect_continue;
@@ -260,6 +263,7 @@ void sl_worker_conn_freed(struct sl_worker *w);
  * free list (the list is kept to SL_FREE_KEEP). */
 bool sl_worker_keep_conn(struct sl_worker *w);
 void sl_worker_maybe_exit(struct sl_worker *w);
+/* accesslog.c: the access log line of c's request (after its response). */
 void sl_access_log(struct sl_conn *c);
 
 /* conn.c */

@@ -359,6 +359,7 @@ static void head_to_client(struct sl_upconn *up)
 		return;
 	}
 	c->status = m->status;
+	c->up_ns = uv_hrtime() - c->t_up;
 	up->resp_head = true;
 	up->head_pending = true; /* goes out with the first body bytes */
 }
@@ -615,6 +616,7 @@ void sl_proxy_start(struct sl_conn *c)
 	}
 	c->body_inflight = true; /* no body is read before the head is written */
 	c->retried = false;
+	c->t_up = uv_hrtime();
 	sl_conn_send_continue(c); /* a client may wait for it before the body */
 	start(c, up);
 }

@@ -38,13 +38,6 @@ static void pass_check_cb(uv_check_t *h)
 	((struct sl_worker *)h->data)->now_valid = false;
 }
 
-void sl_access_log(struct sl_conn *c)
-{
-	int64_t ms = (sl_worker_now(c->w) - c->t_start) / 1000000;
-	fprintf(stdout, "%s %s \"%s\" %d %llu %lldms\n", c->peer_ip[0] ? c->peer_ip : "-",
-	        c->l->name, c->logline, c->status, (unsigned long long)c->bytes_out, (long long)ms);
-}
-
 /* Parse "host:port", "[v6]:port", ":port" or "*:port". */
 static int parse_listen(const char *s, struct sockaddr_storage *ss)
 {

@@ -19,6 +19,72 @@
 
 #define MAX_CONFIG_BYTES (16u << 20) /* bytes; a config is text, not data */
 
+static void add_redact(struct sl_server_conf *s, const char *name)
+{
+	size_t len = strlen(name);
+	if (s->nredact >= SL_REDACT_MAX || len >= SL_REDACT_NAME)
+		return;
+	memcpy(s->redact_query[s->nredact++], name, len + 1);
+}
+
+/* server.access_log: true | false | { format: text|json, redact_query: [..] }.
+ * The default redactions are the usual names API keys and tokens travel
+ * under in query strings. */
+static void access_log(struct cfg *c, const yaml_node_t *n, struct sl_server_conf *s)
+{
+	static const char *const keys[] = {"format", "redact_query", NULL};
+	static const char *const dflt[] = {"key",          "api_key", "apikey", "token",
+	                                   "access_token", "secret",  NULL};
+	yaml_node_t *v[3];
+
+	if (!cfg_is_map(n)) {
+		cfg_bool(c, n, "server.access_log (true, false or a map)", &s->access_log);
+		for (int i = 0; dflt[i]; i++)
+			add_redact(s, dflt[i]);
+		return;
+	}
+	if (!cfg_fields(c, n, "server.access_log", keys, v))
+		return;
+	s->access_log = true;
+	if (v[0]) {
+		const char *f = cfg_scalar(c, v[0], "server.access_log.format");
+		if (f && strcmp(f, "text") == 0)
+			s->access_log_format = SL_LOG_TEXT;
+		else if (f && strcmp(f, "json") == 0)
+			s->access_log_format = SL_LOG_JSON;
+		else if (f)
+			cfg_err(c, v[0],
+			        "server.access_log.format: expected text or json, got '%s'", f);
+	}
+	if (!v[1]) {
+		for (int i = 0; dflt[i]; i++)
+			add_redact(s, dflt[i]);
+		return;
+	}
+	if (!cfg_is_seq(v[1])) {
+		cfg_err(c, v[1],
+		        "server.access_log.redact_query: expected a list of query parameter "
+		        "names");
+		return;
+	}
+	for (yaml_node_item_t *it = v[1]->data.sequence.items.start;
+	     it < v[1]->data.sequence.items.top; it++) {
+		yaml_node_t *e = cfg_node(c, *it);
+		const char *name =
+		        e ? cfg_scalar(c, e, "server.access_log.redact_query entry") : NULL;
+		if (!name)
+			continue;
+		if (!name[0] || strlen(name) >= SL_REDACT_NAME)
+			cfg_err(c, e, "server.access_log.redact_query: a name of 1 to %d bytes",
+			        SL_REDACT_NAME - 1);
+		else if (s->nredact >= SL_REDACT_MAX)
+			cfg_err(c, e, "server.access_log.redact_query: at most %d names",
+			        SL_REDACT_MAX);
+		else
+			add_redact(s, name);
+	}
+}
+
 void cfg_server(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {"workers",        "max_header_bytes",
@@ -59,7 +125,7 @@ void cfg_server(struct cfg *c, const yaml_node_t *n)
 	if (v[7] && cfg_uint(c, v[7], "server.max_connections", 1, 1000000, &u))
 		s->max_connections = (unsigned)u;
 	if (v[8])
-		cfg_bool(c, v[8], "server.access_log", &s->access_log);
+		access_log(c, v[8], s);
 }
 
 /* "IPv4:port" or "[IPv6]:port", port 1-65535. */

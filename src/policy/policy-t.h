@@ -51,8 +51,8 @@ struct sl_template;
 struct sl_limit {
 	char *name;
 	unsigned index; /* unique in the policy: global limits 0..nlimits-1 in
-			 * order, then route limits in route order; what
-			 * sl_tpl_ref.limit_index of {limits.NAME.*} holds */
+	                 * order, then route limits in route order; what
+	                 * sl_tpl_ref.limit_index of {limits.NAME.*} holds */
 	struct sl_desc key[SL_MAX_KEY_PARTS];
 	unsigned nkey;
 	/* Evaluated and committed before the API key is looked up: every key
@@ -62,12 +62,12 @@ struct sl_limit {
 	 * algo is 0 where the plan is absent from the map (limit skipped). */
 	bool per_plan;
 	struct sl_limit_spec spec;
-	uint64_t limit_id; /* XXH3 of (name, plan, key parts, spec); never 0 */
+	uint64_t limit_id;               /* XXH3 of (name, plan, key parts, spec); never 0 */
 	struct sl_limit_spec *plan_spec; /* [npolicy plans] or NULL */
 	uint64_t *plan_limit_id;         /* [npolicy plans] or NULL */
-	int status;                      /* rejection status, e.g. 403; 0: responses.rejected_status */
-	struct sl_template *message;     /* or NULL */
-	unsigned line, col;              /* where it was declared */
+	int status;                  /* rejection status, e.g. 403; 0: responses.rejected_status */
+	struct sl_template *message; /* or NULL */
+	unsigned line, col;          /* where it was declared */
 };
 
 enum sl_path_match {
@@ -84,7 +84,7 @@ struct sl_route {
 	size_t path_len;
 	char *query_name; /* optional query match: name=value (value NULL: present) */
 	char *query_value;
-	uint64_t cost; /* default 1 */
+	uint64_t cost;           /* default 1 */
 	struct sl_limit *limits; /* route limits, evaluated after global ones */
 	size_t nlimits;
 };
@@ -135,17 +135,17 @@ struct sl_header_tpl {
 };
 
 struct sl_responses {
-	bool preset_ietf;        /* RateLimit-Policy / RateLimit fields */
-	bool preset_xratelimit;  /* X-RateLimit-Limit/Remaining/Reset, Retry-After; set by
-				  * the loader when `responses` gives neither preset
-				  * nor headers */
+	bool preset_ietf;              /* RateLimit-Policy / RateLimit fields */
+	bool preset_xratelimit;        /* X-RateLimit-Limit/Remaining/Reset, Retry-After; set by
+	                                * the loader when `responses` gives neither preset
+	                                * nor headers */
 	struct sl_header_tpl *headers; /* on every decided response */
 	size_t nheaders;
-	int rejected_status;     /* default 429 */
+	int rejected_status; /* default 429 */
 	struct sl_header_tpl *rejected_headers;
 	size_t nrejected_headers;
-	struct sl_template *rejected_body; /* NULL: a default JSON body */
-	char *rejected_content_type;       /* the loader fills "application/json" */
+	struct sl_template *rejected_body;     /* NULL: a default JSON body */
+	char *rejected_content_type;           /* the loader fills "application/json" */
 	struct sl_template *unauthorized_body; /* 401 body; NULL: default JSON */
 };
 
@@ -155,10 +155,10 @@ enum sl_store_kind {
 };
 
 struct sl_store_conf {
-	uint8_t type;       /* enum sl_store_kind */
-	uint64_t memory;    /* bytes, memory store cap (default 64 MiB) */
-	char *snapshot;     /* path or NULL */
-	char *url;          /* redis://host:port */
+	uint8_t type;    /* enum sl_store_kind */
+	uint64_t memory; /* bytes, memory store cap (default 64 MiB) */
+	char *snapshot;  /* path or NULL */
+	char *url;       /* redis://host:port */
 	bool cluster;
 	bool on_error_deny; /* on_error: deny (default allow) */
 	int64_t timeout;    /* ns, default 50 ms */
@@ -166,21 +166,34 @@ struct sl_store_conf {
 	bool local_cache;   /* over-limit cache */
 };
 
+enum sl_log_format {
+	SL_LOG_TEXT = 0, /* key=value fields, one line per request */
+	SL_LOG_JSON,     /* one JSON object per line */
+};
+
+#define SL_REDACT_MAX  16 /* access_log.redact_query names */
+#define SL_REDACT_NAME 32 /* bytes per name incl. NUL */
+
 struct sl_server_conf {
-	unsigned workers;        /* 0: auto (cores); else 1..1024 */
-	size_t max_header_bytes; /* default 16 KiB; over: 431 */
-	uint64_t max_body_bytes; /* default 10 MiB; over: 413 */
-	int64_t idle_timeout;    /* ns, default 60 s */
-	int64_t header_timeout;  /* ns, default 10 s; over: 408 */
+	unsigned workers;         /* 0: auto (cores); else 1..1024 */
+	size_t max_header_bytes;  /* default 16 KiB; over: 431 */
+	uint64_t max_body_bytes;  /* default 10 MiB; over: 413 */
+	int64_t idle_timeout;     /* ns, default 60 s */
+	int64_t header_timeout;   /* ns, default 10 s; over: 408 */
 	int64_t upstream_timeout; /* ns, default 30 s; over: 504 */
 	unsigned max_connections; /* per worker, default 10000 */
 	int64_t drain_timeout;    /* ns, default 10 s */
 	bool access_log;
+	uint8_t access_log_format; /* enum sl_log_format */
+	/* query parameters whose values the access log replaces by "redacted"
+	 * (besides every query:NAME key source, always redacted) */
+	char redact_query[SL_REDACT_MAX][SL_REDACT_NAME];
+	unsigned nredact;
 };
 
 struct sl_admin_conf {
-	char *listen; /* default "127.0.0.1:9901"; NULL: no admin listener */
-	char *token;  /* bearer token; required when listen is not loopback */
+	char *listen;      /* default "127.0.0.1:9901"; NULL: no admin listener */
+	char *token;       /* bearer token; required when listen is not loopback */
 	int64_t lease_ttl; /* ns, default 60 s */
 };
 
@@ -190,12 +203,12 @@ struct sl_identify_conf {
 	struct sl_key_source *key_from;
 	size_t nkey_from;
 	bool key_required; /* default true when any limit keys on key/account/plan
-			    * or is per-plan; key_from defaults to
-			    * [header:X-Api-Key, bearer] */
+	                    * or is per-plan; key_from defaults to
+	                    * [header:X-Api-Key, bearer] */
 };
 
 struct sl_policy {
-	char *path; /* config file it was loaded from */
+	char *path;    /* config file it was loaded from */
 	unsigned refs; /* atomic */
 	struct sl_server_conf server;
 	struct sl_listener_conf *listeners;

@@ -1,0 +1,127 @@
+"""The access log (server.access_log): one line per request on stdout with
+timestamp, client, listener, method, target, status, account, route,
+deciding limit, remaining, bytes, upstream and total time, in text
+(key=value) or JSON; API keys in the query string are never printed."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import requests
+
+import conftest
+from conftest import free_port
+from test_proxy import Upstream
+
+T = 5
+
+CONFIG = """
+server: {{ workers: 1, access_log: {log} }}
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: "http://127.0.0.1:{upstream}" }}
+  - {{ name: auth, listen: "127.0.0.1:{check}", mode: check }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+identify:
+  key: {{ from: ["header:X-Api-Key", "query:apikey"], required: false }}
+  accounts:
+    - {{ account: acme, plan: pro, keys: ["sk_secret_key_123"] }}
+plans:
+  pro: {{ title: Pro }}
+limits:
+  - {{ name: ip, key: ip, rate: 100/min }}
+  - {{ name: tier, key: account, quota: {{ pro: 50/hour }} }}
+routes:
+  - name: info
+    match: {{ path: "/info/*" }}
+"""
+
+
+class Logged:
+    """A daemon whose stdout (the access log) goes to a file."""
+
+    def __init__(self, text, tmp, ports):
+        self.ports = ports
+        self.cfg = os.path.join(tmp, "log.yaml")
+        with open(self.cfg, "w") as f:
+            f.write(text.format(**ports))
+        self.out_path = os.path.join(tmp, "access.log")
+        self.out = open(self.out_path, "wb")
+        self.err = open(os.path.join(tmp, "err.log"), "wb")
+        self.proc = subprocess.Popen([conftest.SLUICE, "serve", "-c", self.cfg],
+                                     stdout=self.out, stderr=self.err)
+        for name in ("gateway", "check", "admin"):  # noqa
+            assert conftest.wait_port(ports[name], proc=self.proc), open(self.err.name).read()
+
+    def url(self, name, path):
+        return "http://127.0.0.1:%d%s" % (self.ports[name], path)
+
+    def lines(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+        self.out.close()
+        self.err.close()
+        with open(self.out_path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+
+
+def start(tmp_path, log):
+    ports = {n: free_port() for n in ("gateway", "check", "admin", "upstream")}
+    up = Upstream(ports["upstream"])
+    d = Logged(CONFIG, str(tmp_path), dict(ports, log=log))
+    return d, up
+
+
+def traffic(d):
+    s = requests.Session()
+    s.get(d.url("gateway", "/info/x?apikey=sk_secret_key_123&q=1&token=tok_abc"), timeout=T)
+    s.get(d.url("gateway", "/other"), headers={"X-Api-Key": "sk_secret_key_123"}, timeout=T)
+    s.get(d.url("check", "/check-me?key=plain_leak"), timeout=T)
+    import socket
+    with socket.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T) as c:
+        c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nBroken\r\n\r\n")
+        c.recv(65536)
+
+
+def test_text_lines_carry_every_field_and_no_key(tmp_path):
+    d, up = start(tmp_path, "true")
+    try:
+        traffic(d)
+        lines = d.lines()
+    finally:
+        up.close()
+    text = "\n".join(lines)
+    assert "sk_secret_key_123" not in text and "tok_abc" not in text and "plain_leak" not in text
+    assert len(lines) == 4, lines
+    fields = [dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', l)) for l in lines]
+    first = fields[0]
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", lines[0])
+    assert first["client"] == "127.0.0.1" and first["listener"] == "gateway"
+    assert first["method"] == "GET"
+    assert first["target"] == "/info/x?apikey=redacted&q=1&token=redacted"
+    assert first["status"] == "200" and first["account"] == "acme" and first["route"] == "info"
+    assert first["limit"] in ("ip", "tier") and first["remaining"].isdigit()
+    assert float(first["upstream_ms"]) >= 0 and float(first["total_ms"]) >= float(first["upstream_ms"])
+    assert fields[1]["route"] == "-" and fields[1]["account"] == "acme"
+    assert fields[2]["listener"] == "auth" and fields[2]["upstream_ms"] == "-"
+    assert fields[2]["target"] == "/check-me?key=redacted"
+    # a head that never parsed has no decision: nothing stale is reported
+    bad = fields[3]
+    assert bad["status"] == "400" and bad["limit"] == "-" and bad["account"] == "-"
+
+
+def test_json_lines_parse(tmp_path):
+    d, up = start(tmp_path, "{ format: json, redact_query: [q] }")
+    try:
+        traffic(d)
+        lines = d.lines()
+    finally:
+        up.close()
+    recs = [json.loads(l) for l in lines]
+    assert len(recs) == 4
+    assert recs[0]["target"] == "/info/x?apikey=redacted&q=redacted&token=tok_abc"
+    assert recs[0]["status"] == 200 and recs[0]["account"] == "acme"
+    assert isinstance(recs[0]["remaining"], int) and isinstance(recs[0]["upstream_ms"], float)
+    assert recs[2]["upstream_ms"] is None and recs[3]["limit"] is None
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT", r["ts"]) for r in recs)
