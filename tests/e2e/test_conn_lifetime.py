@@ -197,3 +197,33 @@ def test_http10_flood_does_not_grow_memory(sluice):
     after = rss_kb()
     assert after - before < 20 * 1024, (before, after)
     stop_in_time(d)
+
+
+def test_reloads_in_the_middle_lose_no_connection(sluice):
+    """SIGHUP while Connection: close and HTTP/1.0 requests are flowing:
+    every request is answered, and the drain still finishes in time."""
+    import threading
+    d = sluice(CONFIG)
+    errors, done = [], threading.Event()
+
+    def client(raw):
+        while not done.is_set():
+            try:
+                if statuses(exchange(d.ports["gateway"], raw)) != [200]:
+                    errors.append("status")
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                errors.append(repr(e))
+    ts = [threading.Thread(target=client, args=(KINDS[k][1],)) for k in ("close", "http10")]
+    for t in ts:
+        t.start()
+    for _ in range(5):
+        time.sleep(0.2)
+        d.signal(signal.SIGHUP)
+    time.sleep(0.3)
+    done.set()
+    for t in ts:
+        t.join(10)
+    assert errors == []
+    assert d.log().count("reloaded") == 5
+    healthy(d)
+    stop_in_time(d)
