@@ -1,31 +1,47 @@
-/* sluice entry point: the command line of DESIGN.md section 1. */
+/* sluice entry point: the command line of DESIGN.md section 1. Options
+ * before the command are only -h/--help and -V/--version; everything
+ * after the command name belongs to that command. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include "daemon/commands.h"
 #include "daemon/serve.h"
 
-static void usage(FILE *f)
+static bool is(const char *arg, const char *shrt, const char *lng)
 {
-	fputs("usage: sluice serve -c FILE      run the daemon in the foreground\n"
-	      "       sluice validate -c FILE   check a config; exit 1 with file:line:col errors\n"
-	      "       sluice --version | --help\n",
-	      f);
+	return strcmp(arg, shrt) == 0 || strcmp(arg, lng) == 0;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+	if (argc < 2) {
+		sl_usage_main(stderr);
+		return 2;
+	}
+	if (is(argv[1], "-V", "--version")) {
 		printf("sluice %s\n", SLUICE_VERSION);
 		return 0;
 	}
-	if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
-		usage(stdout);
+	if (is(argv[1], "-h", "--help") || strcmp(argv[1], "help") == 0) {
+		if (strcmp(argv[1], "help") == 0 && argc >= 3) {
+			if (strcmp(argv[2], "serve") == 0) {
+				sl_usage_serve(stdout);
+				return 0;
+			}
+			if (strcmp(argv[2], "validate") == 0) {
+				sl_usage_validate(stdout);
+				return 0;
+			}
+			return sl_usage_error(sl_usage_main, NULL, "unknown command '%s'", argv[2]);
+		}
+		sl_usage_main(stdout);
 		return 0;
 	}
-	if (argc >= 2 && strcmp(argv[1], "validate") == 0)
+	if (strcmp(argv[1], "validate") == 0)
 		return sl_cmd_validate(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+	if (strcmp(argv[1], "serve") == 0)
 		return sl_cmd_serve(argc - 1, argv + 1);
-	usage(stderr);
-	return 2;
+	if (argv[1][0] == '-')
+		return sl_usage_error(sl_usage_main, NULL, "unknown option '%s'", argv[1]);
+	return sl_usage_error(sl_usage_main, NULL, "unknown command '%s'", argv[1]);
 }

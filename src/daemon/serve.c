@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include <uv.h>
+#include "daemon/commands.h"
 #include "daemon/serve.h"
 #include "net/clock.h"
 #include "net/server.h"
@@ -133,18 +134,26 @@ int sl_cmd_serve(int argc, char **argv)
 
 	memset(&d, 0, sizeof(d));
 	for (int i = 1; i < argc; i++) {
-		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
-		    i + 1 < argc)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			sl_usage_serve(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc)
+				return sl_usage_error(sl_usage_serve, "serve",
+				                      "option %s needs a FILE", argv[i]);
 			d.path = argv[++i];
-		else {
-			fprintf(stderr, "usage: sluice serve -c FILE\n");
-			return 2;
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			d.path = argv[i] + 9;
+		} else {
+			return sl_usage_error(sl_usage_serve, "serve", "%s '%s'",
+			                      argv[i][0] == '-' ? "unknown option"
+			                                        : "unexpected argument",
+			                      argv[i]);
 		}
 	}
-	if (!d.path) {
-		fprintf(stderr, "usage: sluice serve -c FILE\n");
-		return 2;
-	}
+	if (!d.path)
+		return sl_usage_error(sl_usage_serve, "serve", "%s",
+		                      "a config is required: -c FILE");
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	sl_clock_init();

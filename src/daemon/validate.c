@@ -10,17 +10,26 @@ int sl_cmd_validate(int argc, char **argv)
 {
 	const char *path = NULL;
 	for (int i = 1; i < argc; i++) {
-		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			sl_usage_validate(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+			if (i + 1 >= argc)
+				return sl_usage_error(sl_usage_validate, "validate",
+				                      "option %s needs a FILE", argv[i]);
 			path = argv[++i];
-		else {
-			fprintf(stderr, "usage: sluice validate -c FILE\n");
-			return 2;
+		} else if (!strncmp(argv[i], "--config=", 9)) {
+			path = argv[i] + 9;
+		} else {
+			return sl_usage_error(sl_usage_validate, "validate", "%s '%s'",
+			                      argv[i][0] == '-' ? "unknown option"
+			                                        : "unexpected argument",
+			                      argv[i]);
 		}
 	}
-	if (!path) {
-		fprintf(stderr, "usage: sluice validate -c FILE\n");
-		return 2;
-	}
+	if (!path)
+		return sl_usage_error(sl_usage_validate, "validate", "%s",
+		                      "a config is required: -c FILE");
 	static struct sl_diag diag; /* 16 KiB: keep it off the stack */
 	struct sl_policy *p = NULL;
 	if (sl_policy_load(path, &p, &diag) != 0) {
