@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <sluice/error.h>
 #include "net/admin.h"
+#include "policy/listen.h"
 #include "core/buf.h"
 
 #define LEASE_TTL_DEFAULT (60 * SL_NS_PER_SEC)
@@ -105,30 +106,15 @@ static void add_extra(struct sl_admin_resp *r, const char *name, const char *val
 
 /* ---- config check ---- */
 
+/* Loopback as bound: the address the listener will bind (a name resolved
+ * as the server resolves it), not the spelling. One that does not parse
+ * or resolve is not loopback. */
 static bool host_is_loopback(const char *listen)
 {
-	const char *colon;
-	size_t n;
+	struct sockaddr_storage ss;
+	socklen_t len;
 
-	if (listen[0] == '[') {
-		const char *end = strchr(listen, ']');
-		if (end == NULL)
-			return false;
-		n = (size_t)(end - listen - 1);
-		return n == 3 && memcmp(listen + 1, "::1", 3) == 0;
-	}
-	colon = strrchr(listen, ':');
-	n = colon ? (size_t)(colon - listen) : strlen(listen);
-	if (n == 9 && memcmp(listen, "localhost", 9) == 0)
-		return true;
-	/* 127.0.0.0/8 in dotted form. */
-	if (n >= 4 && memcmp(listen, "127.", 4) == 0) {
-		for (size_t i = 4; i < n; i++)
-			if (!((listen[i] >= '0' && listen[i] <= '9') || listen[i] == '.'))
-				return false;
-		return true;
-	}
-	return false;
+	return sl_listen_resolve(listen, &ss, &len, NULL, 0) == 0 && sl_listen_is_loopback(&ss);
 }
 
 int sl_admin_conf_check(const struct sl_admin_conf *c, char *err, size_t cap)

@@ -78,9 +78,11 @@ struct sl_listener {
 	uint8_t kind; /* enum sl_lkind */
 	char name[64];
 	char listen[128];
-	bool is_static;         /* proxy with upstream: static */
-	struct sl_upstream *up; /* proxy to http://; else NULL */
-	bool polling;           /* poll started: connections are accepted */
+	struct sockaddr_storage addr; /* listen resolved (by worker 0 for all) */
+	socklen_t addrlen;            /* bytes of addr */
+	bool is_static;               /* proxy with upstream: static */
+	struct sl_upstream *up;       /* proxy to http://; else NULL */
+	bool polling;                 /* poll started: connections are accepted */
 	bool closed;
 };
 

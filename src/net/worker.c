@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "net/clock.h"
 #include "net/net-int.h"
+#include "policy/listen.h"
 
 int64_t sl_worker_now(struct sl_worker *w)
 {
@@ -36,43 +37,6 @@ static void pass_cb(uv_prepare_t *h)
 static void pass_check_cb(uv_check_t *h)
 {
 	((struct sl_worker *)h->data)->now_valid = false;
-}
-
-/* Parse "host:port", "[v6]:port", ":port" or "*:port". */
-static int parse_listen(const char *s, struct sockaddr_storage *ss)
-{
-	char host[128];
-	const char *colon;
-	long port;
-	char *end;
-
-	memset(ss, 0, sizeof(*ss));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
-			return SL_EINVAL;
-		memcpy(host, s + 1, (size_t)(rb - s - 1));
-		host[rb - s - 1] = 0;
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || (size_t)(colon - s) >= sizeof(host))
-			return SL_EINVAL;
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = 0;
-		if (host[0] == 0 || strcmp(host, "*") == 0)
-			memcpy(host, "0.0.0.0", 8);
-		else if (strcmp(host, "localhost") == 0)
-			memcpy(host, "127.0.0.1", 10);
-	}
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 0 || port > 65535)
-		return SL_EINVAL;
-	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-		return 0;
-	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	return SL_EINVAL;
 }
 
 /* SO_REUSEPORT lets any process of the same user bind the address too,
@@ -223,11 +187,22 @@ static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size
 	socklen_t slen;
 
 	l->fd = -1;
-	if (parse_listen(l->listen, &ss) < 0) {
-		snprintf(err, cap, "listener %s: bad listen address \"%s\"", l->name, l->listen);
-		return SL_EINVAL;
+	/* A host name is resolved once, by worker 0, so every worker binds the
+	 * same address even when the name's answers rotate. */
+	if (w->index > 0) {
+		const struct sl_listener *first = &w->srv->workers[0].listeners[l - w->listeners];
+		ss = first->addr;
+		slen = first->addrlen;
+	} else {
+		char why[160];
+		if (sl_listen_resolve(l->listen, &ss, &slen, why, sizeof(why)) < 0) {
+			snprintf(err, cap, "listener %s: listen address \"%s\": %s", l->name,
+			         l->listen, why);
+			return SL_EINVAL;
+		}
 	}
-	slen = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	l->addr = ss;
+	l->addrlen = slen;
 	if (w->index == 0 && (rc = probe_free(&ss, slen)) != 0) {
 		if (rc == EADDRINUSE)
 			snprintf(err, cap,

@@ -7,7 +7,6 @@
  * them), not in file order. This file holds the walk and the small
  * sections (server, listeners, admin, store); identify/plans, limits/routes
  * and responses have files of their own. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <sluice/algo-t.h>
 #include <sluice/error.h>
 #include "policy/config-int.h"
+#include "policy/listen.h"
 
 #define MAX_CONFIG_BYTES (16u << 20) /* bytes; a config is text, not data */
 
@@ -128,35 +128,29 @@ void cfg_server(struct cfg *c, const yaml_node_t *n)
 		access_log(c, v[8], s);
 }
 
-/* "IPv4:port" or "[IPv6]:port", port 1-65535. */
-static bool valid_listen(const char *s)
+/* A listen address the loader checks as the server will bind it
+ * (policy/listen.h): a host name that does not resolve is refused here, at
+ * its node, so `sluice validate` catches it. *loopback (may be NULL) tells
+ * whether it resolved to a loopback address. */
+static bool check_listen(struct cfg *c, const yaml_node_t *n, const char *s, const char *forms,
+                         bool *loopback)
 {
-	char host[64];
-	const char *colon;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
-			return false;
-		memcpy(host, s + 1, (size_t)(rb - s - 1));
-		host[rb - s - 1] = '\0';
-		colon = rb + 1;
-		struct in6_addr a6;
-		if (inet_pton(AF_INET6, host, &a6) != 1)
-			return false;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || (size_t)(colon - s) >= sizeof(host))
-			return false;
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = '\0';
-		struct in_addr a4;
-		if (inet_pton(AF_INET, host, &a4) != 1)
-			return false;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char why[160];
+	int rc = sl_listen_resolve(s, &ss, &len, why, sizeof(why));
+
+	if (rc == SL_ENOENT) {
+		cfg_err(c, n, "listen address '%s': %s", s, why);
+		return false;
 	}
-	char *end;
-	errno = 0;
-	long port = strtol(colon + 1, &end, 10);
-	return colon[1] >= '0' && colon[1] <= '9' && !*end && !errno && port >= 1 && port <= 65535;
+	if (rc < 0) {
+		cfg_err(c, n, "bad listen address '%s': %s (expected %s)", s, why, forms);
+		return false;
+	}
+	if (loopback)
+		*loopback = sl_listen_is_loopback(&ss);
+	return true;
 }
 
 /* "http://host[:port][/]": a host name or IP literal; no path, no TLS. */
@@ -237,11 +231,11 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 		}
 		if (!v[1])
 			cfg_err(c, item, "listener: missing required key 'listen'");
-		else if ((l->listen = cfg_strdup(c, v[1], "listen")) && !valid_listen(l->listen))
-			cfg_err(c, v[1],
-			        "bad listen address '%s' (expected IPv4:PORT or [IPv6]:PORT, port "
-			        "1-65535, e.g. 127.0.0.1:8080)",
-			        l->listen);
+		else if ((l->listen = cfg_strdup(c, v[1], "listen")))
+			check_listen(c, v[1], l->listen,
+			             "IPv4:PORT, [IPv6]:PORT or HOST:PORT, port 1-65535, e.g. "
+			             "127.0.0.1:8080 or localhost:8080",
+			             NULL);
 		const char *mode = NULL;
 		if (!v[2])
 			cfg_err(c, item, "listener: missing required key 'mode' (proxy or check)");
@@ -271,16 +265,12 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 	}
 }
 
-static bool is_loopback(const char *listen)
-{
-	return !strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]:", 6);
-}
-
 void cfg_admin(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {"listen", "token", "lease_ttl", NULL};
 	yaml_node_t *v[3];
 	struct sl_admin_conf *a = &c->p->admin;
+	bool loopback = true; /* the default 127.0.0.1:9901 */
 	if (!cfg_fields(c, n, "admin", keys, v))
 		return;
 	if (v[0]) {
@@ -291,17 +281,15 @@ void cfg_admin(struct cfg *c, const yaml_node_t *n)
 		} else if (s) {
 			free(a->listen);
 			a->listen = cfg_strdup(c, v[0], "admin.listen");
-			if (a->listen && !valid_listen(a->listen))
-				cfg_err(c, v[0],
-				        "bad listen address '%s' (expected IPv4:PORT or "
-				        "[IPv6]:PORT, "
-				        "or off)",
-				        a->listen);
+			if (a->listen &&
+			    !check_listen(c, v[0], a->listen,
+			                  "IPv4:PORT, [IPv6]:PORT, HOST:PORT or off", &loopback))
+				loopback = true; /* already refused: no second error */
 		}
 	}
 	if (v[1])
 		a->token = cfg_strdup(c, v[1], "admin.token");
-	if (a->listen && !a->token && !is_loopback(a->listen))
+	if (a->listen && !a->token && !loopback)
 		cfg_err(c, v[0], "admin.listen is not loopback: set admin.token");
 	if (v[2] && cfg_duration(c, v[2], "admin.lease_ttl", &a->lease_ttl) && a->lease_ttl <= 0)
 		cfg_err(c, v[2], "admin.lease_ttl must be greater than zero");

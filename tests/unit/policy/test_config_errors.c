@@ -101,8 +101,18 @@ static const struct err_case cases[] = {
          "plan: p, keys: [k1] }\nplans: { p: {} }\n",
          "k1", 2, "API key listed twice (first for account 'a')"},
         /* listeners, admin, store */
-        {"listeners:\n  - { name: g, listen: \"localhost:80\", mode: check }\n", "\"localhost", 0,
-         "bad listen address 'localhost:80'"},
+        {"listeners:\n  - { name: g, listen: \"no-such-host.invalid:80\", mode: check }\n",
+         "\"no-such", 0,
+         "listen address 'no-such-host.invalid:80': host 'no-such-host.invalid' does not "
+         "resolve"},
+        {"listeners:\n  - { name: g, listen: \"local_host:80\", mode: check }\n", "\"local_", 0,
+         "bad listen address 'local_host:80': 'local_host' is not an IP address or a host name"},
+        {"listeners:\n  - { name: g, listen: \"300.1.1.1:80\", mode: check }\n", "\"300", 0,
+         "'300.1.1.1' is not an IPv4 address"},
+        {"listeners:\n  - { name: g, listen: \"::1:80\", mode: check }\n", "\"::1", 0,
+         "an IPv6 address goes in brackets"},
+        {"admin: { listen: \"no-such-host.invalid:9901\" }\n", "\"no-such", 0,
+         "host 'no-such-host.invalid' does not resolve"},
         {"listeners:\n  - { name: g, listen: \"127.0.0.1:0\", mode: check }\n", "\"127", 0,
          "bad listen address"},
         {"listeners:\n  - { name: g, listen: \"[::1]:8080\", mode: proxy, upstream: \"ftp://x\" "
