@@ -5,7 +5,8 @@ JOBS    ?= $(shell nproc)
 PYTHON  ?= /usr/bin/python3
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps release asan tsan fuzz check unit e2e fuzz-run tsan-run bench demo lint format clean
+.PHONY: all deps release asan tsan fuzz check unit e2e fuzz-run tsan-run bench demo lint format clean \
+	install deb deb-check
 
 all: release
 
@@ -65,6 +66,55 @@ demo: deps release
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+# `make install PREFIX=/usr/local DESTDIR=...`: the binary, sluice(8), the
+# systemd unit and the example config (never over an existing one: that
+# one is left and the new file goes beside it as sluice.yaml.default).
+# BIN is what gets installed; the default is the release build, made first.
+# The config lives in /etc/sluice for PREFIX=/usr, else PREFIX/etc/sluice.
+PREFIX  ?= /usr/local
+BIN     ?= build/sluice
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/sluice
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR ?= /etc
+else
+SYSCONFDIR ?= $(PREFIX)/etc
+endif
+INSTALL_DEPS := $(if $(filter build/sluice,$(BIN)),release)
+
+install: $(INSTALL_DEPS)
+	@test -x "$(BIN)" || { echo "install: $(BIN) is not built"; exit 1; }
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man8" "$(DESTDIR)$(UNITDIR)" \
+		"$(DESTDIR)$(SYSCONFDIR)/sluice" "$(DESTDIR)$(DOCDIR)"
+	install -m 0755 "$(BIN)" "$(DESTDIR)$(BINDIR)/sluice"
+	gzip -9n -c man/sluice.8 > "$(DESTDIR)$(MANDIR)/man8/sluice.8.gz"
+	chmod 0644 "$(DESTDIR)$(MANDIR)/man8/sluice.8.gz"
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		dist/sluice.service.in > "$(DESTDIR)$(UNITDIR)/sluice.service"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/sluice.service"
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml" ]; then \
+		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml;" \
+			"the new example is sluice.yaml.default"; \
+		install -m 0644 dist/sluice.yaml "$(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml.default"; \
+	else \
+		echo install -m 0644 dist/sluice.yaml "$(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml"; \
+		install -m 0644 dist/sluice.yaml "$(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml"; \
+	fi
+	install -m 0644 README.md docs/*.md "$(DESTDIR)$(DOCDIR)/"
+
+# `make deb`: build/sluice_VERSION_ARCH.deb with dpkg-deb (scripts/mkdeb.sh);
+# DEB_OUT puts it elsewhere. `make deb-check` also runs lintian and
+# systemd-analyze verify on it, each skipped with a note when not installed.
+DEB_OUT ?= build
+
+deb: $(INSTALL_DEPS)
+	@./scripts/mkdeb.sh "$(BIN)" "$(DEB_OUT)"
+
+deb-check: $(INSTALL_DEPS)
+	@./scripts/mkdeb.sh "$(BIN)" "$(DEB_OUT)" --check
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

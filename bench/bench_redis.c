@@ -148,7 +148,8 @@ int main(void)
 	snprintf(portbuf, sizeof(portbuf), "%d", port);
 	pid = fork();
 	if (pid == 0) {
-		freopen("/dev/null", "w", stdout);
+		if (freopen("/dev/null", "w", stdout) == NULL)
+			_exit(127);
 		execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1",
 		       "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
 		_exit(127);

@@ -1,0 +1,263 @@
+"""`make install` and `make deb` (README, "Install and run in production"):
+the installed tree under a DESTDIR, the .deb's metadata and contents, the
+unpacked package's binary, its maintainer scripts without systemd, and the
+checks of Debian's own tools (lintian, systemd-analyze verify) where they
+are installed.
+
+The binary installed is the one under test (SLUICE_BIN, BIN= for make), so
+`make check` does not build a release binary for this; the whole module
+takes well under a minute (lintian is most of it)."""
+import gzip
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from conftest import ROOT, SLUICE
+
+VERSION = re.search(r"^project\(sluice VERSION ([0-9.]+)",
+                    open(os.path.join(ROOT, "CMakeLists.txt")).read(), re.M).group(1)
+
+
+def make(*args, timeout=120):
+    env = dict(os.environ)
+    env.pop("MAKEFLAGS", None)  # not the outer make's -j / jobserver
+    env.pop("MFLAGS", None)
+    r = subprocess.run(["make", "-s", "-C", ROOT, "BIN=" + SLUICE, *args], env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, "make %s:\n%s%s" % (" ".join(args), r.stdout, r.stderr)
+    return r
+
+
+def run(*args, **kw):
+    kw.setdefault("timeout", 60)
+    return subprocess.run(list(args), capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def usr(tmp_path_factory):
+    """`make install DESTDIR=<tmp> PREFIX=/usr`, once for the module."""
+    dest = tmp_path_factory.mktemp("destdir")
+    make("install", "DESTDIR=%s" % dest, "PREFIX=/usr")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory):
+    """`make deb DEB_OUT=<tmp>`: the .deb's path."""
+    out = tmp_path_factory.mktemp("deb")
+    r = make("deb", "DEB_OUT=%s" % out)
+    path = r.stdout.strip().splitlines()[-1]
+    assert path == str(out / ("sluice_%s_%s.deb" % (VERSION, arch()))), r.stdout
+    return path
+
+
+def arch():
+    return run("dpkg", "--print-architecture").stdout.strip()
+
+
+# ---- make install ----
+
+def test_install_tree(usr):
+    want = {
+        "usr/bin/sluice": 0o755,
+        "usr/share/man/man8/sluice.8.gz": 0o644,
+        "usr/lib/systemd/system/sluice.service": 0o644,
+        "etc/sluice/sluice.yaml": 0o644,
+        "usr/share/doc/sluice/README.md": 0o644,
+        "usr/share/doc/sluice/config.md": 0o644,
+    }
+    for rel, mode in want.items():
+        p = usr / rel
+        assert p.is_file(), rel
+        assert stat.S_IMODE(p.stat().st_mode) == mode, (rel, oct(p.stat().st_mode))
+
+
+def test_installed_binary_runs(usr):
+    r = run(str(usr / "usr/bin/sluice"), "--version")
+    assert r.returncode == 0 and r.stdout == "sluice %s\n" % VERSION
+    r = run(str(usr / "usr/bin/sluice"), "--help")
+    assert r.returncode == 0 and "serve -c FILE" in r.stdout
+
+
+def test_installed_config_is_the_example_and_validates(usr):
+    cfg = usr / "etc/sluice/sluice.yaml"
+    assert cfg.read_bytes() == open(os.path.join(ROOT, "dist/sluice.yaml"), "rb").read()
+    r = run(str(usr / "usr/bin/sluice"), "validate", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "%s: ok\n" % cfg
+    # the snapshot goes to the unit's StateDirectory, the only writable place
+    assert 'snapshot: "/var/lib/sluice/' in cfg.read_text()
+
+
+def test_man_page_renders(usr):
+    page = usr / "usr/share/man/man8/sluice.8.gz"
+    with gzip.open(page, "rb") as f:
+        src = f.read().decode()
+    assert src == open(os.path.join(ROOT, "man/sluice.8")).read()
+    assert '.TH SLUICE 8 ' in src and '"sluice %s"' % VERSION in src, \
+        "man/sluice.8's .TH names another version than CMakeLists.txt"
+    env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
+    if shutil.which("man"):
+        r = run("man", "--warnings", "-l", str(page), env=env)
+    elif shutil.which("groff"):
+        r = subprocess.run("gzip -dc '%s' | groff -man -Tutf8 -ww" % page, shell=True,
+                           capture_output=True, text=True, env=env, timeout=60)
+    else:
+        pytest.skip("neither man nor groff is installed: the page was not rendered")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", "roff warnings:\n" + r.stderr
+    text = re.sub(r".\x08", "", r.stdout)  # overstrike bold/underline
+    for want in ("SLUICE(8)", "NAME", "sluice - API rate-limiting gateway", "SYNOPSIS",
+                 "SIGHUP", "EXIT STATUS", "/etc/sluice/sluice.yaml", "systemctl reload sluice"):
+        assert want in text, want
+
+
+def test_unit_file(usr):
+    unit = (usr / "usr/lib/systemd/system/sluice.service").read_text()
+    assert not re.search(r"@[A-Z]+@", unit), "a template field was left unfilled"
+    for line in (
+        "ExecStartPre=/usr/bin/sluice validate -c /etc/sluice/sluice.yaml",
+        "ExecStart=/usr/bin/sluice serve -c /etc/sluice/sluice.yaml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "DynamicUser=yes",
+        "StateDirectory=sluice",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "LimitNOFILE=65536",
+        "WantedBy=multi-user.target",
+    ):
+        assert re.search("^%s$" % re.escape(line), unit, re.M), line
+    # no capability is granted to a service that binds ports >= 1024
+    assert not re.search(r"^AmbientCapabilities=\S", unit, re.M)
+
+
+def test_unit_verifies(usr, tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    # verify wants ExecStart's binary and the man page to exist: point them
+    # at the DESTDIR tree
+    unit = (usr / "usr/lib/systemd/system/sluice.service").read_text()
+    unit = unit.replace("/usr/bin/sluice", str(usr / "usr/bin/sluice"))
+    (tmp_path / "sluice.service").write_text(unit)
+    r = run("systemd-analyze", "verify", str(tmp_path / "sluice.service"),
+            env=dict(os.environ, MANPATH=str(usr / "usr/share/man")))
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+def test_install_keeps_an_edited_config(tmp_path):
+    make("install", "DESTDIR=%s" % tmp_path, "PREFIX=/usr")
+    cfg = tmp_path / "etc/sluice/sluice.yaml"
+    cfg.write_text(cfg.read_text() + "# edited\n")
+    r = make("install", "DESTDIR=%s" % tmp_path, "PREFIX=/usr")
+    assert "keeping" in r.stdout
+    assert cfg.read_text().endswith("# edited\n")
+    assert (tmp_path / "etc/sluice/sluice.yaml.default").read_bytes() == \
+        open(os.path.join(ROOT, "dist/sluice.yaml"), "rb").read()
+
+
+def test_install_under_usr_local(tmp_path):
+    make("install", "DESTDIR=%s" % tmp_path, "PREFIX=/usr/local")
+    assert (tmp_path / "usr/local/bin/sluice").is_file()
+    assert (tmp_path / "usr/local/etc/sluice/sluice.yaml").is_file()
+    assert (tmp_path / "usr/local/share/man/man8/sluice.8.gz").is_file()
+    unit = (tmp_path / "usr/local/lib/systemd/system/sluice.service").read_text()
+    assert "ExecStart=/usr/local/bin/sluice serve -c /usr/local/etc/sluice/sluice.yaml\n" in unit
+    assert not (tmp_path / "etc").exists()
+
+
+# ---- make deb ----
+
+def test_deb_control(deb):
+    r = run("dpkg-deb", "-I", deb)
+    assert r.returncode == 0, r.stderr
+    info = r.stdout
+    assert re.search(r"^ Package: sluice$", info, re.M)
+    assert re.search(r"^ Version: %s$" % re.escape(VERSION), info, re.M)
+    assert re.search(r"^ Architecture: %s$" % arch(), info, re.M)
+    assert re.search(r"^ Maintainer: .+ <.+@.+>$", info, re.M)
+    assert re.search(r"^ Installed-Size: \d+$", info, re.M)
+    depends = re.search(r"^ Depends: (.*)$", info, re.M).group(1)
+    # the libraries the binary links, by their Debian package names
+    for pkg in ("libc6", "libuv1", "libyaml-0-2", "libcjson1", "libhiredis", "libssl3",
+                "libxxhash0"):
+        assert pkg in depends, (pkg, depends)
+    for script in ("postinst", "prerm", "postrm", "conffiles", "md5sums"):
+        assert " %s" % script in info, script
+    r = run("dpkg-deb", "-f", deb, "Description")
+    assert r.stdout.startswith("API rate-limiting gateway")
+    r = run("sh", "-c", "dpkg-deb --ctrl-tarfile '%s' | tar -xO ./conffiles" % deb)
+    assert r.stdout == "/etc/sluice/sluice.yaml\n"
+
+
+def test_deb_contents(deb):
+    r = run("dpkg-deb", "-c", deb)
+    assert r.returncode == 0, r.stderr
+    rows = {}
+    for line in r.stdout.splitlines():
+        f = line.split()
+        rows[f[-1]] = (f[0], f[1])
+    for path in ("./usr/bin/sluice", "./lib/systemd/system/sluice.service",
+                 "./usr/share/man/man8/sluice.8.gz", "./etc/sluice/sluice.yaml",
+                 "./usr/share/doc/sluice/copyright", "./usr/share/doc/sluice/changelog.gz"):
+        assert path in rows, path
+    assert rows["./usr/bin/sluice"][0] == "-rwxr-xr-x"
+    assert all(owner == "root/root" for _, owner in rows.values()), "files not owned by root"
+
+
+def test_deb_unpacked_binary_runs(deb, tmp_path):
+    assert run("dpkg", "-x", deb, str(tmp_path)).returncode == 0
+    binary = tmp_path / "usr/bin/sluice"
+    r = run(str(binary), "--version")
+    assert r.returncode == 0 and r.stdout == "sluice %s\n" % VERSION
+    r = run(str(binary), "validate", "-c", str(tmp_path / "etc/sluice/sluice.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "not stripped" not in run("file", str(binary)).stdout if shutil.which("file") else True
+
+
+def test_deb_maintainer_scripts_without_systemd(deb, tmp_path):
+    """postinst/prerm/postrm with stand-ins for deb-systemd-helper,
+    deb-systemd-invoke and systemctl that log their calls: systemctl and
+    deb-systemd-invoke run only when systemd is (/run/systemd/system)."""
+    ctrl = tmp_path / "ctrl"
+    assert run("dpkg-deb", "-e", deb, str(ctrl)).returncode == 0
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "calls"
+    for name in ("deb-systemd-helper", "deb-systemd-invoke", "systemctl"):
+        p = stubs / name
+        p.write_text('#!/bin/sh\necho "%s $*" >> "%s"\n' % (name, log))
+        p.chmod(0o755)
+    env = dict(os.environ, PATH="%s:/usr/bin:/bin" % stubs)
+    systemd_running = os.path.isdir("/run/systemd/system")
+    for script, args in (("postinst", ["configure"]), ("postinst", ["configure", "0.0.9"]),
+                         ("prerm", ["remove"]), ("postrm", ["remove"])):
+        if log.exists():
+            log.unlink()
+        r = run("sh", "-e", str(ctrl / script), *args, env=env)
+        assert r.returncode == 0, (script, args, r.stderr)
+        calls = log.read_text() if log.exists() else ""
+        ran_systemd = "systemctl" in calls or "deb-systemd-invoke" in calls
+        assert ran_systemd == systemd_running, (script, args, calls)
+        if script == "postinst":
+            assert "deb-systemd-helper enable sluice.service" in calls, calls
+    # purge would remove the real /var/lib/sluice: only read it
+    postrm = (ctrl / "postrm").read_text()
+    assert 'if [ "$1" = purge ]' in postrm and "rm -rf /var/lib/sluice" in postrm
+
+
+def test_deb_debian_checks(deb):
+    """lintian (errors and warnings fail) and systemd-analyze verify, each
+    skipped with a note by the script when not installed."""
+    r = run(os.path.join(ROOT, "scripts/check-package.sh"), deb, timeout=180)
+    print(r.stdout + r.stderr)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for tool in ("lintian", "systemd-analyze verify"):
+        assert ("check-package: %s: ok" % tool in r.stdout or
+                "check-package: %s not installed: skipped" % tool.split()[0] in r.stdout)
