@@ -90,3 +90,70 @@ def test_yaml_next_to_an_example_name_is_that_example():
                     "<!-- file: %s -->" % (doc, line, names[0], names[0]))
             # every YAML block of the docs at least parses
             yaml.safe_load(body)
+
+
+HEALTHZ = """
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+admin: {{ listen: "127.0.0.1:{admin}", token: "s3cret" }}
+limits:
+  - {{ name: per-ip, key: ip, rate: 5/min }}
+"""
+
+
+def test_admin_md_healthz_is_what_it_answers(sluice):
+    import requests
+
+    text = open(os.path.join(ROOT, "docs", "admin.md"), encoding="utf-8").read()
+    section = text.split("## `GET /healthz`", 1)[1].split("\n## ", 1)[0]
+    body = re.search(r"the body `([^`]+)`", section).group(1)
+    ctype = re.search(r"`Content-Type: ([^`]+)`", section).group(1)
+    d = sluice(HEALTHZ)
+    r = requests.get(d.url("admin", "/healthz"), timeout=5)  # no token
+    assert r.status_code == 200
+    assert r.text == body
+    assert r.headers["Content-Type"] == ctype
+    r = requests.post(d.url("admin", "/healthz"), timeout=5)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    assert "`Allow: GET, HEAD`" in section
+
+
+CONC = """
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+limits:
+  - {{ name: rate, key: "header:X-Team", rate: 100/min }}   # skipped without the header
+  - {{ name: inflight, key: ip, concurrency: 2 }}
+"""
+
+
+def test_policy_md_concurrency_exception(sluice):
+    """docs/policy.md, Most restrictive: a concurrency limit speaks for the
+    request only when no windowed limit applies."""
+    import requests
+
+    text = open(os.path.join(ROOT, "docs", "policy.md"), encoding="utf-8").read()
+    assert "the exception, concurrency limits" in text
+    d = sluice(CONC)
+
+    def decide(**kw):
+        r = requests.post(d.url("admin", "/v1/decide"), json=dict(ip="192.0.2.1", **kw),
+                          timeout=5)
+        assert r.status_code == 200
+        return r.json()
+
+    team = {"headers": {"X-Team": "blue"}}
+    decide(**team)           # holds one of the 2 slots (its lease is not released)
+    j = decide(**team)       # slots: 0 left; rate: 98 left
+    assert j["allowed"]
+    by_name = {x["name"]: x for x in j["limits"]}
+    assert by_name["inflight"]["remaining"] == 0 and by_name["rate"]["remaining"] == 98
+    assert j["headers"]["X-RateLimit-Limit"] == "100"
+    assert j["headers"]["X-RateLimit-Remaining"] == "98"
+    # no windowed limit applies (no X-Team): the concurrency limit speaks
+    requests.post(d.url("admin", "/v1/release"), json={"lease": j["lease"]}, timeout=5)
+    j = decide()
+    assert [x["name"] for x in j["limits"]] == ["inflight"]
+    assert j["headers"]["X-RateLimit-Limit"] == "2"
+    assert j["headers"]["X-RateLimit-Remaining"] == "0"
