@@ -1,9 +1,9 @@
 #!/bin/sh
 # Installs every Debian package that building, testing, benchmarking,
 # packaging (lintian checks the .deb; dpkg-dev comes with build-essential)
-# and running sluice needs. Idempotent: packages already present are skipped, and
-# apt is not touched at all when nothing is missing. Works as root or, when
-# not root, through sudo.
+# and running sluice needs. Idempotent: packages already present are
+# skipped, and apt is not touched at all when nothing is missing. Works as
+# root or, when not root, through sudo.
 set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-dev

@@ -16,6 +16,7 @@ void sl_usage_main(FILE *f)
 	      "  serve -c FILE      run the daemon in the foreground (SIGHUP reloads FILE,\n"
 	      "                     SIGTERM/SIGINT drain and stop)\n"
 	      "  validate -c FILE   check a config; exit 1 with file:line:col errors\n"
+	      "  help [COMMAND]     this help, or one command's\n"
 	      "\n"
 	      "options:\n"
 	      "  -h, --help         this help; `sluice COMMAND --help` for one command\n"
@@ -37,8 +38,8 @@ void sl_usage_serve(FILE *f)
 	      "\n"
 	      "signals: SIGHUP reloads FILE (a bad config is refused and the old one keeps\n"
 	      "serving); SIGTERM or SIGINT drain the connections, save the snapshot, exit 0.\n"
-	      "exit status: 0 after a clean stop, 1 when the config or a listener fails\n"
-	      "at startup, 2 on bad usage.\n",
+	      "exit status: 0 after a clean stop, 1 when it cannot start (the config, a\n"
+	      "listener, the store) or stops on an error, 2 on bad usage.\n",
 	      f);
 }
 
