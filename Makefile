@@ -68,8 +68,9 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 # `make install PREFIX=/usr/local DESTDIR=...`: the binary, sluice(8), the
-# systemd unit and the example config (never over an existing one: that
-# one is left and the new file goes beside it as sluice.yaml.default).
+# systemd unit, the example config (never over an existing one: that one
+# is left and the new file goes beside it as sluice.yaml.default), and
+# README, docs/ and examples/ in share/doc/sluice.
 # BIN is what gets installed; the default is the release build, made first.
 # The config lives in /etc/sluice for PREFIX=/usr, else PREFIX/etc/sluice.
 PREFIX  ?= /usr/local
@@ -104,6 +105,8 @@ install: $(INSTALL_DEPS)
 		install -m 0644 dist/sluice.yaml "$(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml"; \
 	fi
 	install -m 0644 README.md docs/*.md "$(DESTDIR)$(DOCDIR)/"
+	install -d "$(DESTDIR)$(DOCDIR)/examples"
+	install -m 0644 examples/* "$(DESTDIR)$(DOCDIR)/examples/"
 
 # `make deb`: build/sluice_VERSION_ARCH.deb with dpkg-deb (scripts/mkdeb.sh);
 # DEB_OUT puts it elsewhere. `make deb-check` also runs lintian and

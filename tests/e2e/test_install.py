@@ -69,6 +69,7 @@ def test_install_tree(usr):
         "etc/sluice/sluice.yaml": 0o644,
         "usr/share/doc/sluice/README.md": 0o644,
         "usr/share/doc/sluice/config.md": 0o644,
+        "usr/share/doc/sluice/examples/quickstart.yaml": 0o644,
     }
     for rel, mode in want.items():
         p = usr / rel
