@@ -12,13 +12,13 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include <uv.h>
-#include "daemon/commands.h"
 #include "daemon/serve.h"
 #include "net/clock.h"
 #include "net/server.h"
 #include "policy/policy.h"
 #include "store/store.h"
 #include <sluice/error.h>
+#include "daemon/commands.h" /* usage texts */
 
 struct daemon {
 	const char *path;
