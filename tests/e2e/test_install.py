@@ -1,8 +1,9 @@
 """`make install` and `make deb` (README, "Install and run in production"):
 the installed tree under a DESTDIR, the .deb's metadata and contents, the
-unpacked package's binary, its maintainer scripts without systemd, and the
-checks of Debian's own tools (lintian, systemd-analyze verify) where they
-are installed.
+unpacked package's binary, dpkg installing, upgrading, removing and
+purging it in a scratch root, its maintainer scripts without systemd, and
+the checks of Debian's own tools (lintian, systemd-analyze verify) where
+they are installed.
 
 The binary installed is the one under test (SLUICE_BIN, BIN= for make), so
 `make check` does not build a release binary for this; the whole module
@@ -222,12 +223,9 @@ def test_deb_unpacked_binary_runs(deb, tmp_path):
     assert "not stripped" not in run("file", str(binary)).stdout if shutil.which("file") else True
 
 
-def test_deb_maintainer_scripts_without_systemd(deb, tmp_path):
-    """postinst/prerm/postrm with stand-ins for deb-systemd-helper,
-    deb-systemd-invoke and systemctl that log their calls: systemctl and
-    deb-systemd-invoke run only when systemd is (/run/systemd/system)."""
-    ctrl = tmp_path / "ctrl"
-    assert run("dpkg-deb", "-e", deb, str(ctrl)).returncode == 0
+def stub_systemd_tools(tmp_path):
+    """deb-systemd-helper, deb-systemd-invoke and systemctl stand-ins that
+    log their calls: (PATH, log file)."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     log = tmp_path / "calls"
@@ -235,7 +233,85 @@ def test_deb_maintainer_scripts_without_systemd(deb, tmp_path):
         p = stubs / name
         p.write_text('#!/bin/sh\necho "%s $*" >> "%s"\n' % (name, log))
         p.chmod(0o755)
-    env = dict(os.environ, PATH="%s:/usr/bin:/bin" % stubs)
+    return "%s:/usr/sbin:/usr/bin:/sbin:/bin" % stubs, log
+
+
+def test_deb_dpkg_install_upgrade_remove_purge_in_a_root(deb, tmp_path):
+    """dpkg itself installs the package into a scratch root (--root, with
+    the maintainer scripts run outside a chroot and DPKG_ROOT set, and the
+    systemd tools stubbed): files and conffile in place, postinst enables
+    the unit without touching systemd, an edited conffile survives an
+    upgrade, remove keeps it, purge deletes it and the state directory."""
+    root = tmp_path / "root"
+    for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates"):
+        (root / d).mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text("")
+    path, log = stub_systemd_tools(tmp_path)
+    env = dict(os.environ, PATH=path)
+
+    def dpkg(*args):
+        # --force-depends: the scratch root's package database is empty;
+        # the libraries themselves are the host's
+        r = run("dpkg", "--root=%s" % root, "--force-script-chrootless", "--force-not-root",
+                "--force-depends", "--force-confold", "--log=%s" % (tmp_path / "dpkg.log"),
+                *args, env=env, timeout=120)
+        assert r.returncode == 0, (args, r.stdout + r.stderr)
+        calls = log.read_text() if log.exists() else ""
+        if log.exists():
+            log.unlink()
+        return calls
+
+    def status():
+        r = run("dpkg-query", "--root=%s" % root, "-W", "-f=${Status}", "sluice")
+        return r.stdout
+
+    calls = dpkg("-i", deb)
+    assert status() == "install ok installed"
+    cfg = root / "etc/sluice/sluice.yaml"
+    assert cfg.read_bytes() == open(os.path.join(ROOT, "dist/sluice.yaml"), "rb").read()
+    r = run(str(root / "usr/bin/sluice"), "validate", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert (root / "lib/systemd/system/sluice.service").is_file()
+    assert "deb-systemd-helper enable sluice.service" in calls, calls
+    assert "systemctl" not in calls and "deb-systemd-invoke" not in calls, calls
+
+    cfg.write_text(cfg.read_text() + "# local edit\n")
+    dpkg("-i", deb)  # an upgrade (same version): the conffile keeps the edit
+    assert status() == "install ok installed"
+    assert cfg.read_text().endswith("# local edit\n")
+
+    calls = dpkg("-r", "sluice")
+    assert status() == "deinstall ok config-files"
+    assert not (root / "usr/bin/sluice").exists()
+    assert cfg.exists(), "remove must keep the conffile"
+    assert "deb-systemd-helper mask sluice.service" in calls, calls
+
+    (root / "var/lib/sluice").mkdir(parents=True)
+    (root / "var/lib/sluice/sluice.snap").write_text("counters")
+    calls = dpkg("--purge", "sluice")
+    assert not cfg.exists() and not (root / "var/lib/sluice").exists()
+    assert "deb-systemd-helper purge sluice.service" in calls, calls
+
+
+def test_deb_depends_are_installed_packages(deb):
+    """Every package in Depends is a real package, installed here (the
+    binary runs on this machine)."""
+    depends = run("dpkg-deb", "-f", deb, "Depends").stdout.strip()
+    for item in depends.split(","):
+        name = item.strip().split()[0]
+        r = run("dpkg-query", "-W", "-f=${Status}", name)
+        assert r.stdout == "install ok installed", (name, r.stdout + r.stderr)
+
+
+def test_deb_maintainer_scripts_without_systemd(deb, tmp_path):
+    """postinst/prerm/postrm with stand-ins for deb-systemd-helper,
+    deb-systemd-invoke and systemctl that log their calls: systemctl and
+    deb-systemd-invoke run only when systemd is (/run/systemd/system)."""
+    ctrl = tmp_path / "ctrl"
+    assert run("dpkg-deb", "-e", deb, str(ctrl)).returncode == 0
+    path, log = stub_systemd_tools(tmp_path)
+    env = dict(os.environ, PATH=path)
+    env.pop("DPKG_ROOT", None)
     systemd_running = os.path.isdir("/run/systemd/system")
     for script, args in (("postinst", ["configure"]), ("postinst", ["configure", "0.0.9"]),
                          ("prerm", ["remove"]), ("postrm", ["remove"])):
@@ -248,9 +324,8 @@ def test_deb_maintainer_scripts_without_systemd(deb, tmp_path):
         assert ran_systemd == systemd_running, (script, args, calls)
         if script == "postinst":
             assert "deb-systemd-helper enable sluice.service" in calls, calls
-    # purge would remove the real /var/lib/sluice: only read it
-    postrm = (ctrl / "postrm").read_text()
-    assert 'if [ "$1" = purge ]' in postrm and "rm -rf /var/lib/sluice" in postrm
+    # (purge, which deletes the state directory, runs under DPKG_ROOT in
+    # test_deb_dpkg_install_upgrade_remove_purge_in_a_root)
 
 
 def test_deb_debian_checks(deb):
