@@ -282,7 +282,7 @@ static void respond(struct sl_conn *c, int status, const char *ctype, const char
 		blen = 0;
 		status = 500;
 	}
-	if (blen) {
+	if (blen && !c->head_method) {                 /* HEAD: Content-Length without the body */
 		memmove(c->obuf + o->len, body, blen); /* body may sit in obuf's tail */
 		o->len += blen;
 	}
@@ -433,7 +433,7 @@ static void admin_send(struct sl_conn *c)
 	sl_http_out_bytes(o, "\r\n", 2);
 	c->status = r->status;
 	c->phase = SL_PH_LOCAL;
-	write2(c, c->obuf, o->len, r->body, r->len, NULL);
+	write2(c, c->obuf, o->len, r->body, c->head_method ? 0 : r->len, NULL);
 }
 
 static void admin_done(struct sl_admin_call *call)
@@ -499,6 +499,7 @@ static void on_head(struct sl_conn *c)
 	c->bytes_out = 0;
 	c->up_ns = 0;
 	c->decided = false;
+	c->head_method = m->method.len == 4 && memcmp(m->method.p, "HEAD", 4) == 0;
 	{
 		/* "METHOD target" (at most 200 bytes of it) for the access log */
 		size_t ml = m->method.len < 32 ? m->method.len : 32;
@@ -596,6 +597,7 @@ void sl_conn_request_done(struct sl_conn *c)
 	if (c->policy && c->policy->server.access_log)
 		sl_access_log(c);
 	c->decided = false; /* a head that fails to parse next has no decision */
+	c->head_method = false;
 	c->logline[0] = 0;
 	release(c);
 	if (!c->keep_alive || c->close_after || w->draining) {
@@ -834,6 +836,7 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	c->req_end = c->resp_done = c->body_inflight = c->release_pending = false;
 	c->peer_eof = false;
 	c->decided = false;
+	c->head_method = false;
 	c->logline[0] = 0;
 	c->up_ns = 0;
 	c->store_pending = 0;

@@ -147,6 +147,7 @@ struct sl_conn {
 	uint64_t t_up;      /* ns, uv_hrtime() when the exchange with the upstream began */
 	uint64_t up_ns;     /* ns from t_up to the upstream's response head; 0: none */
 	bool decided;       /* ev holds this request's decision (access log) */
+	bool head_method;   /* a HEAD request: local answers carry no body */
 	char logline[SL_LOGLINE];
 	bool keep_alive; /* the client may send another request */
 	bool expect_continue;

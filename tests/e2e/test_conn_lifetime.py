@@ -227,3 +227,25 @@ def test_reloads_in_the_middle_lose_no_connection(sluice):
     assert d.log().count("reloaded") == 5
     healthy(d)
     stop_in_time(d)
+
+
+@pytest.mark.parametrize("listener,path", [("gateway", "/x"), ("check", "/x"),
+                                           ("admin", "/healthz"), ("admin", "/metrics")])
+def test_head_answers_carry_no_body(sluice, listener, path):
+    """HEAD gets the GET's headers (Content-Length included) and no body
+    bytes, so the next keep-alive response starts where the client expects
+    it (a body after HEAD is read as garbage before the next status line)."""
+    d = sluice(CONFIG)
+    with socket.create_connection(("127.0.0.1", d.ports[listener]), timeout=3) as s:
+        s.sendall(("HEAD %s HTTP/1.1\r\nHost: x\r\n\r\nGET %s HTTP/1.1\r\nHost: x\r\n"
+                   "Connection: close\r\n\r\n" % (path, path)).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    first, sep, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert re.search(rb"(?i)\r\ncontent-length: \d", first)
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:80]
