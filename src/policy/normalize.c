@@ -1,0 +1,247 @@
+/* Canonical path and host (docs/normalize.md): RFC 3986 section 6.2.2
+ * syntax-based normalisation of the path, and a Host lower-cased without
+ * its default port or trailing dot, so that `/auth/%6cogin`, `//auth/login`
+ * and `/./auth/login` are all `/auth/login`, and `A.example.:80` is
+ * `a.example`.
+ *
+ * The one decision to know: a first pass only looks. Most requests are
+ * already canonical, and for them the result is the input view itself: no
+ * copy, one read of the bytes. Only a path that needs a rewrite is written
+ * into the caller's bounded buffer, escapes first, then merged slashes and
+ * dot segments in place (the output never overtakes the input). */
+#include <string.h>
+#include <strings.h>
+#include <sluice/error.h>
+#include "policy/normalize.h"
+
+static const char hex_upper[] = "0123456789ABCDEF";
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* RFC 3986 section 2.3. */
+static bool unreserved(unsigned v)
+{
+	return (v >= 'A' && v <= 'Z') || (v >= 'a' && v <= 'z') || (v >= '0' && v <= '9') ||
+	       v == '-' || v == '.' || v == '_' || v == '~';
+}
+
+/* Whether a dot segment ("." or "..") starts at p[i] (just after a '/'). */
+static bool dot_segment(const char *p, size_t n, size_t i)
+{
+	if (i >= n || p[i] != '.')
+		return false;
+	if (i + 1 == n || p[i + 1] == '/')
+		return true;
+	return p[i + 1] == '.' && (i + 2 == n || p[i + 2] == '/');
+}
+
+/* The look-only pass: true when sl_norm_path would return p unchanged. A
+ * canonical escape is '%' and two upper-case hex digits of a byte that is
+ * neither NUL nor unreserved; anything else about a '%' means a rewrite
+ * (or a refusal, which the rewrite pass reports). */
+static bool path_canonical(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+
+		if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= n)
+				return false;
+			hi = hexval(p[i + 1]);
+			lo = hexval(p[i + 2]);
+			if (hi < 0 || lo < 0 || (p[i + 1] >= 'a') || (p[i + 2] >= 'a'))
+				return false;
+			if ((hi | lo) == 0 || unreserved((unsigned)(hi << 4 | lo)))
+				return false;
+			i += 2;
+		} else if (c == '/' && i + 1 < n) {
+			if (p[i + 1] == '/' || dot_segment(p, n, i + 1))
+				return false;
+		}
+	}
+	return true;
+}
+
+int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
+{
+	size_t n = 0, o = 0, i;
+
+	*out = in;
+	if (in.len == 0 || in.p[0] != '/' || path_canonical(in.p, in.len))
+		return 0;
+	/* pass 1: escapes, into buf */
+	for (i = 0; i < in.len; i++) {
+		char c = in.p[i];
+
+		if (c == '%') {
+			int hi = i + 2 < in.len ? hexval(in.p[i + 1]) : -1;
+			int lo = i + 2 < in.len ? hexval(in.p[i + 2]) : -1;
+			unsigned v;
+
+			if (hi < 0 || lo < 0)
+				return SL_EINVAL;
+			v = (unsigned)(hi << 4 | lo);
+			if (v == 0)
+				return SL_EINVAL;
+			i += 2;
+			if (unreserved(v)) {
+				if (n == cap)
+					return SL_ENOMEM;
+				buf[n++] = (char)v;
+				continue;
+			}
+			if (cap - n < 3)
+				return SL_ENOMEM;
+			buf[n++] = '%';
+			buf[n++] = hex_upper[v >> 4];
+			buf[n++] = hex_upper[v & 15];
+			continue;
+		}
+		if (n == cap)
+			return SL_ENOMEM;
+		buf[n++] = c;
+	}
+	/* pass 2, in place: buf[i] is always a '/', and o <= i */
+	i = 0;
+	while (i < n) {
+		size_t s, j, len;
+		bool last;
+
+		while (i + 1 < n && buf[i + 1] == '/')
+			i++; /* merged slashes */
+		s = i + 1;
+		for (j = s; j < n && buf[j] != '/'; j++)
+			;
+		len = j - s;
+		last = j == n;
+		if (len == 1 && buf[s] == '.') {
+			if (last)
+				buf[o++] = '/'; /* "/a/." is "/a/" */
+		} else if (len == 2 && buf[s] == '.' && buf[s + 1] == '.') {
+			while (o > 0 && buf[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--; /* the last "/segment" is gone; at the root, nothing is */
+			if (last)
+				buf[o++] = '/';
+		} else {
+			buf[o++] = '/';
+			memmove(buf + o, buf + s, len);
+			o += len;
+		}
+		i = j;
+	}
+	if (o == 0)
+		buf[o++] = '/';
+	*out = (struct sl_str){buf, o};
+	return 0;
+}
+
+struct sl_str sl_norm_match_path(struct sl_str canon, bool fold_slash)
+{
+	if (fold_slash && canon.len > 1 && canon.p[canon.len - 1] == '/')
+		canon.len--;
+	return canon;
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+int sl_norm_host(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
+{
+	const char *p, *port = NULL;
+	size_t n, hlen, hl, plen = 0, pz = 0, need, o = 0;
+	bool drop_port = false, upper = false;
+
+	while (in.len > 0 && is_blank(in.p[0])) {
+		in.p++;
+		in.len--;
+	}
+	while (in.len > 0 && is_blank(in.p[in.len - 1]))
+		in.len--;
+	*out = in;
+	p = in.p;
+	n = hlen = in.len;
+	if (n == 0)
+		return 0;
+	if (p[0] == '[') {
+		const char *rb = memchr(p, ']', n);
+
+		if (rb != NULL && (size_t)(rb - p) + 1 < n && rb[1] == ':') {
+			hlen = (size_t)(rb - p) + 1;
+			port = rb + 2;
+		}
+	} else {
+		const char *c = memchr(p, ':', n);
+
+		/* one colon: name:port; more is not a name, leave it whole */
+		if (c != NULL && memchr(c + 1, ':', n - (size_t)(c + 1 - p)) == NULL) {
+			hlen = (size_t)(c - p);
+			port = c + 1;
+		}
+	}
+	hl = hlen;
+	if (p[0] != '[')
+		while (hl > 0 && p[hl - 1] == '.')
+			hl--;
+	for (size_t i = 0; i < hl; i++)
+		if (p[i] >= 'A' && p[i] <= 'Z')
+			upper = true;
+	if (port != NULL) {
+		bool digits = true;
+
+		plen = n - (size_t)(port - p);
+		for (size_t i = 0; i < plen; i++)
+			digits = digits && is_digit(port[i]);
+		if (plen == 0) {
+			drop_port = true;
+		} else if (digits) {
+			while (pz + 1 < plen && port[pz] == '0')
+				pz++;
+			drop_port = (plen - pz == 2 && memcmp(port + pz, "80", 2) == 0) ||
+			            (plen - pz == 3 && memcmp(port + pz, "443", 3) == 0);
+		}
+	}
+	if (hl == hlen && !upper && !drop_port && pz == 0)
+		return 0;
+	need = hl + (port == NULL || drop_port ? 0 : 1 + plen - pz);
+	if (need > cap)
+		return SL_ENOMEM;
+	for (size_t i = 0; i < hl; i++) {
+		char c = p[i];
+
+		buf[o++] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+	}
+	if (port != NULL && !drop_port) {
+		buf[o++] = ':';
+		memcpy(buf + o, port + pz, plen - pz);
+		o += plen - pz;
+	}
+	*out = (struct sl_str){buf, o};
+	return 0;
+}
+
+bool sl_norm_eq(const char *a, const char *b, size_t n, bool icase)
+{
+	if (n == 0)
+		return true;
+	return icase ? strncasecmp(a, b, n) == 0 : memcmp(a, b, n) == 0;
+}
