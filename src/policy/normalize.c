@@ -80,7 +80,7 @@ int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
 	*out = in;
 	if (in.len == 0 || in.p[0] != '/' || path_canonical(in.p, in.len))
 		return 0;
-	/* pass 1: escapes, into buf */
+	/* pass 1: escapes and merged slashes, into buf */
 	for (i = 0; i < in.len; i++) {
 		char c = in.p[i];
 
@@ -108,6 +108,8 @@ int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
 			buf[n++] = hex_upper[v & 15];
 			continue;
 		}
+		if (c == '/' && n > 0 && buf[n - 1] == '/')
+			continue; /* merged slashes (no escape decodes to '/') */
 		if (n == cap)
 			return SL_ENOMEM;
 		buf[n++] = c;
@@ -118,8 +120,6 @@ int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
 		size_t s, j, len;
 		bool last;
 
-		while (i + 1 < n && buf[i + 1] == '/')
-			i++; /* merged slashes */
 		s = i + 1;
 		for (j = s; j < n && buf[j] != '/'; j++)
 			;

@@ -18,7 +18,8 @@
  * escapes, %2F among them, stay encoded. *out is `in` itself when nothing
  * changes, else a view into buf (cap bytes; the result is never longer
  * than in). Returns 0; SL_EINVAL for a '%' not followed by two hex digits
- * or an escaped NUL (%00); SL_ENOMEM when a rewrite does not fit in cap.
+ * or an escaped NUL (%00); SL_ENOMEM when a rewrite does not fit in cap
+ * (bytes, which must hold the path with its escapes and slashes done).
  * Thread: any. */
 int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out);
 
