@@ -90,21 +90,24 @@ static int on_header_field_complete(llhttp_t *ll)
 /* RFC 9110 section 7.2: uri-host [":" port] of RFC 3986, so letters,
  * digits, "-._~", sub-delims, '%', and the ':' '[' ']' of a port or an
  * IPv6 literal. No userinfo ('@'), blanks, controls or raw non-ASCII. */
+static const bool host_char[256] = {
+        ['a' ... 'z'] = true, ['A' ... 'Z'] = true, ['0' ... '9'] = true, ['-'] = true,
+        ['.'] = true,         ['_'] = true,         ['~'] = true,         ['!'] = true,
+        ['$'] = true,         ['&'] = true,         ['\''] = true,        ['('] = true,
+        [')'] = true,         ['*'] = true,         ['+'] = true,         [','] = true,
+        [';'] = true,         ['='] = true,         ['%'] = true,         [':'] = true,
+        ['['] = true,         [']'] = true,
+};
+
 static bool valid_host(struct sl_str h)
 {
-	static const char ok[] = "-._~!$&'()*+,;=%:[]";
+	bool ok = true;
 
 	while (h.len > 0 && (h.p[h.len - 1] == ' ' || h.p[h.len - 1] == '\t'))
 		h.len--;
-	for (size_t i = 0; i < h.len; i++) {
-		char c = h.p[i];
-
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-			continue;
-		if (c == '\0' || memchr(ok, c, sizeof(ok) - 1) == NULL)
-			return false;
-	}
-	return true;
+	for (size_t i = 0; i < h.len; i++)
+		ok &= host_char[(uint8_t)h.p[i]];
+	return ok;
 }
 
 /* The request rules of RFC 9112 that llhttp leaves to its user: no

@@ -449,7 +449,7 @@ static void route_path(struct cfg *c, const yaml_node_t *n, struct sl_route *r, 
 		cfg_err(c, n, "out of memory");
 		return;
 	}
-	rc = sl_norm_path((struct sl_str){p, len}, buf, len, &canon);
+	rc = sl_norm_path((struct sl_str){p, len}, buf, len, &canon, NULL);
 	if (rc != 0) {
 		cfg_err(c, n,
 		        "match.path '%s': a '%%' must start an escape of two hex digits, and "

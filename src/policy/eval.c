@@ -109,7 +109,7 @@ static int put_part(struct sl_eval *ev, const struct sl_request *req, const stru
 		return SL_ENOMEM;
 	if (v.len > 0)
 		memcpy(hdr + PART_HDR, v.p, v.len);
-	if (d->kind == SL_DESC_PATH && !ev->policy->normalize.case_sensitive)
+	if (d->kind == SL_DESC_PATH && ev->path_upper && !ev->policy->normalize.case_sensitive)
 		for (size_t i = 0; i < v.len; i++) {
 			char *ch = hdr + PART_HDR + i;
 
@@ -193,7 +193,7 @@ static int normalize(struct sl_eval *ev, const struct sl_policy *p, const struct
 	*cr = *req;
 	ev->path = req->path;
 	ev->host = req->host;
-	rc = sl_norm_path(req->path, ev->pathbuf, sizeof(ev->pathbuf), &ev->path);
+	rc = sl_norm_path(req->path, ev->pathbuf, sizeof(ev->pathbuf), &ev->path, &ev->path_upper);
 	if (rc == 0)
 		rc = sl_norm_host(req->host, ev->hostbuf, sizeof(ev->hostbuf), &ev->host);
 	if (rc != 0)

@@ -9,6 +9,7 @@
  * copy, one read of the bytes. Only a path that needs a rewrite is written
  * into the caller's bounded buffer, escapes first, then merged slashes and
  * dot segments in place (the output never overtakes the input). */
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <sluice/error.h>
@@ -44,16 +45,32 @@ static bool dot_segment(const char *p, size_t n, size_t i)
 	return p[i + 1] == '.' && (i + 2 == n || p[i + 2] == '/');
 }
 
+/* Byte classes the look-only passes stop at; every other byte costs one
+ * table load (a path or host is read once per request). */
+enum { C_UPPER = 1, C_SLASH = 2, C_PCT = 4, C_COLON = 8 };
+static const uint8_t cls[256] = {
+        ['A' ... 'Z'] = C_UPPER,
+        ['/'] = C_SLASH,
+        ['%'] = C_PCT,
+        [':'] = C_COLON,
+};
+
 /* The look-only pass: true when sl_norm_path would return p unchanged. A
  * canonical escape is '%' and two upper-case hex digits of a byte that is
  * neither NUL nor unreserved; anything else about a '%' means a rewrite
- * (or a refusal, which the rewrite pass reports). */
-static bool path_canonical(const char *p, size_t n)
+ * (or a refusal, which the rewrite pass reports). *upper: p has an ASCII
+ * upper-case letter (meaningful when true is returned). */
+static bool path_canonical(const char *p, size_t n, bool *upper)
 {
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
+	unsigned seen = 0;
 
-		if (c == '%') {
+	for (size_t i = 0; i < n; i++) {
+		unsigned k = cls[(uint8_t)p[i]];
+
+		if (k == 0)
+			continue;
+		seen |= k;
+		if (k & C_PCT) {
 			int hi, lo;
 
 			if (i + 2 >= n)
@@ -65,21 +82,33 @@ static bool path_canonical(const char *p, size_t n)
 			if ((hi | lo) == 0 || unreserved((unsigned)(hi << 4 | lo)))
 				return false;
 			i += 2;
-		} else if (c == '/' && i + 1 < n) {
+		} else if ((k & C_SLASH) && i + 1 < n) {
 			if (p[i + 1] == '/' || dot_segment(p, n, i + 1))
 				return false;
 		}
 	}
+	*upper = (seen & C_UPPER) != 0;
 	return true;
 }
 
-int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
+int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out, bool *upper)
 {
 	size_t n = 0, o = 0, i;
+	bool up = false;
 
 	*out = in;
-	if (in.len == 0 || in.p[0] != '/' || path_canonical(in.p, in.len))
+	if (in.len == 0 || in.p[0] != '/') {
+		for (i = 0; i < in.len && !up; i++)
+			up = cls[(uint8_t)in.p[i]] & C_UPPER;
+		if (upper)
+			*upper = up;
 		return 0;
+	}
+	if (path_canonical(in.p, in.len, &up)) {
+		if (upper)
+			*upper = up;
+		return 0;
+	}
 	/* pass 1: escapes and merged slashes, into buf */
 	for (i = 0; i < in.len; i++) {
 		char c = in.p[i];
@@ -145,6 +174,10 @@ int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
 	if (o == 0)
 		buf[o++] = '/';
 	*out = (struct sl_str){buf, o};
+	for (i = 0; i < o && !up; i++)
+		up = cls[(uint8_t)buf[i]] & C_UPPER;
+	if (upper)
+		*upper = up;
 	return 0;
 }
 
@@ -182,6 +215,15 @@ int sl_norm_host(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
 	n = hlen = in.len;
 	if (n == 0)
 		return 0;
+	/* the usual Host, "api.example.com": one table load per byte */
+	{
+		unsigned seen = 0;
+
+		for (size_t i = 0; i < n; i++)
+			seen |= cls[(uint8_t)p[i]];
+		if ((seen & (C_UPPER | C_COLON)) == 0 && p[n - 1] != '.')
+			return 0;
+	}
 	if (p[0] == '[') {
 		const char *rb = memchr(p, ']', n);
 

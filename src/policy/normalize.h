@@ -20,8 +20,9 @@
  * than in). Returns 0; SL_EINVAL for a '%' not followed by two hex digits
  * or an escaped NUL (%00); SL_ENOMEM when a rewrite does not fit in cap
  * (bytes, which must hold the path with its escapes and slashes done).
- * Thread: any. */
-int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out);
+ * *upper (unless NULL): the result has an ASCII upper-case letter, so a
+ * case-blind key must be lower-cased. Thread: any. */
+int sl_norm_path(struct sl_str in, char *buf, size_t cap, struct sl_str *out, bool *upper);
 
 /* The view of a canonical path that route matching and the `path`
  * descriptor compare: with fold_slash, one trailing '/' is dropped (except

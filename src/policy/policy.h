@@ -107,6 +107,7 @@ struct sl_eval {
 	 * already, else into pathbuf / hostbuf. Valid while the request's bytes
 	 * are; the proxy forwards them under `normalize.forward: canonical`. */
 	struct sl_str path, host;
+	bool path_upper; /* path has an ASCII upper-case letter */
 	char pathbuf[SL_EVAL_PATHBUF];
 	char hostbuf[SL_EVAL_HOSTBUF];
 };

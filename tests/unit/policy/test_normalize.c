@@ -99,7 +99,7 @@ static void path_cases_are_canonical(void **state)
 	for (size_t i = 0; i < sizeof(path_cases) / sizeof(path_cases[0]); i++) {
 		const struct path_case *c = &path_cases[i];
 		struct sl_str out = {NULL, 0};
-		int rc = sl_norm_path(S(c->in), buf, sizeof(buf), &out);
+		int rc = sl_norm_path(S(c->in), buf, sizeof(buf), &out, NULL);
 
 		if (c->want == NULL) {
 			if (rc != c->rc)
@@ -113,7 +113,7 @@ static void path_cases_are_canonical(void **state)
 		struct sl_str again;
 		char buf2[256];
 
-		assert_int_equal(sl_norm_path(out, buf2, sizeof(buf2), &again), 0);
+		assert_int_equal(sl_norm_path(out, buf2, sizeof(buf2), &again, NULL), 0);
 		assert_ptr_equal(again.p, out.p);
 		assert_int_equal(again.len, out.len);
 	}
@@ -125,7 +125,7 @@ static void canonical_path_is_not_copied(void **state)
 	struct sl_str in = S("/v1/messages/batch%2F1?not-query"), out;
 
 	in.len = 22; /* "/v1/messages/batch%2F1" */
-	assert_int_equal(sl_norm_path(in, buf, sizeof(buf), &out), 0);
+	assert_int_equal(sl_norm_path(in, buf, sizeof(buf), &out, NULL), 0);
 	assert_ptr_equal(out.p, in.p);
 	assert_int_equal(out.len, in.len);
 }
@@ -135,11 +135,29 @@ static void rewrite_that_does_not_fit_is_enomem(void **state)
 	char buf[8];
 	struct sl_str out;
 
-	assert_int_equal(sl_norm_path(S("//abcdefghij"), buf, sizeof(buf), &out), SL_ENOMEM);
-	assert_int_equal(sl_norm_path(S("//abcdefg"), buf, sizeof(buf), &out), 0);
+	assert_int_equal(sl_norm_path(S("//abcdefghij"), buf, sizeof(buf), &out, NULL), SL_ENOMEM);
+	assert_int_equal(sl_norm_path(S("//abcdefg"), buf, sizeof(buf), &out, NULL), 0);
 	assert_int_equal(out.len, 8);
 	assert_memory_equal(out.p, "/abcdefg", 8);
-	assert_int_equal(sl_norm_path(S("/a%c3%a9"), buf, 6, &out), SL_ENOMEM);
+	assert_int_equal(sl_norm_path(S("/a%c3%a9"), buf, 6, &out, NULL), SL_ENOMEM);
+}
+
+static void upper_case_is_reported_for_case_blind_keys(void **state)
+{
+	char buf[64];
+	struct sl_str out;
+	bool up = true;
+
+	assert_int_equal(sl_norm_path(S("/auth/login"), buf, sizeof(buf), &out, &up), 0);
+	assert_false(up);
+	assert_int_equal(sl_norm_path(S("/auth/Login"), buf, sizeof(buf), &out, &up), 0);
+	assert_true(up);
+	assert_int_equal(sl_norm_path(S("//auth/%4cogin"), buf, sizeof(buf), &out, &up), 0);
+	assert_true(up); /* decoded 'L' */
+	assert_int_equal(sl_norm_path(S("//auth/%6cogin"), buf, sizeof(buf), &out, &up), 0);
+	assert_false(up);
+	assert_int_equal(sl_norm_path(S("*"), buf, sizeof(buf), &out, &up), 0);
+	assert_false(up);
 }
 
 static void match_path_folds_one_trailing_slash(void **state)
@@ -522,6 +540,7 @@ int main(void)
 	        cmocka_unit_test(path_cases_are_canonical),
 	        cmocka_unit_test(canonical_path_is_not_copied),
 	        cmocka_unit_test(rewrite_that_does_not_fit_is_enomem),
+	        cmocka_unit_test(upper_case_is_reported_for_case_blind_keys),
 	        cmocka_unit_test(match_path_folds_one_trailing_slash),
 	        cmocka_unit_test(host_cases_are_canonical),
 	        cmocka_unit_test(every_spelling_matches_the_route),
