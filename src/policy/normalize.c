@@ -4,9 +4,10 @@
  * and `/./auth/login` are all `/auth/login`, and `A.example.:80` is
  * `a.example`.
  *
- * The one decision to know: a first pass only looks. Most requests are
- * already canonical, and for them the result is the input view itself: no
- * copy, one read of the bytes. Only a path that needs a rewrite is written
+ * The one decision to know: a first pass only looks, eight bytes at a
+ * time. Most requests are already canonical, and for them the result is
+ * the input view itself: no copy, one read of the bytes. Only a path that
+ * needs a rewrite is written
  * into the caller's bounded buffer, escapes first, then merged slashes and
  * dot segments in place (the output never overtakes the input). */
 #include <stdint.h>
@@ -45,8 +46,7 @@ static bool dot_segment(const char *p, size_t n, size_t i)
 	return p[i + 1] == '.' && (i + 2 == n || p[i + 2] == '/');
 }
 
-/* Byte classes the look-only passes stop at; every other byte costs one
- * table load (a path or host is read once per request). */
+/* Byte classes the look-only passes stop at. */
 enum { C_UPPER = 1, C_SLASH = 2, C_PCT = 4, C_COLON = 8 };
 static const uint8_t cls[256] = {
         ['A' ... 'Z'] = C_UPPER,
@@ -55,39 +55,101 @@ static const uint8_t cls[256] = {
         [':'] = C_COLON,
 };
 
-/* The look-only pass: true when sl_norm_path would return p unchanged. A
+/* The look-only passes read eight bytes at a time (a path and a host are
+ * read on every request, and few of their bytes matter): a mask with the
+ * high bit of each byte that is the one wanted, exact, without carries
+ * between bytes. */
+#define ONES  0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t bytes_eq(uint64_t v, uint8_t c)
+{
+	uint64_t x = v ^ (ONES * c);
+
+	return ~(((x & ~HIGHS) + ~HIGHS) | x | ~HIGHS);
+}
+
+/* ASCII 'A'..'Z': the low seven bits at least 'A' and not above 'Z', and
+ * the high bit clear. */
+static inline uint64_t bytes_upper(uint64_t v)
+{
+	uint64_t w = v & ~HIGHS;
+
+	return (w + ONES * (0x80 - 'A')) & ~(w + ONES * (0x80 - 'Z' - 1)) & ~v & HIGHS;
+}
+
+/* Index of the first byte (in memory order) whose high bit is set in m != 0;
+ * m without that byte; the word of the bytes after each byte of v (the
+ * last one reads as NUL). */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define FIRST_BYTE(m) ((size_t)__builtin_ctzll(m) >> 3)
+#define DROP_FIRST(m) ((m) & ((m)-1))
+#define SHIFT_NEXT(v) ((v) >> 8)
+#else
+#define FIRST_BYTE(m) ((size_t)__builtin_clzll(m) >> 3)
+#define DROP_FIRST(m) ((m) & ~(0x8000000000000000ull >> __builtin_clzll(m)))
+#define SHIFT_NEXT(v) ((v) << 8)
+#endif
+
+/* p[j] is '/' or '%': whether what starts there is canonical. A
  * canonical escape is '%' and two upper-case hex digits of a byte that is
  * neither NUL nor unreserved; anything else about a '%' means a rewrite
- * (or a refusal, which the rewrite pass reports). *upper: p has an ASCII
- * upper-case letter (meaningful when true is returned). */
+ * (or a refusal, which the rewrite pass reports). */
+static bool special_ok(const char *p, size_t n, size_t j)
+{
+	int hi, lo;
+
+	if (p[j] == '/')
+		return !(j + 1 < n && (p[j + 1] == '/' || dot_segment(p, n, j + 1)));
+	if (j + 2 >= n)
+		return false;
+	hi = hexval(p[j + 1]);
+	lo = hexval(p[j + 2]);
+	if (hi < 0 || lo < 0 || p[j + 1] >= 'a' || p[j + 2] >= 'a')
+		return false;
+	return (hi | lo) != 0 && !unreserved((unsigned)(hi << 4 | lo));
+}
+
+/* The look-only pass: true when sl_norm_path would return p unchanged.
+ * Words of eight bytes (the last one overlapping the one before, so no
+ * byte-wise tail): only a '%', or a '/' followed by '/' or '.', is looked
+ * at closely; the hex digits of an escape are never either. *upper: p has
+ * an ASCII upper-case letter (meaningful when true is returned). */
 static bool path_canonical(const char *p, size_t n, bool *upper)
 {
-	unsigned seen = 0;
+	uint64_t up = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned k = cls[(uint8_t)p[i]];
+	if (n < 8) {
+		for (size_t i = 0; i < n; i++) {
+			unsigned k = cls[(uint8_t)p[i]];
 
-		if (k == 0)
-			continue;
-		seen |= k;
-		if (k & C_PCT) {
-			int hi, lo;
-
-			if (i + 2 >= n)
-				return false;
-			hi = hexval(p[i + 1]);
-			lo = hexval(p[i + 2]);
-			if (hi < 0 || lo < 0 || (p[i + 1] >= 'a') || (p[i + 2] >= 'a'))
-				return false;
-			if ((hi | lo) == 0 || unreserved((unsigned)(hi << 4 | lo)))
-				return false;
-			i += 2;
-		} else if ((k & C_SLASH) && i + 1 < n) {
-			if (p[i + 1] == '/' || dot_segment(p, n, i + 1))
+			up |= k & C_UPPER;
+			if ((k & (C_SLASH | C_PCT)) && !special_ok(p, n, i))
 				return false;
 		}
+		*upper = up != 0;
+		return true;
 	}
-	*upper = (seen & C_UPPER) != 0;
+	for (size_t i = 0;; i += 8) {
+		uint64_t v, next, m;
+
+		if (i + 8 > n)
+			i = n - 8;
+		memcpy(&v, p + i, 8);
+		if (i + 8 < n)
+			memcpy(&next, p + i + 1, 8);
+		else
+			next = SHIFT_NEXT(v);
+		m = (bytes_eq(v, '/') & (bytes_eq(next, '/') | bytes_eq(next, '.'))) |
+		    bytes_eq(v, '%');
+		up |= bytes_upper(v);
+		for (; m != 0; m = DROP_FIRST(m))
+			if (!special_ok(p, n, i + FIRST_BYTE(m)))
+				return false;
+		if (i + 8 >= n)
+			break;
+	}
+	*upper = up != 0;
 	return true;
 }
 
@@ -215,13 +277,25 @@ int sl_norm_host(struct sl_str in, char *buf, size_t cap, struct sl_str *out)
 	n = hlen = in.len;
 	if (n == 0)
 		return 0;
-	/* the usual Host, "api.example.com": one table load per byte */
+	/* the usual Host, "api.example.com", is read once and left as it is
+	 * (words of eight bytes, the last overlapping) */
 	{
-		unsigned seen = 0;
+		uint64_t seen = 0, v;
 
-		for (size_t i = 0; i < n; i++)
-			seen |= cls[(uint8_t)p[i]];
-		if ((seen & (C_UPPER | C_COLON)) == 0 && p[n - 1] != '.')
+		if (n < 8) {
+			for (size_t i = 0; i < n; i++)
+				seen |= cls[(uint8_t)p[i]] & (C_UPPER | C_COLON);
+		} else {
+			for (size_t i = 0;; i += 8) {
+				if (i + 8 > n)
+					i = n - 8;
+				memcpy(&v, p + i, 8);
+				seen |= bytes_upper(v) | bytes_eq(v, ':');
+				if (i + 8 >= n)
+					break;
+			}
+		}
+		if (seen == 0 && p[n - 1] != '.')
 			return 0;
 	}
 	if (p[0] == '[') {

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <cmocka.h>
 #include "eval_fixture.h"
@@ -214,6 +215,160 @@ static void host_cases_are_canonical(void **state)
 	assert_int_equal(sl_norm_host(in, buf, 4, &out), 0); /* canonical: no copy */
 	assert_ptr_equal(out.p, in.p);
 	assert_int_equal(sl_norm_host(S("A.EXAMPLE"), buf, 4, &out), SL_ENOMEM);
+}
+
+/* ---- against a literal reference, on random inputs ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static unsigned rnd(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+static int ref_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* RFC 3986 6.2.2 spelled out: escapes, merged slashes, then the five
+ * steps of 5.2.4 on an input and an output buffer. Returns the length,
+ * or -1 for a refused path. */
+static int ref_path(const char *in, char *out)
+{
+	char a[128], b[128];
+	size_t n = 0, o = 0, len = strlen(in);
+
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == '%') {
+			int hi = i + 2 < len ? ref_hex(in[i + 1]) : -1;
+			int lo = i + 2 < len ? ref_hex(in[i + 2]) : -1;
+			int v;
+
+			if (hi < 0 || lo < 0 || (v = hi * 16 + lo) == 0)
+				return -1;
+			if (strchr("-._~", v) || (v >= 'A' && v <= 'Z') || (v >= 'a' && v <= 'z') ||
+			    (v >= '0' && v <= '9'))
+				a[n++] = (char)v;
+			else
+				n += (size_t)snprintf(a + n, 4, "%%%02X", v);
+			i += 2;
+		} else if (!(in[i] == '/' && n > 0 && a[n - 1] == '/')) {
+			a[n++] = in[i];
+		}
+	}
+	a[n] = '\0';
+	char *p = a;
+	while (*p) {
+		if (!strncmp(p, "/./", 3)) {
+			p += 2;
+		} else if (!strcmp(p, "/.")) {
+			p[1] = '\0';
+		} else if (!strncmp(p, "/../", 4) || !strcmp(p, "/..")) {
+			if (p[3] == '/')
+				p += 3;
+			else
+				p[1] = '\0';
+			while (o > 0 && b[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--;
+		} else {
+			do
+				b[o++] = *p++;
+			while (*p && *p != '/');
+		}
+	}
+	memcpy(out, b, o);
+	out[o] = '\0';
+	return (int)o;
+}
+
+static void paths_agree_with_the_rfc_steps(void **state)
+{
+	static const char alphabet[] = "/./.%2eEfF07aBz-~";
+	char in[32], want[128], buf[128];
+
+	for (int t = 0; t < 200000; t++) {
+		size_t len = 1 + rnd(24);
+		struct sl_str out;
+		int wl, rc;
+
+		in[0] = '/';
+		for (size_t i = 1; i < len; i++)
+			in[i] = alphabet[rnd(sizeof(alphabet) - 1)];
+		in[len] = '\0';
+		wl = ref_path(in, want);
+		rc = sl_norm_path(S(in), buf, sizeof(buf), &out, NULL);
+		if (wl < 0) {
+			if (rc != SL_EINVAL)
+				fail_msg("'%s': rc %d, want refused", in, rc);
+			continue;
+		}
+		if (rc != 0 || out.len != (size_t)wl || memcmp(out.p, want, out.len) != 0)
+			fail_msg("'%s': rc %d '%.*s', want '%s'", in, rc, (int)out.len, out.p,
+			         want);
+	}
+}
+
+/* The same rules as sl_norm_host, written plainly. */
+static void ref_host(const char *in, char *out)
+{
+	size_t n = strlen(in), h = n, o = 0;
+	const char *port = NULL;
+	const char *c = strchr(in, ':');
+
+	if (c != NULL && strchr(c + 1, ':') == NULL) {
+		h = (size_t)(c - in);
+		port = c + 1;
+	}
+	size_t hl = h;
+	while (hl > 0 && in[hl - 1] == '.')
+		hl--;
+	for (size_t i = 0; i < hl; i++)
+		out[o++] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i]);
+	if (port != NULL && *port) {
+		bool digits = strspn(port, "0123456789") == strlen(port);
+		const char *q = port;
+
+		if (digits)
+			while (q[0] == '0' && q[1])
+				q++;
+		if (!digits || (strcmp(q, "80") && strcmp(q, "443"))) {
+			out[o++] = ':';
+			memcpy(out + o, q, strlen(q));
+			o += strlen(q);
+		}
+	}
+	out[o] = '\0';
+}
+
+static void hosts_agree_with_the_plain_rules(void **state)
+{
+	static const char alphabet[] = "aZ.:084-3x";
+	char in[32], want[64], buf[64];
+
+	for (int t = 0; t < 200000; t++) {
+		size_t len = 1 + rnd(20);
+		struct sl_str out;
+
+		for (size_t i = 0; i < len; i++)
+			in[i] = alphabet[rnd(sizeof(alphabet) - 1)];
+		in[len] = '\0';
+		ref_host(in, want);
+		assert_int_equal(sl_norm_host(S(in), buf, sizeof(buf), &out), 0);
+		if (out.len != strlen(want) || memcmp(out.p, want, out.len) != 0)
+			fail_msg("'%s': '%.*s', want '%s'", in, (int)out.len, out.p, want);
+	}
 }
 
 /* ---- through sl_eval_begin ---- */
@@ -543,6 +698,8 @@ int main(void)
 	        cmocka_unit_test(upper_case_is_reported_for_case_blind_keys),
 	        cmocka_unit_test(match_path_folds_one_trailing_slash),
 	        cmocka_unit_test(host_cases_are_canonical),
+	        cmocka_unit_test(paths_agree_with_the_rfc_steps),
+	        cmocka_unit_test(hosts_agree_with_the_plain_rules),
 	        cmocka_unit_test(every_spelling_matches_the_route),
 	        cmocka_unit_test(case_and_trailing_slash_settings),
 	        cmocka_unit_test(canonical_forms_are_kept_for_the_proxy),
