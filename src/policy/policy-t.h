@@ -190,8 +190,8 @@ struct sl_identify_conf {
 	struct sl_key_source *key_from;
 	size_t nkey_from;
 	bool key_required; /* default true when any limit keys on key/account/plan
-	                    * or is per-plan; key_from defaults to
-	                    * [header:X-Api-Key, bearer] */
+			    * or is per-plan; key_from defaults to
+			    * [header:X-Api-Key, bearer] */
 	uint8_t ipv6_prefix; /* bits of an IPv6 client address that make its
 	                      * `ip` descriptor (ip.ipv6_prefix, 1..128; the
 	                      * loader's default is 64; 0 reads as 128) */
