@@ -27,6 +27,8 @@ struct sl_http_msg {
 	struct sl_str path;   /* url without the query (origin-form) */
 	struct sl_str query;  /* after '?', without it */
 	struct sl_str host;   /* Host header, or the authority of an absolute url */
+	bool absolute;        /* absolute-form target: host is its authority, and
+	                       * a forwarded copy must carry it as Host */
 	struct sl_str reason; /* responses */
 	int status;           /* responses */
 	uint8_t major, minor;

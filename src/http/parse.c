@@ -87,6 +87,68 @@ static int on_header_field_complete(llhttp_t *ll)
 	return 0;
 }
 
+/* RFC 9110 section 7.2: uri-host [":" port] of RFC 3986, so letters,
+ * digits, "-._~", sub-delims, '%', and the ':' '[' ']' of a port or an
+ * IPv6 literal. No userinfo ('@'), blanks, controls or raw non-ASCII. */
+static const bool host_char[256] = {
+        ['a' ... 'z'] = true, ['A' ... 'Z'] = true, ['0' ... '9'] = true, ['-'] = true,
+        ['.'] = true,         ['_'] = true,         ['~'] = true,         ['!'] = true,
+        ['$'] = true,         ['&'] = true,         ['\''] = true,        ['('] = true,
+        [')'] = true,         ['*'] = true,         ['+'] = true,         [','] = true,
+        [';'] = true,         ['='] = true,         ['%'] = true,         [':'] = true,
+        ['['] = true,         [']'] = true,
+};
+
+static bool valid_host(struct sl_str h)
+{
+	bool ok = true;
+
+	while (h.len > 0 && (h.p[h.len - 1] == ' ' || h.p[h.len - 1] == '\t'))
+		h.len--;
+	for (size_t i = 0; i < h.len; i++)
+		ok &= host_char[(uint8_t)h.p[i]];
+	return ok;
+}
+
+/* The request rules of RFC 9112 that llhttp leaves to its user: no
+ * whitespace between a field name and its colon (section 5.1: 400, since
+ * "Host : x" is read as "Host" by some and as an unknown field by others),
+ * exactly one Host on HTTP/1.1 and at most one before it (section 3.2),
+ * and a Host (or absolute-form authority) that is a host and a port.
+ * Finds the first Host and Expect in the same pass. Returns 0 or 400. */
+static int check_request_head(struct sl_http_msg *m, struct sl_str authority,
+                              const struct sl_str **expect)
+{
+	const struct sl_str *host = NULL;
+
+	for (size_t i = 0; i < m->nheaders; i++) {
+		const struct sl_header *h = &m->headers[i];
+
+		/* llhttp keeps blanks before the colon in the name's span */
+		char last = h->name.len ? h->name.p[h->name.len - 1] : ' ';
+		if (last == ' ' || last == '\t')
+			return 400;
+		if (h->name.len == 4 && sl_str_ieq(h->name, "host")) {
+			if (host != NULL)
+				return 400;
+			host = &h->value;
+		} else if (!*expect && h->name.len == 6 && sl_str_ieq(h->name, "expect")) {
+			*expect = &h->value;
+		}
+	}
+	if (host == NULL && m->major == 1 && m->minor >= 1)
+		return 400;
+	if (host != NULL && !valid_host(*host))
+		return 400;
+	if (m->absolute && !valid_host(authority))
+		return 400;
+	if (m->absolute)
+		m->host = authority;
+	else if (host != NULL)
+		m->host = *host;
+	return 0;
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
 	struct sl_http_parser *hp = HP(ll);
@@ -114,19 +176,10 @@ static int on_headers_complete(llhttp_t *ll)
 			if (!(ll->method == HTTP_OPTIONS && m->url.len == 1 && m->url.p[0] == '*'))
 				return fail(hp, 400);
 		}
-		/* Host and Expect, the first of each, in one pass */
-		const struct sl_str *host = NULL, *expect = NULL;
-		for (size_t i = 0; i < m->nheaders && !(host && expect); i++) {
-			const struct sl_header *h = &m->headers[i];
-			if (!host && h->name.len == 4 && sl_str_ieq(h->name, "host"))
-				host = &h->value;
-			else if (!expect && h->name.len == 6 && sl_str_ieq(h->name, "expect"))
-				expect = &h->value;
-		}
-		if (authority.len)
-			m->host = authority;
-		else if (host)
-			m->host = *host;
+		m->absolute = authority.p != NULL;
+		const struct sl_str *expect = NULL;
+		if (check_request_head(m, authority, &expect) != 0)
+			return fail(hp, 400);
 		m->expect_continue = expect && sl_str_ieq(*expect, "100-continue");
 	}
 	m->chunked = (ll->flags & F_CHUNKED) != 0;

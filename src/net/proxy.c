@@ -345,8 +345,12 @@ static void head_to_client(struct sl_upconn *up)
 		c->close_after = true;
 	sl_http_out_init(o, c->obuf, SL_OUT_CAP);
 	sl_http_out_status(o, m->status, NULL);
+	/* A header named like one sluice renders is sluice's: the upstream's
+	 * own X-RateLimit-Limit would contradict it (two values, or one from
+	 * an upstream that does not see the whole fleet's counts). */
 	for (size_t i = 0; i < m->nheaders; i++)
-		if (!sl_http_hop_by_hop(m->headers[i].name))
+		if (!sl_http_hop_by_hop(m->headers[i].name) &&
+		    !(c->policy && sl_render_owns(c->policy, m->headers[i].name)))
 			sl_http_out_header(o, m->headers[i].name, m->headers[i].value);
 	sl_render_headers(&c->ev, sl_http_out_emit, o);
 	if (!c->keep_alive || c->close_after || c->w->draining) {
@@ -534,14 +538,28 @@ static int up_connect(struct sl_upconn *up)
 	                      connect_cb);
 }
 
+/* The request head for the upstream. The target and Host are the client's
+ * bytes, or under `normalize.forward: canonical` the canonical path and
+ * host the decision was made on (docs/normalize.md). An absolute-form
+ * target goes out in origin-form with its authority as the only Host
+ * (RFC 9112 section 3.2.2: the received Host is ignored and replaced), so
+ * the upstream serves the host the request was counted for. */
 static void build_head(struct sl_conn *c, struct sl_http_out *o)
 {
 	struct sl_http_msg *m = &c->hp.msg;
 	const struct sl_str *xff = NULL;
+	bool canon = c->policy && c->policy->normalize.forward;
+	bool own_host = canon || m->absolute;
 
 	sl_http_out_bytes(o, m->method.p, m->method.len);
 	sl_http_out_bytes(o, " ", 1);
-	if (m->url.len && m->url.p[0] == '/') {
+	if (canon) {
+		sl_http_out_bytes(o, c->ev.path.p, c->ev.path.len);
+		if (m->query.len) {
+			sl_http_out_bytes(o, "?", 1);
+			sl_http_out_bytes(o, m->query.p, m->query.len);
+		}
+	} else if (m->url.len && m->url.p[0] == '/') {
 		sl_http_out_bytes(o, m->url.p, m->url.len);
 	} else {
 		sl_http_out_bytes(o, m->path.p, m->path.len);
@@ -551,6 +569,8 @@ static void build_head(struct sl_conn *c, struct sl_http_out *o)
 		}
 	}
 	sl_http_out_str(o, " HTTP/1.1\r\n");
+	if (own_host && (m->absolute || m->host.len))
+		sl_http_out_header(o, (struct sl_str){"Host", 4}, canon ? c->ev.host : m->host);
 	for (size_t i = 0; i < m->nheaders; i++) {
 		const struct sl_header *h = &m->headers[i];
 		if (sl_http_hop_by_hop(h->name))
@@ -559,6 +579,8 @@ static void build_head(struct sl_conn *c, struct sl_http_out *o)
 			xff = &h->value;
 			continue;
 		}
+		if (own_host && h->name.len == 4 && sl_str_ieq(h->name, "host"))
+			continue;
 		sl_http_out_header(o, h->name, h->value);
 	}
 	sl_http_out_str(o, "X-Forwarded-For: ");

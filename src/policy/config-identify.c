@@ -91,10 +91,15 @@ static bool parse_cidr(const char *s, struct sl_cidr *out)
 
 static void identify_ip(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"trusted_proxies", NULL};
-	yaml_node_t *v[1];
+	static const char *const keys[] = {"trusted_proxies", "ipv6_prefix", NULL};
+	yaml_node_t *v[2];
 	struct sl_identify_conf *id = &c->p->identify;
-	if (!cfg_fields(c, n, "identify.ip", keys, v) || !v[0])
+	uint64_t bits;
+	if (!cfg_fields(c, n, "identify.ip", keys, v))
+		return;
+	if (v[1] && cfg_uint(c, v[1], "identify.ip.ipv6_prefix (bits)", 1, 128, &bits))
+		id->ipv6_prefix = (uint8_t)bits;
+	if (!v[0])
 		return;
 	if (!cfg_is_seq(v[0])) {
 		cfg_err(c, v[0], "identify.ip.trusted_proxies must be a list of CIDRs");

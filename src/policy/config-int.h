@@ -92,7 +92,8 @@ void cfg_identify(struct cfg *c, const yaml_node_t *n); /* n may be NULL */
 /* After limits and routes: defaults that depend on them (key.required). */
 void cfg_identify_finish(struct cfg *c);
 void cfg_limits(struct cfg *c, const yaml_node_t *n, struct sl_limit **out, size_t *nout);
-void cfg_routes(struct cfg *c, const yaml_node_t *n);
+void cfg_routes(struct cfg *c, const yaml_node_t *n); /* after cfg_normalize */
+void cfg_normalize(struct cfg *c, const yaml_node_t *n);
 void cfg_responses(struct cfg *c, const yaml_node_t *n);
 /* After every limit is known: resolve {limits.NAME.*} in queued templates. */
 void cfg_resolve_templates(struct cfg *c);

@@ -11,6 +11,7 @@
 #include <sluice/algo.h>
 #include <sluice/error.h>
 #include "policy/config-int.h"
+#include "policy/normalize.h"
 #include "policy/units.h"
 
 enum {
@@ -434,6 +435,38 @@ void cfg_limits(struct cfg *c, const yaml_node_t *n, struct sl_limit **out, size
 	}
 }
 
+/* r->path: the first len bytes of p in canonical form (normalize.c), as
+ * requests are compared; an exact path also without its trailing slash
+ * unless `normalize.trailing_slash: strict`. */
+static void route_path(struct cfg *c, const yaml_node_t *n, struct sl_route *r, const char *p,
+                       size_t len)
+{
+	char *buf = malloc(len + 1);
+	struct sl_str canon;
+	int rc;
+
+	if (buf == NULL) {
+		cfg_err(c, n, "out of memory");
+		return;
+	}
+	rc = sl_norm_path((struct sl_str){p, len}, buf, len, &canon, NULL);
+	if (rc != 0) {
+		cfg_err(c, n,
+		        "match.path '%s': a '%%' must start an escape of two hex digits, and "
+		        "%%00 is refused",
+		        p);
+		free(buf);
+		return;
+	}
+	if (r->path_match == SL_PATH_EXACT)
+		canon = sl_norm_match_path(canon, !c->p->normalize.strict_slash);
+	if (canon.p != buf)
+		memcpy(buf, canon.p, canon.len);
+	buf[canon.len] = '\0';
+	r->path = buf;
+	r->path_len = canon.len;
+}
+
 static void parse_match(struct cfg *c, yaml_node_t *n, struct sl_route *r)
 {
 	static const char *const keys[] = {"method", "path", "query", NULL};
@@ -474,12 +507,10 @@ static void parse_match(struct cfg *c, yaml_node_t *n, struct sl_route *r)
 				r->path_match = SL_PATH_ANY;
 			} else if (star) {
 				r->path_match = SL_PATH_PREFIX;
-				r->path = strndup(p, len - 1);
-				r->path_len = len - 1;
+				route_path(c, v[1], r, p, len - 1);
 			} else {
 				r->path_match = SL_PATH_EXACT;
-				r->path = strdup(p);
-				r->path_len = len;
+				route_path(c, v[1], r, p, len);
 			}
 		}
 	}

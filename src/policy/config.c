@@ -365,6 +365,7 @@ static void defaults(struct sl_policy *p)
 	p->server.drain_timeout = 10 * SL_NS_PER_SEC;
 	p->server.max_connections = 10000;
 	p->admin.lease_ttl = 60 * SL_NS_PER_SEC;
+	p->identify.ipv6_prefix = 64;
 	p->store.type = SL_STORE_MEMORY;
 	p->store.memory = 64 << 20;
 	p->store.timeout = 50 * 1000000LL;
@@ -374,9 +375,10 @@ static void defaults(struct sl_policy *p)
 
 static void walk(struct cfg *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {"server", "listeners", "admin",  "store",     "identify",
-	                                   "plans",  "limits",    "routes", "responses", NULL};
-	yaml_node_t *v[9];
+	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
+	                                   "identify",  "plans",     "limits", "routes",
+	                                   "responses", "normalize", NULL};
+	yaml_node_t *v[10];
 	if (!cfg_fields(c, root, "the top level", keys, v))
 		return;
 	if (v[0])
@@ -392,6 +394,8 @@ static void walk(struct cfg *c, yaml_node_t *root)
 	cfg_identify(c, v[4]); /* also when absent: key defaults */
 	if (v[6] && !cfg_is_null(v[6]))
 		cfg_limits(c, v[6], &c->p->limits, &c->p->nlimits);
+	if (v[9] && !cfg_is_null(v[9]))
+		cfg_normalize(c, v[9]); /* before routes: their paths are made canonical */
 	if (v[7] && !cfg_is_null(v[7]))
 		cfg_routes(c, v[7]);
 	cfg_identify_finish(c);

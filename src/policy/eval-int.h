@@ -38,12 +38,14 @@ bool sl_req_header(const struct sl_request *req, const char *name, size_t name_l
  * absent, -2 when it does not fit in cap bytes. */
 long sl_query_param(struct sl_str query, const char *name, size_t name_len, char *out, size_t cap);
 
-/* The first route of p matching req, or NULL. */
+/* The first route of p matching req, or NULL. req->path is the canonical
+ * match form (eval.c normalize(); docs/normalize.md). */
 const struct sl_route *sl_route_match(const struct sl_policy *p, const struct sl_request *req);
 
 /* Fill ev's descriptors (ip, key, account, plan, route, account_name,
- * key_state) from req. Resets ev's scratch. Returns 0 (missing
- * descriptors are not errors). */
+ * key_state) from req, whose path and host are already canonical. Resets
+ * ev's scratch. Returns 0 (missing descriptors are not errors), or
+ * SL_EINVAL when a key source it reads is given twice. */
 int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req);
 
 /* Whether a decided check has no numbers to show (an unlimited limit). */

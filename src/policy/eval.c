@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sluice/error.h>
 #include "policy/eval-int.h"
+#include "policy/normalize.h"
 
 /* Key bytes of one check: per part, 1 byte kind, 2 bytes big-endian length,
  * then the value. Lengths make the encoding unambiguous whatever the bytes. */
@@ -74,7 +75,7 @@ static int put_part(struct sl_eval *ev, const struct sl_request *req, const stru
 		v = req->method;
 		break;
 	case SL_DESC_PATH:
-		v = req->path;
+		v = req->path; /* canonical, trailing slash folded (normalize) */
 		break;
 	case SL_DESC_HOST:
 		if (req->host.len == 0)
@@ -108,6 +109,13 @@ static int put_part(struct sl_eval *ev, const struct sl_request *req, const stru
 		return SL_ENOMEM;
 	if (v.len > 0)
 		memcpy(hdr + PART_HDR, v.p, v.len);
+	if (d->kind == SL_DESC_PATH && ev->path_upper && !ev->policy->normalize.case_sensitive)
+		for (size_t i = 0; i < v.len; i++) {
+			char *ch = hdr + PART_HDR + i;
+
+			if (*ch >= 'A' && *ch <= 'Z')
+				*ch = (char)(*ch - 'A' + 'a');
+		}
 	len = v.len;
 header:
 	hdr[0] = (char)d->kind;
@@ -172,9 +180,34 @@ static int add_limit(struct sl_eval *ev, const struct sl_request *req, const str
 			}                                                                          \
 	} while (0)
 
-int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
+/* The request every match and key sees (docs/normalize.md): *cr is req
+ * with its path and host in canonical form, the path as route matching
+ * compares it (trailing slash folded unless `trailing_slash: strict`).
+ * ev->path / ev->host keep the canonical forms for the proxy. Bounded by
+ * the lengths of the path and host; copies only what must change. */
+static int normalize(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
+                     struct sl_request *cr)
+{
+	int rc;
+
+	*cr = *req;
+	ev->path = req->path;
+	ev->host = req->host;
+	rc = sl_norm_path(req->path, ev->pathbuf, sizeof(ev->pathbuf), &ev->path, &ev->path_upper);
+	if (rc == 0)
+		rc = sl_norm_host(req->host, ev->hostbuf, sizeof(ev->hostbuf), &ev->host);
+	if (rc != 0)
+		return rc;
+	cr->path = sl_norm_match_path(ev->path, !p->normalize.strict_slash);
+	cr->host = ev->host;
+	return 0;
+}
+
+int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *raw,
                   int64_t now)
 {
+	struct sl_request canon;
+	const struct sl_request *req = &canon;
 	bool pending = false;
 	int rc = 0;
 
@@ -195,7 +228,9 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	ev->batch.delay = 0;
 	ev->batch.time = now;
 
-	rc = sl_identify(ev, p, req);
+	rc = normalize(ev, p, raw, &canon);
+	if (rc == 0)
+		rc = sl_identify(ev, p, req);
 	if (rc != 0)
 		return rc;
 	ev->cost = req->cost;

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <sluice/error.h>
 #include "policy/eval-int.h"
+#include "policy/normalize.h"
 
 static bool is_blank(char c)
 {
@@ -179,6 +180,27 @@ bool sl_req_header(const struct sl_request *req, const char *name, size_t name_l
 	return false;
 }
 
+/* Like sl_req_header, and *twice set when another header of that name
+ * follows the first. Scans every header. */
+static bool req_header_once(const struct sl_request *req, const char *name, size_t name_len,
+                            struct sl_str *out, bool *twice)
+{
+	bool found = false;
+
+	*twice = false;
+	for (size_t i = 0; i < req->nheaders; i++) {
+		if (!name_eq(req->headers[i].name, name, name_len))
+			continue;
+		if (found) {
+			*twice = true;
+			return true;
+		}
+		*out = trim(req->headers[i].value);
+		found = true;
+	}
+	return found;
+}
+
 /* Walk the X-Forwarded-For list (every such header, in order, as one list)
  * from the right. Returns true with *out set when the list held at least
  * one address: the first untrusted one, or when a trusted proxy wrote
@@ -288,35 +310,56 @@ static bool decoded_eq(const char *s, size_t len, const char *name, size_t name_
 	return j == name_len;
 }
 
-long sl_query_param(struct sl_str query, const char *name, size_t name_len, char *out, size_t cap)
+/* The first parameter named name at or after byte *pos of query: its
+ * value (NULL for a bare name) and *pos just past it. Returns false when
+ * there is none. */
+static bool find_param(struct sl_str query, const char *name, size_t name_len, size_t *pos,
+                       const char **val, size_t *vlen)
 {
-	size_t pos = 0;
-
-	while (pos < query.len) {
-		const char *seg = query.p + pos;
-		const char *amp = memchr(seg, '&', query.len - pos);
-		size_t seg_len = amp ? (size_t)(amp - seg) : query.len - pos;
+	while (*pos < query.len) {
+		const char *seg = query.p + *pos;
+		const char *amp = memchr(seg, '&', query.len - *pos);
+		size_t seg_len = amp ? (size_t)(amp - seg) : query.len - *pos;
 		const char *eq = memchr(seg, '=', seg_len);
 		size_t nlen = eq ? (size_t)(eq - seg) : seg_len;
 
-		pos += seg_len + 1;
+		*pos += seg_len + 1;
 		if (seg_len == 0 || !decoded_eq(seg, nlen, name, name_len))
 			continue;
-		if (eq == NULL)
-			return 0;
-		const char *val = eq + 1;
-		size_t vlen = seg_len - nlen - 1, i = 0, o = 0;
-
-		while (i < vlen) {
-			char c = decode_at(val, vlen, &i);
-
-			if (o == cap)
-				return -2;
-			out[o++] = c;
-		}
-		return (long)o;
+		*val = eq ? eq + 1 : NULL;
+		*vlen = eq ? seg_len - nlen - 1 : 0;
+		return true;
 	}
-	return -1;
+	return false;
+}
+
+long sl_query_param(struct sl_str query, const char *name, size_t name_len, char *out, size_t cap)
+{
+	size_t pos = 0, vlen, i = 0, o = 0;
+	const char *val;
+
+	if (!find_param(query, name, name_len, &pos, &val, &vlen))
+		return -1;
+	if (val == NULL)
+		return 0;
+	while (i < vlen) {
+		char c = decode_at(val, vlen, &i);
+
+		if (o == cap)
+			return -2;
+		out[o++] = c;
+	}
+	return (long)o;
+}
+
+/* Whether query names parameter name twice or more. */
+static bool query_param_twice(struct sl_str query, const char *name, size_t name_len)
+{
+	size_t pos = 0, vlen;
+	const char *val;
+
+	return find_param(query, name, name_len, &pos, &val, &vlen) &&
+	       find_param(query, name, name_len, &pos, &val, &vlen);
 }
 
 /* ---- API keys ---- */
@@ -436,29 +479,42 @@ static bool bearer_token(struct sl_str auth, struct sl_str *out)
 }
 
 /* The key from the configured sources, in order; the first non-empty one
- * wins. Query values are decoded into the scratch area. */
-static bool find_key(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
-                     struct sl_str *out)
+ * wins. Query values are decoded into the scratch area. Returns 1 with
+ * *out set, 0 when no source has a key, SL_EINVAL when a source it reads
+ * is given twice (two X-Api-Key headers, two Authorization headers, two
+ * key= parameters): which one counts would be a guess, and an upstream
+ * that guessed the other way would be keyed on a value never counted. */
+static int find_key(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
+                    struct sl_str *out)
 {
 	if (req->key.len > 0) {
 		*out = req->key;
-		return true;
+		return 1;
 	}
 	for (size_t i = 0; i < p->identify.nkey_from; i++) {
 		const struct sl_key_source *src = &p->identify.key_from[i];
 		struct sl_str v;
+		bool twice;
 		long n;
 
 		switch (src->kind) {
 		case SL_KEYSRC_HEADER:
-			if (sl_req_header(req, src->name, strlen(src->name), &v) && v.len > 0) {
-				*out = v;
-				return true;
+			if (req_header_once(req, src->name, strlen(src->name), &v, &twice)) {
+				if (twice)
+					return SL_EINVAL;
+				if (v.len > 0) {
+					*out = v;
+					return 1;
+				}
 			}
 			break;
 		case SL_KEYSRC_BEARER:
-			if (sl_req_header(req, "Authorization", 13, &v) && bearer_token(v, out))
-				return true;
+			if (req_header_once(req, "Authorization", 13, &v, &twice)) {
+				if (twice)
+					return SL_EINVAL;
+				if (bearer_token(v, out))
+					return 1;
+			}
 			break;
 		case SL_KEYSRC_QUERY: {
 			char *buf = ev->scratch + ev->scratchused;
@@ -466,13 +522,15 @@ static bool find_key(struct sl_eval *ev, const struct sl_policy *p, const struct
 
 			n = sl_query_param(req->query, src->name, strlen(src->name), buf,
 			                   cap < SL_KEY_MAX + 1 ? cap : SL_KEY_MAX + 1);
+			if (n != -1 && query_param_twice(req->query, src->name, strlen(src->name)))
+				return SL_EINVAL;
 			if (n > 0) {
 				*out = (struct sl_str){buf, (size_t)n};
-				return true;
+				return 1;
 			}
 			if (n == -2) { /* too long: certainly unknown */
 				*out = (struct sl_str){buf, SL_KEY_MAX + 1};
-				return true;
+				return 1;
 			}
 			break;
 		}
@@ -480,7 +538,7 @@ static bool find_key(struct sl_eval *ev, const struct sl_policy *p, const struct
 			break;
 		}
 	}
-	return false;
+	return 0;
 }
 
 static const struct sl_account *account_by_name(const struct sl_policy *p, struct sl_str name)
@@ -526,9 +584,10 @@ static struct sl_str scratch_copy(struct sl_eval *ev, struct sl_str s)
 static int identify_key(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req)
 {
 	struct sl_str key;
+	int found = find_key(ev, p, req, &key);
 
-	if (!find_key(ev, p, req, &key))
-		return 0;
+	if (found <= 0)
+		return found;
 	ev->key_state = SL_KEY_UNKNOWN;
 	if (key.len > SL_KEY_MAX)
 		return 0;
@@ -550,7 +609,10 @@ static int identify_key(struct sl_eval *ev, const struct sl_policy *p, const str
 
 /* ---- routes ---- */
 
-static bool route_matches(const struct sl_route *r, const struct sl_request *req)
+/* req->path is canonical and r->path was made canonical at load
+ * (normalize.c), so a byte compare (letters case-blind unless `case:
+ * sensitive`) is the whole of RFC 3986 equivalence. */
+static bool route_matches(const struct sl_route *r, const struct sl_request *req, bool icase)
 {
 	if (r->method != NULL && !name_eq(req->method, r->method, strlen(r->method)))
 		return false;
@@ -558,16 +620,18 @@ static bool route_matches(const struct sl_route *r, const struct sl_request *req
 	case SL_PATH_ANY:
 		break;
 	case SL_PATH_EXACT:
-		if (req->path.len != r->path_len || memcmp(req->path.p, r->path, r->path_len) != 0)
+		if (req->path.len != r->path_len ||
+		    !sl_norm_eq(req->path.p, r->path, r->path_len, icase))
 			return false;
 		break;
 	case SL_PATH_PREFIX:
-		if (req->path.len >= r->path_len && memcmp(req->path.p, r->path, r->path_len) == 0)
+		if (req->path.len >= r->path_len &&
+		    sl_norm_eq(req->path.p, r->path, r->path_len, icase))
 			break;
 		/* a "/x/" prefix route also matches "/x" itself */
 		if (r->path_len > 1 && r->path[r->path_len - 1] == '/' &&
 		    req->path.len == r->path_len - 1 &&
-		    memcmp(req->path.p, r->path, r->path_len - 1) == 0)
+		    sl_norm_eq(req->path.p, r->path, r->path_len - 1, icase))
 			break;
 		return false;
 	default:
@@ -589,13 +653,45 @@ static bool route_matches(const struct sl_route *r, const struct sl_request *req
 
 const struct sl_route *sl_route_match(const struct sl_policy *p, const struct sl_request *req)
 {
+	bool icase = !p->normalize.case_sensitive;
+
 	for (size_t i = 0; i < p->nroutes; i++)
-		if (route_matches(&p->routes[i], req))
+		if (route_matches(&p->routes[i], req, icase))
 			return &p->routes[i];
 	return NULL;
 }
 
 /* ---- all descriptors ---- */
+
+/* The `ip` descriptor: IPv4 as it is; IPv6 cut to identify.ip.ipv6_prefix
+ * bits and written "net::/bits" (one household or host gets a /64 and
+ * picks any address in it, so per-/128 counting would not limit it). */
+static void ip_key(const struct sl_policy *p, struct sl_ipaddr *a, char *buf, size_t cap)
+{
+	unsigned bits = p->identify.ipv6_prefix;
+	size_t n;
+
+	if (a->family != AF_INET6 || bits == 0 || bits >= 128) {
+		sl_ip_format(a, buf, cap);
+		return;
+	}
+	for (unsigned i = 0; i < 16; i++) {
+		unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? bits - 8 * i : 0;
+
+		a->addr[i] &= (uint8_t)(0xff00u >> keep);
+	}
+	sl_ip_format(a, buf, cap);
+	n = strlen(buf);
+	if (n + 5 <= cap) {
+		buf[n++] = '/';
+		if (bits >= 100)
+			buf[n++] = (char)('0' + bits / 100);
+		if (bits >= 10)
+			buf[n++] = (char)('0' + bits / 10 % 10);
+		buf[n++] = (char)('0' + bits % 10);
+		buf[n] = '\0';
+	}
+}
 
 int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req)
 {
@@ -612,7 +708,7 @@ int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_r
 	ev->scratchused = 0;
 
 	if (sl_client_ip(p, req, &ip) == 0)
-		sl_ip_format(&ip, ev->ip, sizeof(ev->ip));
+		ip_key(p, &ip, ev->ip, sizeof(ev->ip));
 
 	rc = identify_key(ev, p, req);
 	if (rc != 0)

@@ -205,6 +205,20 @@ struct sl_identify_conf {
 	bool key_required; /* default true when any limit keys on key/account/plan
 	                    * or is per-plan; key_from defaults to
 	                    * [header:X-Api-Key, bearer] */
+	uint8_t ipv6_prefix; /* bits of an IPv6 client address that make its
+	                      * `ip` descriptor (ip.ipv6_prefix, 1..128; the
+	                      * loader's default is 64; 0 reads as 128) */
+};
+
+/* `normalize` (docs/normalize.md): how the canonical form of a request is
+ * compared, and whether it is what goes upstream. Zero is the default. */
+struct sl_normalize_conf {
+	bool case_sensitive; /* case: sensitive; default insensitive: route paths
+	                      * and `path` keys compare letters case-blind */
+	bool strict_slash;   /* trailing_slash: strict; default fold: "/x/" is "/x" */
+	bool forward;        /* forward: canonical; default original: the proxy
+	                      * forwards the client's bytes (but always a Host
+	                      * from an absolute-form target, RFC 9112 3.2.2) */
 };
 
 struct sl_policy {
@@ -227,6 +241,7 @@ struct sl_policy {
 	struct sl_route *routes; /* first match wins */
 	size_t nroutes;
 	struct sl_responses responses;
+	struct sl_normalize_conf normalize;
 };
 
 #endif

@@ -54,6 +54,8 @@ struct sl_request {
 
 #define SL_EVAL_MAX_CHECKS 24
 #define SL_EVAL_KEYBUF     2048 /* bytes of descriptor keys per request */
+#define SL_EVAL_PATHBUF    2048 /* bytes of a path that must be rewritten to be canonical */
+#define SL_EVAL_HOSTBUF    272  /* bytes of a rewritten Host: a DNS name, ':', a port */
 
 /* The decision for one request, after sl_eval_finish. */
 struct sl_decision {
@@ -100,12 +102,25 @@ struct sl_eval {
 				     * req->account; len 0: no account */
 	uint8_t key_state;          /* enum sl_key_state */
 	uint8_t key_sha256[32];     /* SHA-256 of key when key_state != SL_KEY_NONE */
+	/* Added by normalize (eval.c, docs/normalize.md): the canonical path and
+	 * host of the request, views into the request when it was canonical
+	 * already, else into pathbuf / hostbuf. Valid while the request's bytes
+	 * are; the proxy forwards them under `normalize.forward: canonical`. */
+	struct sl_str path, host;
+	bool path_upper; /* path has an ASCII upper-case letter */
+	char pathbuf[SL_EVAL_PATHBUF];
+	char hostbuf[SL_EVAL_HOSTBUF];
 };
 
 /* Identify the request and prepare ev->batch (op SL_OP_DECIDE, possibly
- * with zero checks). `now` is the caller's clock (ns). Returns 0, or a
- * negative code when the request cannot be evaluated (SL_ENOMEM when key
- * bytes exceed SL_EVAL_KEYBUF: answer 431/400). Thread: any. */
+ * with zero checks). The path and host are put in canonical form first
+ * (ev->path, ev->host; docs/normalize.md) and every match and key uses
+ * them. `now` is the caller's clock (ns). Returns 0, or a negative code
+ * when the request cannot be evaluated: SL_ENOMEM when key bytes exceed
+ * SL_EVAL_KEYBUF or a path to rewrite exceeds SL_EVAL_PATHBUF (answer
+ * 431), SL_EINVAL for a malformed path (a bad or NUL escape) or a key
+ * source (header, Authorization, query parameter) given twice (answer
+ * 400). Thread: any. */
 int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
 		  int64_t now);
 
@@ -120,6 +135,13 @@ int sl_eval_finish(struct sl_eval *ev);
  * Headers whose variables do not all resolve are left out. */
 typedef void (*sl_header_emit_fn)(void *arg, struct sl_str name, struct sl_str value);
 void sl_render_headers(const struct sl_eval *ev, sl_header_emit_fn emit, void *arg);
+
+/* Whether a response header named `name` (case-insensitive) is one the
+ * policy renders on an allowed, forwarded response: the x-ratelimit and
+ * ietf preset fields in use and every `responses.headers` name. The proxy
+ * drops an upstream's header of such a name so that only sluice's goes
+ * out, even when sluice leaves it out for this response. Thread: any. */
+bool sl_render_owns(const struct sl_policy *p, struct sl_str name);
 
 /* Render the body of a rejection or 401 into buf (cap bytes). Returns the
  * length, or -1 when it does not fit. Sets *content_type. */

@@ -416,6 +416,31 @@ void sl_render_headers(const struct sl_eval *ev, sl_header_emit_fn emit, void *a
 		emit_templates(&x, r->rejected_headers, r->nrejected_headers, emit, arg);
 }
 
+bool sl_render_owns(const struct sl_policy *p, struct sl_str name)
+{
+	const struct sl_responses *r = &p->responses;
+
+	if (name.len == 0)
+		return false;
+	/* what sl_render_headers emits on an allowed decision (Retry-After of
+	 * the preset only comes with a denial, which is never forwarded) */
+	if (r->preset_xratelimit || (!r->preset_ietf && r->nheaders == 0))
+		for (size_t i = 0; i < sizeof(xratelimit) / sizeof(xratelimit[0]); i++)
+			if (xratelimit[i].var != SL_TPL_RETRY_AFTER &&
+			    name.len == xratelimit[i].len &&
+			    strncasecmp(name.p, xratelimit[i].name, name.len) == 0)
+				return true;
+	if (r->preset_ietf &&
+	    ((name.len == 16 && strncasecmp(name.p, "RateLimit-Policy", 16) == 0) ||
+	     (name.len == 9 && strncasecmp(name.p, "RateLimit", 9) == 0)))
+		return true;
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (strlen(r->headers[i].name) == name.len &&
+		    strncasecmp(name.p, r->headers[i].name, name.len) == 0)
+			return true;
+	return false;
+}
+
 /* ---- bodies ---- */
 
 static void sb_json_var(struct sl_buf *b, const struct rctx *x, const char *key, unsigned var)

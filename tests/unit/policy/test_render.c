@@ -465,6 +465,42 @@ static void text_body_is_not_json_escaped(void **state)
 	assert_string_equal(body, "slow down: \"key\" 2s");
 }
 
+static bool owns(const char *name)
+{
+	return sl_render_owns(&F.p, S(name));
+}
+
+static void rendered_names_are_owned_for_upstream_replacement(void **state)
+{
+	/* default x-ratelimit set: its three fields; Retry-After only ever
+	 * comes with a denial, which is not forwarded */
+	fx_init(&F);
+	assert_true(owns("X-RateLimit-Limit"));
+	assert_true(owns("x-ratelimit-remaining"));
+	assert_true(owns("X-RATELIMIT-RESET"));
+	assert_false(owns("Retry-After"));
+	assert_false(owns("X-RateLimit-Limit-Extra"));
+	assert_false(owns("RateLimit"));
+	assert_false(owns("Content-Type"));
+	assert_false(owns(""));
+
+	/* explicit headers only: the preset is off, the configured names are owned */
+	fx_init(&F);
+	header("X-RateLimit-Tier-Remaining", "{limits.tier.remaining}");
+	header("Retry-After", "{retry_after}");
+	assert_true(owns("x-ratelimit-tier-remaining"));
+	assert_true(owns("retry-after"));
+	assert_false(owns("X-RateLimit-Limit"));
+
+	fx_init(&F);
+	F.p.responses.preset_ietf = true;
+	assert_true(owns("RateLimit-Policy"));
+	assert_true(owns("ratelimit"));
+	assert_false(owns("X-RateLimit-Limit"));
+	F.p.responses.preset_xratelimit = true;
+	assert_true(owns("X-RateLimit-Limit"));
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
@@ -487,6 +523,7 @@ int main(void)
 	        T(unauthorized_bodies),
 	        T(store_failure_renders_no_rate_limit_headers),
 	        T(text_body_is_not_json_escaped),
+	        T(rendered_names_are_owned_for_upstream_replacement),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
