@@ -157,7 +157,10 @@ enum sl_store_kind {
 struct sl_store_conf {
 	uint8_t type;       /* enum sl_store_kind */
 	uint64_t memory;    /* bytes, memory store cap (default 64 MiB) */
-	char *snapshot;     /* path or NULL */
+	char *snapshot;     /* path or NULL; a relative one is made relative to
+	                     * the config file's directory by the loader */
+	int64_t snapshot_interval; /* ns between periodic snapshots, default
+	                            * 1 s; 0 (`0`, `off`): on drain only */
 	char *url;          /* redis://host:port */
 	bool cluster;
 	bool on_error_deny; /* on_error: deny (default allow) */
