@@ -244,7 +244,7 @@ store_ready:
 		log_msg("could not start the worker threads");
 		_exit(1);
 	}
-	if (sl_snapshot_start(&d.snap, d.store, d.policy->store.snapshot_interval, stderr) < 0)
+	if (sl_snapshot_start(&d.snap, d.store, d.boot->store.snapshot_interval, stderr) < 0)
 		log_msg("could not start the snapshot thread: snapshots on drain only");
 	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
 	        sl_server_workers(d.server));
