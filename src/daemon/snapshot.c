@@ -100,6 +100,9 @@ int sl_snapshot_restore(struct sl_store *s, int64_t now, FILE *log)
 	return 0;
 }
 
+/* The thread: a save every t->interval until t->stop. Waits on t->cond
+ * (uv_hrtime deadlines, so wall-clock jumps do not matter); t->mu is held
+ * only while waiting, never while saving. */
 static void run(void *arg)
 {
 	struct sl_snapshot *t = arg;
