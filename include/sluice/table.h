@@ -54,8 +54,32 @@ int sl_table_get(struct sl_table *t, struct sl_key128 key, int64_t now, struct s
 
 void sl_table_stats(struct sl_table *t, struct sl_table_stats *out);
 
-/* Call fn for every live (unexpired) state, one shard locked at a time:
- * for snapshots. */
+/* One live state copied out of the table. */
+struct sl_table_entry {
+	struct sl_key128 key;
+	struct sl_state st;
+};
+
+/* A position of a walk over every slot: zero it to start. */
+struct sl_table_cursor {
+	uint64_t shard; /* index of the shard the walk is in */
+	uint64_t slot;  /* index of the next slot of that shard */
+};
+
+/* Copy the live (unexpired at now) states of the next at most `slots`
+ * slots at cursor c into out[0..slots), and advance c. Only that one shard
+ * is locked, for no more than the copy of `slots` slots (a bounded,
+ * memcpy-speed hold); nothing is called back. A chunk never spans two
+ * shards. Sets *n to the entries copied. Returns SL_AGAIN while slots
+ * remain, 0 once the walk is over (then *n may still be non-zero), or
+ * SL_EINVAL for slots == 0. States that change during a walk are seen as
+ * they were when their chunk was copied. Thread: any. */
+int sl_table_scan(struct sl_table *t, struct sl_table_cursor *c, int64_t now,
+                  struct sl_table_entry *out, size_t slots, size_t *n);
+
+/* Call fn for every live (unexpired) state: for snapshots. Built on
+ * sl_table_scan, so fn runs with no lock held (it may call back into the
+ * table) and decisions keep running. */
 typedef void (*sl_table_each_fn)(struct sl_key128 key, const struct sl_state *st, void *arg);
 void sl_table_foreach(struct sl_table *t, int64_t now, sl_table_each_fn fn, void *arg);
 

@@ -503,18 +503,51 @@ void sl_table_stats(struct sl_table *t, struct sl_table_stats *out)
 	out->bytes = t->map_len;
 }
 
-void sl_table_foreach(struct sl_table *t, int64_t now, sl_table_each_fn fn, void *arg)
+int sl_table_scan(struct sl_table *t, struct sl_table_cursor *c, int64_t now,
+                  struct sl_table_entry *out, size_t slots, size_t *n)
 {
 	uint64_t nshards = 1ULL << t->shards_log2;
+	size_t k = 0;
 
-	for (uint64_t i = 0; i < nshards; i++) {
-		struct shard *sh = &t->shards[i];
-		shard_lock(sh);
-		for (uint64_t j = 0; j < sh->cap; j++) {
-			const struct slot *s = &sh->slots[j];
-			if (!slot_empty(s) && s->st.expires > now)
-				fn(s->key, &s->st, arg);
+	*n = 0;
+	if (slots == 0)
+		return SL_EINVAL;
+	if (c->shard >= nshards)
+		return 0;
+	struct shard *sh = &t->shards[c->shard];
+	uint64_t left = sh->cap > c->slot ? sh->cap - c->slot : 0;
+	uint64_t end = sh->cap - left + (slots < left ? slots : left);
+	shard_lock(sh);
+	for (uint64_t j = c->slot; j < end; j++) {
+		const struct slot *s = &sh->slots[j];
+		if (!slot_empty(s) && s->st.expires > now) {
+			out[k].key = s->key;
+			out[k].st = s->st;
+			k++;
 		}
-		shard_unlock(sh);
 	}
+	shard_unlock(sh);
+	*n = k;
+	c->slot = end;
+	if (end == sh->cap) {
+		c->shard++;
+		c->slot = 0;
+	}
+	return c->shard < nshards ? SL_AGAIN : 0;
+}
+
+#define SL_FOREACH_SLOTS 256 /* slots copied per lock hold: 8 KiB of stack */
+
+void sl_table_foreach(struct sl_table *t, int64_t now, sl_table_each_fn fn, void *arg)
+{
+	struct sl_table_entry buf[SL_FOREACH_SLOTS];
+	struct sl_table_cursor c = {0, 0};
+	size_t n;
+	int rc;
+
+	do {
+		rc = sl_table_scan(t, &c, now, buf, SL_FOREACH_SLOTS, &n);
+		for (size_t i = 0; i < n; i++)
+			fn(buf[i].key, &buf[i].st, arg);
+	} while (rc == SL_AGAIN);
 }

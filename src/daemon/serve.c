@@ -3,7 +3,10 @@
  * Workers never see a signal: SIGHUP becomes a new policy swapped into
  * every worker (the store, and so every counter, is kept; the loader keeps
  * limit ids of unchanged limits stable), SIGTERM/SIGINT become a drain with
- * a deadline, then the memory store snapshot is saved. */
+ * a deadline, then the memory store snapshot is saved. The store is made
+ * once, from the config read at start, and saves to its own snapshot path
+ * (periodically too: snapshot.c); a reload never changes it, it reports
+ * the store settings it cannot apply as deferred to restart. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 #include "daemon/serve.h"
+#include "daemon/snapshot.h"
 #include "net/clock.h"
 #include "net/server.h"
 #include "policy/policy.h"
@@ -27,7 +31,9 @@ struct daemon {
 	uv_async_t workers_done;
 	uv_timer_t deadline;
 	struct sl_policy *policy;
+	struct sl_policy *boot; /* the policy the store was made from (a ref) */
 	struct sl_store *store;
+	struct sl_snapshot snap;
 	struct sl_server *server;
 	bool draining;
 };
@@ -54,6 +60,40 @@ static uint64_t store_seed(void)
 	return seed;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Only store.on_error applies at once: the store was built from `run`. */
+static void report_store_changes(const struct sl_store_conf *run, const struct sl_store_conf *p)
+{
+	const char *what[9];
+	size_t n = 0;
+
+	if (run->type != p->type)
+		what[n++] = "type";
+	if (run->memory != p->memory)
+		what[n++] = "memory";
+	if (!same_str(run->snapshot, p->snapshot))
+		what[n++] = "snapshot";
+	if (run->snapshot_interval != p->snapshot_interval)
+		what[n++] = "snapshot_interval";
+	if (!same_str(run->url, p->url))
+		what[n++] = "url";
+	if (run->cluster != p->cluster)
+		what[n++] = "cluster";
+	if (run->timeout != p->timeout)
+		what[n++] = "timeout";
+	if (run->pool != p->pool)
+		what[n++] = "pool";
+	if (run->local_cache != p->local_cache)
+		what[n++] = "local_cache";
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, "sluice: reload: store.%s change takes effect on restart\n",
+		        what[i]);
+}
+
 static void on_reload(uv_signal_t *h, int sig)
 {
 	struct daemon *d = h->data;
@@ -77,6 +117,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		return;
 	}
 	free(diag);
+	report_store_changes(&d->boot->store, &p->store);
 	err[0] = 0;
 	if (sl_server_set_policy(d->server, p, err, sizeof(err)) != 0)
 		fprintf(stderr, "sluice: reload: %s\n", err);
@@ -177,20 +218,18 @@ int sl_cmd_serve(int argc, char **argv)
 		}
 		goto store_ready;
 	}
-	rc = sl_memory_store_create(&d.store,
-	                            d.policy->store.memory ? d.policy->store.memory : 64u << 20,
-	                            store_seed());
+	rc = sl_memory_store_open(&d.store,
+	                          d.policy->store.memory ? d.policy->store.memory : 64u << 20,
+	                          store_seed(), d.policy->store.snapshot);
 	if (rc < 0) {
 		fprintf(stderr, "sluice: memory store: %s\n", sl_strerror(rc));
 		goto out_policy;
 	}
-	if (d.policy->store.snapshot) { /* memory store only */
-		rc = sl_memory_store_load(d.store, d.policy->store.snapshot, sl_clock_now());
-		if (rc < 0 && rc != SL_ENOENT)
-			fprintf(stderr, "sluice: snapshot %s not restored: %s\n",
-			        d.policy->store.snapshot, sl_strerror(rc));
-	}
+	if (sl_snapshot_restore(d.store, sl_clock_now(), stderr) < 0)
+		goto out_store;
 store_ready:
+	d.boot = d.policy;
+	sl_policy_ref(d.boot);
 	err[0] = 0;
 	if (sl_server_create(&d.server, d.policy, d.store, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
@@ -216,6 +255,8 @@ store_ready:
 		log_msg("could not start the worker threads");
 		_exit(1);
 	}
+	if (sl_snapshot_start(&d.snap, d.store, d.boot->store.snapshot_interval, stderr) < 0)
+		log_msg("could not start the snapshot thread: snapshots on drain only");
 	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
 	        sl_server_workers(d.server));
 	uv_run(&d.loop, UV_RUN_DEFAULT);
@@ -225,18 +266,13 @@ store_ready:
 	uv_walk(&d.loop, close_walk, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&d.loop);
-	status = 0;
-	if (d.policy->store.snapshot && d.policy->store.type == SL_STORE_MEMORY) {
-		rc = sl_memory_store_save(d.store, d.policy->store.snapshot, sl_clock_now());
-		if (rc < 0) {
-			fprintf(stderr, "sluice: snapshot %s not saved: %s\n",
-			        d.policy->store.snapshot, sl_strerror(rc));
-		}
-	}
+	status = sl_snapshot_finish(&d.snap, sl_clock_now()) < 0 ? 1 : 0;
 	fprintf(stderr, "sluice: stopped\n");
 out_store:
 	d.store->ops->destroy(d.store);
 out_policy:
+	if (d.boot)
+		sl_policy_unref(d.boot);
 	sl_policy_unref(d.policy);
 	return status;
 }

@@ -295,12 +295,36 @@ void cfg_admin(struct cfg *c, const yaml_node_t *n)
 		cfg_err(c, v[2], "admin.lease_ttl must be greater than zero");
 }
 
+#define SNAPSHOT_INTERVAL_MIN (10 * 1000000LL) /* ns */
+
+/* `path` (owned, may be NULL) made relative to the directory of the config
+ * file when it is relative (DESIGN §8): "state.snap" in /etc/sluice.yaml is
+ * /etc/state.snap, whatever the working directory. */
+static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
+{
+	const char *slash = strrchr(c->path, '/');
+
+	if (!path || path[0] == '/' || !slash)
+		return path;
+	size_t dir = (size_t)(slash - c->path) + 1, len = strlen(path);
+	char *out = malloc(dir + len + 1);
+	if (!out) {
+		cfg_err(c, n, "out of memory");
+		free(path);
+		return NULL;
+	}
+	memcpy(out, c->path, dir);
+	memcpy(out + dir, path, len + 1);
+	free(path);
+	return out;
+}
+
 void cfg_store(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"type",        "memory",   "snapshot", "url",
-	                                   "cluster",     "on_error", "timeout",  "pool",
-	                                   "local_cache", NULL};
-	yaml_node_t *v[9];
+	static const char *const keys[] = {
+	        "type", "memory",      "snapshot",          "url", "cluster", "on_error", "timeout",
+	        "pool", "local_cache", "snapshot_interval", NULL};
+	yaml_node_t *v[10];
 	struct sl_store_conf *s = &c->p->store;
 	if (!cfg_fields(c, n, "store", keys, v))
 		return;
@@ -314,7 +338,7 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 			cfg_err(c, v[0], "unknown store.type '%s' (expected memory or redis)", t);
 	}
 	/* keys that belong to the other type */
-	static const int memory_only[] = {1, 2}, redis_only[] = {3, 4, 5, 6, 7, 8};
+	static const int memory_only[] = {1, 2, 9}, redis_only[] = {3, 4, 5, 6, 7, 8};
 	if (s->type == SL_STORE_MEMORY)
 		for (size_t i = 0; i < sizeof(redis_only) / sizeof(redis_only[0]); i++)
 			if (v[redis_only[i]])
@@ -329,7 +353,17 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 	if (v[1] && cfg_size(c, v[1], "store.memory", &s->memory) && s->memory < (1u << 20))
 		cfg_err(c, v[1], "store.memory must be at least 1MB");
 	if (v[2])
-		s->snapshot = cfg_strdup(c, v[2], "store.snapshot");
+		s->snapshot = config_relative(c, v[2], cfg_strdup(c, v[2], "store.snapshot"));
+	if (v[9]) {
+		const char *t = cfg_scalar(c, v[9], "store.snapshot_interval");
+		if (t && !strcmp(t, "off"))
+			s->snapshot_interval = 0;
+		else if (t &&
+		         cfg_duration(c, v[9], "store.snapshot_interval", &s->snapshot_interval) &&
+		         s->snapshot_interval != 0 && s->snapshot_interval < SNAPSHOT_INTERVAL_MIN)
+			cfg_err(c, v[9],
+			        "store.snapshot_interval must be at least 10ms, or 0 or off");
+	}
 	if (v[3]) {
 		s->url = cfg_strdup(c, v[3], "store.url");
 		if (s->url && strncmp(s->url, "redis://", 8) != 0)
@@ -368,6 +402,7 @@ static void defaults(struct sl_policy *p)
 	p->identify.ipv6_prefix = 64;
 	p->store.type = SL_STORE_MEMORY;
 	p->store.memory = 64 << 20;
+	p->store.snapshot_interval = SL_NS_PER_SEC;
 	p->store.timeout = 50 * 1000000LL;
 	p->store.pool = 4;
 	p->responses.rejected_status = 429;

@@ -155,10 +155,13 @@ enum sl_store_kind {
 };
 
 struct sl_store_conf {
-	uint8_t type;    /* enum sl_store_kind */
-	uint64_t memory; /* bytes, memory store cap (default 64 MiB) */
-	char *snapshot;  /* path or NULL */
-	char *url;       /* redis://host:port */
+	uint8_t type;              /* enum sl_store_kind */
+	uint64_t memory;           /* bytes, memory store cap (default 64 MiB) */
+	char *snapshot;            /* path or NULL; a relative one is made relative to
+	                            * the config file's directory by the loader */
+	int64_t snapshot_interval; /* ns between periodic snapshots, default
+	                            * 1 s; 0 (`0`, `off`): on drain only */
+	char *url;                 /* redis://host:port */
 	bool cluster;
 	bool on_error_deny; /* on_error: deny (default allow) */
 	int64_t timeout;    /* ns, default 50 ms */
@@ -202,9 +205,9 @@ struct sl_identify_conf {
 	size_t ntrusted;
 	struct sl_key_source *key_from;
 	size_t nkey_from;
-	bool key_required; /* default true when any limit keys on key/account/plan
-	                    * or is per-plan; key_from defaults to
-	                    * [header:X-Api-Key, bearer] */
+	bool key_required;   /* default true when any limit keys on key/account/plan
+	                      * or is per-plan; key_from defaults to
+	                      * [header:X-Api-Key, bearer] */
 	uint8_t ipv6_prefix; /* bits of an IPv6 client address that make its
 	                      * `ip` descriptor (ip.ipv6_prefix, 1..128; the
 	                      * loader's default is 64; 0 reads as 128) */

@@ -14,7 +14,10 @@
  *   trailer u64: XXH3-64 of the header, seeded with XXH3-64 of the entries
  *
  * all little-endian. It is written to PATH.tmp, fsynced and renamed, so a
- * crash leaves the old file or the new one, never half of one. */
+ * crash leaves the old file or the new one, never half of one. A save
+ * copies a bounded chunk of one shard's slots at a time under that shard's
+ * lock and writes with no lock held, so it never stalls decisions for
+ * longer than one chunk's copy. */
 #include <sluice/algo.h>
 #include <sluice/error.h>
 #include <sluice/table.h>
@@ -24,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,12 +45,16 @@
 #define SNAP_HDR_BYTES   40
 #define SNAP_ENTRY_BYTES 32
 #define SNAP_TAIL_BYTES  8
-#define SNAP_CHUNK       256 /* entries buffered per read */
+#define SNAP_CHUNK       256  /* entries buffered per read */
+#define SNAP_SCAN_SLOTS  1024 /* slots copied per shard-lock hold (32 KiB) */
+#define SNAP_ASIDE_MAX   1000 /* PATH.corrupt, .corrupt.1 .. .corrupt.999 */
 
 struct memory_store {
 	struct sl_store base; /* first: the store handle callers see */
 	struct sl_table *table;
 	uint64_t seed;
+	char *snap_path;         /* own snapshot file, or NULL */
+	pthread_mutex_t save_mu; /* one save at a time (they share PATH.tmp) */
 };
 
 /* splitmix64's finaliser: a bijection, so distinct limit ids give
@@ -171,6 +179,8 @@ static void mem_destroy(struct sl_store *s)
 	if (!m)
 		return;
 	sl_table_destroy(m->table);
+	pthread_mutex_destroy(&m->save_mu);
+	free(m->snap_path);
 	free(m);
 }
 
@@ -202,15 +212,44 @@ int sl_memory_store_create(struct sl_store **out, uint64_t max_bytes, uint64_t s
 		return SL_ENOMEM;
 	m->base.ops = &memory_ops;
 	m->seed = seed;
+	rc = SL_ENOMEM;
+	if (pthread_mutex_init(&m->save_mu, NULL) != 0)
+		goto fail;
 	rc = sl_table_create(&m->table, max_bytes, pick_shards_log2(max_bytes));
 	if (rc < 0)
-		goto fail;
+		goto fail_mutex;
 	*out = &m->base;
 	return 0;
 
+fail_mutex:
+	pthread_mutex_destroy(&m->save_mu);
 fail:
 	free(m);
 	return rc;
+}
+
+int sl_memory_store_open(struct sl_store **out, uint64_t max_bytes, uint64_t seed,
+                         const char *snapshot)
+{
+	int rc = sl_memory_store_create(out, max_bytes, seed);
+
+	if (rc < 0 || !snapshot)
+		return rc;
+	struct memory_store *m = (struct memory_store *)*out;
+	m->snap_path = strdup(snapshot);
+	if (!m->snap_path) {
+		mem_destroy(*out);
+		*out = NULL;
+		return SL_ENOMEM;
+	}
+	return 0;
+}
+
+const char *sl_memory_store_path(const struct sl_store *s)
+{
+	if (!s || s->ops != &memory_ops)
+		return NULL;
+	return ((const struct memory_store *)s)->snap_path;
 }
 
 /* ---- snapshot ---- */
@@ -253,31 +292,6 @@ static void put_hdr(unsigned char *h, uint64_t seed, uint64_t count, int64_t now
 	put_u64(h + 32, (uint64_t)now);
 }
 
-struct save {
-	FILE *f;
-	XXH3_state_t *xs;
-	uint64_t count;
-	int err;
-};
-
-/* Runs with one shard locked: buffered stdio, so mostly a memcpy. */
-static void save_one(struct sl_key128 key, const struct sl_state *st, void *arg)
-{
-	struct save *sv = arg;
-	unsigned char e[SNAP_ENTRY_BYTES];
-
-	if (sv->err)
-		return;
-	put_u64(e, key.lo);
-	put_u64(e + 8, key.hi);
-	put_u64(e + 16, (uint64_t)st->expires);
-	put_u64(e + 24, st->v);
-	if (fwrite(e, sizeof(e), 1, sv->f) != 1 || XXH3_64bits_update(sv->xs, e, sizeof(e)))
-		sv->err = SL_EIO;
-	else
-		sv->count++;
-}
-
 /* fsync the directory holding `path` so the rename itself is durable. */
 static int sync_dir(const char *path)
 {
@@ -305,55 +319,125 @@ static int sync_dir(const char *path)
 	return rc;
 }
 
-int sl_memory_store_save(struct sl_store *s, const char *path, int64_t now)
+/* Encode n entries into buf and append them to f and the digest. */
+static int write_entries(FILE *f, XXH3_state_t *xs, const struct sl_table_entry *e, size_t n,
+                         unsigned char *buf)
 {
-	struct memory_store *m = (struct memory_store *)s;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char *p = buf + i * SNAP_ENTRY_BYTES;
+		put_u64(p, e[i].key.lo);
+		put_u64(p + 8, e[i].key.hi);
+		put_u64(p + 16, (uint64_t)e[i].st.expires);
+		put_u64(p + 24, e[i].st.v);
+	}
+	if (n && (fwrite(buf, SNAP_ENTRY_BYTES, n, f) != n ||
+	          XXH3_64bits_update(xs, buf, n * SNAP_ENTRY_BYTES)))
+		return SL_EIO;
+	return 0;
+}
+
+/* Copy the table chunk by chunk (one shard lock held per chunk, only
+ * while copying) and write each chunk with no lock held. */
+static int write_table(struct memory_store *m, FILE *f, XXH3_state_t *xs, int64_t now,
+                       uint64_t *count)
+{
+	struct sl_table_cursor c = {0, 0};
+	struct sl_table_entry *ents = malloc(SNAP_SCAN_SLOTS * sizeof(*ents));
+	unsigned char *buf = malloc(SNAP_SCAN_SLOTS * SNAP_ENTRY_BYTES);
+	size_t n;
+	int rc = SL_ENOMEM, more;
+
+	*count = 0;
+	if (!ents || !buf)
+		goto out;
+	do {
+		more = sl_table_scan(m->table, &c, now, ents, SNAP_SCAN_SLOTS, &n);
+		rc = write_entries(f, xs, ents, n, buf);
+		if (rc < 0)
+			goto out;
+		*count += n;
+	} while (more == SL_AGAIN);
+	rc = 0;
+out:
+	free(buf);
+	free(ents);
+	return rc;
+}
+
+static int save_locked(struct memory_store *m, const char *path, int64_t now)
+{
 	char tmp[PATH_MAX];
 	unsigned char hdr[SNAP_HDR_BYTES], tail[SNAP_TAIL_BYTES];
-	struct save sv = {0};
-	int rc = SL_EIO;
+	uint64_t count = 0;
+	XXH3_state_t *xs;
+	FILE *f;
+	int rc = SL_EIO, err;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return SL_EINVAL;
-	sv.xs = XXH3_createState();
-	if (!sv.xs)
+	xs = XXH3_createState();
+	if (!xs)
 		return SL_ENOMEM;
-	sv.f = fopen(tmp, "wbx");
-	if (!sv.f && errno == EEXIST) {
+	f = fopen(tmp, "wbx");
+	if (!f && errno == EEXIST) {
 		/* A stale temp file of an interrupted save. */
 		unlink(tmp);
-		sv.f = fopen(tmp, "wbx");
+		f = fopen(tmp, "wbx");
 	}
-	if (!sv.f)
+	if (!f)
 		goto fail_state;
 	put_hdr(hdr, m->seed, 0, now);
-	if (fwrite(hdr, sizeof(hdr), 1, sv.f) != 1 || XXH3_64bits_reset(sv.xs))
+	if (fwrite(hdr, sizeof(hdr), 1, f) != 1 || XXH3_64bits_reset(xs))
 		goto fail_file;
-	sl_table_foreach(m->table, now, save_one, &sv);
-	if (sv.err)
+	rc = write_table(m, f, xs, now, &count);
+	if (rc < 0)
 		goto fail_file;
-	put_hdr(hdr, m->seed, sv.count, now);
-	put_u64(tail, XXH3_64bits_withSeed(hdr, sizeof(hdr), XXH3_64bits_digest(sv.xs)));
-	if (fwrite(tail, sizeof(tail), 1, sv.f) != 1 || fseek(sv.f, 0, SEEK_SET) != 0 ||
-	    fwrite(hdr, sizeof(hdr), 1, sv.f) != 1 || fflush(sv.f) != 0 || fsync(fileno(sv.f)) != 0)
+	rc = SL_EIO;
+	put_hdr(hdr, m->seed, count, now);
+	put_u64(tail, XXH3_64bits_withSeed(hdr, sizeof(hdr), XXH3_64bits_digest(xs)));
+	if (fwrite(tail, sizeof(tail), 1, f) != 1 || fseek(f, 0, SEEK_SET) != 0 ||
+	    fwrite(hdr, sizeof(hdr), 1, f) != 1 || fflush(f) != 0 || fsync(fileno(f)) != 0)
 		goto fail_file;
-	if (fclose(sv.f) != 0) {
-		sv.f = NULL;
+	if (fclose(f) != 0) {
+		f = NULL;
 		goto fail_file;
 	}
-	sv.f = NULL;
+	f = NULL;
 	if (rename(tmp, path) != 0)
 		goto fail_file;
-	XXH3_freeState(sv.xs);
+	XXH3_freeState(xs);
 	return sync_dir(path);
 
 fail_file:
-	if (sv.f)
-		fclose(sv.f);
+	err = errno;
+	if (f)
+		fclose(f);
 	unlink(tmp);
+	errno = err;
 fail_state:
-	XXH3_freeState(sv.xs);
+	err = errno;
+	XXH3_freeState(xs);
+	errno = err;
 	return rc;
+}
+
+int sl_memory_store_save(struct sl_store *s, const char *path, int64_t now)
+{
+	struct memory_store *m = (struct memory_store *)s;
+
+	pthread_mutex_lock(&m->save_mu);
+	int rc = save_locked(m, path, now);
+	int err = errno;
+	pthread_mutex_unlock(&m->save_mu);
+	errno = err;
+	return rc;
+}
+
+int sl_store_save(struct sl_store *s, int64_t now)
+{
+	const char *path = sl_memory_store_path(s);
+
+	return path ? sl_memory_store_save(s, path, now) : 0;
 }
 
 /* Sets the state of a restored key (the table claims its slot). */
@@ -401,10 +485,14 @@ int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now)
 
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return errno == ENOENT ? SL_ENOENT : SL_EIO;
+		return errno == ENOENT || errno == ENOTDIR ? SL_ENOENT : SL_EIO;
 	rc = SL_EIO;
 	if (fstat(fileno(f), &sb) != 0)
 		goto out;
+	if (!S_ISREG(sb.st_mode)) {
+		errno = S_ISDIR(sb.st_mode) ? EISDIR : EINVAL;
+		goto out;
+	}
 	rc = SL_EPROTO;
 	if (fread(hdr, sizeof(hdr), 1, f) != 1 || memcmp(hdr, SNAP_MAGIC, 8) != 0 ||
 	    get_u32(hdr + 8) != SNAP_VERSION || get_u32(hdr + 12) != SNAP_ENTRY_BYTES)
@@ -445,5 +533,50 @@ int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now)
 out:
 	XXH3_freeState(xs);
 	fclose(f);
+	return rc;
+}
+
+/* Rename the damaged file `path` to the first free PATH.corrupt[.N],
+ * never replacing an existing file: 0 with its name in aside, or SL_EIO
+ * (errno set). */
+static int keep_aside(const char *path, char *aside, size_t cap)
+{
+	for (unsigned i = 0; i < SNAP_ASIDE_MAX; i++) {
+		int w = i == 0 ? snprintf(aside, cap, "%s.corrupt", path)
+		               : snprintf(aside, cap, "%s.corrupt.%u", path, i);
+		if (w < 0 || (size_t)w >= cap) {
+			errno = ENAMETOOLONG;
+			return SL_EIO;
+		}
+		if (renameat2(AT_FDCWD, path, AT_FDCWD, aside, RENAME_NOREPLACE) == 0) {
+			(void)sync_dir(path); /* moved either way */
+			return 0;
+		}
+		if (errno == EEXIST)
+			continue;
+		if (errno != EINVAL && errno != ENOSYS)
+			return SL_EIO;
+		/* A file system without RENAME_NOREPLACE: link, then unlink. */
+		if (link(path, aside) == 0)
+			return unlink(path) == 0 ? 0 : SL_EIO;
+		if (errno != EEXIST)
+			return SL_EIO;
+	}
+	errno = EEXIST;
+	return SL_EIO;
+}
+
+int sl_memory_store_restore(struct sl_store *s, int64_t now, char *aside, size_t cap)
+{
+	struct memory_store *m = (struct memory_store *)s;
+
+	aside[0] = '\0';
+	if (!m->snap_path)
+		return SL_ENOENT;
+	int rc = sl_memory_store_load(s, m->snap_path, now);
+	if (rc != SL_EPROTO && rc != SL_EINVAL)
+		return rc;
+	if (keep_aside(m->snap_path, aside, cap) < 0)
+		aside[0] = '\0';
 	return rc;
 }

@@ -39,18 +39,52 @@ static inline int sl_store_submit(struct sl_store *s, struct sl_batch *b)
 	return s->ops->submit(s, b);
 }
 
+/* Write s's state at `now` where s itself was told to at creation: a
+ * memory store opened with a snapshot path saves to it
+ * (sl_memory_store_save); any other store has nothing to save and returns
+ * 0. So what is saved, and where, follows the running store, never a
+ * reloaded config. On SL_EIO errno tells why (ENOSPC, EACCES, ENOTDIR...).
+ * Thread: any; saves of one store are serialised. */
+int sl_store_save(struct sl_store *s, int64_t now);
+
 /* The memory store over a core state table of at most max_bytes (bytes).
  * seed keys the 128-bit hash of (limit_id, key). */
 int sl_memory_store_create(struct sl_store **out, uint64_t max_bytes, uint64_t seed);
 
+/* sl_memory_store_create with the store's own snapshot file `snapshot`
+ * (copied; NULL: none): sl_store_save writes it, sl_memory_store_restore
+ * reads it. A reloaded config never changes where a running store saves.
+ * Returns 0, SL_ENOMEM or SL_EINVAL. */
+int sl_memory_store_open(struct sl_store **out, uint64_t max_bytes, uint64_t seed,
+                         const char *snapshot);
+
+/* The snapshot path s was opened with; NULL for none or for a store that
+ * is not a memory store. Borrowed until s is destroyed. */
+const char *sl_memory_store_path(const struct sl_store *s);
+
+/* Restore s from its own snapshot at `now` (sl_memory_store_load), keeping
+ * a damaged file: one that fails with SL_EPROTO (truncated, bad magic or
+ * checksum) or SL_EINVAL (another seed) is renamed to PATH.corrupt, or
+ * PATH.corrupt.N (N = 1, 2, ...) when that exists, never over an existing
+ * file, and its new name is written to aside; the load's code is returned
+ * and s is left empty. If the file could not be moved, aside is "" (errno
+ * says why): the caller must not let it be overwritten. Other returns as
+ * load: 0, SL_ENOENT (no path, no file, or a parent that is no
+ * directory), SL_EIO (unreadable or not a regular file; errno says why),
+ * SL_ENOMEM. aside is always a string (cap >= 1). Call before any
+ * decision is submitted. */
+int sl_memory_store_restore(struct sl_store *s, int64_t now, char *aside, size_t cap);
+
 /* Snapshot of a memory store (format in memory.c): save writes every live
- * state at `now` to path.tmp and renames it over `path`: 0, SL_EIO, or
- * SL_EINVAL for a path too long. load restores the states of `path` that
+ * state at `now` to path.tmp and renames it over `path`: 0, SL_EIO (errno
+ * tells why), SL_ENOMEM, or SL_EINVAL for a path too long. A failed save
+ * leaves the previous file as it was. load restores the states of `path` that
  * are still live at `now` into the store, all or nothing: 0, SL_ENOENT (no
  * file), SL_EPROTO (bad magic, version, size or checksum: damaged or not a
  * snapshot), SL_EINVAL (intact, but written with another seed), SL_EIO,
  * SL_ENOMEM. `s` must be a memory store. Thread: any; concurrent decisions
- * keep running (one shard locked at a time). */
+ * keep running: save holds one shard's lock at a time, only while it copies
+ * a bounded chunk of its slots (sl_table_scan), never while it writes. */
 int sl_memory_store_save(struct sl_store *s, const char *path, int64_t now);
 /* Load restores the file's unexpired states. A store that is still empty
  * takes the file's hash seed over (so a restart with a fresh random seed

@@ -1,14 +1,19 @@
 /* The sharded state table: claim and lookup, full 128-bit key compare,
  * in-place reuse of expired states, eviction when a shard is at its load
  * bound (expired first, then the state expiring soonest), fixed capacity,
- * duplicate keys in one update, foreach. Time is injected; nothing sleeps.
+ * duplicate keys in one update, foreach, and the chunked scan under which a
+ * snapshot never holds a shard lock for more than one bounded copy. Time is
+ * injected; nothing sleeps.
  * Most cases use one shard of 2048 slots (64 KiB) so tests can place keys
  * on chosen home slots: home = (lo * cap) >> 64, i.e. lo = home << 53. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <sluice/error.h>
 #include <sluice/table.h>
@@ -376,6 +381,138 @@ static void foreach_visits_live_states_only(void **unused)
 	sl_table_destroy(t);
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+	const struct sl_key128 *x = a, *y = b;
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* Every live state exactly once, expired ones never; each call covers at
+ * most `slots` slots of one shard (the cursor says which), SL_AGAIN until
+ * the last chunk. */
+static void scan_copies_each_live_state_once_in_bounded_chunks(void **unused)
+{
+	(void)unused;
+	enum { LIVE = 700, DEAD = 60, SLOTS = 1000, SHARD_CAP = (1 << 20) / 32 / 4 };
+	struct sl_table *t = NULL;
+	struct sl_key128 want[LIVE], got[LIVE + 1];
+	struct sl_table_entry out[SLOTS];
+	struct sl_table_cursor c = {0, 0};
+	uint64_t x = 777, ngot = 0, calls = 0;
+	size_t n;
+	int rc;
+
+	assert_int_equal(sl_table_create(&t, 1 << 20, 2), 0);
+	for (unsigned i = 0; i < LIVE; i++) {
+		want[i] = (struct sl_key128){rnd(&x), rnd(&x)};
+		put(t, want[i], NOW, NOW + 100, i + 1);
+	}
+	for (unsigned i = 0; i < DEAD; i++)
+		put(t, (struct sl_key128){rnd(&x), rnd(&x)}, NOW, NOW + 5, 1);
+	do {
+		struct sl_table_cursor before = c;
+		rc = sl_table_scan(t, &c, NOW + 10, out, SLOTS, &n);
+		calls++;
+		assert_true(n <= SLOTS);
+		if (c.shard == before.shard) { /* a chunk inside the shard */
+			assert_int_equal(rc, SL_AGAIN);
+			assert_int_equal(c.slot, before.slot + SLOTS);
+		} else { /* the shard's last chunk: never into the next shard */
+			assert_int_equal(c.shard, before.shard + 1);
+			assert_int_equal(c.slot, 0);
+			assert_true(SHARD_CAP - before.slot <= SLOTS);
+			assert_int_equal(rc, c.shard < 4 ? SL_AGAIN : 0);
+		}
+		for (size_t i = 0; i < n; i++) {
+			assert_true(ngot < LIVE);
+			assert_int_equal(out[i].st.expires, NOW + 100);
+			got[ngot++] = out[i].key;
+		}
+	} while (rc == SL_AGAIN);
+	assert_int_equal(calls, 4 * ((SHARD_CAP + SLOTS - 1) / SLOTS));
+	assert_int_equal(ngot, LIVE);
+	qsort(want, LIVE, sizeof(want[0]), cmp_key);
+	qsort(got, LIVE, sizeof(got[0]), cmp_key);
+	assert_memory_equal(want, got, sizeof(want));
+	/* Over: further calls copy nothing; a zero chunk is refused. */
+	assert_int_equal(sl_table_scan(t, &c, NOW, out, SLOTS, &n), 0);
+	assert_int_equal(n, 0);
+	c = (struct sl_table_cursor){0, 0};
+	assert_int_equal(sl_table_scan(t, &c, NOW, out, 0, &n), SL_EINVAL);
+	sl_table_destroy(t);
+}
+
+/* The lock is released between chunks: a state written after its chunk
+ * was copied is not in the walk, one written before is, and updates run
+ * between two calls. */
+static void scan_sees_each_chunk_as_it_was_when_copied(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_table_entry out[CAP / 2];
+	struct sl_table_cursor c = {0, 0};
+	size_t n;
+
+	put(t, at(10, 1), NOW, NOW + 50, 1);
+	put(t, at(1500, 2), NOW, NOW + 50, 2);
+	assert_int_equal(sl_table_scan(t, &c, NOW, out, CAP / 2, &n), SL_AGAIN);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].st.v, 1);
+	put(t, at(10, 1), NOW, NOW + 50, 11);   /* copied already */
+	put(t, at(1500, 2), NOW, NOW + 50, 22); /* not yet */
+	assert_int_equal(sl_table_scan(t, &c, NOW, out, CAP / 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].key.hi, 2);
+	assert_int_equal(out[0].st.v, 22);
+	sl_table_destroy(t);
+}
+
+static void watchdog(int sig)
+{
+	(void)sig;
+	static const char msg[] = "deadlock: a table lock is held across a callback\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(2);
+	_exit(1);
+}
+
+struct reenter {
+	struct sl_table *t;
+	uint64_t n;
+};
+
+static void reenter_fn(struct sl_key128 key, const struct sl_state *st, void *arg)
+{
+	struct reenter *r = arg;
+	struct sl_state got;
+	(void)st;
+	/* the same (only) shard: would spin forever if foreach held its lock */
+	assert_int_equal(sl_table_get(r->t, key, NOW, &got), 0);
+	put(r->t, at(2000, 100 + r->n), NOW, NOW + 50, 1);
+	r->n++;
+}
+
+/* A snapshot writes with no lock held: foreach's callback may call into
+ * the table, even on the shard being walked. (A watchdog turns the
+ * deadlock this was into a failure.) */
+static void foreach_runs_the_callback_with_no_lock_held(void **unused)
+{
+	(void)unused;
+	struct reenter r = {mk(), 0};
+
+	for (uint64_t i = 0; i < 5; i++)
+		put(r.t, at(i * 300, 1), NOW, NOW + 50, i);
+	signal(SIGALRM, watchdog);
+	alarm(20);
+	sl_table_foreach(r.t, NOW, reenter_fn, &r);
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	assert_true(r.n >= 5);
+	sl_table_destroy(r.t);
+}
+
 static void create_refuses_bad_sizes(void **unused)
 {
 	(void)unused;
@@ -445,6 +582,9 @@ int main(void)
 	        cmocka_unit_test(duplicate_keys_share_one_state),
 	        cmocka_unit_test(keys_of_one_update_never_evict_each_other),
 	        cmocka_unit_test(foreach_visits_live_states_only),
+	        cmocka_unit_test(scan_copies_each_live_state_once_in_bounded_chunks),
+	        cmocka_unit_test(scan_sees_each_chunk_as_it_was_when_copied),
+	        cmocka_unit_test(foreach_runs_the_callback_with_no_lock_held),
 	        cmocka_unit_test(create_refuses_bad_sizes),
 	        cmocka_unit_test(update_refuses_too_many_keys),
 	        cmocka_unit_test(many_shards_one_update),

@@ -290,6 +290,8 @@ static void defaults_of_a_minimal_config(void **state)
 	assert_int_equal(p->store.type, SL_STORE_MEMORY);
 	assert_int_equal(p->store.memory, 64 << 20);
 	assert_int_equal(p->store.timeout, 50000000);
+	assert_int_equal(p->store.snapshot_interval, SL_NS_PER_SEC);
+	assert_null(p->store.snapshot);
 	assert_int_equal(p->nlisteners, 0);
 	assert_int_equal(p->identify.nkey_from, 2); /* X-Api-Key, then bearer */
 	assert_false(p->identify.key_required);     /* nothing keys on key/account/plan */
@@ -300,6 +302,57 @@ static void defaults_of_a_minimal_config(void **state)
 	sl_policy_ref(p);
 	sl_policy_unref(p);
 	sl_policy_unref(p);
+}
+
+/* store.snapshot_interval: a duration, 0 or off; store.snapshot relative
+ * to the config file's directory (DESIGN §8), absolute kept as is. */
+static void snapshot_interval_and_path_relative_to_the_config(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *yaml;
+		int64_t interval; /* ns */
+		const char *snap; /* NULL: absolute, as written */
+	} cases[] = {
+	        {"store: { snapshot: state.snap, snapshot_interval: 250ms }\n", 250000000,
+	         "state.snap"},
+	        {"store: { snapshot: sub/s.snap, snapshot_interval: 0 }\n", 0, "sub/s.snap"},
+	        {"store: { snapshot: s.snap, snapshot_interval: off }\n", 0, "s.snap"},
+	        {"store: { snapshot: /var/lib/x.snap, snapshot_interval: 2m }\n", 2 * SL_NS_PER_MIN,
+	         NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sl_policy *p;
+		int rc = load_text(cases[i].yaml, &p);
+		if (rc)
+			dump_diag();
+		assert_int_equal(rc, 0);
+		assert_int_equal(p->store.snapshot_interval, cases[i].interval);
+		char want[128];
+		if (cases[i].snap) /* fixture files are /tmp/sluice-cfg-XXXXXX */
+			snprintf(want, sizeof(want), "/tmp/%s", cases[i].snap);
+		else
+			snprintf(want, sizeof(want), "/var/lib/x.snap");
+		assert_string_equal(p->store.snapshot, want);
+		sl_policy_unref(p);
+	}
+	/* A config named without a directory: the path stays relative (the
+	 * working directory is the config's). */
+	char cwd[4096], name[64];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir("/tmp"), 0);
+	snprintf(name, sizeof(name), "sluice-cfg-rel-%d.yaml", (int)getpid());
+	FILE *f = fopen(name, "w");
+	assert_non_null(f);
+	fputs("store: { snapshot: here.snap }\n", f);
+	fclose(f);
+	struct sl_policy *p;
+	struct sl_diag d;
+	assert_int_equal(sl_policy_load(name, &p, &d), 0);
+	assert_string_equal(p->store.snapshot, "here.snap");
+	sl_policy_unref(p);
+	unlink(name);
+	assert_int_equal(chdir(cwd), 0);
 }
 
 static uint64_t id_of(const char *yaml, size_t limit)
@@ -413,6 +466,7 @@ int main(void)
 	};
 	const struct CMUnitTest more[] = {
 	        cmocka_unit_test(defaults_of_a_minimal_config),
+	        cmocka_unit_test(snapshot_interval_and_path_relative_to_the_config),
 	        cmocka_unit_test(limit_ids_survive_reload_and_change_with_the_limit),
 	        cmocka_unit_test(every_example_loads),
 	        cmocka_unit_test(seed_examples_compile_as_documented),

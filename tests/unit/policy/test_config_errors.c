@@ -129,6 +129,12 @@ static const struct err_case cases[] = {
         {"store: { type: memory, url: \"redis://x:1\" }\n", "\"redis", 0,
          "store.url applies to type: redis only"},
         {"store: { type: etcd }\n", "etcd", 0, "unknown store.type 'etcd'"},
+        {"store: { type: memory, snapshot_interval: 5ms }\n", "5ms", 0,
+         "store.snapshot_interval must be at least 10ms, or 0 or off"},
+        {"store: { type: memory, snapshot_interval: soon }\n", "soon", 0,
+         "store.snapshot_interval: bad duration 'soon'"},
+        {"store: { type: redis, url: \"redis://h:1\", snapshot_interval: 1s }\n", "1s", 0,
+         "store.snapshot_interval applies to type: memory only"},
         /* routes, responses */
         {"routes:\n  - { name: r, match: { path: \"/a/*/b\" } }\n", "\"/a/*/b\"", 0,
          "'*' is allowed only as a final"},

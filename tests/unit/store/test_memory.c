@@ -1,15 +1,21 @@
 /* The memory store: batched decisions all or nothing across limits,
  * release, peek, key hashing, refusal of bad batches, stats, and the
  * snapshot file: round trip, expiry on load, and rejection of every damaged
- * file (each truncation, each flipped byte) without restoring anything.
- * Time is injected; nothing sleeps. */
+ * file (each truncation, each flipped byte) without restoring anything; a
+ * damaged file kept aside as PATH.corrupt[.N], never overwritten; the
+ * store's own snapshot path; failed saves (no directory, file size limit
+ * as a full disk) return SL_EIO with errno and keep the old file. Time is
+ * injected; nothing sleeps. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -509,6 +515,210 @@ static void snapshot_save_failures_leave_no_file(void **unused)
 	a->ops->destroy(a);
 }
 
+static int setup_open(void **unused)
+{
+	setup_snap(unused);
+	char p[300];
+	for (int i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), i ? "%s.corrupt.%d" : "%s.corrupt", snap, i);
+		unlink(p);
+	}
+	return 0;
+}
+
+static int teardown_open(void **unused)
+{
+	setup_open(unused);
+	return teardown_snap(unused);
+}
+
+static struct sl_store *opened(uint64_t seed, const char *path)
+{
+	struct sl_store *s = NULL;
+	assert_int_equal(sl_memory_store_open(&s, SIZE, seed, path), 0);
+	return s;
+}
+
+static int same_file(const char *path, const unsigned char *p, long len)
+{
+	long n;
+	unsigned char *q = slurp(path, &n);
+	int same = n == len && memcmp(p, q, (size_t)len) == 0;
+	free(q);
+	return same;
+}
+
+/* The store saves to the path it was opened with (its own), whatever else
+ * happens; without a path, or not being a memory store, nothing to save. */
+static void store_saves_to_its_own_path(void **unused)
+{
+	(void)unused;
+	struct sl_store *a = opened(SEED, snap), *plain = populated();
+	char k[16];
+
+	assert_string_equal(sl_memory_store_path(a), snap);
+	assert_null(sl_memory_store_path(plain));
+	struct sl_check c;
+	for (int i = 0; i < 3; i++) {
+		snprintf(k, sizeof(k), "q%d", i);
+		check(&c, &snap_quota, 2, k, 5);
+		assert_int_equal(run(a, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	}
+	assert_int_equal(sl_store_save(plain, T0), 0); /* no path: no file */
+	assert_int_not_equal(access(snap, F_OK), 0);
+	assert_int_equal(sl_store_save(a, T0), 0);
+	struct sl_store *b = opened(SEED + 9, snap);
+	char aside[512];
+	assert_int_equal(sl_memory_store_restore(b, T0, aside, sizeof(aside)), 0);
+	assert_string_equal(aside, "");
+	assert_int_equal(states_of(b), 3);
+	assert_int_equal(remaining(b, &snap_quota, 2, "q1", T0), 95);
+	/* restore without a file, without a path */
+	unlink(snap);
+	struct sl_store *e = opened(SEED, snap);
+	assert_int_equal(sl_memory_store_restore(e, T0, aside, sizeof(aside)), SL_ENOENT);
+	assert_int_equal(sl_memory_store_restore(plain, T0, aside, sizeof(aside)), SL_ENOENT);
+	a->ops->destroy(a);
+	b->ops->destroy(b);
+	e->ops->destroy(e);
+	plain->ops->destroy(plain);
+}
+
+/* A damaged file is renamed aside, the first free of PATH.corrupt,
+ * PATH.corrupt.1, ..., never over an existing file; the store stays empty
+ * and the next save writes PATH afresh. */
+static void restore_keeps_damaged_files_aside_never_overwriting(void **unused)
+{
+	(void)unused;
+	struct sl_store *a = populated();
+	char aside[512], want[512];
+	long len;
+
+	assert_int_equal(sl_memory_store_save(a, snap, T0), 0);
+	unsigned char *good = slurp(snap, &len);
+	unsigned char *flip = malloc((size_t)len);
+	assert_non_null(flip);
+	memcpy(flip, good, (size_t)len);
+	flip[100] ^= 1;
+	const struct {
+		const unsigned char *bytes;
+		long len;
+		int rc;
+	} bad[] = {
+	        {good, len / 2, SL_EPROTO},                             /* truncated */
+	        {flip, len, SL_EPROTO},                                 /* checksum */
+	        {(const unsigned char *)"NOTASNAPSHOT", 12, SL_EPROTO}, /* magic */
+	};
+	for (int i = 0; i < 3; i++) {
+		spit(snap, bad[i].bytes, bad[i].len);
+		struct sl_store *s = opened(SEED, snap);
+		assert_int_equal(sl_memory_store_restore(s, T0, aside, sizeof(aside)), bad[i].rc);
+		snprintf(want, sizeof(want), i ? "%s.corrupt.%d" : "%s.corrupt", snap, i);
+		assert_string_equal(aside, want);
+		assert_int_not_equal(access(snap, F_OK), 0); /* moved, not copied */
+		assert_true(same_file(want, bad[i].bytes, bad[i].len));
+		assert_int_equal(states_of(s), 0);
+		/* the next save makes a new PATH and leaves every kept file */
+		assert_int_equal(sl_store_save(s, T0), 0);
+		for (int j = 0; j <= i; j++) {
+			snprintf(want, sizeof(want), j ? "%s.corrupt.%d" : "%s.corrupt", snap, j);
+			assert_true(same_file(want, bad[j].bytes, bad[j].len));
+		}
+		s->ops->destroy(s);
+	}
+	/* Another seed, into a store that holds states: kept aside too. */
+	spit(snap, good, len);
+	struct sl_store *other = opened(SEED + 1, snap);
+	struct sl_check c;
+	check(&c, &snap_rate, 9, "mine", 1);
+	assert_int_equal(run(other, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	assert_int_equal(sl_memory_store_restore(other, T0, aside, sizeof(aside)), SL_EINVAL);
+	snprintf(want, sizeof(want), "%s.corrupt.3", snap);
+	assert_string_equal(aside, want);
+	assert_true(same_file(want, good, len));
+	assert_int_equal(states_of(other), 1);
+	other->ops->destroy(other);
+	/* When it cannot be moved (here: no room for the new name), aside is
+	 * empty and the file is where it was. */
+	spit(snap, good, len / 2);
+	struct sl_store *s = opened(SEED, snap);
+	assert_int_equal(sl_memory_store_restore(s, T0, aside, strlen(snap) + 4), SL_EPROTO);
+	assert_string_equal(aside, "");
+	assert_true(same_file(snap, good, len / 2));
+	s->ops->destroy(s);
+	/* Not a regular file: SL_EIO (not damage: nothing is moved). */
+	unlink(snap);
+	assert_int_equal(mkdir(snap, 0700), 0);
+	s = opened(SEED, snap);
+	assert_int_equal(sl_memory_store_restore(s, T0, aside, sizeof(aside)), SL_EIO);
+	assert_int_equal(errno, EISDIR);
+	assert_string_equal(aside, "");
+	rmdir(snap);
+	s->ops->destroy(s);
+	free(flip);
+	free(good);
+	a->ops->destroy(a);
+}
+
+/* Failed saves say why through errno and leave the previous file intact:
+ * a parent that is a regular file (fails for root too), a missing
+ * directory, and a full disk (RLIMIT_FSIZE makes writes fail as ENOSPC
+ * would, EFBIG). */
+static void failed_saves_return_eio_with_errno_and_keep_the_old_file(void **unused)
+{
+	(void)unused;
+	struct sl_store *a = populated();
+	char path[400], tmp[420];
+	long len;
+
+	snprintf(path, sizeof(path), "%s/state.snap", snap); /* snap is a file */
+	spit(snap, (const unsigned char *)"x", 1);
+	errno = 0;
+	assert_int_equal(sl_memory_store_save(a, path, T0), SL_EIO);
+	assert_int_equal(errno, ENOTDIR);
+	unlink(snap);
+	errno = 0;
+	assert_int_equal(sl_memory_store_save(a, path, T0), SL_EIO);
+	assert_int_equal(errno, ENOENT);
+	/* A file that does not fit: the old snapshot stays, no temp file. The
+	 * store of 200 states needs 6448 bytes, over a 4096-byte file limit
+	 * (soft only, so it can be put back), the old one of 1 state fits. */
+	struct sl_store *small = opened(SEED, snap), *big = mk(SEED);
+	struct sl_check c;
+	char k[16];
+	check(&c, &snap_quota, 2, "q0", 1);
+	assert_int_equal(run(small, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	for (int i = 0; i < 200; i++) {
+		snprintf(k, sizeof(k), "b%d", i);
+		check(&c, &snap_quota, 2, k, 1);
+		assert_int_equal(run(big, &c, 1, SL_OP_DECIDE, T0, NULL), SL_OK);
+	}
+	assert_int_equal(sl_store_save(small, T0), 0);
+	unsigned char *old = slurp(snap, &len);
+	struct rlimit was, lim;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &was), 0);
+	lim.rlim_cur = 4096; /* bytes */
+	lim.rlim_max = was.rlim_max;
+	void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	int rc_small = sl_store_save(small, T0);
+	errno = 0;
+	int rc_big = sl_memory_store_save(big, snap, T0);
+	int err = errno;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &was), 0);
+	signal(SIGXFSZ, prev);
+	assert_int_equal(rc_small, 0);
+	assert_int_equal(rc_big, SL_EIO);
+	assert_int_equal(err, EFBIG);
+	assert_true(same_file(snap, old, len));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", snap);
+	assert_int_not_equal(access(tmp, F_OK), 0);
+	free(old);
+	big->ops->destroy(big);
+	small->ops->destroy(small);
+	a->ops->destroy(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +735,13 @@ int main(void)
 	                                        setup_snap, teardown_snap),
 	        cmocka_unit_test_setup_teardown(snapshot_save_failures_leave_no_file, setup_snap,
 	                                        teardown_snap),
+	        cmocka_unit_test_setup_teardown(store_saves_to_its_own_path, setup_open,
+	                                        teardown_open),
+	        cmocka_unit_test_setup_teardown(restore_keeps_damaged_files_aside_never_overwriting,
+	                                        setup_open, teardown_open),
+	        cmocka_unit_test_setup_teardown(
+	                failed_saves_return_eio_with_errno_and_keep_the_old_file, setup_open,
+	                teardown_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,15 +2,20 @@
  * limits are exact under concurrency. With the clock held still, a quota of
  * N and a 100/min rate admit exactly N and exactly 100 in total, however
  * the threads interleave, and a three-limit decision never over-admits on
- * any limit. Built under ThreadSanitizer by `make tsan-run`. */
+ * any limit. Snapshots saved while both threads decide (the save copies a
+ * chunk of one shard under its lock and writes unlocked) all succeed, each
+ * restores a consistent count, and the final one the exact total. Built
+ * under ThreadSanitizer by `make tsan-run`. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <sluice/algo.h>
 #include <sluice/error.h>
@@ -114,11 +119,77 @@ static void shared_rate_in_three_limit_decisions_admits_exactly_100(void **unuse
 	store->ops->destroy(store);
 }
 
+#define SAVES 10
+static char snap[256];
+static atomic_int saves_failed;
+
+static void *saver(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < SAVES; i++)
+		if (sl_memory_store_save(store, snap, T0) != 0)
+			atomic_fetch_add(&saves_failed, 1);
+	return NULL;
+}
+
+static void on_peek(struct sl_batch *b)
+{
+	(void)b;
+}
+
+static uint64_t restored_used(void)
+{
+	struct sl_store *s;
+	struct sl_check c;
+
+	assert_int_equal(sl_memory_store_create(&s, 1 << 20, 77), 0);
+	assert_int_equal(sl_memory_store_load(s, snap, T0), 0);
+	fill(&c, &quota, 3, "acme");
+	c.cost = 0;
+	struct sl_batch b = {.checks = &c, .n = 1, .op = SL_OP_PEEK, .now = T0, .done = on_peek};
+	assert_int_equal(sl_store_submit(s, &b), 0);
+	s->ops->destroy(s);
+	return QUOTA_N - c.res.remaining;
+}
+
+static void snapshots_saved_while_deciding_restore_consistent_counts(void **unused)
+{
+	(void)unused;
+	pthread_t th[THREADS], sv;
+	struct job jobs[THREADS];
+	const char *dir = getenv("TMPDIR");
+
+	snprintf(snap, sizeof(snap), "%s/sluice-test-memthreads-%d.snap", dir ? dir : "/tmp",
+	         (int)getpid());
+	assert_int_equal(sl_spec_quota(&quota, QUOTA_N, SL_CAL_DAY, 0), 0);
+	atomic_store(&admitted, 0);
+	atomic_store(&saves_failed, 0);
+	assert_int_equal(sl_memory_store_create(&store, 1 << 20, 77), 0);
+	for (unsigned i = 0; i < THREADS; i++) {
+		jobs[i].three = 0;
+		jobs[i].id = i;
+		assert_int_equal(pthread_create(&th[i], NULL, worker, &jobs[i]), 0);
+	}
+	assert_int_equal(pthread_create(&sv, NULL, saver, NULL), 0);
+	pthread_join(sv, NULL);
+	assert_int_equal(atomic_load(&saves_failed), 0);
+	uint64_t mid = restored_used(); /* some moment of the run */
+	for (unsigned i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	assert_true(mid <= QUOTA_N);
+	assert_int_equal(atomic_load(&admitted), QUOTA_N);
+	assert_int_equal(sl_memory_store_save(store, snap, T0), 0);
+	assert_int_equal(restored_used(), QUOTA_N);
+	unlink(snap);
+	store->ops->destroy(store);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(shared_quota_admits_exactly_n),
 	        cmocka_unit_test(shared_rate_in_three_limit_decisions_admits_exactly_100),
+	        cmocka_unit_test(snapshots_saved_while_deciding_restore_consistent_counts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
