@@ -28,6 +28,11 @@ struct sl_diag {
  * reference; on failure returns SL_ECONFIG with every error in diag (and
  * *out NULL). Thread: any; blocks on file I/O. */
 int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *diag);
+/* The same over len bytes at text (copied; need not end in NUL), with
+ * `name` standing for the file in messages and as the policy's path
+ * (tests, fuzzing). Thread: any. */
+int sl_policy_load_mem(const char *name, const char *text, size_t len, struct sl_policy **out,
+                       struct sl_diag *diag);
 void sl_policy_ref(struct sl_policy *p);
 void sl_policy_unref(struct sl_policy *p); /* frees at zero */
 
