@@ -55,6 +55,11 @@ struct sl_request {
 	/* /v1/decide: descriptors given directly (len 0: not given). */
 	struct sl_str ip, key, account, plan;
 	uint64_t cost; /* 0: the route's cost */
+	/* The caller never releases the concurrency slots this decision takes
+	 * (the check listener answers before the request it decides for is
+	 * served, and never learns when that ends): they free only when their
+	 * leases lapse, so a concurrency rejection's retry_after says when. */
+	bool unreleased;
 };
 
 #define SL_EVAL_MAX_CHECKS 24
@@ -105,6 +110,7 @@ struct sl_eval {
 				     * req->account; len 0: no account */
 	uint8_t key_state;          /* enum sl_key_state */
 	uint8_t key_sha256[32];     /* SHA-256 of key when key_state != SL_KEY_NONE */
+	bool unreleased;            /* req->unreleased */
 };
 
 /* Identify the request and prepare ev->batch (op SL_OP_DECIDE, possibly
@@ -116,7 +122,9 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 
 /* After the batch completed: compute ev->decision from the batch status,
  * the pending 401 and the limits' statuses; returns ev->decision.status. A
- * store failure (status < 0) follows store.on_error. */
+ * store failure (status < 0) follows store.on_error. A concurrency limit
+ * that denies an unreleased request gets retry_after = its reset_after
+ * (the lapse of its leases), not the short guess made for released slots. */
 int sl_eval_finish(struct sl_eval *ev);
 
 /* Render the response headers the policy sends for this decision (the

@@ -208,7 +208,7 @@ const char sl_redis_script[] =
 	"  res[1] = used < n and n - used or 0\n"
 	"  if c == 0 then return 0, res end\n"
 	"  if c > n or used > n - c then\n"
-	"    if c <= n then res[3] = E9 end\n"
+	"    if c <= n then res[3] = math.min(E9, res[2]) end\n"
 	"    return 2, res\n"
 	"  end\n"
 	"  local xs, xns = tadd(now_s, now_ns, sp[3])\n"
