@@ -94,6 +94,7 @@ struct sl_eval {
 	const struct sl_plan *plan;       /* NULL: none */
 	const struct sl_route *route;     /* NULL: no route matched */
 	uint64_t cost;
+	bool unreleased; /* req->unreleased: nobody releases the slots taken */
 	/* checks, in evaluation order, and the limit each came from */
 	struct sl_check checks[SL_EVAL_MAX_CHECKS];
 	const struct sl_limit *limits[SL_EVAL_MAX_CHECKS];
@@ -110,7 +111,6 @@ struct sl_eval {
 				     * req->account; len 0: no account */
 	uint8_t key_state;          /* enum sl_key_state */
 	uint8_t key_sha256[32];     /* SHA-256 of key when key_state != SL_KEY_NONE */
-	bool unreleased;            /* req->unreleased */
 };
 
 /* Identify the request and prepare ev->batch (op SL_OP_DECIDE, possibly
