@@ -75,6 +75,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		free(diag);
 		return;
 	}
+	print_diag(diag); /* its warnings */
 	free(diag);
 	err[0] = 0;
 	if (sl_server_set_policy(d->server, p, err, sizeof(err)) != 0)
@@ -157,6 +158,7 @@ int sl_cmd_serve(int argc, char **argv)
 		free(diag);
 		return 1;
 	}
+	print_diag(diag); /* its warnings */
 	free(diag);
 
 	if (d.policy->store.type == SL_STORE_REDIS) {

@@ -318,6 +318,43 @@ static void defaults(struct sl_policy *p)
 	p->responses.rejected_status = 429;
 }
 
+static bool has_concurrency(const struct sl_limit *l, size_t nplans)
+{
+	if (l->spec.algo == SL_ALGO_CONCURRENCY)
+		return true;
+	for (size_t i = 0; l->plan_spec && i < nplans; i++)
+		if (l->plan_spec[i].algo == SL_ALGO_CONCURRENCY)
+			return true;
+	return false;
+}
+
+static void warn_unreleased(struct cfg *c, const struct sl_limit *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i].name && has_concurrency(&l[i], c->p->nplans))
+			cfg_warn_at(c, l[i].line, l[i].col,
+			            "concurrency limit '%s' is reached only through check "
+			            "listeners, which never see the response: its slots free "
+			            "only when their lease lapses",
+			            l[i].name);
+}
+
+/* A check listener cannot release the slots it takes (docs/policy.md): say
+ * so for every concurrency limit when no proxy listener could. */
+static void warn_check_only_concurrency(struct cfg *c)
+{
+	const struct sl_policy *p = c->p;
+
+	if (p->nlisteners == 0)
+		return;
+	for (size_t i = 0; i < p->nlisteners; i++)
+		if (p->listeners[i].mode != SL_MODE_CHECK)
+			return;
+	warn_unreleased(c, p->limits, p->nlimits);
+	for (size_t r = 0; r < p->nroutes; r++)
+		warn_unreleased(c, p->routes[r].limits, p->routes[r].nlimits);
+}
+
 static void walk(struct cfg *c, yaml_node_t *root)
 {
 	static const char *const keys[] = {"server", "listeners", "admin",  "store",     "identify",
@@ -346,6 +383,7 @@ static void walk(struct cfg *c, yaml_node_t *root)
 	else
 		c->p->responses.preset_xratelimit = true;
 	cfg_resolve_templates(c);
+	warn_check_only_concurrency(c);
 }
 
 static char *read_file(const char *path, size_t *len, struct cfg *c)
@@ -454,8 +492,8 @@ done:
 		free(src);
 	}
 	free(c->tpls);
+	cfg_sort_diag(c);
 	if (c->nerr) {
-		cfg_sort_diag(c);
 		sl_policy_free(c->p);
 		return SL_ECONFIG;
 	}
@@ -468,7 +506,7 @@ static bool start(struct cfg *c, const char *path, struct sl_policy **out, struc
 {
 	*out = NULL;
 	if (diag)
-		diag->n = 0;
+		diag->n = diag->nwarn = 0;
 	c->p = calloc(1, sizeof(*c->p));
 	if (!c->p) {
 		cfg_err_at(c, 1, 1, "out of memory");

@@ -17,16 +17,19 @@
 
 /* ---- loading (config.c) ---- */
 
-/* Diagnostics: every error of a load, each "file:line:col: message". */
+/* Diagnostics: every error of a load, each "file:line:col: message", and
+ * its warnings, "file:line:col: warning: message", in file order. Warnings
+ * never fail a load: a loaded policy's diag holds only warnings. */
 #define SL_DIAG_MAX 64
 struct sl_diag {
 	size_t n;
+	size_t nwarn; /* how many of the n are warnings */
 	char msg[SL_DIAG_MAX][256];
 };
 
 /* Load and validate path. On success *out holds a policy with one
- * reference; on failure returns SL_ECONFIG with every error in diag (and
- * *out NULL). Thread: any; blocks on file I/O. */
+ * reference (and diag holds its warnings, if any); on failure returns
+ * SL_ECONFIG with every error in diag (and *out NULL). Thread: any; blocks on file I/O. */
 int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *diag);
 /* The same over len bytes at text (copied; need not end in NUL), with
  * `name` standing for the file in messages and as the policy's path

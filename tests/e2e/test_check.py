@@ -112,3 +112,20 @@ def test_concurrency_retry_after_is_the_lease_lapse(sluice):
     assert left <= retry <= left + 1.0, (retry, left)  # whole seconds, rounded up
     time.sleep(retry)
     assert check(d, h).status_code == 200
+
+
+def test_validate_warns_about_check_only_concurrency(tmp_path):
+    """`sluice validate` says where a concurrency limit is reached only
+    through check listeners, as file:line:col: warning:, and still exits 0."""
+    import subprocess
+
+    from conftest import SLUICE
+
+    cfg = tmp_path / "sluice.yaml"
+    cfg.write_text(CONCURRENCY.format(check=18081, admin=19901))  # line 1 is empty
+    r = subprocess.run([SLUICE, "validate", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "%s: ok" % cfg
+    warn = "%s:6:5: warning: concurrency limit 'inflight' is reached only through check" % cfg
+    assert r.stderr.startswith(warn), r.stderr
