@@ -1,9 +1,12 @@
 /* libFuzzer target: arbitrary bytes as a memory-store snapshot file (format
  * in src/store/memory.c) through sl_memory_store_load, then, when the file
  * was taken, decisions, peeks and releases over the restored states (the
- * fuzzer controls every state's expiry and value), and a save and reload
- * of the result, which must succeed and restore no more states than there
- * were.
+ * fuzzer controls every state's expiry and value: the corpus comes from
+ * real saves, so its keys are those of the checks run here, and every
+ * algorithm meets states it never wrote), and a save and reload of the
+ * result, which must succeed and restore no more states than there were.
+ * fuzz_snapshot is about the loader itself (all or nothing); this one is
+ * about what the algorithms do with whatever it restores.
  *
  * A snapshot is checksummed, so random bytes rarely get past the trailer.
  * Byte 0 of the input selects:
@@ -15,8 +18,8 @@
  *   bit 4   the store already holds a state (a file with another seed is
  *           then refused, SL_EINVAL).
  * The rest is the file. The seed corpus comes from real saves of a store
- * that ran the checks below: FUZZ_SNAPSHOT_SEEDS=DIR ./fuzz_snapshot -runs=0
- * writes it (tests/fuzz/corpus/snapshot/). The file is written to a memfd,
+ * that ran the checks below: FUZZ_SNAPSHOT_SEEDS=DIR ./fuzz_snapshot_states
+ * -runs=0 writes it (tests/fuzz/corpus/snapshot_states/). The file is written to a memfd,
  * so a campaign does no disk I/O for loads. */
 #include <errno.h>
 #include <stdint.h>
@@ -87,7 +90,8 @@ static int submit(struct sl_store *s, size_t from, size_t to, uint8_t op, uint64
 		if (r->outcome > SL_REJECTED || r->reset_after < 0 || r->retry_after < 0 ||
 		    r->delay < 0 || (r->remaining > r->limit && r->limit != SL_UNLIMITED)) {
 			fprintf(stderr,
-			        "fuzz_snapshot: check %zu algo %u: outcome %u remaining %llu of "
+			        "fuzz_snapshot_states: check %zu algo %u: outcome %u remaining "
+			        "%llu of "
 			        "%llu reset_after %lld retry_after %lld delay %lld\n",
 			        i, checks[i].spec->algo, r->outcome,
 			        (unsigned long long)r->remaining, (unsigned long long)r->limit,
@@ -183,11 +187,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		checks[i].key = keys[i];
 		checks[i].key_len = (uint32_t)strlen(keys[i]);
 	}
-	memfd = memfd_create("fuzz_snapshot", 0);
+	memfd = memfd_create("fuzz_snapshot_states", 0);
 	if (memfd < 0)
 		abort();
 	snprintf(memfd_path, sizeof(memfd_path), "/proc/self/fd/%d", memfd);
-	snprintf(save_path, sizeof(save_path), "/dev/shm/fuzz-snapshot-%d.snap", (int)getpid());
+	snprintf(save_path, sizeof(save_path), "/dev/shm/fuzz-snapshot-states-%d.snap",
+	         (int)getpid());
 	if (seeds)
 		make_seeds(seeds);
 	return 0;
@@ -258,7 +263,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		submit(s, 0, 1, SL_OP_DECIDE, 1, now);
 	rc = sl_memory_store_load(s, memfd_path, now);
 	if (rc != 0 && rc != SL_EPROTO && rc != SL_EINVAL) {
-		fprintf(stderr, "fuzz_snapshot: load returned %d (%s)\n", rc, sl_strerror(rc));
+		fprintf(stderr, "fuzz_snapshot_states: load returned %d (%s)\n", rc,
+		        sl_strerror(rc));
 		abort();
 	}
 	if (rc == 0) {
@@ -271,8 +277,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		rc = sl_memory_store_load(again, save_path, now);
 		if (rc != 0 || used(again) > n) {
-			fprintf(stderr, "fuzz_snapshot: reload: %d, %llu states of %llu\n", rc,
-			        (unsigned long long)used(again), (unsigned long long)n);
+			fprintf(stderr, "fuzz_snapshot_states: reload: %d, %llu states of %llu\n",
+			        rc, (unsigned long long)used(again), (unsigned long long)n);
 			abort();
 		}
 		again->ops->destroy(again);
