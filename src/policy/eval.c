@@ -194,12 +194,13 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	ev->batch.denied = 0;
 	ev->batch.delay = 0;
 	ev->batch.time = now;
-	ev->unreleased = req->unreleased;
+	ev->unreleased = false;
 
 	rc = sl_identify(ev, p, req);
 	if (rc != 0)
 		return rc;
 	ev->cost = req->cost;
+	ev->unreleased = req->unreleased;
 	if (ev->cost == 0)
 		ev->cost = ev->route != NULL && ev->route->cost > 0 ? ev->route->cost : 1;
 
