@@ -8,10 +8,12 @@
 
 /* Allowed iff in_use + c <= N; commit in_use += c, expires = now + ttl
  * (never earlier than the stored expiry, so a clock step back cannot
- * shorten a lease). remaining = N - in_use after. A rejection reports
- * retry_after 1 s, because a slot frees when some response ends, which no
- * state here predicts; retry_after is 0 when c > N (never fits).
- * reset_after = time until the leases lapse. */
+ * shorten a lease). remaining = N - in_use after. reset_after = time
+ * until the leases lapse, when every slot is free for sure. A rejection
+ * reports retry_after 1 s, because a slot frees when some response ends,
+ * which no state here predicts, but never later than that lapse; it is 0
+ * when c > N (never fits). A caller that never releases (the check
+ * listener) uses reset_after instead: nothing frees a slot sooner. */
 int sl_concurrency_eval(const struct sl_limit_spec *spec, const struct sl_state *st, int64_t now,
                         uint64_t cost, struct sl_state *next, struct sl_result *res)
 {
@@ -31,7 +33,9 @@ int sl_concurrency_eval(const struct sl_limit_spec *spec, const struct sl_state 
 	}
 	if (cost > n || used > n - cost) {
 		res->outcome = SL_REJECTED;
-		res->retry_after = cost > n ? 0 : SL_NS_PER_SEC;
+		if (cost <= n)
+			res->retry_after =
+			        res->reset_after < SL_NS_PER_SEC ? res->reset_after : SL_NS_PER_SEC;
 		return SL_REJECTED;
 	}
 	exp = clamp64((__int128)now + spec->period);

@@ -116,6 +116,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		free(diag);
 		return;
 	}
+	print_diag(diag); /* its warnings */
 	free(diag);
 	report_store_changes(&d->boot->store, &p->store);
 	err[0] = 0;
@@ -207,6 +208,7 @@ int sl_cmd_serve(int argc, char **argv)
 		free(diag);
 		return 1;
 	}
+	print_diag(diag); /* its warnings */
 	free(diag);
 
 	if (d.policy->store.type == SL_STORE_REDIS) {

@@ -1,6 +1,7 @@
 /* `sluice validate -c FILE`: load and check a config exactly as `serve`
  * and a reload would (the same sl_policy_load), without opening any socket,
- * and print every error at once so a file is fixed in one round. */
+ * and print every error at once so a file is fixed in one round. Warnings
+ * ("file:line:col: warning: ...") are printed too but do not fail it. */
 #include <stdio.h>
 #include <string.h>
 #include "daemon/commands.h"
@@ -39,6 +40,8 @@ int sl_cmd_validate(int argc, char **argv)
 			fprintf(stderr, "%s: invalid configuration\n", path);
 		return 1;
 	}
+	for (size_t i = 0; i < diag.n; i++) /* warnings: they do not fail */
+		fprintf(stderr, "%s\n", diag.msg[i]);
 	sl_policy_unref(p);
 	printf("%s: ok\n", path);
 	return 0;

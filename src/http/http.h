@@ -111,7 +111,10 @@ void sl_http_request_view(const struct sl_http_msg *m, const struct sockaddr *pe
 /* Forward-auth: rewrite req's method/path/query to the original request
  * named by X-Original-Method/X-Original-URI (nginx auth_request) or
  * X-Forwarded-Method/X-Forwarded-Uri (Traefik, Caddy); X-Forwarded-Host
- * names the host. Leaves req as it is when neither is present (Envoy). */
+ * names the host. Leaves them as they are when neither is present (Envoy).
+ * Marks req->unreleased: the check listener answers before the original
+ * request is served and never learns when it ends, so the concurrency
+ * slots it takes are never released (they lapse with their lease). */
 void sl_http_forward_auth(const struct sl_http_msg *m, struct sl_request *req);
 
 /* Split a request target into path and query (views into url). */

@@ -26,10 +26,12 @@ static int span(struct sl_str *v, const char *at, size_t n)
 	return 0;
 }
 
+/* The first failure's status; a response's is always 502 (RFC 9110
+ * 15.6.3: a gateway's answer to an invalid upstream response). */
 static int fail(struct sl_http_parser *hp, int status)
 {
 	if (hp->error_status == 0)
-		hp->error_status = status;
+		hp->error_status = hp->response ? 502 : status;
 	return -1;
 }
 
@@ -159,6 +161,8 @@ static int on_headers_complete(llhttp_t *ll)
 	m->minor = ll->http_minor;
 	if (hp->response) {
 		m->status = ll->status_code;
+		if (m->status < 100 || m->status > 599)
+			return fail(hp, 502); /* llhttp takes "00" (RFC 9110 15: 100-599) */
 	} else {
 		const char *name = llhttp_method_name((llhttp_method_t)ll->method);
 		m->method.p = name;
@@ -192,9 +196,14 @@ static int on_headers_complete(llhttp_t *ll)
 		int s = m->status;
 		bool nobody = hp->skip_body || s / 100 == 1 || s == 204 || s == 304;
 		m->has_body = !nobody;
-		if (hp->skip_body) {
+		if (hp->skip_body || (nobody && !(s == 101 && ll->upgrade))) {
 			/* llhttp cannot both pause and skip the body: skip, and let
-			 * sl_http_parse report HEAD then END. */
+			 * sl_http_parse report HEAD then END. Not only for HEAD:
+			 * llhttp reads a body framed by Content-Length or chunked
+			 * even after a 1xx, 204 or 304, which have none (RFC 9110
+			 * 6.4.1); a 304's Content-Length is the representation's.
+			 * A real 101 (an upgrade) goes on as before: what follows
+			 * is another protocol. */
 			hp->paused_head = true;
 			return 1;
 		}

@@ -82,6 +82,7 @@ void sl_http_forward_auth(const struct sl_http_msg *m, struct sl_request *req)
 	const struct sl_str *omethod = NULL, *ouri = NULL, *fmethod = NULL, *furi = NULL;
 	const struct sl_str *method, *uri, *host = NULL;
 
+	req->unreleased = true; /* a check listener never sees the response */
 	for (size_t i = 0; i < m->nheaders; i++) {
 		const struct sl_header *h = &m->headers[i];
 		const struct sl_str **slot = NULL;

@@ -40,6 +40,9 @@ void cfg_err(struct cfg *c, const yaml_node_t *n, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 void cfg_err_at(struct cfg *c, size_t line, size_t col, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* Record a warning ("warning: " is prepended): reported, never fatal. */
+void cfg_warn_at(struct cfg *c, size_t line, size_t col, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 
 /* Order the diagnostics by line and column (they are found out of order). */
 void cfg_sort_diag(struct cfg *c);

@@ -11,10 +11,11 @@
 #include "policy/config-int.h"
 #include "policy/units.h"
 
-static void vreport(struct cfg *c, size_t line, size_t col, const char *fmt, va_list ap)
+static void vreport(struct cfg *c, bool warn, size_t line, size_t col, const char *fmt, va_list ap)
 {
 	struct sl_diag *d = c->diag;
-	c->nerr++;
+	if (!warn)
+		c->nerr++;
 	if (!d)
 		return;
 	if (d->n >= SL_DIAG_MAX)
@@ -28,7 +29,9 @@ static void vreport(struct cfg *c, size_t line, size_t col, const char *fmt, va_
 		return;
 	}
 	char *m = d->msg[d->n++];
-	int k = snprintf(m, sizeof(d->msg[0]), "%s:%zu:%zu: ", c->path, line, col);
+	int k = snprintf(m, sizeof(d->msg[0]), "%s:%zu:%zu: %s", c->path, line, col,
+	                 warn ? "warning: " : "");
+	d->nwarn += warn;
 	if (k >= 0 && (size_t)k < sizeof(d->msg[0]))
 		vsnprintf(m + k, sizeof(d->msg[0]) - (size_t)k, fmt, ap);
 }
@@ -60,7 +63,15 @@ void cfg_err_at(struct cfg *c, size_t line, size_t col, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vreport(c, line, col, fmt, ap);
+	vreport(c, false, line, col, fmt, ap);
+	va_end(ap);
+}
+
+void cfg_warn_at(struct cfg *c, size_t line, size_t col, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(c, true, line, col, fmt, ap);
 	va_end(ap);
 }
 
@@ -69,7 +80,7 @@ void cfg_err(struct cfg *c, const yaml_node_t *n, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	size_t line = n ? n->start_mark.line + 1 : 1, col = n ? n->start_mark.column + 1 : 1;
-	vreport(c, line, col, fmt, ap);
+	vreport(c, false, line, col, fmt, ap);
 	va_end(ap);
 }
 
@@ -128,7 +139,7 @@ void cfg_err_in_scalar(struct cfg *c, const yaml_node_t *n, size_t off, const ch
 	scalar_pos(c, n, off, &line, &col);
 	va_list ap;
 	va_start(ap, fmt);
-	vreport(c, line, col, fmt, ap);
+	vreport(c, false, line, col, fmt, ap);
 	va_end(ap);
 }
 

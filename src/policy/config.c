@@ -408,6 +408,43 @@ static void defaults(struct sl_policy *p)
 	p->responses.rejected_status = 429;
 }
 
+static bool has_concurrency(const struct sl_limit *l, size_t nplans)
+{
+	if (l->spec.algo == SL_ALGO_CONCURRENCY)
+		return true;
+	for (size_t i = 0; l->plan_spec && i < nplans; i++)
+		if (l->plan_spec[i].algo == SL_ALGO_CONCURRENCY)
+			return true;
+	return false;
+}
+
+static void warn_unreleased(struct cfg *c, const struct sl_limit *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i].name && has_concurrency(&l[i], c->p->nplans))
+			cfg_warn_at(c, l[i].line, l[i].col,
+			            "concurrency limit '%s' is reached only through check "
+			            "listeners, which never see the response: its slots free "
+			            "only when their lease lapses",
+			            l[i].name);
+}
+
+/* A check listener cannot release the slots it takes (docs/policy.md): say
+ * so for every concurrency limit when no proxy listener could. */
+static void warn_check_only_concurrency(struct cfg *c)
+{
+	const struct sl_policy *p = c->p;
+
+	if (p->nlisteners == 0)
+		return;
+	for (size_t i = 0; i < p->nlisteners; i++)
+		if (p->listeners[i].mode != SL_MODE_CHECK)
+			return;
+	warn_unreleased(c, p->limits, p->nlimits);
+	for (size_t r = 0; r < p->nroutes; r++)
+		warn_unreleased(c, p->routes[r].limits, p->routes[r].nlimits);
+}
+
 static void walk(struct cfg *c, yaml_node_t *root)
 {
 	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
@@ -439,6 +476,7 @@ static void walk(struct cfg *c, yaml_node_t *root)
 	else
 		c->p->responses.preset_xratelimit = true;
 	cfg_resolve_templates(c);
+	warn_check_only_concurrency(c);
 }
 
 static char *read_file(const char *path, size_t *len, struct cfg *c)
@@ -492,65 +530,49 @@ static void wipe_document(yaml_document_t *doc)
 			OPENSSL_cleanse(n->data.scalar.value, n->data.scalar.length);
 }
 
-int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *diag)
+/* The load itself over src (srclen bytes, NULL when reading failed with
+ * the error already recorded), which it wipes and frees. */
+static int load(struct cfg *c, char *src, struct sl_policy **out)
 {
-	struct cfg c = {.path = path, .diag = diag};
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	bool have_doc = false;
 
-	*out = NULL;
-	if (diag)
-		diag->n = 0;
-	c.p = calloc(1, sizeof(*c.p));
-	if (!c.p) {
-		cfg_err_at(&c, 1, 1, "out of memory");
-		return SL_ECONFIG;
-	}
-	c.p->refs = 1;
-	defaults(c.p);
-	c.p->path = strdup(path);
-	c.p->admin.listen = strdup("127.0.0.1:9901"); /* admin.listen default */
-	c.p->responses.rejected_content_type = strdup("application/json");
-	if (!c.p->admin.listen || !c.p->responses.rejected_content_type)
-		cfg_err_at(&c, 1, 1, "out of memory");
-	char *src = read_file(path, &c.srclen, &c);
-	if (!src || !c.p->path)
+	if (!src || !c->p->path)
 		goto done;
-	c.src = src;
+	c->src = src;
 	if (!yaml_parser_initialize(&parser)) {
-		cfg_err_at(&c, 1, 1, "out of memory");
+		cfg_err_at(c, 1, 1, "out of memory");
 		goto done;
 	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)src, c.srclen);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)src, c->srclen);
 	if (!yaml_parser_load(&parser, &doc)) {
-		cfg_err_at(&c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+		cfg_err_at(c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
 		           "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "invalid",
 		           parser.context ? " " : "", parser.context ? parser.context : "");
 		yaml_parser_delete(&parser);
 		goto done;
 	}
 	have_doc = true;
-	c.doc = &doc;
+	c->doc = &doc;
 	yaml_node_t *root = yaml_document_get_root_node(&doc);
 	if (!root) {
-		cfg_err_at(&c, 1, 1, "empty config");
+		cfg_err_at(c, 1, 1, "empty config");
 	} else {
 		yaml_document_t next;
 		if (yaml_parser_load(&parser, &next)) {
 			yaml_node_t *r2 = yaml_document_get_root_node(&next);
 			if (r2)
-				cfg_err(&c, r2,
-				        "a config holds one YAML document; remove this one");
+				cfg_err(c, r2, "a config holds one YAML document; remove this one");
 			wipe_document(&next);
 			yaml_document_delete(&next);
 		} else {
-			cfg_err_at(&c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+			cfg_err_at(c, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
 			           "YAML syntax error: %s%s%s",
 			           parser.problem ? parser.problem : "invalid",
 			           parser.context ? " " : "", parser.context ? parser.context : "");
 		}
-		walk(&c, root);
+		walk(c, root);
 	}
 	yaml_parser_delete(&parser);
 done:
@@ -559,15 +581,65 @@ done:
 		yaml_document_delete(&doc);
 	}
 	if (src) {
-		OPENSSL_cleanse(src, c.srclen);
+		OPENSSL_cleanse(src, c->srclen);
 		free(src);
 	}
-	free(c.tpls);
-	if (c.nerr) {
-		cfg_sort_diag(&c);
-		sl_policy_free(c.p);
+	free(c->tpls);
+	cfg_sort_diag(c);
+	if (c->nerr) {
+		sl_policy_free(c->p);
 		return SL_ECONFIG;
 	}
-	*out = c.p;
+	*out = c->p;
 	return 0;
+}
+
+/* A fresh policy with the defaults in c->p, or false (error recorded). */
+static bool start(struct cfg *c, const char *path, struct sl_policy **out, struct sl_diag *diag)
+{
+	*out = NULL;
+	if (diag)
+		diag->n = diag->nwarn = 0;
+	c->p = calloc(1, sizeof(*c->p));
+	if (!c->p) {
+		cfg_err_at(c, 1, 1, "out of memory");
+		return false;
+	}
+	c->p->refs = 1;
+	defaults(c->p);
+	c->p->path = strdup(path);
+	c->p->admin.listen = strdup("127.0.0.1:9901"); /* admin.listen default */
+	c->p->responses.rejected_content_type = strdup("application/json");
+	if (!c->p->path || !c->p->admin.listen || !c->p->responses.rejected_content_type)
+		cfg_err_at(c, 1, 1, "out of memory");
+	return true;
+}
+
+int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *diag)
+{
+	struct cfg c = {.path = path, .diag = diag};
+
+	if (!start(&c, path, out, diag))
+		return SL_ECONFIG;
+	return load(&c, read_file(path, &c.srclen, &c), out);
+}
+
+int sl_policy_load_mem(const char *name, const char *text, size_t len, struct sl_policy **out,
+                       struct sl_diag *diag)
+{
+	struct cfg c = {.path = name, .diag = diag};
+	char *src;
+
+	if (!start(&c, name, out, diag))
+		return SL_ECONFIG;
+	if (len > MAX_CONFIG_BYTES) {
+		cfg_err_at(&c, 1, 1, "file larger than %u bytes", MAX_CONFIG_BYTES);
+		src = NULL;
+	} else if ((src = malloc(len ? len : 1)) == NULL) {
+		cfg_err_at(&c, 1, 1, "out of memory");
+	} else {
+		memcpy(src, text, len);
+		c.srclen = len;
+	}
+	return load(&c, src, out);
 }

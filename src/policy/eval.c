@@ -227,6 +227,7 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	ev->batch.denied = 0;
 	ev->batch.delay = 0;
 	ev->batch.time = now;
+	ev->unreleased = false;
 
 	rc = normalize(ev, p, raw, &canon);
 	if (rc == 0)
@@ -234,6 +235,7 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	if (rc != 0)
 		return rc;
 	ev->cost = req->cost;
+	ev->unreleased = req->unreleased;
 	if (ev->cost == 0)
 		ev->cost = ev->route != NULL && ev->route->cost > 0 ? ev->route->cost : 1;
 
@@ -348,15 +350,24 @@ int sl_eval_finish(struct sl_eval *ev)
 		/* An entitlement (`deny`) outranks a temporary denial: retrying
 		 * after the 429 would only meet the 403. */
 		for (size_t i = 0; i < ev->nchecks; i++) {
-			if (ev->checks[i].spec != NULL && ev->checks[i].spec->algo == SL_ALGO_DENY) {
+			if (ev->checks[i].spec != NULL &&
+			    ev->checks[i].spec->algo == SL_ALGO_DENY) {
 				which = i;
 				break;
 			}
 		}
 		if (which < ev->nchecks) {
+			struct sl_check *c = &ev->checks[which];
+
 			d->denied = (int)which;
 			d->primary = d->denied;
 			d->status = deny_status(p, ev->limits[which]);
+			/* Nobody will release these slots: they free when the
+			 * leases lapse, which is what reset_after measures. */
+			if (ev->unreleased && c->spec != NULL &&
+			    c->spec->algo == SL_ALGO_CONCURRENCY && c->res.retry_after > 0 &&
+			    c->res.reset_after > c->res.retry_after)
+				c->res.retry_after = c->res.reset_after;
 		} else {
 			d->status = deny_status(p, NULL);
 		}

@@ -17,17 +17,25 @@
 
 /* ---- loading (config.c) ---- */
 
-/* Diagnostics: every error of a load, each "file:line:col: message". */
+/* Diagnostics: every error of a load, each "file:line:col: message", and
+ * its warnings, "file:line:col: warning: message", in file order. Warnings
+ * never fail a load: a loaded policy's diag holds only warnings. */
 #define SL_DIAG_MAX 64
 struct sl_diag {
 	size_t n;
+	size_t nwarn; /* how many of the n are warnings */
 	char msg[SL_DIAG_MAX][256];
 };
 
 /* Load and validate path. On success *out holds a policy with one
- * reference; on failure returns SL_ECONFIG with every error in diag (and
- * *out NULL). Thread: any; blocks on file I/O. */
+ * reference (and diag holds its warnings, if any); on failure returns
+ * SL_ECONFIG with every error in diag (and *out NULL). Thread: any; blocks on file I/O. */
 int sl_policy_load(const char *path, struct sl_policy **out, struct sl_diag *diag);
+/* The same over len bytes at text (copied; need not end in NUL), with
+ * `name` standing for the file in messages and as the policy's path
+ * (tests, fuzzing). Thread: any. */
+int sl_policy_load_mem(const char *name, const char *text, size_t len, struct sl_policy **out,
+                       struct sl_diag *diag);
 void sl_policy_ref(struct sl_policy *p);
 void sl_policy_unref(struct sl_policy *p); /* frees at zero */
 
@@ -50,6 +58,11 @@ struct sl_request {
 	/* /v1/decide: descriptors given directly (len 0: not given). */
 	struct sl_str ip, key, account, plan;
 	uint64_t cost; /* 0: the route's cost */
+	/* The caller never releases the concurrency slots this decision takes
+	 * (the check listener answers before the request it decides for is
+	 * served, and never learns when that ends): they free only when their
+	 * leases lapse, so a concurrency rejection's retry_after says when. */
+	bool unreleased;
 };
 
 #define SL_EVAL_MAX_CHECKS 24
@@ -86,6 +99,7 @@ struct sl_eval {
 	const struct sl_plan *plan;       /* NULL: none */
 	const struct sl_route *route;     /* NULL: no route matched */
 	uint64_t cost;
+	bool unreleased; /* req->unreleased: nobody releases the slots taken */
 	/* checks, in evaluation order, and the limit each came from */
 	struct sl_check checks[SL_EVAL_MAX_CHECKS];
 	const struct sl_limit *limits[SL_EVAL_MAX_CHECKS];
@@ -126,7 +140,9 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 
 /* After the batch completed: compute ev->decision from the batch status,
  * the pending 401 and the limits' statuses; returns ev->decision.status. A
- * store failure (status < 0) follows store.on_error. */
+ * store failure (status < 0) follows store.on_error. A concurrency limit
+ * that denies an unreleased request gets retry_after = its reset_after
+ * (the lapse of its leases), not the short guess made for released slots. */
 int sl_eval_finish(struct sl_eval *ev);
 
 /* Render the response headers the policy sends for this decision (the

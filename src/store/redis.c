@@ -29,7 +29,7 @@
 #define MAX_POOL 8        /* connections per node per worker */
 #define MAX_CHECKS 64     /* checks per batch */
 #define MAX_TRIES 8       /* redirections and retries per command */
-#define NO_NODE 0xff
+#define NO_NODE SL_REDIS_NO_NODE
 #define BACKOFF_MIN 20    /* ms, first reconnect delay */
 #define BACKOFF_MAX 1000  /* ms, reconnect delay cap */
 #define RETRY_DELAY 5     /* ms before resending after TRYAGAIN and the like */
@@ -606,26 +606,6 @@ static void pending_remove(struct rs_worker *w, struct rs_req *q)
 	q->prev = q->next = NULL;
 }
 
-static void fill_limits(struct sl_check *ck)
-{
-	switch (ck->spec->algo) {
-	case SL_ALGO_RATE:
-	case SL_ALGO_QUOTA:
-	case SL_ALGO_SLIDING:
-	case SL_ALGO_CONCURRENCY:
-		ck->res.limit = ck->spec->n;
-		break;
-	case SL_ALGO_UNLIMITED:
-		ck->res.limit = SL_UNLIMITED;
-		ck->res.remaining = SL_UNLIMITED;
-		break;
-	default:
-		ck->res.limit = 0;
-		ck->res.remaining = 0;
-		break;
-	}
-}
-
 static uint64_t cache_hash(const struct sl_check *ck)
 {
 	uint64_t h = XXH3_64bits_withSeed(ck->key, ck->key_len, ck->limit_id);
@@ -683,7 +663,7 @@ static bool cache_answer(struct rs_worker *w, struct sl_batch *b, uint64_t now)
 			continue;
 		for (size_t j = 0; j < b->n; j++) {
 			memset(&b->checks[j].res, 0, sizeof(b->checks[j].res));
-			fill_limits(&b->checks[j]);
+			sl_redis_fill_limits(&b->checks[j]);
 			if (b->checks[j].res.limit != SL_UNLIMITED)
 				b->checks[j].res.remaining = b->checks[j].res.limit;
 			b->checks[j].res.window = b->checks[j].spec->period;
@@ -869,43 +849,23 @@ static void on_result(struct rs_cmd *cmd, const redisReply *r)
 	struct rs_req *q = cmd->q;
 	struct sl_batch *b = q->b;
 	struct rs_run *run = &q->runs[cmd->run];
-	uint32_t m = run->end - run->first;
-	long long hdr[SL_REDIS_HDR_FIELDS];
+	struct sl_redis_result res;
 
-	if (r->elements != SL_REDIS_HDR_FIELDS + (size_t)m * SL_REDIS_ITEM_FIELDS) {
+	if (sl_redis_script_result(r, b->checks + run->first, run->end - run->first, &res) < 0) {
 		cmd_fail(cmd, SL_EPROTO);
 		return;
 	}
-	for (size_t k = 0; k < r->elements; k++)
-		if (r->element[k]->type != REDIS_REPLY_INTEGER) {
-			cmd_fail(cmd, SL_EPROTO);
-			return;
-		}
-	for (int k = 0; k < SL_REDIS_HDR_FIELDS; k++)
-		hdr[k] = r->element[k]->integer;
-	for (uint32_t i = 0; i < m; i++) {
-		struct sl_check *ck = &b->checks[run->first + i];
-		redisReply **v = r->element + SL_REDIS_HDR_FIELDS + (size_t)i * SL_REDIS_ITEM_FIELDS;
-
-		ck->res.outcome = (uint8_t)v[0]->integer;
-		ck->res.remaining = (uint64_t)v[1]->integer;
-		ck->res.reset_after = v[2]->integer;
-		ck->res.retry_after = v[3]->integer;
-		ck->res.delay = v[4]->integer;
-		ck->res.window = v[5]->integer;
-		fill_limits(ck);
-		if (cmd->op == 'D' && ck->res.delay > q->delay)
-			q->delay = ck->res.delay;
-	}
-	q->time = (int64_t)hdr[2] * SL_NS_PER_SEC + hdr[3];
+	if (cmd->op == 'D' && res.delay > q->delay)
+		q->delay = res.delay;
+	q->time = res.time;
 	if (q->phase == PH_PARALLEL) {
 		cmd_release(cmd);
 		if (--q->outstanding == 0)
 			finish(q, q->err ? q->err : q->status);
 		return;
 	}
-	if (hdr[0] == 2) { /* this run rejects: undo earlier runs, report later ones */
-		size_t denied = run->first + (size_t)(hdr[1] < 0 ? 0 : hdr[1]);
+	if (res.status == 2) { /* this run rejects: undo earlier runs, report later ones */
+		size_t denied = run->first + res.denied;
 		uint32_t k = cmd->run;
 
 		q->status = SL_DENY;
@@ -929,8 +889,8 @@ static void on_result(struct rs_cmd *cmd, const redisReply *r)
 		return;
 	}
 	run->committed = true;
-	run->t_s = hdr[2];
-	run->t_ns = hdr[3];
+	run->t_s = res.t_s;
+	run->t_ns = res.t_ns;
 	cmd_release(cmd);
 	if (++q->cur < q->nruns) {
 		int rc = run_send(q, q->cur, 'D');
@@ -1009,6 +969,11 @@ static void resume_waiters(struct rs_worker *w)
 	}
 }
 
+static unsigned slot_node(void *arg, const char *host, int port)
+{
+	return node_find_add(arg, host, port);
+}
+
 static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct rs_node *from = priv;
@@ -1035,36 +1000,7 @@ static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
 		arm(w);
 		return;
 	}
-	memset(map, NO_NODE, sizeof(map));
-	for (size_t i = 0; i < r->elements; i++) {
-		const redisReply *e = r->element[i], *m;
-		const char *host;
-		unsigned node;
-
-		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-		    e->element[0]->type != REDIS_REPLY_INTEGER ||
-		    e->element[1]->type != REDIS_REPLY_INTEGER ||
-		    e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
-			continue;
-		m = e->element[2];
-		if (m->element[0]->type != REDIS_REPLY_STRING ||
-		    m->element[1]->type != REDIS_REPLY_INTEGER)
-			continue;
-		/* An empty or "?" address means "the node you asked". */
-		host = m->element[0]->len && strcmp(m->element[0]->str, "?") != 0
-			       ? m->element[0]->str
-			       : from->addr.host;
-		node = node_find_add(w, host, (int)m->element[1]->integer);
-		if (node == NO_NODE)
-			continue;
-		for (long long s = e->element[0]->integer;
-		     s <= e->element[1]->integer && s < SL_REDIS_SLOTS; s++) {
-			if (s >= 0 && map[s] == NO_NODE) {
-				map[s] = (uint8_t)node;
-				covered++;
-			}
-		}
-	}
+	covered = sl_redis_slot_map(r, from->addr.host, slot_node, w, map);
 	for (unsigned s = 0; s < SL_REDIS_SLOTS; s++)
 		if (map[s] != NO_NODE)
 			w->slots[s] = map[s];

@@ -1,11 +1,13 @@
 /* Redis Cluster addressing for the Redis store: the CRC16 slot function,
- * parsing of MOVED/ASK redirections and of the store URL. The slot map
- * itself lives per worker in redis.c; this file has no state. */
+ * parsing of MOVED/ASK redirections, of CLUSTER SLOTS replies and of the
+ * store URL. The slot map itself lives per worker in redis.c; this file
+ * has no state. */
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <hiredis/hiredis.h>
 #include <sluice/error.h>
 #include "store/redis_int.h"
 
@@ -19,7 +21,8 @@ uint16_t sl_redis_crc16(const void *p, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		crc ^= (uint16_t)(b[i] << 8);
 		for (int k = 0; k < 8; k++)
-			crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+			crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021)
+			                     : (uint16_t)(crc << 1);
 	}
 	return crc;
 }
@@ -33,13 +36,14 @@ unsigned sl_redis_key_slot(const char *key, size_t len)
 		const char *close = memchr(open + 1, '}', rest);
 
 		if (close && close > open + 1)
-			return sl_redis_crc16(open + 1, (size_t)(close - open - 1)) & (SL_REDIS_SLOTS - 1);
+			return sl_redis_crc16(open + 1, (size_t)(close - open - 1)) &
+			       (SL_REDIS_SLOTS - 1);
 	}
 	return sl_redis_crc16(key, len) & (SL_REDIS_SLOTS - 1);
 }
 
-int sl_redis_parse_redirect(const char *err, size_t len, unsigned *slot, char *host,
-			    size_t hostcap, int *port)
+int sl_redis_parse_redirect(const char *err, size_t len, unsigned *slot, char *host, size_t hostcap,
+                            int *port)
 {
 	char buf[160];
 	const char *p, *colon;
@@ -75,6 +79,51 @@ int sl_redis_parse_redirect(const char *err, size_t len, unsigned *slot, char *h
 		return 0;
 	*port = (int)v;
 	return kind;
+}
+
+unsigned sl_redis_slot_map(const redisReply *r, const char *from_host, sl_redis_node_fn node,
+                           void *arg, uint8_t map[SL_REDIS_SLOTS])
+{
+	unsigned covered = 0;
+
+	memset(map, SL_REDIS_NO_NODE, SL_REDIS_SLOTS);
+	if (!r || r->type != REDIS_REPLY_ARRAY)
+		return 0;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i], *m;
+		const char *host;
+		unsigned n;
+		long long lo, hi; /* slots */
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+		    e->element[0]->type != REDIS_REPLY_INTEGER ||
+		    e->element[1]->type != REDIS_REPLY_INTEGER ||
+		    e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
+			continue;
+		m = e->element[2];
+		if (m->element[0]->type != REDIS_REPLY_STRING ||
+		    m->element[1]->type != REDIS_REPLY_INTEGER || m->element[1]->integer < 1 ||
+		    m->element[1]->integer > 65535)
+			continue;
+		/* An empty or "?" address means "the node you asked". */
+		host = m->element[0]->len && strcmp(m->element[0]->str, "?") != 0
+		               ? m->element[0]->str
+		               : from_host;
+		n = node(arg, host, (int)m->element[1]->integer);
+		if (n == SL_REDIS_NO_NODE)
+			continue;
+		/* clamped first: a range from -2^63 would be 2^63 steps */
+		lo = e->element[0]->integer < 0 ? 0 : e->element[0]->integer;
+		hi = e->element[1]->integer < SL_REDIS_SLOTS ? e->element[1]->integer
+		                                             : SL_REDIS_SLOTS - 1;
+		for (long long s = lo; s <= hi; s++) {
+			if (map[s] == SL_REDIS_NO_NODE) {
+				map[s] = (uint8_t)n;
+				covered++;
+			}
+		}
+	}
+	return covered;
 }
 
 /* Resolve one "host[:port]" of hlen bytes into out. */
@@ -120,7 +169,7 @@ static int parse_one(const char *p, size_t hlen, struct sl_redis_addr *out)
 	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
 		return SL_EINVAL;
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, out->host, sizeof(out->host), NULL, 0,
-			NI_NUMERICHOST) != 0) {
+	                NI_NUMERICHOST) != 0) {
 		freeaddrinfo(ai);
 		return SL_EINVAL;
 	}

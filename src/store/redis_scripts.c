@@ -7,9 +7,13 @@
  * nanosecond strings; only durations are single numbers (exact while below
  * 2^53 ns, 104 days). The same script serves decide (D), peek (P) and
  * refund/release (R), so there is one SHA to load. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <openssl/evp.h>
+#include <hiredis/hiredis.h>
+#include <sluice/batch-t.h>
+#include <sluice/error.h>
 #include "store/redis_int.h"
 
 /* State per key: "<expires ns> <v1>[ <v2>]" with the expiry of struct
@@ -204,7 +208,7 @@ const char sl_redis_script[] =
 	"  res[1] = used < n and n - used or 0\n"
 	"  if c == 0 then return 0, res end\n"
 	"  if c > n or used > n - c then\n"
-	"    if c <= n then res[3] = E9 end\n"
+	"    if c <= n then res[3] = math.min(E9, res[2]) end\n"
 	"    return 2, res\n"
 	"  end\n"
 	"  local xs, xns = tadd(now_s, now_ns, sp[3])\n"
@@ -353,4 +357,73 @@ void sl_redis_script_sha1(char out[41])
 	for (unsigned i = 0; i < 20 && i < len; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	out[40] = '\0';
+}
+
+void sl_redis_fill_limits(struct sl_check *ck)
+{
+	switch (ck->spec->algo) {
+	case SL_ALGO_RATE:
+	case SL_ALGO_QUOTA:
+	case SL_ALGO_SLIDING:
+	case SL_ALGO_CONCURRENCY:
+		ck->res.limit = ck->spec->n;
+		break;
+	case SL_ALGO_UNLIMITED:
+		ck->res.limit = SL_UNLIMITED;
+		ck->res.remaining = SL_UNLIMITED;
+		break;
+	default:
+		ck->res.limit = 0;
+		ck->res.remaining = 0;
+		break;
+	}
+}
+
+/* Bounds of what the script can send: times are Redis TIME (s, us * 1000)
+ * and the durations it computes are never negative. */
+#define MAX_TIME_S (INT64_MAX / SL_NS_PER_SEC - 1) /* s: time in ns fits int64 */
+
+int sl_redis_script_result(const redisReply *r, struct sl_check *checks, size_t m,
+                           struct sl_redis_result *out)
+{
+	long long hdr[SL_REDIS_HDR_FIELDS];
+
+	if (r->type != REDIS_REPLY_ARRAY ||
+	    r->elements != SL_REDIS_HDR_FIELDS + m * SL_REDIS_ITEM_FIELDS)
+		return SL_EPROTO;
+	for (size_t k = 0; k < r->elements; k++)
+		if (r->element[k]->type != REDIS_REPLY_INTEGER)
+			return SL_EPROTO;
+	for (int k = 0; k < SL_REDIS_HDR_FIELDS; k++)
+		hdr[k] = r->element[k]->integer;
+	/* A deny names one of the call's checks; a time makes an int64 of ns. */
+	if (hdr[0] < 0 || hdr[0] > 2 || (hdr[0] == 2 && (hdr[1] < 0 || (uint64_t)hdr[1] >= m)) ||
+	    hdr[2] < 0 || hdr[2] > MAX_TIME_S || hdr[3] < 0 || hdr[3] >= SL_NS_PER_SEC)
+		return SL_EPROTO;
+	out->delay = 0;
+	for (size_t i = 0; i < m; i++) {
+		struct sl_check *ck = &checks[i];
+		redisReply **v = r->element + SL_REDIS_HDR_FIELDS + i * SL_REDIS_ITEM_FIELDS;
+
+		for (int k = 0; k < SL_REDIS_ITEM_FIELDS; k++)
+			if (v[k]->integer < 0)
+				return SL_EPROTO;
+		if (v[0]->integer > SL_REJECTED)
+			return SL_EPROTO;
+		ck->res.outcome = (uint8_t)v[0]->integer;
+		ck->res.remaining = (uint64_t)v[1]->integer;
+		ck->res.reset_after = v[2]->integer;
+		ck->res.retry_after = v[3]->integer;
+		ck->res.delay = v[4]->integer;
+		ck->res.window = v[5]->integer;
+		sl_redis_fill_limits(ck);
+		if (ck->res.delay > out->delay)
+			out->delay = ck->res.delay;
+	}
+	out->status = hdr[0];
+	out->denied = hdr[0] == 2 ? (size_t)hdr[1] : m;
+	out->t_s = hdr[2];
+	out->t_ns = hdr[3];
+	out->time = (int64_t)hdr[2] * SL_NS_PER_SEC + hdr[3];
+	return 0;
 }

@@ -86,3 +86,46 @@ def test_queued_decision_answers_after_the_delay(sluice):
     assert codes == [200, 200, 200, 429]  # burst 1 + queue 2, then rejected
     waits = sorted(w for c, w in results if c == 200)
     assert waits[0] < 0.5 and waits[2] > 1.5  # the queued ones waited ~1 s and ~2 s
+
+
+CONCURRENCY = """
+listeners:
+  - {{ name: auth, listen: "127.0.0.1:{check}", mode: check }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+limits:
+  - {{ name: inflight, key: ip, concurrency: 1, lease: 2s }}
+"""
+
+
+def test_concurrency_retry_after_is_the_lease_lapse(sluice):
+    """The check listener never sees the response, so nothing releases the
+    slot: it frees when its lease lapses (2 s after the acquire), and the
+    429 says so instead of the proxy's 1 s."""
+    d = sluice(CONCURRENCY)
+    h = {"X-Original-Method": "GET", "X-Original-URI": "/x"}
+    t0 = time.monotonic()
+    assert check(d, h).status_code == 200
+    r = check(d, h)
+    left = 2.0 - (time.monotonic() - t0)  # seconds of the lease still to run
+    assert r.status_code == 429
+    retry = int(r.headers["Retry-After"])
+    assert left <= retry <= left + 1.0, (retry, left)  # whole seconds, rounded up
+    time.sleep(retry)
+    assert check(d, h).status_code == 200
+
+
+def test_validate_warns_about_check_only_concurrency(tmp_path):
+    """`sluice validate` says where a concurrency limit is reached only
+    through check listeners, as file:line:col: warning:, and still exits 0."""
+    import subprocess
+
+    from conftest import SLUICE
+
+    cfg = tmp_path / "sluice.yaml"
+    cfg.write_text(CONCURRENCY.format(check=18081, admin=19901))  # line 1 is empty
+    r = subprocess.run([SLUICE, "validate", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "%s: ok" % cfg
+    warn = "%s:6:5: warning: concurrency limit 'inflight' is reached only through check" % cfg
+    assert r.stderr.startswith(warn), r.stderr

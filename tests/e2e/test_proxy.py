@@ -89,6 +89,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n" % k + block[:k] + b"\r\n")
                 left -= k
             self.wfile.write(b"0\r\n\r\n")
+        elif path.startswith("/not-modified"):
+            # RFC 9110 8.6: a 304 may carry the representation's length
+            self.send_response(304)
+            self.send_header("ETag", '"v1"')
+            self.send_header("Content-Length", "1234")
+            self.end_headers()
         elif path.startswith("/slow") or path.startswith("/hold/"):
             time.sleep(float(path.split("=")[1]))
             self.send(200, b'{"slow":true}')
@@ -186,6 +192,24 @@ def test_upstream_connections_are_kept_alive(sluice):
             for _ in range(5):
                 ports.add(s.get(d.url("gateway", "/info"), timeout=T).json()["port"])
         assert len(ports) == 1  # one pooled upstream connection served all five
+    finally:
+        up.close()
+
+
+def test_304_with_content_length_has_no_body(sluice):
+    """A 304 ends at its head whatever its Content-Length says (the parser
+    used to wait for 1234 body bytes that never come, then cut the
+    response), and the connections go on being used."""
+    d = sluice(UPSTREAM.replace("workers: 2", "workers: 1"))
+    up = Upstream(d.ports["upstream"])
+    try:
+        with requests.Session() as s:
+            for _ in range(2):
+                t0 = time.monotonic()
+                r = s.get(d.url("gateway", "/not-modified"), timeout=T)
+                assert r.status_code == 304 and r.headers["ETag"] == '"v1"'
+                assert time.monotonic() - t0 < 0.5
+                assert s.get(d.url("gateway", "/info"), timeout=T).status_code == 200
     finally:
         up.close()
 

@@ -404,7 +404,11 @@ static void concurrency_once(void)
 				st = next;
 			} else {
 				PROP(o == SL_REJECTED);
-				PROP(r.retry_after == (c > n ? 0 : S));
+				/* 1 s, never past the lapse of the leases */
+				PROP(c > n || r.reset_after == lapse - now);
+				PROP(r.retry_after == (c > n             ? 0
+				                       : lapse - now < S ? lapse - now
+				                                         : S));
 			}
 			PROP(held <= n);
 			PROP(r.remaining == n - held);

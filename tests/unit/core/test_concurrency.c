@@ -1,4 +1,5 @@
-/* concurrency slots: acquire up to N, the N+1-th waits 1 s, release never
+/* concurrency slots: acquire up to N, the N+1-th waits 1 s (never past the
+ * lease lapse), release never
  * goes below zero, leases lapse exactly at last acquire + ttl, a clock
  * step back cannot shorten a lease, and costs above N never fit. */
 #include <stdarg.h>
@@ -110,6 +111,30 @@ static void concurrency_rejects_cost_above_slots_with_no_retry(void **state)
 	assert_int_equal(r.remaining, 0);
 }
 
+/* The 1 s guess is for slots a response frees; the lapse frees them all,
+ * so a retry is never advised past it. reset_after is that lapse: what a
+ * caller that never releases (the check listener) must wait. */
+static void concurrency_retry_never_later_than_the_lease_lapse(void **state)
+{
+	struct sl_limit_spec s;
+	struct sl_state st = {0, 0}, next;
+	struct sl_result r;
+
+	(void)state;
+	assert_int_equal(sl_spec_concurrency(&s, 2, TTL), SL_OK);
+	assert_int_equal(sl_algo_eval(&s, &st, T0, 2, &next, &r), SL_ALLOWED);
+	st = next;
+	assert_int_equal(sl_algo_eval(&s, &st, T0 + 10 * S, 1, &next, &r), SL_REJECTED);
+	assert_int_equal(r.retry_after, S);
+	assert_int_equal(r.reset_after, TTL - 10 * S);
+	assert_int_equal(sl_algo_eval(&s, &st, T0 + TTL - S / 4, 1, &next, &r), SL_REJECTED);
+	assert_int_equal(r.retry_after, S / 4);
+	assert_int_equal(r.reset_after, S / 4);
+	assert_int_equal(sl_algo_eval(&s, &st, T0 + TTL - 1, 1, &next, &r), SL_REJECTED);
+	assert_int_equal(r.retry_after, 1);
+	assert_int_equal(sl_algo_eval(&s, &st, T0 + TTL, 1, &next, &r), SL_ALLOWED);
+}
+
 static void concurrency_spec_refuses_bad_input(void **state)
 {
 	struct sl_limit_spec s;
@@ -131,6 +156,7 @@ int main(void)
 	        cmocka_unit_test(concurrency_clock_step_back_keeps_the_lease),
 	        cmocka_unit_test(concurrency_release_never_goes_below_zero),
 	        cmocka_unit_test(concurrency_rejects_cost_above_slots_with_no_retry),
+	        cmocka_unit_test(concurrency_retry_never_later_than_the_lease_lapse),
 	        cmocka_unit_test(concurrency_spec_refuses_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

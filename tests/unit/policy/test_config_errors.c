@@ -279,6 +279,87 @@ static void diag_list_is_bounded(void **state)
 	assert_non_null(strstr(fixture_diag.msg[SL_DIAG_MAX - 1], "too many errors"));
 }
 
+/* A check listener never sees the response, so concurrency slots taken
+ * through one are never released: validate says so at each such limit,
+ * as a warning that does not fail the load. */
+static const char check_only[] = "listeners:\n"
+                                 "  - { name: auth, listen: \"127.0.0.1:18081\", mode: check }\n"
+                                 "plans: { free: {}, pro: {} }\n"
+                                 "identify: { key: { required: false } }\n"
+                                 "limits:\n"
+                                 "  - { name: ip, key: ip, rate: 10/min }\n"
+                                 "  - { name: inflight, key: ip, concurrency: 2, lease: 2s }\n"
+                                 "  - { name: perplan, key: key, concurrency: { pro: 3 } }\n"
+                                 "routes:\n"
+                                 "  - name: up\n"
+                                 "    match: { path: /upload }\n"
+                                 "    limits: [ { name: uploads, key: ip, concurrency: 1 } ]\n";
+
+static void check_only_concurrency_is_a_warning_at_the_limit(void **state)
+{
+	static const char *const names[] = {"{ name: inflight", "{ name: perplan",
+	                                    "{ name: uploads"};
+	struct sl_policy *p = NULL;
+
+	(void)state;
+	if (load_text(check_only, &p) != 0)
+		dump_diag();
+	assert_non_null(p);
+	assert_int_equal(fixture_diag.n, 3);
+	assert_int_equal(fixture_diag.nwarn, 3);
+	for (size_t i = 0; i < 3; i++) {
+		size_t line, col;
+		pos_of(check_only, names[i], 1, &line, &col);
+		if (find_diag(line, col, "warning: concurrency limit '") != (int)i) {
+			fprintf(stderr, "missing %zu:%zu: %s\n", line, col, names[i]);
+			dump_diag();
+		}
+		assert_int_equal(find_diag(line, col, "warning: concurrency limit '"), (int)i);
+		assert_non_null(strstr(fixture_diag.msg[i], "only through check listeners"));
+	}
+	sl_policy_unref(p);
+}
+
+static void concurrency_with_a_proxy_listener_is_no_warning(void **state)
+{
+	char yaml[sizeof(check_only) + 128];
+	struct sl_policy *p = NULL;
+
+	(void)state;
+	snprintf(yaml, sizeof(yaml), "%s",
+	         "listeners:\n"
+	         "  - { name: gw, listen: \"127.0.0.1:18080\", mode: proxy, upstream: static }\n");
+	snprintf(yaml + strlen(yaml), sizeof(yaml) - strlen(yaml), "%s",
+	         strstr(check_only, "  - { name: auth"));
+	assert_int_equal(load_text(yaml, &p), 0);
+	assert_int_equal(fixture_diag.n, 0);
+	assert_int_equal(fixture_diag.nwarn, 0);
+	sl_policy_unref(p);
+}
+
+/* With errors the warnings are listed too, all in file order. */
+static void warnings_sort_among_errors(void **state)
+{
+	static const char yaml[] = "listeners:\n"
+	                           "  - { name: auth, listen: \"127.0.0.1:18081\", mode: check }\n"
+	                           "limits:\n"
+	                           "  - { name: inflight, key: ip, concurrency: 2 }\n"
+	                           "  - { name: bad, key: ip, rate: 5/fortnight }\n";
+	struct sl_policy *p = NULL;
+	size_t line, col;
+
+	(void)state;
+	assert_int_equal(load_text(yaml, &p), SL_ECONFIG);
+	assert_null(p);
+	assert_int_equal(fixture_diag.n, 2);
+	assert_int_equal(fixture_diag.nwarn, 1);
+	pos_of(yaml, "{ name: inflight", 1, &line, &col);
+	assert_int_equal(find_diag(line, col, "warning: concurrency limit 'inflight'"), 0);
+	pos_of(yaml, "5/fortnight", 1, &line, &col);
+	assert_int_equal(find_diag(line, col, "bad rate"), 1);
+	assert_null(strstr(fixture_diag.msg[1], "warning:"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +368,9 @@ int main(void)
 	        cmocka_unit_test(every_error_of_a_file_is_reported_in_order),
 	        cmocka_unit_test(missing_file_is_an_error),
 	        cmocka_unit_test(diag_list_is_bounded),
+	        cmocka_unit_test(check_only_concurrency_is_a_warning_at_the_limit),
+	        cmocka_unit_test(concurrency_with_a_proxy_listener_is_no_warning),
+	        cmocka_unit_test(warnings_sort_among_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

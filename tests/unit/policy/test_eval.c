@@ -478,6 +478,54 @@ static void release_keeps_only_concurrency_slots(void **state)
 	assert_int_equal(EV.batch.n, 0);
 }
 
+/* Nobody releases a check listener's slots: its 429 waits for the lease
+ * lapse (reset_after), not the 1 s guess made for proxied responses. */
+static void unreleased_concurrency_denial_retries_at_the_lease_lapse(void **state)
+{
+	struct freq q;
+	struct sl_limit_spec conc = {
+	        .algo = SL_ALGO_CONCURRENCY, .n = 1, .period = 2 * SL_NS_PER_SEC};
+	const int64_t lapse = 1700 * 1000000LL; /* ns: the state expires in 1.7 s */
+
+	fx_init(&F);
+	F.limits[1].spec = conc;
+	freq_init(&q, "GET", "/x", NULL);
+	freq_header(&q, "X-Api-Key", "sk_bob");
+	freq_peer(&q, "203.0.113.7");
+	for (int unreleased = 0; unreleased < 2; unreleased++) {
+		q.r.unreleased = unreleased;
+		begin(&q);
+		assert_int_equal(EV.unreleased, unreleased);
+		allow_all();
+		EV.checks[1].res = (struct sl_result){.outcome = SL_REJECTED,
+		                                      .limit = 1,
+		                                      .reset_after = lapse,
+		                                      .retry_after = SL_NS_PER_SEC};
+		EV.batch.status = SL_DENY;
+		EV.batch.denied = 1;
+		assert_int_equal(sl_eval_finish(&EV), 429);
+		assert_int_equal(EV.checks[1].res.retry_after, unreleased ? lapse : SL_NS_PER_SEC);
+	}
+	/* a cost that never fits stays "no retry"; other algorithms untouched */
+	begin(&q);
+	allow_all();
+	EV.checks[1].res =
+	        (struct sl_result){.outcome = SL_REJECTED, .limit = 1, .reset_after = lapse};
+	EV.batch.status = SL_DENY;
+	EV.batch.denied = 1;
+	sl_eval_finish(&EV);
+	assert_int_equal(EV.checks[1].res.retry_after, 0);
+	begin(&q);
+	allow_all();
+	EV.checks[0].res.outcome = SL_REJECTED;
+	EV.checks[0].res.retry_after = 5;
+	EV.checks[0].res.reset_after = 60 * SL_NS_PER_SEC;
+	EV.batch.status = SL_DENY;
+	EV.batch.denied = 0;
+	sl_eval_finish(&EV);
+	assert_int_equal(EV.checks[0].res.retry_after, 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +547,7 @@ int main(void)
 	        cmocka_unit_test(store_failure_follows_on_error),
 	        cmocka_unit_test(no_checks_is_200),
 	        cmocka_unit_test(release_keeps_only_concurrency_slots),
+	        cmocka_unit_test(unreleased_concurrency_denial_retries_at_the_lease_lapse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

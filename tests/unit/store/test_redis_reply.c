@@ -1,0 +1,205 @@
+/* The Redis store's reply interpretation without a server: RESP bytes made
+ * into replies by hiredis's own reader, then through sl_redis_script_result
+ * (the decision script's reply) and sl_redis_slot_map (CLUSTER SLOTS). A
+ * reply the script cannot send is a protocol error, never an index outside
+ * the batch or an overflow; a slot map is built in bounded time and names
+ * only usable nodes. Regressions found by tests/fuzz/fuzz_redis_reply.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+#include <sluice/algo.h>
+#include <sluice/error.h>
+#include <sluice/batch-t.h>
+#include "store/redis_int.h"
+
+/* The one reply in resp (parsed by hiredis), or NULL. */
+static redisReply *parse(const char *resp)
+{
+	redisReader *rd = redisReaderCreate();
+	void *r = NULL;
+
+	assert_non_null(rd);
+	assert_int_equal(redisReaderFeed(rd, resp, strlen(resp)), REDIS_OK);
+	assert_int_equal(redisReaderGetReply(rd, &r), REDIS_OK);
+	redisReaderFree(rd);
+	return r;
+}
+
+/* A script reply of 4 header integers and two checks of 6. */
+static redisReply *script(long long status, long long denied, long long ts, long long tns,
+                          long long outcome1)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf),
+	         "*16\r\n:%lld\r\n:%lld\r\n:%lld\r\n:%lld\r\n"
+	         ":0\r\n:4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
+	         ":%lld\r\n:0\r\n:30000000000\r\n:1000000000\r\n:0\r\n:0\r\n",
+	         status, denied, ts, tns, outcome1);
+	return parse(buf);
+}
+
+static struct sl_limit_spec specs[2];
+static struct sl_check checks[2];
+
+static int setup(void **state)
+{
+	(void)state;
+	assert_int_equal(sl_spec_rate(&specs[0], 10, SL_NS_PER_MIN, 0, 0), SL_OK);
+	assert_int_equal(sl_spec_concurrency(&specs[1], 2, 30 * SL_NS_PER_SEC), SL_OK);
+	memset(checks, 0, sizeof(checks));
+	checks[0].spec = &specs[0];
+	checks[1].spec = &specs[1];
+	return 0;
+}
+
+static void script_result_reads_a_denial(void **state)
+{
+	struct sl_redis_result res;
+	redisReply *r = script(2, 1, 1700000000, 5, SL_REJECTED);
+
+	(void)state;
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), 0);
+	assert_int_equal(res.status, 2);
+	assert_int_equal(res.denied, 1);
+	assert_int_equal(res.time, 1700000000LL * SL_NS_PER_SEC + 5);
+	assert_int_equal(checks[0].res.remaining, 4);
+	assert_int_equal(checks[0].res.limit, 10);
+	assert_int_equal(checks[1].res.outcome, SL_REJECTED);
+	assert_int_equal(checks[1].res.retry_after, SL_NS_PER_SEC);
+	assert_int_equal(checks[1].res.limit, 2);
+	freeReplyObject(r);
+}
+
+/* on_result indexed the batch with it: checks[first + denied]. */
+static void script_result_refuses_a_denial_outside_the_call(void **state)
+{
+	struct sl_redis_result res;
+	redisReply *r;
+
+	(void)state;
+	r = script(2, 2, 1700000000, 0, SL_REJECTED);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = script(2, 4611686018427387904LL, 1700000000, 0, SL_REJECTED);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = script(2, -1, 1700000000, 0, SL_REJECTED);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = script(7, -1, 1700000000, 0, SL_ALLOWED); /* no such status */
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+}
+
+/* time s * 1e9 + ns was computed in int64: undefined behaviour. */
+static void script_result_refuses_a_time_beyond_int64(void **state)
+{
+	struct sl_redis_result res;
+	redisReply *r;
+
+	(void)state;
+	r = script(0, -1, 9700000000LL, 0, SL_ALLOWED);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = script(0, -1, 1700000000, SL_NS_PER_SEC, SL_ALLOWED);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = script(0, -1, -1, 0, SL_ALLOWED);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+}
+
+static void script_result_refuses_values_no_evaluation_makes(void **state)
+{
+	struct sl_redis_result res;
+	redisReply *r = script(0, -1, 1700000000, 0, 3);
+
+	(void)state;
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = parse("*16\r\n:0\r\n:-1\r\n:1700000000\r\n:0\r\n"
+	          ":0\r\n:-4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
+	          ":0\r\n:0\r\n:30000000000\r\n:0\r\n:0\r\n:0\r\n");
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+}
+
+static unsigned node_count;
+
+static unsigned node_of(void *arg, const char *host, int port)
+{
+	(void)arg;
+	(void)host;
+	(void)port;
+	return node_count++;
+}
+
+static void slot_map_reads_three_masters(void **state)
+{
+	static uint8_t map[SL_REDIS_SLOTS];
+	redisReply *r = parse("*3\r\n"
+	                      "*3\r\n:0\r\n:5460\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n"
+	                      "*3\r\n:5461\r\n:10922\r\n*2\r\n$1\r\n?\r\n:7001\r\n"
+	                      "*3\r\n:10923\r\n:16383\r\n*2\r\n$0\r\n\r\n:7002\r\n");
+
+	(void)state;
+	node_count = 0;
+	assert_int_equal(sl_redis_slot_map(r, "127.0.0.1", node_of, NULL, map), SL_REDIS_SLOTS);
+	assert_int_equal(map[0], 0);
+	assert_int_equal(map[5461], 1);
+	assert_int_equal(map[16383], 2);
+	freeReplyObject(r);
+}
+
+/* The range loop started at the reply's first slot: from -2^63 it ran for
+ * 2^63 steps on the event loop. */
+static void slot_map_clamps_a_range_from_far_below_zero(void **state)
+{
+	static uint8_t map[SL_REDIS_SLOTS];
+	redisReply *r = parse("*1\r\n*3\r\n:-9223372036854775808\r\n:99\r\n"
+	                      "*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n");
+
+	(void)state;
+	node_count = 0;
+	assert_int_equal(sl_redis_slot_map(r, "127.0.0.1", node_of, NULL, map), 100);
+	assert_int_equal(map[99], 0);
+	assert_int_equal(map[100], SL_REDIS_NO_NODE);
+	freeReplyObject(r);
+}
+
+/* The port went through (int) into the node table: 2^32 + 7000 was 7000,
+ * 872197001 and -1 became nodes nothing can connect to. */
+static void slot_map_skips_ports_out_of_range(void **state)
+{
+	static uint8_t map[SL_REDIS_SLOTS];
+	redisReply *r = parse("*3\r\n"
+	                      "*3\r\n:0\r\n:10\r\n*2\r\n$9\r\n127.0.0.1\r\n:4294974296\r\n"
+	                      "*3\r\n:11\r\n:20\r\n*2\r\n$9\r\n127.0.0.1\r\n:-1\r\n"
+	                      "*3\r\n:21\r\n:30\r\n*2\r\n$9\r\n127.0.0.1\r\n:0\r\n");
+
+	(void)state;
+	node_count = 0;
+	assert_int_equal(sl_redis_slot_map(r, "127.0.0.1", node_of, NULL, map), 0);
+	assert_int_equal(node_count, 0);
+	freeReplyObject(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup(script_result_reads_a_denial, setup),
+	        cmocka_unit_test_setup(script_result_refuses_a_denial_outside_the_call, setup),
+	        cmocka_unit_test_setup(script_result_refuses_a_time_beyond_int64, setup),
+	        cmocka_unit_test_setup(script_result_refuses_values_no_evaluation_makes, setup),
+	        cmocka_unit_test(slot_map_reads_three_masters),
+	        cmocka_unit_test(slot_map_clamps_a_range_from_far_below_zero),
+	        cmocka_unit_test(slot_map_skips_ports_out_of_range),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
