@@ -397,11 +397,20 @@ static void up_process(struct sl_upconn *up)
 			break;
 		if (up->hp.state == SL_HTTP_IDLE)
 			up->head_start = up->rpos;
+		bool in_head = up->hp.state != SL_HTTP_IN_BODY;
 		ev = sl_http_parse(&up->hp, p, up->rlen - up->rpos, &used);
 		up->rpos += used;
 		if (ev == SL_HTTP_ERR) {
 			up_fail(up, 502);
 			return;
+		}
+		if (in_head && ev != SL_HTTP_HEAD) {
+			/* Part of a head that the next read completes: it stays in
+			 * rbuf for the head's views, and is never forwarded raw
+			 * (it went to the client ahead of the composed head). */
+			if (used)
+				continue;
+			break;
 		}
 		if (ev == SL_HTTP_HEAD) {
 			if (up->hp.msg.status / 100 == 1) {
@@ -431,6 +440,14 @@ static void up_process(struct sl_upconn *up)
 		if (used)
 			continue;
 		break;
+	}
+	if (up->c && up->hp.state == SL_HTTP_IN_HEAD && up->head_start == 0 &&
+	    up->rlen == up->rcap) {
+		/* A response head as large as the whole buffer: no read can
+		 * complete it (reading stops on a full buffer), so it would
+		 * only stall until upstream_timeout. */
+		up_fail(up, 502);
+		return;
 	}
 	if (up->c || up->state == SL_UP_IDLE)
 		up_read_update(up);
