@@ -154,10 +154,19 @@ enum sl_store_kind {
 	SL_STORE_REDIS,
 };
 
+/* store.on_full: a new key meets a memory store whose eviction candidates
+ * all hold usage (docs/store-memory.md). */
+enum sl_on_full {
+	SL_ON_FULL_EVICT = 0, /* evict the one whose loss admits the least */
+	SL_ON_FULL_DENY_NEW,  /* reject the new key's decision */
+	SL_ON_FULL_ALLOW_NEW, /* admit it without keeping its state */
+};
+
 struct sl_store_conf {
 	uint8_t type;       /* enum sl_store_kind */
 	uint64_t memory;    /* bytes, memory store cap (default 64 MiB) */
 	char *snapshot;     /* path or NULL */
+	uint8_t on_full;    /* enum sl_on_full, memory only (default evict) */
 	char *url;          /* redis://host:port */
 	bool cluster;
 	bool on_error_deny; /* on_error: deny (default allow) */
