@@ -27,6 +27,7 @@
 #define SL_PROBE_MAX         64 /* slots: longest probe path; > SL_TABLE_MAX_KEYS */
 #define SL_VICTIM_WIN        8  /* slots: eviction candidates looked at per insert */
 #define SL_TAILS             4  /* run tails compared when one must be emptied */
+#define SL_SAMPLE_MIN        4  /* candidates needed to evict a state that matters */
 #define SL_LOAD_NUM          3  /* a shard evicts rather than fill an empty slot */
 #define SL_LOAD_DEN          4  /*   once used >= cap * NUM / DEN */
 #define SL_SHARD_MIN         64 /* slots: smallest shard */
@@ -322,6 +323,7 @@ struct pick {
 	struct slot *s;  /* NULL: none yet */
 	uint64_t loss;   /* units << 8 */
 	int64_t free_at; /* ns: earliest time any candidate stops mattering */
+	unsigned n;      /* candidates seen */
 };
 
 /* Consider `s`: least loss first, then the state expiring soonest. */
@@ -330,6 +332,7 @@ static inline void pick_add(struct pick *pk, struct slot *s, int64_t now)
 	uint64_t l = slot_loss(s, now);
 	int64_t f = slot_free_at(s);
 
+	pk->n++;
 	if (f < pk->free_at)
 		pk->free_at = f;
 	if (!pk->s || l < pk->loss || (l == pk->loss && s->st.expires < pk->s->st.expires)) {
@@ -354,20 +357,14 @@ static void count_eviction(struct sl_table *t, struct shard *sh, const struct sl
 		atomic_fetch_add_explicit(&c->evicted_idle, 1, memory_order_relaxed);
 }
 
-/* The shard is at its load bound and an insert must take an empty slot
- * (its home is empty, or every slot of its chain is pinned): empty the tail
- * of a nearby run instead (a slot whose successor is empty, so no probe
- * path crosses it), the one with the least loss among the first SL_TAILS
- * tails from `start` on, within SL_PROBE_MAX slots. `keep` and pinned
- * slots are spared; a tail that matters (loss >= 1 unit) is emptied only
- * when `matter` is true, else *free_at gets when the best one stops
- * mattering. Without this, occupancy would creep up with every insert
- * whose home is empty. Returns 1 if a slot was emptied, 0 if no tail was
- * in reach, -1 if every tail matters and `matter` is false. */
-static int drop_tail(struct sl_table *t, struct shard *sh, uint64_t start, int64_t now,
-                     const struct pins *p, const struct slot *keep, bool matter, int64_t *free_at)
+/* The best run tail near `start`: the one with the least loss among the
+ * first SL_TAILS tails from `start` on, within SL_PROBE_MAX slots (a tail
+ * is a slot whose successor is empty, so no probe path crosses it and
+ * emptying it hides no key). `keep` and pinned slots are spared. */
+static struct pick find_tail(struct shard *sh, uint64_t start, int64_t now, const struct pins *p,
+                             const struct slot *keep)
 {
-	struct pick pk = {NULL, 0, INT64_MAX};
+	struct pick pk = {NULL, 0, INT64_MAX, 0};
 	uint64_t i = start, probes = sh->cap < SL_PROBE_MAX ? sh->cap : SL_PROBE_MAX;
 	unsigned tails = 0;
 
@@ -380,17 +377,15 @@ static int drop_tail(struct sl_table *t, struct shard *sh, uint64_t start, int64
 		}
 		i = j;
 	}
-	if (!pk.s)
-		return 0;
-	if (pk.loss >= SL_LOSS_UNIT && !matter) {
-		if (free_at && pk.free_at < *free_at)
-			*free_at = pk.free_at;
-		return -1;
-	}
-	count_eviction(t, sh, pk.s, pk.loss, now);
-	memset(pk.s, 0, sizeof(*pk.s));
+	return pk;
+}
+
+/* Empty the tail `pk` found, counting its eviction. */
+static void drop(struct sl_table *t, struct shard *sh, const struct pick *pk, int64_t now)
+{
+	count_eviction(t, sh, pk->s, pk->loss, now);
+	memset(pk->s, 0, sizeof(*pk->s));
 	sh->used--;
-	return 1;
 }
 
 static inline struct slot *claim(struct slot *s, struct sl_key128 k)
@@ -444,7 +439,7 @@ static struct slot *resolve(struct sl_table *t, struct shard *sh, struct sl_key1
 	}
 	/* At the bound (or a path of SL_PROBE_MAX without an empty slot):
 	 * the first SL_VICTIM_WIN unpinned slots of the path are candidates. */
-	struct pick pk = {NULL, 0, INT64_MAX};
+	struct pick pk = {NULL, 0, INT64_MAX, 0};
 	unsigned cands = 0;
 	i = home;
 	for (uint64_t m = 0; m < n && cands < SL_VICTIM_WIN; m++, i = next_idx(sh, i)) {
@@ -454,39 +449,54 @@ static struct slot *resolve(struct sl_table *t, struct shard *sh, struct sl_key1
 			pick_add(&pk, s, now);
 		}
 	}
-	uint64_t back = empty_idx == 0 ? sh->cap - 1 : empty_idx - 1; /* the run before `empty` */
-	if (pk.s && pk.loss >= SL_LOSS_UNIT && empty) {
-		/* Every candidate matters: a nearby tail that does not is cheaper. */
-		int r = drop_tail(t, sh, back, now, p, NULL, false, NULL);
-		if (r > 0) {
-			sh->used++;
-			return claim(empty, k);
-		}
-	}
-	if (pk.s) {
-		if (pk.loss >= SL_LOSS_UNIT && keep) {
-			if (pk.free_at < adm->retry_at)
-				adm->retry_at = pk.free_at;
+	/* With an empty slot ending the path, the tails of nearby runs are
+	 * candidates too: emptying one and taking `empty` keeps the bound, and
+	 * a short path alone would offer too few candidates. */
+	struct pick tl = {NULL, 0, INT64_MAX, 0};
+	if (empty)
+		tl = find_tail(sh, empty_idx == 0 ? sh->cap - 1 : empty_idx - 1, now, p, NULL);
+	bool use_tail = tl.s && (!pk.s || tl.loss < pk.loss ||
+	                         (tl.loss == pk.loss && tl.s->st.expires < pk.s->st.expires));
+	const struct pick *best = use_tail ? &tl : &pk;
+	if (!best->s) {
+		if (!empty)
 			return NULL;
-		}
-		count_eviction(t, sh, pk.s, pk.loss, now);
-		/* Pay back an earlier overshoot of the load bound. */
-		if (sh->used > sh->max_used)
-			drop_tail(t, sh, home, now, p, pk.s, !keep, NULL);
-		return claim(pk.s, k);
+		sh->used++; /* no candidate at all: overshoot, paid back later */
+		return claim(empty, k);
 	}
-	if (empty) {
-		/* Start one slot back: the run before `empty` ends there. */
-		int64_t f = INT64_MAX;
-		if (drop_tail(t, sh, back, now, p, NULL, !keep, &f) < 0) {
-			if (f < adm->retry_at)
-				adm->retry_at = f;
-			return NULL;
-		}
+	if (best->loss >= SL_LOSS_UNIT && empty && pk.n + tl.n < SL_SAMPLE_MIN) {
+		/* Too few candidates to judge (a sparse stretch of the shard):
+		 * overshoot the soft bound by one slot rather than drop a state
+		 * that matters; a later eviction in place pays it back. */
 		sh->used++;
 		return claim(empty, k);
 	}
-	return NULL;
+	if (best->loss >= SL_LOSS_UNIT && keep) {
+		int64_t f = pk.free_at < tl.free_at ? pk.free_at : tl.free_at;
+		if (f < adm->retry_at)
+			adm->retry_at = f;
+		return NULL;
+	}
+	if (use_tail && tl.s == &sh->slots[empty_idx == 0 ? sh->cap - 1 : empty_idx - 1] && n > 0) {
+		/* The tail ends k's own path: emptying it would hide `empty`
+		 * from k's lookups, so it is the victim in place instead. */
+		use_tail = false;
+		pk = tl;
+	}
+	if (use_tail) {
+		drop(t, sh, &tl, now);
+		sh->used++;
+		return claim(empty, k);
+	}
+	count_eviction(t, sh, pk.s, pk.loss, now);
+	if (sh->used > sh->max_used) {
+		/* Pay back an earlier overshoot of the load bound (under keep,
+		 * only with a tail that does not matter). */
+		struct pick back = find_tail(sh, home, now, p, pk.s);
+		if (back.s && (back.loss < SL_LOSS_UNIT || !keep))
+			drop(t, sh, &back, now);
+	}
+	return claim(pk.s, k);
 }
 
 /* Read-only lookup in `sh` (locked): the slot of `k`, or NULL. */
