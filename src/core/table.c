@@ -24,13 +24,14 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define SL_PROBE_MAX         64 /* slots: longest probe path; > SL_TABLE_MAX_KEYS */
-#define SL_VICTIM_WIN        8  /* slots: eviction candidates looked at per insert */
-#define SL_TAILS             4  /* run tails compared when one must be emptied */
-#define SL_SAMPLE_MIN        4  /* candidates needed to evict a state that matters */
-#define SL_LOAD_NUM          3  /* a shard evicts rather than fill an empty slot */
-#define SL_LOAD_DEN          4  /*   once used >= cap * NUM / DEN */
-#define SL_SHARD_MIN         64 /* slots: smallest shard */
+#define SL_PROBE_MAX         64  /* slots: longest probe path; > SL_TABLE_MAX_KEYS */
+#define SL_VICTIM_WIN        8   /* slots: eviction candidates looked at per insert */
+#define SL_TAILS             4   /* run tails compared when one must be emptied */
+#define SL_SAMPLE_MIN        4   /* candidates needed to evict a state that matters */
+#define SL_OVER_DEN          256 /* a shard overshoots its bound by at most cap / this */
+#define SL_LOAD_NUM          3   /* a shard evicts rather than fill an empty slot */
+#define SL_LOAD_DEN          4   /*   once used >= cap * NUM / DEN */
+#define SL_SHARD_MIN         64  /* slots: smallest shard */
 #define SL_SHARDS_LOG2_MAX   16
 #define SL_SPIN_BEFORE_YIELD 128 /* busy polls of a held lock before sched_yield */
 #define SL_CACHE_LINE        64  /* bytes */
@@ -464,10 +465,12 @@ static struct slot *resolve(struct sl_table *t, struct shard *sh, struct sl_key1
 		sh->used++; /* no candidate at all: overshoot, paid back later */
 		return claim(empty, k);
 	}
-	if (best->loss >= SL_LOSS_UNIT && empty && pk.n + tl.n < SL_SAMPLE_MIN) {
+	if (best->loss >= SL_LOSS_UNIT && empty && pk.n + tl.n < SL_SAMPLE_MIN &&
+	    sh->used < sh->max_used + sh->cap / SL_OVER_DEN) {
 		/* Too few candidates to judge (a sparse stretch of the shard):
 		 * overshoot the soft bound by one slot rather than drop a state
-		 * that matters; a later eviction in place pays it back. */
+		 * that matters; a later eviction in place pays it back. The
+		 * overshoot is capped, or long runs (few tails) would feed it. */
 		sh->used++;
 		return claim(empty, k);
 	}
@@ -490,10 +493,13 @@ static struct slot *resolve(struct sl_table *t, struct shard *sh, struct sl_key1
 	}
 	count_eviction(t, sh, pk.s, pk.loss, now);
 	if (sh->used > sh->max_used) {
-		/* Pay back an earlier overshoot of the load bound (under keep,
-		 * only with a tail that does not matter). */
+		/* Pay back an earlier overshoot of the load bound, with a tail
+		 * that does not matter or (evict) the least of enough tails, or
+		 * of any, once the overshoot reaches its cap. */
 		struct pick back = find_tail(sh, home, now, p, pk.s);
-		if (back.s && (back.loss < SL_LOSS_UNIT || !keep))
+		bool over = sh->used >= sh->max_used + sh->cap / SL_OVER_DEN;
+		if (back.s &&
+		    (back.loss < SL_LOSS_UNIT || (!keep && (back.n >= SL_SAMPLE_MIN || over))))
 			drop(t, sh, &back, now);
 	}
 	return claim(pk.s, k);
