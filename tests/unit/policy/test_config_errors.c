@@ -119,6 +119,10 @@ static const struct err_case cases[] = {
         {"store: { type: memory, url: \"redis://x:1\" }\n", "\"redis", 0,
          "store.url applies to type: redis only"},
         {"store: { type: etcd }\n", "etcd", 0, "unknown store.type 'etcd'"},
+        {"store: { type: memory, on_full: drop_old }\n", "drop_old", 0,
+         "store.on_full must be evict, deny_new or allow_new, not 'drop_old'"},
+        {"store: { type: redis, url: \"redis://h:1\", on_full: deny_new }\n", "deny_new", 0,
+         "store.on_full applies to type: memory only"},
         /* routes, responses */
         {"routes:\n  - { name: r, match: { path: \"/a/*/b\" } }\n", "\"/a/*/b\"", 0,
          "'*' is allowed only as a final"},
