@@ -49,6 +49,11 @@ struct slot {
 
 _Static_assert(sizeof(struct slot) == 32, "slot is 32 bytes");
 
+/* Per limit index: counted under a shard lock, read by stats (relaxed). */
+struct limit_counts {
+	_Atomic uint64_t evicted_usage, evicted_idle, unstored; /* states; keys */
+};
+
 struct shard {
 	atomic_uint lock; /* 0 free, 1 held */
 	uint32_t pad;
@@ -57,12 +62,8 @@ struct shard {
 	uint64_t used;      /* slots holding a key, expired ones included */
 	uint64_t evictions; /* live states overwritten or emptied */
 	struct slot *slots;
+	struct limit_counts *counts; /* the table's, per limit index */
 } __attribute__((aligned(SL_CACHE_LINE)));
-
-/* Per limit index: counted under a shard lock, read by stats (relaxed). */
-struct limit_counts {
-	_Atomic uint64_t evicted_usage, evicted_idle, unstored; /* states; keys */
-};
 
 struct sl_table {
 	struct shard *shards; /* 2^shards_log2, cache-line aligned */
@@ -147,12 +148,30 @@ static void shard_unlock(struct shard *sh)
 
 /* A key whose identity (all but the tag) is zero is stored as a fixed
  * other identity, keeping its tag: zero marks an empty slot. */
+static __attribute__((noinline, cold)) struct sl_key128 zero_key(uint64_t tag)
+{
+	struct sl_key128 z = {(SL_ZERO_KEY_LO & ~SL_TAG_MASK) | tag, SL_ZERO_KEY_HI};
+	return z;
+}
+
+/* The caller's key, read as two 8-byte loads: callers write the halves
+ * separately (the tag goes into lo), and gcc otherwise copies the struct
+ * with one 16-byte load, which cannot be forwarded from two stores (a
+ * stall of ~10 ns on every decision, measured with perf). */
+static inline struct sl_key128 load_key(const struct sl_key128 *p)
+{
+	struct sl_key128 k = {__atomic_load_n(&p->lo, __ATOMIC_RELAXED),
+	                      __atomic_load_n(&p->hi, __ATOMIC_RELAXED)};
+	return k;
+}
+
+/* Out of line and as a branch: a conditional update of both halves in
+ * place gets vectorised by gcc into a 16-byte load of a key the caller
+ * just wrote as two 8-byte halves, a store-forwarding stall. */
 static inline struct sl_key128 norm_key(struct sl_key128 k)
 {
-	if (((k.lo & ~SL_TAG_MASK) | k.hi) == 0) {
-		k.lo = (SL_ZERO_KEY_LO & ~SL_TAG_MASK) | (k.lo & SL_TAG_MASK);
-		k.hi = SL_ZERO_KEY_HI;
-	}
+	if (__builtin_expect(((k.lo & ~SL_TAG_MASK) | k.hi) == 0, 0))
+		return zero_key(k.lo & SL_TAG_MASK);
 	return k;
 }
 
@@ -236,6 +255,7 @@ int sl_table_create(struct sl_table **out, uint64_t max_bytes, unsigned shards_l
 		sh->cap = cap;
 		sh->max_used = cap * SL_LOAD_NUM / SL_LOAD_DEN;
 		sh->slots = (struct slot *)t->map + i * cap;
+		sh->counts = t->counts;
 	}
 	*out = t;
 	return 0;
@@ -344,10 +364,9 @@ static inline void pick_add(struct pick *pk, struct slot *s, int64_t now)
 
 /* Count the eviction of the live or dead state in `s` whose loss is
  * `loss`, under its limit index. */
-static void count_eviction(struct sl_table *t, struct shard *sh, const struct slot *s,
-                           uint64_t loss, int64_t now)
+static void count_eviction(struct shard *sh, const struct slot *s, uint64_t loss, int64_t now)
 {
-	struct limit_counts *c = &t->counts[tag_of(s) >> 8];
+	struct limit_counts *c = &sh->counts[tag_of(s) >> 8];
 
 	if (s->st.expires <= now)
 		return;
@@ -382,9 +401,9 @@ static struct pick find_tail(struct shard *sh, uint64_t start, int64_t now, cons
 }
 
 /* Empty the tail `pk` found, counting its eviction. */
-static void drop(struct sl_table *t, struct shard *sh, const struct pick *pk, int64_t now)
+static void drop(struct shard *sh, const struct pick *pk, int64_t now)
 {
-	count_eviction(t, sh, pk->s, pk->loss, now);
+	count_eviction(sh, pk->s, pk->loss, now);
 	memset(pk->s, 0, sizeof(*pk->s));
 	sh->used--;
 }
@@ -396,50 +415,25 @@ static inline struct slot *claim(struct slot *s, struct sl_key128 k)
 	return s;
 }
 
-/* Find or claim the slot of `k` in `sh` (locked). A found expired state and
- * a claimed slot read as all zero; a found key takes k's tag. An absent key
- * takes, in order: an expired slot of its path, the empty slot ending it
- * (below the load bound), a victim among the first SL_VICTIM_WIN slots of
- * the path with the least loss (a run tail when the path is empty). When
- * the least loss is >= 1 unit and adm->keep, nothing is evicted: returns
- * NULL and lowers adm->retry_at. Otherwise NULL only if every candidate is
- * pinned, which SL_PROBE_MAX > SL_TABLE_MAX_KEYS rules out. Bounded work:
- * SL_PROBE_MAX slots for the lookup, SL_VICTIM_WIN losses and one run-tail
- * search only for an absent key at the load bound. */
-static struct slot *resolve(struct sl_table *t, struct shard *sh, struct sl_key128 k, int64_t now,
-                            const struct pins *p, struct sl_table_admit *adm)
+/* The insert of absent key `k` into `sh` (locked) at its load bound, or
+ * with a path of SL_PROBE_MAX slots and no empty one: the path is the n
+ * slots from k's home, `empty` (at empty_idx) the empty slot ending it or
+ * NULL. Takes a victim: the candidate with the least loss among the first
+ * SL_VICTIM_WIN slots of the path and, with `empty`, the first SL_TAILS
+ * nearby run tails. When that loss is >= 1 unit and adm->keep, evicts
+ * nothing: returns NULL and lowers adm->retry_at. Otherwise NULL only if
+ * every candidate is pinned, which SL_PROBE_MAX > SL_TABLE_MAX_KEYS rules
+ * out. Out of line: the lookup of a present key never runs it. Bounded
+ * work: SL_VICTIM_WIN losses, one tail search of SL_PROBE_MAX slots (two
+ * when it pays an overshoot back). */
+static __attribute__((noinline)) struct slot *
+insert_full(struct shard *sh, struct sl_key128 k, int64_t now, const struct pins *p,
+            struct sl_table_admit *adm, struct slot *empty, uint64_t empty_idx, uint64_t n)
 {
-	uint64_t home = home_of(sh, k), i = home, n;
-	uint64_t probes = sh->cap < SL_PROBE_MAX ? sh->cap : SL_PROBE_MAX;
-	struct slot *expired = NULL, *empty = NULL;
-	uint64_t empty_idx = 0;
+	uint64_t home = home_of(sh, k), i;
 	bool keep = adm && adm->keep;
 
-	for (n = 0; n < probes; n++, i = next_idx(sh, i)) {
-		struct slot *s = &sh->slots[i];
-		if (key_eq(s->key, k)) {
-			s->key.lo = k.lo; /* the caller's tag */
-			if (s->st.expires <= now)
-				memset(&s->st, 0, sizeof(s->st));
-			return s;
-		}
-		if (slot_empty(s)) {
-			empty = s;
-			empty_idx = i;
-			break;
-		}
-		if (!expired && s->st.expires <= now && !pinned(p, s))
-			expired = s;
-	}
-	/* Absent. Prefer a dead slot already on the probe path. */
-	if (expired)
-		return claim(expired, k);
-	if (empty && sh->used < sh->max_used) {
-		sh->used++;
-		return claim(empty, k);
-	}
-	/* At the bound (or a path of SL_PROBE_MAX without an empty slot):
-	 * the first SL_VICTIM_WIN unpinned slots of the path are candidates. */
+	/* The first SL_VICTIM_WIN unpinned slots of the path are candidates. */
 	struct pick pk = {NULL, 0, INT64_MAX, 0};
 	unsigned cands = 0;
 	i = home;
@@ -487,11 +481,11 @@ static struct slot *resolve(struct sl_table *t, struct shard *sh, struct sl_key1
 		pk = tl;
 	}
 	if (use_tail) {
-		drop(t, sh, &tl, now);
+		drop(sh, &tl, now);
 		sh->used++;
 		return claim(empty, k);
 	}
-	count_eviction(t, sh, pk.s, pk.loss, now);
+	count_eviction(sh, pk.s, pk.loss, now);
 	if (sh->used > sh->max_used) {
 		/* Pay back an earlier overshoot of the load bound, with a tail
 		 * that does not matter or (evict) the least of enough tails, or
@@ -500,9 +494,58 @@ static struct slot *resolve(struct sl_table *t, struct shard *sh, struct sl_key1
 		bool over = sh->used >= sh->max_used + sh->cap / SL_OVER_DEN;
 		if (back.s &&
 		    (back.loss < SL_LOSS_UNIT || (!keep && (back.n >= SL_SAMPLE_MIN || over))))
-			drop(t, sh, &back, now);
+			drop(sh, &back, now);
 	}
 	return claim(pk.s, k);
+}
+
+/* Find or claim the slot of `k` in `sh` (locked). A found expired state and
+ * a claimed slot read as all zero; a found key takes k's tag. An absent key
+ * takes an expired slot of its path, else the empty slot ending it (below
+ * the load bound), else what insert_full() picks. Bounded work:
+ * SL_PROBE_MAX slots. */
+static inline struct slot *resolve(struct shard *sh, struct sl_key128 k, int64_t now,
+                                   const struct pins *p, struct sl_table_admit *adm)
+{
+	/* Scalars, not the struct: gcc otherwise assembles k in a vector
+	 * register from two stack stores, a store-forwarding stall (~30% of
+	 * a hot decision, measured). */
+	const uint64_t klo = k.lo, khi = k.hi, kid = klo & ~SL_TAG_MASK;
+	uint64_t i = (uint64_t)(((unsigned __int128)kid * sh->cap) >> 64), n;
+	uint64_t probes = sh->cap < SL_PROBE_MAX ? sh->cap : SL_PROBE_MAX;
+	struct slot *expired = NULL, *empty = NULL;
+	uint64_t empty_idx = 0;
+
+	for (n = 0; n < probes; n++, i = next_idx(sh, i)) {
+		struct slot *s = &sh->slots[i];
+		uint64_t slo = s->key.lo, shi = s->key.hi;
+		if ((((slo & ~SL_TAG_MASK) ^ kid) | (shi ^ khi)) == 0) {
+			s->key.lo = klo; /* the caller's tag */
+			if (s->st.expires <= now)
+				memset(&s->st, 0, sizeof(s->st));
+			return s;
+		}
+		if ((slo | shi) == 0) {
+			empty = s;
+			empty_idx = i;
+			break;
+		}
+		if (!expired && s->st.expires <= now && !pinned(p, s))
+			expired = s;
+	}
+	/* Absent. Prefer a dead slot already on the probe path. */
+	if (!expired && !(empty && sh->used < sh->max_used))
+		return insert_full(sh, k, now, p, adm, empty, empty_idx, n);
+	struct slot *s = expired;
+	if (!s) {
+		s = empty;
+		sh->used++;
+	}
+	s->key.lo = klo;
+	s->key.hi = khi;
+	s->st.expires = 0;
+	s->st.v = 0;
+	return s;
 }
 
 /* Read-only lookup in `sh` (locked): the slot of `k`, or NULL. */
@@ -560,7 +603,7 @@ static int update_one(struct sl_table *t, struct sl_key128 key, int64_t now, sl_
 	prefetch_home(t, sid, k);
 	shard_lock(sh);
 	p.n = 0;
-	struct slot *s = resolve(t, sh, k, now, &p, adm);
+	struct slot *s = resolve(sh, k, now, &p, adm);
 	if (s) {
 		struct sl_state *st = &s->st;
 		fn(&st, 1, arg);
@@ -602,9 +645,9 @@ int sl_table_update_admit(struct sl_table *t, const struct sl_key128 *keys, size
 		adm->retry_at = INT64_MAX;
 	}
 	if (n == 1)
-		return update_one(t, keys[0], now, fn, arg, adm);
+		return update_one(t, load_key(&keys[0]), now, fn, arg, adm);
 	for (size_t i = 0; i < n; i++) {
-		k[i] = norm_key(keys[i]);
+		k[i] = norm_key(load_key(&keys[i]));
 		sid[i] = shard_of(t, k[i]);
 		/* Overlaps the keys' misses with each other and with the
 		 * lock acquisition. */
@@ -643,7 +686,7 @@ int sl_table_update_admit(struct sl_table *t, const struct sl_key128 *keys, size
 			states[i] = states[dup];
 			continue;
 		}
-		struct slot *s = resolve(t, &t->shards[sid[i]], k[i], now, &p, adm);
+		struct slot *s = resolve(&t->shards[sid[i]], k[i], now, &p, adm);
 		if (!s && adm && adm->keep) {
 			memset(&scratch[i], 0, sizeof(scratch[i]));
 			adm->unstored |= 1u << i;

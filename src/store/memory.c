@@ -186,6 +186,7 @@ struct mem_call {
 	struct sl_batch *b;
 	struct sl_table_admit adm;
 	const struct sl_key128 *keys;
+	uint8_t on_full; /* enum sl_on_full, read once per submit */
 };
 
 /* on_full: deny_new and a key of the decision found the table full of
@@ -244,8 +245,7 @@ static void run_batch(struct sl_state **st, size_t n, void *arg)
 	switch (b->op) {
 	case SL_OP_DECIDE:
 		if (mc->adm.unstored) {
-			bool deny = atomic_load_explicit(&mc->m->on_full, memory_order_relaxed) ==
-			            SL_ON_FULL_DENY_NEW;
+			bool deny = mc->on_full == SL_ON_FULL_DENY_NEW;
 			for (size_t i = 0; i < n; i++) {
 				if (!(mc->adm.unstored >> i & 1))
 					continue;
@@ -306,7 +306,8 @@ static int mem_submit(struct sl_store *s, struct sl_batch *b)
 			return SL_EINVAL;
 		keys[i] = check_key(m, &b->checks[i]);
 	}
-	mc.adm.keep = atomic_load_explicit(&m->on_full, memory_order_relaxed) != SL_ON_FULL_EVICT;
+	mc.on_full = atomic_load_explicit(&m->on_full, memory_order_relaxed);
+	mc.adm.keep = mc.on_full != SL_ON_FULL_EVICT;
 	int rc = sl_table_update_admit(m->table, keys, b->n, b->now, run_batch, &mc, &mc.adm);
 	if (rc < 0)
 		return rc;
