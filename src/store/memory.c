@@ -154,14 +154,16 @@ static inline unsigned limit_index(struct memory_store *m, const struct sl_check
 {
 	uint64_t stored = c->limit_id ^ SL_MEM_ID_MIX;
 	unsigned h = id_home(stored);
+	struct id_slot *e = &m->ids[h];
+	uint64_t got = atomic_load_explicit(&e->id, memory_order_acquire);
 
-	for (unsigned i = 0; i < SL_MEM_IDS; i++) {
-		struct id_slot *e = &m->ids[(h + i) & (SL_MEM_IDS - 1)];
-		uint64_t got = atomic_load_explicit(&e->id, memory_order_acquire);
-		if (got == stored && stored != 0)
+	if (__builtin_expect(got == stored && got != 0, 1)) /* its home: the common case */
+		return atomic_load_explicit(&e->idx, memory_order_relaxed);
+	for (unsigned i = 1; got != 0 && i < SL_MEM_IDS; i++) {
+		e = &m->ids[(h + i) & (SL_MEM_IDS - 1)];
+		got = atomic_load_explicit(&e->id, memory_order_acquire);
+		if (got == stored && got != 0)
 			return atomic_load_explicit(&e->idx, memory_order_relaxed);
-		if (got == 0)
-			break;
 	}
 	if (atomic_load_explicit(&m->nids, memory_order_relaxed) >= SL_MEM_IDS_MAX)
 		return 0;
