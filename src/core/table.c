@@ -362,6 +362,19 @@ static inline void pick_add(struct pick *pk, struct slot *s, int64_t now)
 	}
 }
 
+/* Fold the candidates of `b` into `a`. */
+static inline void pick_merge(struct pick *a, const struct pick *b)
+{
+	a->n += b->n;
+	if (b->free_at < a->free_at)
+		a->free_at = b->free_at;
+	if (b->s && (!a->s || b->loss < a->loss ||
+	             (b->loss == a->loss && b->s->st.expires < a->s->st.expires))) {
+		a->s = b->s;
+		a->loss = b->loss;
+	}
+}
+
 /* Count the eviction of the live or dead state in `s` whose loss is
  * `loss`, under its limit index. */
 static void count_eviction(struct shard *sh, const struct slot *s, uint64_t loss, int64_t now)
@@ -424,8 +437,9 @@ static inline struct slot *claim(struct slot *s, struct sl_key128 k)
  * nothing: returns NULL and lowers adm->retry_at. Otherwise NULL only if
  * every candidate is pinned, which SL_PROBE_MAX > SL_TABLE_MAX_KEYS rules
  * out. Out of line: the lookup of a present key never runs it. Bounded
- * work: SL_VICTIM_WIN losses, one tail search of SL_PROBE_MAX slots (two
- * when it pays an overshoot back). */
+ * work: SL_VICTIM_WIN losses and at most four tail searches of
+ * SL_PROBE_MAX slots (a second span only when the first holds too few
+ * tails; two more when it pays an overshoot back). */
 static __attribute__((noinline)) struct slot *
 insert_full(struct shard *sh, struct sl_key128 k, int64_t now, const struct pins *p,
             struct sl_table_admit *adm, struct slot *empty, uint64_t empty_idx, uint64_t n)
@@ -448,8 +462,16 @@ insert_full(struct shard *sh, struct sl_key128 k, int64_t now, const struct pins
 	 * candidates too: emptying one and taking `empty` keeps the bound, and
 	 * a short path alone would offer too few candidates. */
 	struct pick tl = {NULL, 0, INT64_MAX, 0};
-	if (empty)
-		tl = find_tail(sh, empty_idx == 0 ? sh->cap - 1 : empty_idx - 1, now, p, NULL);
+	if (empty) {
+		uint64_t back = empty_idx == 0 ? sh->cap - 1 : empty_idx - 1;
+		tl = find_tail(sh, back, now, p, NULL);
+		if (pk.n + tl.n < SL_SAMPLE_MIN && sh->cap > 2 * SL_PROBE_MAX) {
+			/* A long cluster: look one probe span further. */
+			struct pick more =
+			        find_tail(sh, (back + SL_PROBE_MAX) % sh->cap, now, p, NULL);
+			pick_merge(&tl, &more);
+		}
+	}
 	bool use_tail = tl.s && (!pk.s || tl.loss < pk.loss ||
 	                         (tl.loss == pk.loss && tl.s->st.expires < pk.s->st.expires));
 	const struct pick *best = use_tail ? &tl : &pk;
@@ -491,6 +513,11 @@ insert_full(struct shard *sh, struct sl_key128 k, int64_t now, const struct pins
 		 * that does not matter or (evict) the least of enough tails, or
 		 * of any, once the overshoot reaches its cap. */
 		struct pick back = find_tail(sh, home, now, p, pk.s);
+		if (back.n < SL_SAMPLE_MIN && sh->cap > 2 * SL_PROBE_MAX) {
+			struct pick more =
+			        find_tail(sh, (home + SL_PROBE_MAX) % sh->cap, now, p, pk.s);
+			pick_merge(&back, &more);
+		}
 		bool over = sh->used >= sh->max_used + sh->cap / SL_OVER_DEN;
 		if (back.s &&
 		    (back.loss < SL_LOSS_UNIT || (!keep && (back.n >= SL_SAMPLE_MIN || over))))
