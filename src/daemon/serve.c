@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include <uv.h>
+#include "daemon/evictlog.h"
 #include "daemon/serve.h"
 #include "daemon/snapshot.h"
 #include "net/clock.h"
@@ -36,6 +37,7 @@ struct daemon {
 	struct sl_snapshot snap;
 	struct sl_server *server;
 	bool draining;
+	struct sl_evictlog evictlog; /* store-full log line, at most one per 10 s */
 };
 
 static void print_diag(const struct sl_diag *d)
@@ -122,6 +124,8 @@ static void on_reload(uv_signal_t *h, int sig)
 	err[0] = 0;
 	if (sl_server_set_policy(d->server, p, err, sizeof(err)) != 0)
 		fprintf(stderr, "sluice: reload: %s\n", err);
+	if (strcmp(d->store->ops->name, "memory") == 0)
+		sl_memory_store_set_on_full(d->store, p->store.on_full);
 	sl_policy_unref(d->policy);
 	d->policy = p;
 	fprintf(stderr, "sluice: reloaded %s\n", d->path);
@@ -227,6 +231,7 @@ int sl_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "sluice: memory store: %s\n", sl_strerror(rc));
 		goto out_policy;
 	}
+	sl_memory_store_set_on_full(d.store, d.policy->store.on_full);
 	if (sl_snapshot_restore(d.store, sl_clock_now(), stderr) < 0)
 		goto out_store;
 store_ready:
@@ -252,6 +257,7 @@ store_ready:
 	uv_signal_start(&d.sighup, on_reload, SIGHUP);
 	uv_signal_start(&d.sigterm, on_term, SIGTERM);
 	uv_signal_start(&d.sigint, on_term, SIGINT);
+	sl_evictlog_start(&d.evictlog, &d.loop, d.store);
 
 	if (sl_server_start(d.server, wake_main, &d) < 0) {
 		log_msg("could not start the worker threads");

@@ -435,6 +435,54 @@ static void render_conns(struct sl_metrics *m, struct out *o)
 	    (unsigned long long)v[3]);
 }
 
+/* A full memory store, per limit: evictions of live states (kind="usage":
+ * the state held >= 1 unit, which its client gets back; kind="idle": less)
+ * and new keys it kept no state for (store.on_full: action="denied" or
+ * "admitted"). Series of a limit appear with its first count; the total
+ * of every eviction, whatever its limit, is sluice_store_evicted_total. */
+static void render_store_full(struct out *o, const struct sl_store_stats *st)
+{
+	static const char *const kind[2] = {"usage", "idle"};
+	static const char *const action[2] = {"denied", "admitted"};
+
+	put(o,
+	    "# HELP sluice_store_evictions_total Live states evicted from a full store, by limit "
+	    "and kind (usage: the state held at least one unit, now given back).\n"
+	    "# TYPE sluice_store_evictions_total counter\n");
+	for (size_t i = 0; i < st->nlimits; i++) {
+		const struct sl_store_limit_stats *l = &st->limits[i];
+		uint64_t v[2] = {l->evicted_usage, l->evicted_idle};
+		for (int k = 0; k < 2; k++) {
+			put(o, "sluice_store_evictions_total{limit=\"");
+			put_label(o, l->name);
+			put(o, "\",kind=\"%s\"} %llu\n", kind[k], (unsigned long long)v[k]);
+		}
+	}
+	put(o,
+	    "# HELP sluice_store_evicted_total Live states evicted from a full store, all limits.\n"
+	    "# TYPE sluice_store_evicted_total counter\n"
+	    "sluice_store_evicted_total %llu\n"
+	    "# HELP sluice_store_usage_evictions_total Evicted states that held at least one "
+	    "unit, all limits.\n"
+	    "# TYPE sluice_store_usage_evictions_total counter\n"
+	    "sluice_store_usage_evictions_total %llu\n",
+	    (unsigned long long)st->evictions, (unsigned long long)st->evictions_usage);
+	put(o, "# HELP sluice_store_unstored_total New keys a full store kept no state for "
+	       "(store.on_full), by limit and action.\n"
+	       "# TYPE sluice_store_unstored_total counter\n");
+	for (size_t i = 0; i < st->nlimits; i++) {
+		const struct sl_store_limit_stats *l = &st->limits[i];
+		uint64_t v[2] = {l->full_denied, l->full_admitted};
+		for (int k = 0; k < 2; k++) {
+			if (v[k] == 0)
+				continue;
+			put(o, "sluice_store_unstored_total{limit=\"");
+			put_label(o, l->name);
+			put(o, "\",action=\"%s\"} %llu\n", action[k], (unsigned long long)v[k]);
+		}
+	}
+}
+
 long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, char *buf, size_t cap)
 {
 	struct out o = {buf, cap, 0, cap == 0};
@@ -452,14 +500,12 @@ long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, ch
 		    "# HELP sluice_store_capacity State slots of the store.\n"
 		    "# TYPE sluice_store_capacity gauge\n"
 		    "sluice_store_capacity %llu\n"
-		    "# HELP sluice_store_evictions_total States evicted before they expired.\n"
-		    "# TYPE sluice_store_evictions_total counter\n"
-		    "sluice_store_evictions_total %llu\n"
 		    "# HELP sluice_store_errors_total Store backend failures.\n"
 		    "# TYPE sluice_store_errors_total counter\n"
 		    "sluice_store_errors_total %llu\n",
 		    (unsigned long long)st->states, (unsigned long long)st->capacity,
-		    (unsigned long long)st->evictions, (unsigned long long)st->errors);
+		    (unsigned long long)st->errors);
+		render_store_full(&o, st);
 	}
 	return o.overflow ? -1 : (long)o.len;
 }

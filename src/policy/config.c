@@ -322,9 +322,10 @@ static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
 void cfg_store(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {
-	        "type", "memory",      "snapshot",          "url", "cluster", "on_error", "timeout",
-	        "pool", "local_cache", "snapshot_interval", NULL};
-	yaml_node_t *v[10];
+	        "type",     "memory",  "snapshot", "url",         "cluster",
+	        "on_error", "timeout", "pool",     "local_cache", "snapshot_interval",
+	        "on_full",  NULL};
+	yaml_node_t *v[12];
 	struct sl_store_conf *s = &c->p->store;
 	if (!cfg_fields(c, n, "store", keys, v))
 		return;
@@ -338,7 +339,7 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 			cfg_err(c, v[0], "unknown store.type '%s' (expected memory or redis)", t);
 	}
 	/* keys that belong to the other type */
-	static const int memory_only[] = {1, 2, 9}, redis_only[] = {3, 4, 5, 6, 7, 8};
+	static const int memory_only[] = {1, 2, 9, 10}, redis_only[] = {3, 4, 5, 6, 7, 8};
 	if (s->type == SL_STORE_MEMORY)
 		for (size_t i = 0; i < sizeof(redis_only) / sizeof(redis_only[0]); i++)
 			if (v[redis_only[i]])
@@ -387,6 +388,18 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 		s->pool = (unsigned)u;
 	if (v[8])
 		cfg_bool(c, v[8], "store.local_cache", &s->local_cache);
+	if (v[10]) {
+		const char *f = cfg_scalar(c, v[10], "store.on_full");
+		if (f && !strcmp(f, "evict"))
+			s->on_full = SL_ON_FULL_EVICT;
+		else if (f && !strcmp(f, "deny_new"))
+			s->on_full = SL_ON_FULL_DENY_NEW;
+		else if (f && !strcmp(f, "allow_new"))
+			s->on_full = SL_ON_FULL_ALLOW_NEW;
+		else if (f)
+			cfg_err(c, v[10],
+			        "store.on_full must be evict, deny_new or allow_new, not '%s'", f);
+	}
 }
 
 static void defaults(struct sl_policy *p)

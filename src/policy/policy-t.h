@@ -154,6 +154,14 @@ enum sl_store_kind {
 	SL_STORE_REDIS,
 };
 
+/* store.on_full: a new key meets a memory store whose eviction candidates
+ * all hold usage (docs/store-memory.md). */
+enum sl_on_full {
+	SL_ON_FULL_EVICT = 0, /* evict the one whose loss admits the least */
+	SL_ON_FULL_DENY_NEW,  /* reject the new key's decision */
+	SL_ON_FULL_ALLOW_NEW, /* admit it without keeping its state */
+};
+
 struct sl_store_conf {
 	uint8_t type;              /* enum sl_store_kind */
 	uint64_t memory;           /* bytes, memory store cap (default 64 MiB) */
@@ -161,6 +169,7 @@ struct sl_store_conf {
 	                            * the config file's directory by the loader */
 	int64_t snapshot_interval; /* ns between periodic snapshots, default
 	                            * 1 s; 0 (`0`, `off`): on drain only */
+	uint8_t on_full;           /* enum sl_on_full, memory only (default evict) */
 	char *url;                 /* redis://host:port */
 	bool cluster;
 	bool on_error_deny; /* on_error: deny (default allow) */

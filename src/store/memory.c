@@ -5,6 +5,14 @@
  * every shard it touches is locked, exact under any number of threads. It
  * completes inline: done() has run when submit returns.
  *
+ * Eviction: each table key carries a tag (<sluice/table.h>) made from the
+ * check's spec and a small index of its limit name, so a full table evicts
+ * the state whose loss admits the fewest extra units and counts evictions
+ * per limit. The name index comes from a map of limit ids filled on first
+ * sight (one mutex-guarded registration per limit id, then one lock-free
+ * probe per check). store.on_full decides what a new key gets when every
+ * candidate matters (docs/store-memory.md).
+ *
  * The snapshot file lets quotas survive restarts. Its keys are hashes, so
  * it carries the seed and is refused by a store with another seed:
  *
@@ -22,12 +30,14 @@
 #include <sluice/error.h>
 #include <sluice/table.h>
 
+#include "policy/policy-t.h"
 #include "store/store.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +59,35 @@
 #define SNAP_SCAN_SLOTS  1024 /* slots copied per shard-lock hold (32 KiB) */
 #define SNAP_ASIDE_MAX   1000 /* PATH.corrupt, .corrupt.1 .. .corrupt.999 */
 
+#define SL_MEM_IDS     512 /* limit ids remembered with their name index (power of 2) */
+#define SL_MEM_IDS_MAX 384 /* ids registered at most; later ones count as "other" */
+#define SL_MEM_ID_MIX  0x9e3779b97f4a7c15ULL /* stored id = limit_id ^ this; 0 = empty */
+
+/* One remembered limit id: `idx` is written before `id` is published. */
+struct id_slot {
+	_Atomic uint64_t id; /* limit_id ^ SL_MEM_ID_MIX, 0: empty */
+	_Atomic uint8_t idx; /* name index, 0: "other" */
+};
+
+/* What a full table did to new keys, per name index (decisions only). */
+struct full_counts {
+	_Atomic uint64_t denied;   /* keys: rejected (on_full: deny_new) */
+	_Atomic uint64_t admitted; /* keys: admitted unstored (on_full: allow_new) */
+};
+
 struct memory_store {
 	struct sl_store base; /* first: the store handle callers see */
 	struct sl_table *table;
 	uint64_t seed;
 	char *snap_path;         /* own snapshot file, or NULL */
 	pthread_mutex_t save_mu; /* one save at a time (they share PATH.tmp) */
+	_Atomic uint8_t on_full; /* enum sl_on_full */
+	struct id_slot ids[SL_MEM_IDS];
+	_Atomic unsigned nids;   /* ids registered */
+	_Atomic unsigned nnames; /* names[0..nnames) are published; [0] = "other" */
+	char names[SL_TABLE_LIMITS][SL_STORE_NAME];
+	struct full_counts full[SL_TABLE_LIMITS];
+	pthread_mutex_t reg_lock; /* serialises registrations */
 };
 
 /* splitmix64's finaliser: a bijection, so distinct limit ids give
@@ -69,14 +102,129 @@ static inline uint64_t mix64(uint64_t x)
 	return x;
 }
 
+static inline unsigned id_home(uint64_t stored)
+{
+	return (unsigned)((stored * 0x9e3779b97f4a7c15ULL) >> 55) & (SL_MEM_IDS - 1);
+}
+
+/* The name index of c's limit, registering its id (and its name, if new)
+ * on first sight: under reg_lock, no allocation (names are copied into
+ * fixed slots, truncated to SL_STORE_NAME - 1 bytes). Unnamed checks, names
+ * beyond SL_TABLE_LIMITS - 1 and ids beyond SL_MEM_IDS_MAX get 0. */
+static unsigned register_limit(struct memory_store *m, const struct sl_check *c, uint64_t stored)
+{
+	const char *name = c->name ? c->name : "";
+	unsigned idx = 0, h = id_home(stored);
+
+	pthread_mutex_lock(&m->reg_lock);
+	for (unsigned i = 0; i < SL_MEM_IDS; i++) {
+		struct id_slot *e = &m->ids[(h + i) & (SL_MEM_IDS - 1)];
+		uint64_t got = atomic_load_explicit(&e->id, memory_order_relaxed);
+		if (got == stored) { /* another thread was first */
+			idx = atomic_load_explicit(&e->idx, memory_order_relaxed);
+			goto out;
+		}
+		if (got == 0)
+			break;
+	}
+	unsigned nn = atomic_load_explicit(&m->nnames, memory_order_relaxed);
+	if (*name != '\0') {
+		for (idx = 1; idx < nn && strncmp(m->names[idx], name, SL_STORE_NAME - 1) != 0;
+		     idx++)
+			;
+		if (idx == nn && nn < SL_TABLE_LIMITS) {
+			snprintf(m->names[nn], SL_STORE_NAME, "%s", name);
+			atomic_store_explicit(&m->nnames, nn + 1, memory_order_release);
+		} else if (idx == nn) {
+			idx = 0;
+		}
+	}
+	if (stored == 0 || atomic_load_explicit(&m->nids, memory_order_relaxed) >= SL_MEM_IDS_MAX)
+		goto out;
+	for (unsigned i = 0; i < SL_MEM_IDS; i++) {
+		struct id_slot *e = &m->ids[(h + i) & (SL_MEM_IDS - 1)];
+		if (atomic_load_explicit(&e->id, memory_order_relaxed) == 0) {
+			atomic_store_explicit(&e->idx, (uint8_t)idx, memory_order_relaxed);
+			atomic_store_explicit(&e->id, stored, memory_order_release);
+			atomic_fetch_add_explicit(&m->nids, 1, memory_order_relaxed);
+			break;
+		}
+	}
+out:
+	pthread_mutex_unlock(&m->reg_lock);
+	return idx;
+}
+
+/* The name index of c's limit: one probe of a small read-mostly map in the
+ * common case. Thread: any. */
+static inline unsigned limit_index(struct memory_store *m, const struct sl_check *c)
+{
+	uint64_t stored = c->limit_id ^ SL_MEM_ID_MIX;
+	unsigned h = id_home(stored);
+	struct id_slot *e = &m->ids[h];
+	uint64_t got = atomic_load_explicit(&e->id, memory_order_acquire);
+
+	if (__builtin_expect(got == stored && got != 0, 1)) /* its home: the common case */
+		return atomic_load_explicit(&e->idx, memory_order_relaxed);
+	for (unsigned i = 1; got != 0 && i < SL_MEM_IDS; i++) {
+		e = &m->ids[(h + i) & (SL_MEM_IDS - 1)];
+		got = atomic_load_explicit(&e->id, memory_order_acquire);
+		if (got == stored && got != 0)
+			return atomic_load_explicit(&e->idx, memory_order_relaxed);
+	}
+	if (atomic_load_explicit(&m->nids, memory_order_relaxed) >= SL_MEM_IDS_MAX)
+		return 0;
+	return register_limit(m, c, stored);
+}
+
 /* The table key of one check: XXH3-128 of the key bytes under a seed
- * derived from (store seed, limit_id). No allocation. */
-static inline struct sl_key128 check_key(uint64_t seed, const struct sl_check *c)
+ * derived from (store seed, limit_id), tagged with what the table needs to
+ * judge an eviction (the tag replaces 16 bits of hash: 112 bits of
+ * identity remain). No allocation. */
+static inline struct sl_key128 check_key(struct memory_store *m, const struct sl_check *c)
 {
 	XXH128_hash_t h =
-	        XXH3_128bits_withSeed(c->key, c->key_len, mix64(seed ^ mix64(c->limit_id)));
+	        XXH3_128bits_withSeed(c->key, c->key_len, mix64(m->seed ^ mix64(c->limit_id)));
 	struct sl_key128 k = {h.low64, h.high64};
-	return k;
+	return sl_key_tagged(k, sl_tag_of(c->spec, limit_index(m, c)));
+}
+
+/* One submit's context for the table callback. */
+struct mem_call {
+	struct memory_store *m;
+	struct sl_batch *b;
+	struct sl_table_admit adm;
+	const struct sl_key128 *keys;
+	uint8_t on_full; /* enum sl_on_full, read once per submit */
+};
+
+/* on_full: deny_new and a key of the decision found the table full of
+ * states that matter: reject the decision at the first such check, commit
+ * nothing. The others report what they have (peeks); the refused check
+ * reports nothing left and, as Retry-After, when the first candidate for
+ * its slot stops mattering (>= 1 ns: 0 would mean "never"). */
+static void deny_unstored(struct sl_state **st, struct mem_call *mc)
+{
+	struct sl_batch *b = mc->b;
+	struct sl_state scratch;
+	size_t first = b->n;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct sl_check *c = &b->checks[i];
+		memset(&c->res, 0, sizeof(c->res));
+		sl_algo_eval(c->spec, st[i], b->now, 0, &scratch, &c->res);
+		if ((mc->adm.unstored >> i & 1) && first == b->n)
+			first = i;
+	}
+	struct sl_result *r = &b->checks[first].res;
+	int64_t wait = mc->adm.retry_at > b->now ? mc->adm.retry_at - b->now : 1;
+	r->outcome = SL_REJECTED;
+	r->remaining = 0;
+	r->retry_after = wait;
+	r->reset_after = wait;
+	b->status = SL_DENY;
+	b->denied = first;
+	b->delay = 0;
 }
 
 static void run_decide(struct sl_state **st, struct sl_batch *b)
@@ -99,11 +247,28 @@ static void run_decide(struct sl_state **st, struct sl_batch *b)
 /* Runs while every shard of the batch is locked. */
 static void run_batch(struct sl_state **st, size_t n, void *arg)
 {
-	struct sl_batch *b = arg;
+	struct mem_call *mc = arg;
+	struct sl_batch *b = mc->b;
 	struct sl_state scratch;
 
 	switch (b->op) {
 	case SL_OP_DECIDE:
+		if (mc->adm.unstored) {
+			bool deny = mc->on_full == SL_ON_FULL_DENY_NEW;
+			for (size_t i = 0; i < n; i++) {
+				if (!(mc->adm.unstored >> i & 1))
+					continue;
+				struct full_counts *fc =
+				        &mc->m->full[(mc->keys[i].lo & SL_TAG_MASK) >> 8];
+				atomic_fetch_add_explicit(deny ? &fc->denied : &fc->admitted, 1,
+				                          memory_order_relaxed);
+			}
+			if (deny) {
+				deny_unstored(st, mc);
+				return;
+			}
+		}
+		/* allow_new: an unstored key decides on a fresh scratch state */
 		run_decide(st, b);
 		return;
 	case SL_OP_RELEASE:
@@ -141,15 +306,18 @@ static int mem_submit(struct sl_store *s, struct sl_batch *b)
 {
 	struct memory_store *m = (struct memory_store *)s;
 	struct sl_key128 keys[SL_TABLE_MAX_KEYS];
+	struct mem_call mc = {.m = m, .b = b, .keys = keys};
 
 	if (b->n > SL_TABLE_MAX_KEYS || b->op > SL_OP_PEEK || !b->done)
 		return SL_EINVAL;
 	for (size_t i = 0; i < b->n; i++) {
 		if (!b->checks[i].spec || (!b->checks[i].key && b->checks[i].key_len))
 			return SL_EINVAL;
-		keys[i] = check_key(m->seed, &b->checks[i]);
+		keys[i] = check_key(m, &b->checks[i]);
 	}
-	int rc = sl_table_update(m->table, keys, b->n, b->now, run_batch, b);
+	mc.on_full = atomic_load_explicit(&m->on_full, memory_order_relaxed);
+	mc.adm.keep = mc.on_full != SL_ON_FULL_EVICT;
+	int rc = sl_table_update_admit(m->table, keys, b->n, b->now, run_batch, &mc, &mc.adm);
 	if (rc < 0)
 		return rc;
 	b->time = b->now;
@@ -158,18 +326,57 @@ static int mem_submit(struct sl_store *s, struct sl_batch *b)
 }
 
 /* states = occupied slots, expired ones included until reused: counting
- * only live ones would walk the whole table. Thread: any. */
+ * only live ones would walk the whole table. limits[] lists the names with
+ * any count, in registration order; past SL_STORE_STATS_LIMITS - 1 names
+ * the rest are summed into a last entry "other". Thread: any. */
 static void mem_stats(struct sl_store *s, struct sl_store_stats *out)
 {
 	struct memory_store *m = (struct memory_store *)s;
 	struct sl_table_stats ts;
+	unsigned nn = atomic_load_explicit(&m->nnames, memory_order_acquire);
 
 	sl_table_stats(m->table, &ts);
 	memset(out, 0, sizeof(*out));
 	out->states = ts.used;
 	out->capacity = ts.capacity;
 	out->evictions = ts.evictions;
+	out->evictions_usage = ts.evictions_usage;
 	out->bytes = ts.bytes;
+	for (unsigned i = 0; i < nn; i++) {
+		struct sl_table_limit_stats ls;
+		struct sl_store_limit_stats e;
+
+		sl_table_limit_stats(m->table, i, &ls);
+		e.name = m->names[i];
+		e.evicted_usage = ls.evicted_usage;
+		e.evicted_idle = ls.evicted_idle;
+		e.full_denied = atomic_load_explicit(&m->full[i].denied, memory_order_relaxed);
+		e.full_admitted = atomic_load_explicit(&m->full[i].admitted, memory_order_relaxed);
+		out->full_denied += e.full_denied;
+		out->full_admitted += e.full_admitted;
+		if ((e.evicted_usage | e.evicted_idle | e.full_denied | e.full_admitted) == 0)
+			continue;
+		if (out->nlimits < SL_STORE_STATS_LIMITS) {
+			out->limits[out->nlimits++] = e;
+			continue;
+		}
+		struct sl_store_limit_stats *last = &out->limits[SL_STORE_STATS_LIMITS - 1];
+		last->name = m->names[0];
+		last->evicted_usage += e.evicted_usage;
+		last->evicted_idle += e.evicted_idle;
+		last->full_denied += e.full_denied;
+		last->full_admitted += e.full_admitted;
+	}
+}
+
+int sl_memory_store_set_on_full(struct sl_store *s, unsigned mode)
+{
+	struct memory_store *m = (struct memory_store *)s;
+
+	if (mode > SL_ON_FULL_ALLOW_NEW)
+		return SL_EINVAL;
+	atomic_store_explicit(&m->on_full, (uint8_t)mode, memory_order_relaxed);
+	return 0;
 }
 
 static void mem_destroy(struct sl_store *s)
@@ -181,6 +388,7 @@ static void mem_destroy(struct sl_store *s)
 	sl_table_destroy(m->table);
 	pthread_mutex_destroy(&m->save_mu);
 	free(m->snap_path);
+	pthread_mutex_destroy(&m->reg_lock);
 	free(m);
 }
 
@@ -212,16 +420,23 @@ int sl_memory_store_create(struct sl_store **out, uint64_t max_bytes, uint64_t s
 		return SL_ENOMEM;
 	m->base.ops = &memory_ops;
 	m->seed = seed;
+	atomic_init(&m->on_full, SL_ON_FULL_EVICT);
+	atomic_init(&m->nnames, 1);
+	snprintf(m->names[0], SL_STORE_NAME, "other");
 	rc = SL_ENOMEM;
 	if (pthread_mutex_init(&m->save_mu, NULL) != 0)
 		goto fail;
+	if (pthread_mutex_init(&m->reg_lock, NULL) != 0)
+		goto fail_save_mu;
 	rc = sl_table_create(&m->table, max_bytes, pick_shards_log2(max_bytes));
 	if (rc < 0)
-		goto fail_mutex;
+		goto fail_lock;
 	*out = &m->base;
 	return 0;
 
-fail_mutex:
+fail_lock:
+	pthread_mutex_destroy(&m->reg_lock);
+fail_save_mu:
 	pthread_mutex_destroy(&m->save_mu);
 fail:
 	free(m);

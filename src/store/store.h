@@ -12,12 +12,30 @@
 
 struct sl_store;
 
+#define SL_STORE_NAME         64 /* bytes of a limit name kept for stats, NUL included */
+#define SL_STORE_STATS_LIMITS 64 /* per-limit entries in one stats read */
+
+/* What a full memory store did, for one limit name. */
+struct sl_store_limit_stats {
+	const char *name;       /* the store's copy; valid while the store lives */
+	uint64_t evicted_usage; /* states evicted with a loss >= 1 unit */
+	uint64_t evicted_idle;  /* live states evicted with a loss < 1 unit */
+	uint64_t full_denied;   /* new keys rejected (on_full: deny_new) */
+	uint64_t full_admitted; /* new keys admitted unstored (on_full: allow_new) */
+};
+
 struct sl_store_stats {
-	uint64_t states;    /* live entries (memory) */
-	uint64_t capacity;  /* slots (memory) */
-	uint64_t evictions; /* memory */
-	uint64_t errors;    /* backend errors (redis) */
+	uint64_t states;          /* live entries (memory) */
+	uint64_t capacity;        /* slots (memory) */
+	uint64_t evictions;       /* live states evicted (memory) */
+	uint64_t evictions_usage; /* of those, states whose loss was >= 1 unit */
+	uint64_t full_denied;     /* decisions' new keys rejected, store full */
+	uint64_t full_admitted;   /* decisions' new keys admitted unstored */
+	uint64_t errors;          /* backend errors (redis) */
 	uint64_t bytes;
+	/* memory: the limits with any count above ("other": unnamed checks) */
+	struct sl_store_limit_stats limits[SL_STORE_STATS_LIMITS];
+	size_t nlimits;
 };
 
 struct sl_store_ops {
@@ -74,6 +92,13 @@ const char *sl_memory_store_path(const struct sl_store *s);
  * SL_ENOMEM. aside is always a string (cap >= 1). Call before any
  * decision is submitted. */
 int sl_memory_store_restore(struct sl_store *s, int64_t now, char *aside, size_t cap);
+/* What a memory store does with a new key when every eviction candidate
+ * holds usage (mode: enum sl_on_full of policy-t.h, default evict): evict
+ * the least of them; deny_new: reject the decision (SL_DENY at that check,
+ * remaining 0, retry_after until a candidate stops mattering); allow_new:
+ * decide it on a fresh state that is not kept. 0 or SL_EINVAL. Takes
+ * effect from the next submit. Thread: any. */
+int sl_memory_store_set_on_full(struct sl_store *s, unsigned mode);
 
 /* Snapshot of a memory store (format in memory.c): save writes every live
  * state at `now` to path.tmp and renames it over `path`: 0, SL_EIO (errno

@@ -315,7 +315,7 @@ def test_metrics_count_decisions(sluice):
     assert sample(text, "sluice_decision_seconds_count", listener="admin") == 4
     assert sample(text, "sluice_decision_seconds_bucket", listener="admin", le="+Inf") == 4
     assert sample(text, "sluice_store_states") is not None
-    assert sample(text, "sluice_store_evictions_total") == 0
+    assert sample(text, "sluice_store_evicted_total") == 0
     assert sample(text, "sluice_store_errors_total") == 0
     # The gateway's decisions are counted by the server under its listener name.
     gw = sample(text, "sluice_decision_seconds_count", listener="gateway")

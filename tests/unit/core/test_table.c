@@ -5,7 +5,10 @@
  * snapshot never holds a shard lock for more than one bounded copy. Time is
  * injected; nothing sleeps.
  * Most cases use one shard of 2048 slots (64 KiB) so tests can place keys
- * on chosen home slots: home = (lo * cap) >> 64, i.e. lo = home << 53. */
+ * on chosen home slots: home = (lo * cap) >> 64, i.e. lo = home << 53.
+ * Eviction by loss: the low 16 bits of lo are the eviction tag (class,
+ * scale, limit index), not identity; at() leaves them 0 (opaque: one unit
+ * while live), tagged() sets them. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sluice/algo-t.h>
 #include <sluice/error.h>
 #include <sluice/table.h>
 
@@ -24,8 +28,14 @@
 
 static struct sl_key128 at(uint64_t home, uint64_t tag)
 {
-	struct sl_key128 k = {(home << 53) | (tag & ((1ULL << 53) - 1)), tag};
+	struct sl_key128 k = {(home << 53) | ((tag << 16) & ((1ULL << 53) - 1)), tag};
 	return k;
+}
+
+/* at() with the eviction tag of class `cls`, scale `e` and limit `idx`. */
+static struct sl_key128 tagged(uint64_t home, uint64_t id, unsigned cls, unsigned e, unsigned idx)
+{
+	return sl_key_tagged(at(home, id), (uint16_t)(cls | e << 2 | idx << 8));
 }
 
 static struct sl_table *mk(void)
@@ -237,16 +247,37 @@ static void full_shard_with_empty_home_drops_a_run_tail(void **unused)
 
 	fill(t, NOW + 1000);
 	/* Home MAXUSED is empty; slot MAXUSED-1 ends the run before it and is
-	 * the only run tail in reach: it is emptied, occupancy stays bounded. */
+	 * the only run tail in reach. Holding usage, it is kept: one candidate
+	 * is too few to judge by, and the shard overshoots by one slot. */
+	put(t, at(MAXUSED + 30, 2), NOW, NOW + 5000, 1);
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED + 1);
+	assert_int_equal(s.evictions, 0);
+	assert_int_equal(sl_table_get(t, at(MAXUSED - 1, 1), NOW, &st), 0);
+	/* Without usage (nothing used in its window), it is emptied, and the
+	 * next eviction in place pays the overshoot back. */
+	put(t, tagged(MAXUSED - 1, 1, SL_TAG_COUNT, 0, 0), NOW, NOW + 1000, 0);
 	put(t, at(MAXUSED, 2), NOW, NOW + 5000, 1);
 	stats(t, &s);
-	assert_int_equal(s.used, MAXUSED);
+	assert_int_equal(s.used, MAXUSED + 1);
 	assert_int_equal(s.evictions, 1);
+	/* Evicts home 1530 in place (soonest of its path). The three tails
+	 * near it (1534, MAXUSED, MAXUSED + 30) hold usage and are too few to
+	 * pay the overshoot back with: it stays, within its cap. */
+	put(t, at(1530, 2), NOW, NOW + 5000, 1);
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED + 1);
+	assert_int_equal(s.evictions, 2);
+	assert_int_equal(sl_table_get(t, at(MAXUSED + 30, 2), NOW, &st), 0);
+	assert_int_equal(sl_table_get(t, at(1530, 2), NOW, &st), 0);
+	assert_int_equal(sl_table_get(t, at(1530, 1), NOW, &st), SL_ENOENT);
+	assert_int_equal(sl_table_get(t, at(1534, 1), NOW, &st), 0);
 	assert_int_equal(sl_table_get(t, at(MAXUSED - 1, 1), NOW, &st), SL_ENOENT);
 	assert_int_equal(sl_table_get(t, at(MAXUSED, 2), NOW, &st), 0);
 	/* Every other key still reachable (nothing else moved). */
 	for (uint64_t h = 0; h < MAXUSED - 1; h++)
-		assert_int_equal(sl_table_get(t, at(h, 1), NOW, &st), 0);
+		if (h != 1530)
+			assert_int_equal(sl_table_get(t, at(h, 1), NOW, &st), 0);
 	sl_table_destroy(t);
 }
 
@@ -568,6 +599,340 @@ static void many_shards_one_update(void **unused)
 	sl_table_destroy(t);
 }
 
+/* ---- eviction by loss, tags, admission control ---- */
+
+/* Occupy homes 0 .. MAXUSED-1 with keys of class cls/scale e/limit idx,
+ * expiring at base + home, each holding v. */
+static void fill_tagged(struct sl_table *t, unsigned cls, unsigned e, unsigned idx, int64_t base,
+                        uint64_t v)
+{
+	for (uint64_t h = 0; h < MAXUSED; h++)
+		put(t, tagged(h, 1, cls, e, idx), NOW, base + (int64_t)h, v);
+}
+
+static struct sl_table_limit_stats limit_stats(struct sl_table *t, unsigned idx)
+{
+	struct sl_table_limit_stats ls;
+	sl_table_limit_stats(t, idx, &ls);
+	return ls;
+}
+
+static void full_shard_evicts_least_loss_not_soonest(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+
+	/* Quotas that used 1 unit, and one at its limit (10) expiring first. */
+	fill_tagged(t, SL_TAG_COUNT, 0, 1, NOW + 1000, 1);
+	put(t, tagged(12, 1, SL_TAG_COUNT, 0, 1), NOW, NOW + 5, 10);
+	put(t, tagged(10, 2, SL_TAG_COUNT, 0, 2), NOW, NOW + 5000, 1);
+	/* Window 10..17: least loss is 1 unit, soonest of those is home 10. */
+	assert_int_equal(sl_table_get(t, at(12, 1), NOW, &st), 0);
+	assert_int_equal(st.v, 10);
+	assert_int_equal(sl_table_get(t, at(10, 1), NOW, &st), SL_ENOENT);
+	assert_int_equal(sl_table_get(t, at(10, 2), NOW, &st), 0);
+	assert_int_equal(limit_stats(t, 1).evicted_usage, 1);
+	assert_int_equal(limit_stats(t, 1).evicted_idle, 0);
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.evictions, 1);
+	assert_int_equal(s.evictions_usage, 1);
+	sl_table_destroy(t);
+}
+
+static void rate_loss_is_backlog_over_interval(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+
+	/* T = 2^20 ns, backlog 2T: 2 units each; home 20: T = 2^10 ns with a
+	 * backlog of 16T, 16 units, though it expires first. */
+	fill_tagged(t, SL_TAG_RATE, 20, 1, NOW + (2 << 20), 0);
+	put(t, tagged(20, 1, SL_TAG_RATE, 10, 1), NOW, NOW + (16 << 10), 0);
+	put(t, tagged(20, 2, SL_TAG_RATE, 20, 1), NOW, NOW + 5000, 0);
+	assert_int_equal(sl_table_get(t, at(20, 1), NOW, &st), 0);
+	assert_int_equal(st.expires, NOW + (16 << 10));
+	assert_int_equal(sl_table_get(t, at(21, 1), NOW, &st), SL_ENOENT);
+	assert_int_equal(limit_stats(t, 1).evicted_usage, 1);
+	sl_table_destroy(t);
+}
+
+static void victim_without_usage_is_an_idle_eviction(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+
+	fill_tagged(t, SL_TAG_COUNT, 0, 1, NOW + 1000, 1);
+	/* Live, expiring last, but nothing used (a released concurrency slot,
+	 * a sliding window of zeros): losing it admits nothing extra. */
+	put(t, tagged(15, 1, SL_TAG_COUNT, 0, 3), NOW, NOW + 99999, 0);
+	put(t, tagged(11, 2, SL_TAG_COUNT, 0, 2), NOW, NOW + 5000, 1);
+	assert_int_equal(sl_table_get(t, at(15, 1), NOW, &st), SL_ENOENT);
+	for (uint64_t h = 11; h < 15; h++)
+		assert_int_equal(sl_table_get(t, at(h, 1), NOW, &st), 0);
+	assert_int_equal(limit_stats(t, 3).evicted_idle, 1);
+	assert_int_equal(limit_stats(t, 3).evicted_usage, 0);
+	assert_int_equal(limit_stats(t, 1).evicted_usage, 0);
+	sl_table_destroy(t);
+}
+
+static void sliding_loss_counts_both_windows(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+
+	/* prev 3 + cur 0 (3 units) at home 30 vs prev 0 + cur 2 elsewhere. */
+	fill_tagged(t, SL_TAG_SLIDING, 0, 1, NOW + 1000, 2);
+	put(t, tagged(30, 1, SL_TAG_SLIDING, 0, 1), NOW, NOW + 5, 3ULL << 32);
+	put(t, tagged(30, 2, SL_TAG_SLIDING, 0, 1), NOW, NOW + 5000, 1);
+	assert_int_equal(sl_table_get(t, at(30, 1), NOW, &st), 0);
+	assert_int_equal(sl_table_get(t, at(31, 1), NOW, &st), SL_ENOENT);
+	sl_table_destroy(t);
+}
+
+struct scratch_rec {
+	struct rec r;
+	struct sl_table_admit *adm;
+	uint32_t unstored_seen;
+};
+
+static void scratch_fn(struct sl_state **st, size_t n, void *arg)
+{
+	struct scratch_rec *sr = arg;
+	sr->unstored_seen = sr->adm->unstored;
+	rec_fn(st, n, &sr->r);
+}
+
+static void keep_refuses_a_slot_when_every_candidate_matters(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_table_admit adm = {.keep = true};
+	struct scratch_rec sr = {.r = {.set = {NOW + 5000, 7}, .write = 1}, .adm = &adm};
+	struct sl_key128 k = tagged(10, 2, SL_TAG_COUNT, 0, 2);
+	struct sl_table_stats s;
+	struct sl_state st;
+
+	fill_tagged(t, SL_TAG_COUNT, 0, 1, NOW + 1000, 1);
+	assert_int_equal(sl_table_update_admit(t, &k, 1, NOW, scratch_fn, &sr, &adm), 0);
+	assert_int_equal(sr.r.calls, 1);
+	assert_int_equal(sr.unstored_seen, 1);
+	assert_int_equal(sr.r.seen[0].expires, 0); /* a fresh scratch state */
+	assert_int_equal(sr.r.seen[0].v, 0);
+	/* The first candidate to stop mattering: home 10's window ends first. */
+	assert_int_equal(adm.retry_at, NOW + 1010);
+	assert_int_equal(sl_table_get(t, k, NOW, &st), SL_ENOENT); /* dropped */
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED);
+	assert_int_equal(s.evictions, 0);
+	assert_int_equal(s.unstored, 1);
+	assert_int_equal(limit_stats(t, 2).unstored, 1);
+	for (uint64_t h = 0; h < MAXUSED; h++)
+		assert_int_equal(sl_table_get(t, at(h, 1), NOW, &st), 0);
+
+	/* A candidate that does not matter is still evicted under keep. */
+	put(t, tagged(13, 1, SL_TAG_COUNT, 0, 1), NOW, NOW + 1013, 0);
+	sr.r.calls = 0;
+	assert_int_equal(sl_table_update_admit(t, &k, 1, NOW, scratch_fn, &sr, &adm), 0);
+	assert_int_equal(sr.unstored_seen, 0);
+	assert_int_equal(adm.retry_at, INT64_MAX);
+	assert_int_equal(sl_table_get(t, k, NOW, &st), 0);
+	assert_int_equal(st.v, 7);
+	assert_int_equal(limit_stats(t, 1).evicted_idle, 1);
+
+	/* Without keep, the least loss is evicted and counted as usage. */
+	struct sl_key128 k2 = tagged(20, 2, SL_TAG_COUNT, 0, 2);
+	adm.keep = false;
+	assert_int_equal(sl_table_update_admit(t, &k2, 1, NOW, scratch_fn, &sr, &adm), 0);
+	assert_int_equal(sr.unstored_seen, 0);
+	assert_int_equal(sl_table_get(t, k2, NOW, &st), 0);
+	assert_int_equal(limit_stats(t, 1).evicted_usage, 1);
+	sl_table_destroy(t);
+}
+
+/* Runs of three keys with an empty slot after each (homes i + i/3): a
+ * tail every fourth slot, MAXUSED keys, the shard at its bound. */
+static void fill_runs(struct sl_table *t, int64_t base, uint64_t v)
+{
+	for (uint64_t i = 0; i < MAXUSED; i++)
+		put(t, tagged(i + i / 3, 1, SL_TAG_COUNT, 0, 1), NOW, base + (int64_t)i, v);
+}
+
+static void keep_with_empty_home_drops_only_a_tail_that_does_not_matter(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_table_admit adm = {.keep = true};
+	struct scratch_rec sr = {.r = {.set = {NOW + 5000, 1}, .write = 1}, .adm = &adm};
+	struct sl_key128 k = tagged(3, 2, SL_TAG_COUNT, 0, 2); /* home 3 is empty */
+	struct sl_table_stats s;
+	struct sl_state st;
+
+	fill_runs(t, NOW + 1000, 1);
+	/* The tails in reach (2, 6, 10, 14) all hold usage: refused. */
+	assert_int_equal(sl_table_update_admit(t, &k, 1, NOW, scratch_fn, &sr, &adm), 0);
+	assert_int_equal(sr.unstored_seen, 1);
+	assert_int_equal(adm.retry_at, NOW + 1002); /* slot 2 holds key i = 2 */
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED);
+	assert_int_equal(sl_table_get(t, k, NOW, &st), SL_ENOENT);
+	/* One of them without usage: it is emptied instead. */
+	put(t, tagged(10, 1, SL_TAG_COUNT, 0, 1), NOW, NOW + 1000, 0);
+	assert_int_equal(sl_table_update_admit(t, &k, 1, NOW, scratch_fn, &sr, &adm), 0);
+	assert_int_equal(sr.unstored_seen, 0);
+	assert_int_equal(sl_table_get(t, k, NOW, &st), 0);
+	assert_int_equal(sl_table_get(t, at(10, 1), NOW, &st), SL_ENOENT);
+	assert_int_equal(limit_stats(t, 1).evicted_idle, 1);
+	/* Evict mode empties the tail with the least loss even if it matters. */
+	struct sl_key128 k2 = tagged(7, 2, SL_TAG_COUNT, 0, 2); /* home 7 is empty */
+	adm.keep = false;
+	assert_int_equal(sl_table_update_admit(t, &k2, 1, NOW, scratch_fn, &sr, &adm), 0);
+	assert_int_equal(sr.unstored_seen, 0);
+	assert_int_equal(sl_table_get(t, k2, NOW, &st), 0);
+	assert_int_equal(sl_table_get(t, at(6, 1), NOW, &st), SL_ENOENT); /* i = 4: soonest */
+	assert_int_equal(limit_stats(t, 1).evicted_usage, 1);
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED);
+	sl_table_destroy(t);
+}
+
+static void keep_duplicates_share_one_scratch_state(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_table_admit adm = {.keep = true};
+	struct scratch_rec sr = {.adm = &adm};
+	struct sl_key128 k[3] = {tagged(40, 2, SL_TAG_COUNT, 0, 2), at(41, 1),
+	                         tagged(40, 2, SL_TAG_COUNT, 0, 2)};
+	struct sl_table_stats s;
+
+	fill_tagged(t, SL_TAG_COUNT, 0, 1, NOW + 1000, 1);
+	assert_int_equal(sl_table_update_admit(t, k, 3, NOW, scratch_fn, &sr, &adm), 0);
+	assert_int_equal(sr.unstored_seen, 5); /* keys 0 and 2 */
+	assert_ptr_equal(sr.r.ptr[0], sr.r.ptr[2]);
+	assert_ptr_not_equal(sr.r.ptr[0], sr.r.ptr[1]);
+	assert_int_equal(sr.r.seen[1].v, 1); /* key 1 is in the table */
+	stats(t, &s);
+	assert_int_equal(s.unstored, 1); /* one key, counted once */
+	sl_table_destroy(t);
+}
+
+static void tag_is_not_identity_and_follows_the_caller(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+	struct sl_key128 a = tagged(5, 3, SL_TAG_COUNT, 0, 1);
+	struct sl_key128 b = tagged(5, 3, SL_TAG_RATE, 7, 9);
+
+	put(t, a, NOW, NOW + 100, 3);
+	assert_int_equal(sl_table_get(t, b, NOW, &st), 0);
+	assert_int_equal(st.v, 3);
+	assert_int_equal(peek_fresh(t, b, NOW).v, 3); /* same state, now tagged b */
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, 1);
+	/* The stored tag is b's: as a rate state of T = 2^7 ns with 100 ns of
+	 * backlog it holds < 1 unit, so a full chain evicts it as idle, before
+	 * any opaque state (one unit while live). */
+	for (uint64_t h = 0; h < MAXUSED - 1; h++)
+		put(t, at(h == 5 ? MAXUSED : h, 1), NOW, NOW + 1000, 1);
+	stats(t, &s);
+	assert_int_equal(s.used, MAXUSED);
+	put(t, at(4, 2), NOW, NOW + 5000, 1);
+	assert_int_equal(sl_table_get(t, a, NOW, &st), SL_ENOENT);
+	assert_int_equal(limit_stats(t, 9).evicted_idle, 1);
+	assert_int_equal(limit_stats(t, 1).evicted_idle, 0);
+	sl_table_destroy(t);
+}
+
+static void identity_bits_beside_the_tag_are_compared(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_state st;
+	struct sl_key128 a = {0x7ULL << 53, 5}, b = a, c = a, d = a;
+
+	b.lo |= 1ULL << SL_TAG_BITS; /* the lowest identity bit of lo */
+	c.hi ^= 1;
+	d.lo |= SL_TAG_MASK; /* only the tag differs: the same key */
+	put(t, a, NOW, NOW + 100, 1);
+	put(t, b, NOW, NOW + 100, 2);
+	put(t, c, NOW, NOW + 100, 3);
+	assert_int_equal(sl_table_get(t, a, NOW, &st), 0);
+	assert_int_equal(st.v, 1);
+	assert_int_equal(sl_table_get(t, b, NOW, &st), 0);
+	assert_int_equal(st.v, 2);
+	assert_int_equal(sl_table_get(t, c, NOW, &st), 0);
+	assert_int_equal(st.v, 3);
+	assert_int_equal(sl_table_get(t, d, NOW, &st), 0);
+	assert_int_equal(st.v, 1);
+	/* A zero identity with a tag is the zero key, not an empty slot. */
+	struct sl_key128 z = {0, 0}, zt = {0x0102, 0};
+	put(t, zt, NOW, NOW + 100, 9);
+	assert_int_equal(sl_table_get(t, z, NOW, &st), 0);
+	assert_int_equal(st.v, 9);
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, 4);
+	sl_table_destroy(t);
+}
+
+static void home_slot_ignores_the_tag(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = NULL;
+	struct sl_state st;
+	const uint64_t cap = 2050; /* not a power of two: tag bits could carry */
+
+	assert_int_equal(sl_table_create(&t, cap * 32, 0), 0);
+	/* Identity bits just below the boundary of home 700: with the tag
+	 * multiplied in, tag 0xffff would land on home 701. */
+	uint64_t q = (uint64_t)(((unsigned __int128)701 << 64) / cap);
+	struct sl_key128 a = {q & ~SL_TAG_MASK, 1}, b = {q | SL_TAG_MASK, 1};
+	assert_true((uint64_t)(((unsigned __int128)a.lo * cap) >> 64) !=
+	            (uint64_t)(((unsigned __int128)b.lo * cap) >> 64));
+	put(t, a, NOW, NOW + 100, 4);
+	assert_int_equal(sl_table_get(t, b, NOW, &st), 0);
+	assert_int_equal(st.v, 4);
+	assert_int_equal(peek_fresh(t, b, NOW).v, 4);
+	struct sl_table_stats s;
+	stats(t, &s);
+	assert_int_equal(s.used, 1);
+	sl_table_destroy(t);
+}
+
+/* A deterministic flood of one-hit keys through a full table, with one
+ * key at its limit written every `every` inserts: it must never be
+ * evicted while one-hit keys are there to take instead. */
+static void flood_of_one_hit_keys_never_evicts_a_key_at_its_limit(void **unused)
+{
+	(void)unused;
+	struct sl_table *t = mk();
+	struct sl_key128 abuser = tagged(0, 0xabu, SL_TAG_COUNT, 0, 5);
+	struct sl_state st;
+	uint64_t x = 42;
+
+	put(t, abuser, NOW, NOW + 1000000, 10);
+	for (int i = 0; i < 200000; i++) {
+		struct sl_key128 k = {rnd(&x), rnd(&x)};
+		put(t,
+		    sl_key_tagged(k, sl_tag_of(&(struct sl_limit_spec){.algo = SL_ALGO_QUOTA}, 4)),
+		    NOW, NOW + 1000000, 1);
+		if (sl_table_get(t, abuser, NOW, &st) != 0)
+			fail_msg("lost at %d", i);
+	}
+	assert_int_equal(sl_table_get(t, abuser, NOW, &st), 0);
+	assert_int_equal(st.v, 10);
+	assert_true(limit_stats(t, 4).evicted_usage > 100000);
+	assert_int_equal(limit_stats(t, 5).evicted_usage, 0);
+	sl_table_destroy(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -588,6 +953,17 @@ int main(void)
 	        cmocka_unit_test(create_refuses_bad_sizes),
 	        cmocka_unit_test(update_refuses_too_many_keys),
 	        cmocka_unit_test(many_shards_one_update),
+	        cmocka_unit_test(full_shard_evicts_least_loss_not_soonest),
+	        cmocka_unit_test(rate_loss_is_backlog_over_interval),
+	        cmocka_unit_test(victim_without_usage_is_an_idle_eviction),
+	        cmocka_unit_test(sliding_loss_counts_both_windows),
+	        cmocka_unit_test(keep_refuses_a_slot_when_every_candidate_matters),
+	        cmocka_unit_test(keep_with_empty_home_drops_only_a_tail_that_does_not_matter),
+	        cmocka_unit_test(keep_duplicates_share_one_scratch_state),
+	        cmocka_unit_test(tag_is_not_identity_and_follows_the_caller),
+	        cmocka_unit_test(identity_bits_beside_the_tag_are_compared),
+	        cmocka_unit_test(home_slot_ignores_the_tag),
+	        cmocka_unit_test(flood_of_one_hit_keys_never_evicts_a_key_at_its_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

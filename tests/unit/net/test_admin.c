@@ -372,7 +372,7 @@ static void metrics_render_the_decisions(void **state)
 	        strstr(out, "sluice_decision_seconds_bucket{listener=\"admin\",le=\"+Inf\"} 3\n"));
 	assert_non_null(strstr(out, "sluice_decision_seconds_count{listener=\"admin\"} 3\n"));
 	assert_non_null(strstr(out, "sluice_store_states "));
-	assert_non_null(strstr(out, "sluice_store_evictions_total 0\n"));
+	assert_non_null(strstr(out, "sluice_store_evicted_total 0\n"));
 	assert_non_null(strstr(out, "sluice_store_errors_total 0\n"));
 }
 

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include <openssl/sha.h>
@@ -274,6 +275,27 @@ static void responses_and_named_refs(void **state)
 	assert_non_null(rs->unauthorized_body);
 }
 
+static void store_on_full_modes(void **state)
+{
+	(void)state;
+	static const char *const text[] = {"evict", "deny_new", "allow_new"};
+	static const uint8_t want[] = {SL_ON_FULL_EVICT, SL_ON_FULL_DENY_NEW, SL_ON_FULL_ALLOW_NEW};
+	char yaml[128];
+
+	for (int i = 0; i < 3; i++) {
+		struct sl_policy *p;
+		snprintf(yaml, sizeof(yaml), "store: { type: memory, memory: 1MB, on_full: %s }\n",
+		         text[i]);
+		int rc = load_text(yaml, &p);
+		if (rc)
+			dump_diag();
+		assert_int_equal(rc, 0);
+		assert_int_equal(p->store.on_full, want[i]);
+		assert_int_equal(p->store.memory, 1 << 20);
+		sl_policy_unref(p);
+	}
+}
+
 static void defaults_of_a_minimal_config(void **state)
 {
 	(void)state;
@@ -289,6 +311,7 @@ static void defaults_of_a_minimal_config(void **state)
 	assert_int_equal(p->admin.lease_ttl, 60 * SL_NS_PER_SEC);
 	assert_int_equal(p->store.type, SL_STORE_MEMORY);
 	assert_int_equal(p->store.memory, 64 << 20);
+	assert_int_equal(p->store.on_full, SL_ON_FULL_EVICT);
 	assert_int_equal(p->store.timeout, 50000000);
 	assert_int_equal(p->store.snapshot_interval, SL_NS_PER_SEC);
 	assert_null(p->store.snapshot);
@@ -467,6 +490,7 @@ int main(void)
 	const struct CMUnitTest more[] = {
 	        cmocka_unit_test(defaults_of_a_minimal_config),
 	        cmocka_unit_test(snapshot_interval_and_path_relative_to_the_config),
+	        cmocka_unit_test(store_on_full_modes),
 	        cmocka_unit_test(limit_ids_survive_reload_and_change_with_the_limit),
 	        cmocka_unit_test(every_example_loads),
 	        cmocka_unit_test(seed_examples_compile_as_documented),

@@ -135,6 +135,10 @@ static const struct err_case cases[] = {
          "store.snapshot_interval: bad duration 'soon'"},
         {"store: { type: redis, url: \"redis://h:1\", snapshot_interval: 1s }\n", "1s", 0,
          "store.snapshot_interval applies to type: memory only"},
+        {"store: { type: memory, on_full: drop_old }\n", "drop_old", 0,
+         "store.on_full must be evict, deny_new or allow_new, not 'drop_old'"},
+        {"store: { type: redis, url: \"redis://h:1\", on_full: deny_new }\n", "deny_new", 0,
+         "store.on_full applies to type: memory only"},
         /* routes, responses */
         {"routes:\n  - { name: r, match: { path: \"/a/*/b\" } }\n", "\"/a/*/b\"", 0,
          "'*' is allowed only as a final"},

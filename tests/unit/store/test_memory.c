@@ -23,6 +23,7 @@
 #include <sluice/error.h>
 #include <sluice/table.h>
 
+#include "policy/policy-t.h"
 #include "store/store.h"
 
 #define T0   (1700000000LL * SL_NS_PER_SEC) /* a Tuesday, 22:13:20 UTC */
@@ -303,6 +304,258 @@ static void create_and_stats(void **unused)
 	assert_int_equal(st.evictions, 0);
 	assert_int_equal(st.errors, 0);
 	s->ops->destroy(s);
+}
+
+/* ---- a full store: eviction by loss, store.on_full ---- */
+
+#define FLOOD_RPS    47000     /* one-hit client IPs a second (the flood) */
+#define ABUSER_RPS   20        /* requests a second of each abuser */
+#define FLOOD_SECS   20        /* simulated seconds */
+#define FLOOD_BYTES  (1 << 20) /* store.memory: 1MB */
+#define FLOOD_LIMITS 2
+
+/* One decision of a single check at `now`; returns the status. */
+static int decide1(struct sl_store *s, const struct sl_limit_spec *spec, uint64_t id,
+                   const char *name, const char *key, int64_t now)
+{
+	struct sl_check c;
+	check(&c, spec, id, key, 1);
+	c.name = name;
+	return run(s, &c, 1, SL_OP_DECIDE, now, NULL);
+}
+
+/* The issue's flood, deterministic: FLOOD_RPS distinct one-hit IPs a
+ * second, alternating between a route limited by `quota: 10/day` and one
+ * limited by `rate: 10/hour` (so the table holds both kinds), and two
+ * abusers at ABUSER_RPS, one on each route. Returns each abuser's admits
+ * over FLOOD_SECS. The table churns ~40 times over. */
+static void flood(struct sl_store *s, uint64_t admits[FLOOD_LIMITS])
+{
+	struct sl_limit_spec spec[FLOOD_LIMITS];
+	const char *name[FLOOD_LIMITS] = {"daily", "hourly"};
+	const int64_t step = SL_NS_PER_SEC / FLOOD_RPS;
+	const long total = (long)FLOOD_RPS * FLOOD_SECS, every = FLOOD_RPS / ABUSER_RPS;
+	char ip[32];
+
+	assert_int_equal(sl_spec_quota(&spec[0], 10, SL_CAL_DAY, 0), 0);
+	assert_int_equal(sl_spec_rate(&spec[1], 10, SL_NS_PER_HOUR, 0, 0), 0);
+	admits[0] = admits[1] = 0;
+	for (long i = 0; i < total; i++) {
+		int64_t now = T0 + i * step;
+		int l = (int)(i & 1);
+		snprintf(ip, sizeof(ip), "10.%ld.%ld.%ld", (i >> 16) & 255, (i >> 8) & 255,
+		         i & 255);
+		if (i >= 1 << 24)
+			snprintf(ip, sizeof(ip), "11.%ld", i);
+		decide1(s, &spec[l], (uint64_t)l + 1, name[l], ip, now);
+		if (i % every == 0)
+			for (int a = 0; a < FLOOD_LIMITS; a++)
+				admits[a] += decide1(s, &spec[a], (uint64_t)a + 1, name[a],
+				                     "203.0.113.66", now) == SL_OK;
+	}
+}
+
+static void flood_of_new_keys_keeps_the_abusers_limits(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = NULL;
+	uint64_t admits[FLOOD_LIMITS];
+
+	assert_int_equal(sl_memory_store_create(&s, FLOOD_BYTES, SEED), 0);
+	flood(s, admits);
+	/* quota 10/day: 10 in the day. rate 10/hour, burst 10: 10 at once,
+	 * then one per 360 s, none within 20 s. At most the limit + 1%. */
+	assert_in_range(admits[0], 10, 10 * 101 / 100);
+	assert_in_range(admits[1], 10, 10 * 101 / 100);
+	s->ops->destroy(s);
+}
+
+static const struct sl_store_limit_stats *limit_named(const struct sl_store_stats *st,
+                                                      const char *name)
+{
+	for (size_t i = 0; i < st->nlimits; i++)
+		if (strcmp(st->limits[i].name, name) == 0)
+			return &st->limits[i];
+	return NULL;
+}
+
+static void flood_evictions_are_counted_per_limit(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = NULL;
+	struct sl_store_stats st;
+	uint64_t admits[FLOOD_LIMITS];
+
+	assert_int_equal(sl_memory_store_create(&s, FLOOD_BYTES, SEED), 0);
+	flood(s, admits);
+	s->ops->stats(s, &st);
+	const struct sl_store_limit_stats *d = limit_named(&st, "daily");
+	const struct sl_store_limit_stats *h = limit_named(&st, "hourly");
+	assert_non_null(d);
+	assert_non_null(h);
+	/* Every daily state holds a used unit: each eviction has usage. A
+	 * one-hit hourly state (T = 360 s, read as 2^38 ns) holds < 1 unit
+	 * after ~84 s, so within 20 s those evicted held usage too, but the
+	 * store evicts daily and hourly states alike. */
+	assert_true(d->evicted_usage > (uint64_t)FLOOD_RPS);
+	assert_true(h->evicted_usage + h->evicted_idle > (uint64_t)FLOOD_RPS);
+	assert_int_equal(st.evictions_usage + d->evicted_idle + h->evicted_idle, st.evictions);
+	assert_int_equal(st.evictions_usage, d->evicted_usage + h->evicted_usage);
+	assert_int_equal(st.full_denied + st.full_admitted, 0);
+	assert_null(limit_named(&st, "other"));
+	s->ops->destroy(s);
+}
+
+/* Fill a 64 KiB store (one shard, 1536 states at its bound) with n
+ * distinct keys that each used 1 of `quota: 10/day` at T0, under mode;
+ * returns how many were SL_OK, and the last denied batch in *denied. */
+static int fill_quota(struct sl_store *s, const struct sl_limit_spec *q, int n,
+                      struct sl_batch *denied, struct sl_check *dc)
+{
+	int ok = 0;
+	char k[32];
+
+	for (int i = 0; i < n; i++) {
+		struct sl_batch b;
+		snprintf(k, sizeof(k), "client-%d", i);
+		check(dc, q, 7, k, 1);
+		dc->name = "ip";
+		if (run(s, dc, 1, SL_OP_DECIDE, T0, &b) == SL_OK)
+			ok++;
+		else if (denied)
+			*denied = b;
+	}
+	return ok;
+}
+
+static void on_full_deny_new_rejects_new_keys_and_keeps_every_state(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = NULL;
+	struct sl_store_stats st;
+	struct sl_limit_spec q;
+	struct sl_batch b = {0};
+	struct sl_check c;
+	int64_t start, end;
+
+	assert_int_equal(sl_memory_store_create(&s, 64 * 1024, SEED), 0);
+	assert_int_equal(sl_memory_store_set_on_full(s, SL_ON_FULL_DENY_NEW + 5), SL_EINVAL);
+	assert_int_equal(sl_memory_store_set_on_full(s, SL_ON_FULL_DENY_NEW), 0);
+	assert_int_equal(sl_spec_quota(&q, 10, SL_CAL_DAY, 0), 0);
+	int ok = fill_quota(s, &q, 3000, &b, &c);
+	s->ops->stats(s, &st);
+	assert_true(ok >= 1536 && ok < 3000);
+	assert_int_equal(st.evictions, 0); /* nothing that matters was lost */
+	assert_int_equal(st.full_denied, (uint64_t)(3000 - ok));
+	assert_int_equal(st.states, (uint64_t)ok);
+	assert_int_equal(limit_named(&st, "ip")->full_denied, (uint64_t)(3000 - ok));
+	/* What a denied client sees: rejected by its limit, nothing left,
+	 * Retry-After = when the first candidate state's window ends. */
+	sl_calendar_window(SL_CAL_DAY, 0, T0, &start, &end);
+	assert_int_equal(b.status, SL_DENY);
+	assert_int_equal(b.denied, 0);
+	assert_int_equal(c.res.outcome, SL_REJECTED);
+	assert_int_equal(c.res.remaining, 0);
+	assert_int_equal(c.res.limit, 10);
+	assert_int_equal(c.res.retry_after, end - T0);
+	/* Every stored client still has its unit used. */
+	check(&c, &q, 7, "client-0", 0);
+	assert_int_equal(run(s, &c, 1, SL_OP_PEEK, T0, NULL), SL_OK);
+	assert_int_equal(c.res.remaining, 9);
+	/* A decision with a known key and a refused new one commits nothing. */
+	struct sl_check two[2];
+	check(&two[0], &q, 7, "client-0", 1);
+	check(&two[1], &q, 7, "someone-new", 1);
+	for (int i = 0; i < 200 && run(s, two, 2, SL_OP_DECIDE, T0, &b) == SL_OK; i++)
+		two[1].key = i % 2 ? "someone-new" : "another-new"; /* until one is refused */
+	assert_int_equal(b.status, SL_DENY);
+	assert_int_equal(b.denied, 1);
+	uint64_t left = two[0].res.remaining;
+	check(&c, &q, 7, "client-0", 0);
+	run(s, &c, 1, SL_OP_PEEK, T0, NULL);
+	assert_int_equal(c.res.remaining, left);
+	s->ops->destroy(s);
+}
+
+static void on_full_allow_new_admits_new_keys_unstored(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = NULL;
+	struct sl_store_stats st;
+	struct sl_limit_spec q;
+	struct sl_check c;
+
+	assert_int_equal(sl_memory_store_create(&s, 64 * 1024, SEED), 0);
+	assert_int_equal(sl_memory_store_set_on_full(s, SL_ON_FULL_ALLOW_NEW), 0);
+	assert_int_equal(sl_spec_quota(&q, 10, SL_CAL_DAY, 0), 0);
+	assert_int_equal(fill_quota(s, &q, 3000, NULL, &c), 3000);
+	s->ops->stats(s, &st);
+	assert_int_equal(st.evictions, 0);
+	assert_true(st.full_admitted > 0);
+	assert_int_equal(st.states + st.full_admitted, 3000);
+	assert_int_equal(limit_named(&st, "ip")->full_admitted, st.full_admitted);
+	/* Fail open, as documented: an unstored key is never counted. */
+	int passes = 0;
+	for (int i = 0; i < 30; i++) {
+		check(&c, &q, 7, "client-2999", 1);
+		passes += run(s, &c, 1, SL_OP_DECIDE, T0, NULL) == SL_OK;
+	}
+	s->ops->stats(s, &st);
+	assert_true(passes == 30 || passes == 10); /* unstored, or stored by luck */
+	s->ops->destroy(s);
+}
+
+static void on_full_evict_evicts_the_least_loss(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = NULL;
+	struct sl_store_stats st;
+	struct sl_limit_spec q;
+	struct sl_check c;
+
+	assert_int_equal(sl_memory_store_create(&s, 64 * 1024, SEED), 0);
+	assert_int_equal(sl_spec_quota(&q, 10, SL_CAL_DAY, 0), 0);
+	/* One client at its limit, then a flood of one-hit ones. */
+	for (int i = 0; i < 12; i++) {
+		check(&c, &q, 7, "heavy", 1);
+		c.name = "ip";
+		run(s, &c, 1, SL_OP_DECIDE, T0, NULL);
+	}
+	assert_int_equal(fill_quota(s, &q, 20000, NULL, &c), 20000);
+	check(&c, &q, 7, "heavy", 1);
+	assert_int_equal(run(s, &c, 1, SL_OP_DECIDE, T0, NULL), SL_DENY);
+	s->ops->stats(s, &st);
+	assert_true(st.evictions_usage >= 20000 - 1536);
+	assert_int_equal(limit_named(&st, "ip")->evicted_usage, st.evictions_usage);
+	s->ops->destroy(s);
+}
+
+/* The tag takes 16 bits of the 128-bit hash: (limit id, key) pairs stay
+ * distinct, and the same pair under another spec (a reload that changed
+ * the algorithm or period keeps the counter's id) is the same counter. */
+static void tags_keep_counters_distinct_and_stable(void **unused)
+{
+	(void)unused;
+	struct sl_store *s = mk(SEED);
+	struct sl_store_stats st;
+	struct sl_limit_spec q, r;
+	struct sl_check c;
+	char k[32];
+
+	assert_int_equal(sl_spec_quota(&q, 1000, SL_CAL_DAY, 0), 0);
+	assert_int_equal(sl_spec_rate(&r, 1000, SL_NS_PER_MIN, 0, 0), 0);
+	for (int i = 0; i < 20000; i++) {
+		snprintf(k, sizeof(k), "%d", i);
+		check(&c, &q, (uint64_t)(i % 4), k, 1);
+		run(s, &c, 1, SL_OP_DECIDE, T0, NULL);
+	}
+	s->ops->stats(s, &st);
+	assert_int_equal(st.states, 20000); /* 1 MiB holds them: no collision merged two */
+	check(&c, &q, 1, "5", 0);
+	run(s, &c, 1, SL_OP_PEEK, T0, NULL);
+	assert_int_equal(c.res.remaining, 999);
+	s->ops->destroy(s);
+	(void)r;
 }
 
 /* ---- snapshot ---- */
@@ -730,6 +983,12 @@ int main(void)
 	        cmocka_unit_test(limit_id_and_every_key_byte_matter),
 	        cmocka_unit_test(bad_batches_are_refused_up_front),
 	        cmocka_unit_test(create_and_stats),
+	        cmocka_unit_test(flood_of_new_keys_keeps_the_abusers_limits),
+	        cmocka_unit_test(flood_evictions_are_counted_per_limit),
+	        cmocka_unit_test(on_full_deny_new_rejects_new_keys_and_keeps_every_state),
+	        cmocka_unit_test(on_full_allow_new_admits_new_keys_unstored),
+	        cmocka_unit_test(on_full_evict_evicts_the_least_loss),
+	        cmocka_unit_test(tags_keep_counters_distinct_and_stable),
 	        cmocka_unit_test_setup_teardown(snapshot_round_trip, setup_snap, teardown_snap),
 	        cmocka_unit_test_setup_teardown(snapshot_rejects_damaged_files_restoring_nothing,
 	                                        setup_snap, teardown_snap),

@@ -184,12 +184,92 @@ static void snapshots_saved_while_deciding_restore_consistent_counts(void **unus
 	store->ops->destroy(store);
 }
 
+/* A full store under concurrency: each thread floods distinct one-hit keys
+ * under its own limit name (first sight of each name races with the
+ * other thread's), while a third reads the per-limit stats; one client at
+ * its limit on a shared key is never evicted, and every eviction is
+ * counted once. */
+struct flood_arg {
+	int t;
+	uint64_t admitted_heavy;
+};
+
+static void *flooder(void *arg)
+{
+	struct flood_arg *fa = arg;
+	static const char *const names[THREADS] = {"a", "b"};
+	char key[32];
+
+	for (int i = 0; i < 20 * TRIES; i++) {
+		struct sl_check c;
+		snprintf(key, sizeof(key), "%d-%d", fa->t, i);
+		fill(&c, &quota, 10 + (uint64_t)fa->t, key);
+		c.name = names[fa->t];
+		struct sl_batch b = {.checks = &c, .n = 1, .now = T0, .done = on_done};
+		assert_int_equal(sl_store_submit(store, &b), 0);
+		if (i % 100 == 0) {
+			fill(&c, &quota, 99, "heavy");
+			c.name = "heavy";
+			struct sl_batch h = {.checks = &c, .n = 1, .now = T0, .done = on_done};
+			assert_int_equal(sl_store_submit(store, &h), 0);
+			fa->admitted_heavy += h.status == SL_OK;
+		}
+	}
+	return NULL;
+}
+
+static atomic_int flooding;
+
+static void *stats_reader(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&flooding)) {
+		struct sl_store_stats st;
+		store->ops->stats(store, &st);
+		for (size_t i = 0; i < st.nlimits; i++)
+			assert_non_null(st.limits[i].name);
+	}
+	return NULL;
+}
+
+static void full_store_keeps_a_client_at_its_limit_under_threads(void **unused)
+{
+	(void)unused;
+	struct flood_arg fa[THREADS];
+	pthread_t th[THREADS], rd;
+	struct sl_store_stats st;
+
+	assert_int_equal(sl_memory_store_create(&store, 64 * 1024, 7), 0);
+	assert_int_equal(sl_spec_quota(&quota, 10, SL_CAL_DAY, 0), 0);
+	atomic_store(&flooding, 1);
+	pthread_create(&rd, NULL, stats_reader, NULL);
+	for (int t = 0; t < THREADS; t++) {
+		fa[t] = (struct flood_arg){.t = t};
+		pthread_create(&th[t], NULL, flooder, &fa[t]);
+	}
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	atomic_store(&flooding, 0);
+	pthread_join(rd, NULL);
+	assert_int_equal(fa[0].admitted_heavy + fa[1].admitted_heavy, 10);
+	store->ops->stats(store, &st);
+	uint64_t usage = 0;
+	for (size_t i = 0; i < st.nlimits; i++) {
+		usage += st.limits[i].evicted_usage;
+		assert_true(strcmp(st.limits[i].name, "heavy") != 0);
+	}
+	assert_true(usage > 0);
+	assert_int_equal(usage, st.evictions_usage);
+	store->ops->destroy(store);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(shared_quota_admits_exactly_n),
 	        cmocka_unit_test(shared_rate_in_three_limit_decisions_admits_exactly_100),
 	        cmocka_unit_test(snapshots_saved_while_deciding_restore_consistent_counts),
+	        cmocka_unit_test(full_store_keeps_a_client_at_its_limit_under_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
