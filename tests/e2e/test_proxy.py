@@ -320,35 +320,45 @@ def test_concurrency_slot_released_when_client_leaves(sluice):
         up.close()
 
 
-def test_upstream_head_larger_than_the_buffer_is_502_at_once(sluice):
-    """An upstream response head that fills sluice's whole 64 KiB upstream
-    buffer can never complete: 502 at once, not a stall until
-    upstream_timeout (30 s by default)."""
-    import socket as so
-    import threading as th
-    lsock = so.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(4)
-    port = lsock.getsockname()[1]
-
-    def serve():
-        try:
-            c, _ = lsock.accept()
-            c.recv(65536)
-            c.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000)
-            time.sleep(5)
-            c.close()
-        except OSError:
-            pass
-    t = th.Thread(target=serve, daemon=True)
-    t.start()
-    d = sluice("""
+SCRIPTED = """
 listeners:
   - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: "http://127.0.0.1:{upstream}" }}
 admin: {{ listen: "127.0.0.1:{admin}" }}
 limits:
   - {{ name: ip, key: ip, rate: 1000/min }}
-""", ports={"upstream": port})
+"""
+
+
+def scripted_upstream(pieces):
+    """A one-connection upstream that reads the request, then sends each of
+    `pieces` (bytes) 0.3 s apart and lingers 1 s. Returns (port, socket)."""
+    import threading
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+
+    def serve():
+        try:
+            c, _ = lsock.accept()
+            c.recv(65536)
+            for i, p in enumerate(pieces):
+                if i:
+                    time.sleep(0.3)
+                c.sendall(p)
+            time.sleep(1)
+            c.close()
+        except OSError:
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+    return lsock.getsockname()[1], lsock
+
+
+def test_upstream_head_larger_than_the_buffer_is_502_at_once(sluice):
+    """An upstream response head that fills sluice's whole 64 KiB upstream
+    buffer can never complete: 502 at once, not a stall until
+    upstream_timeout (30 s by default)."""
+    port, lsock = scripted_upstream([b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000])
+    d = sluice(SCRIPTED, ports={"upstream": port})
     t0 = time.monotonic()
     r = requests.get(d.url("gateway", "/x"), timeout=10)
     assert r.status_code == 502
@@ -360,33 +370,9 @@ def test_upstream_head_split_across_reads_is_not_forwarded_raw(sluice):
     """A response head that arrives in two TCP segments: its first part used
     to be written to the client raw, ahead of the head sluice composes, so
     the client saw two status lines and a corrupt response."""
-    import socket as so
-    import threading as th
-    lsock = so.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(4)
-    port = lsock.getsockname()[1]
-
-    def serve():
-        try:
-            c, _ = lsock.accept()
-            c.recv(65536)
-            c.sendall(b"HTTP/1.1 200 OK\r\nX-Part: one\r\n")
-            time.sleep(0.3)
-            c.sendall(b"Content-Length: 2\r\n\r\nok")
-            time.sleep(1)
-            c.close()
-        except OSError:
-            pass
-    t = th.Thread(target=serve, daemon=True)
-    t.start()
-    d = sluice("""
-listeners:
-  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: "http://127.0.0.1:{upstream}" }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-limits:
-  - {{ name: ip, key: ip, rate: 1000/min }}
-""", ports={"upstream": port})
+    port, lsock = scripted_upstream([b"HTTP/1.1 200 OK\r\nX-Part: one\r\n",
+                                     b"Content-Length: 2\r\n\r\nok"])
+    d = sluice(SCRIPTED, ports={"upstream": port})
     out = raw(d.ports["gateway"], b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.count(b"HTTP/1.1 ") == 1, out
     head, _, body = out.partition(b"\r\n\r\n")
