@@ -15,6 +15,7 @@ import socket
 import threading
 
 from conftest import free_port
+from test_proxy import Upstream
 
 T = 5  # seconds per socket operation
 
@@ -67,22 +68,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class Upstream:
-    def __init__(self, port):
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.srv.daemon_threads = True
-        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.t.start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-
-
 def start(sluice, extra=""):
     port = free_port()
-    up = Upstream(port)
+    up = Upstream(port, Handler)
     extra = extra.replace("{", "{{").replace("}", "}}")
     d = sluice(CONFIG.replace("{extra}", extra), ports={"upstream": port})
     return d, up
@@ -268,7 +256,7 @@ def test_ipv6_clients_in_one_64_share_a_counter(sluice):
 
 def test_ipv6_prefix_is_configurable(sluice):
     port_up = free_port()
-    up = Upstream(port_up)
+    up = Upstream(port_up, Handler)
     text = CONFIG.replace("{extra}", "").replace(
         'trusted_proxies: ["127.0.0.0/8"]', 'trusted_proxies: ["127.0.0.0/8"], ipv6_prefix: 48')
     d = sluice(text, ports={"upstream": port_up})

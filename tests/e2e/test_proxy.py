@@ -109,9 +109,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Upstream:
-    def __init__(self, port):
+    """A threaded HTTP upstream on 127.0.0.1:port; handler defaults to this
+    file's Handler."""
+
+    def __init__(self, port, handler=None):
         http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler or Handler)
         self.srv.daemon_threads = True
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()
