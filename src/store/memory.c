@@ -16,7 +16,7 @@
  * The snapshot file lets quotas survive restarts. Its keys are hashes, so
  * it carries the seed and is refused by a store with another seed:
  *
- *   header  40 bytes: magic "SLUICEST", u32 version (1), u32 entry size
+ *   header  40 bytes: magic "SLUICEST", u32 version (2; 1 is read too), u32 entry size
  *           (32), u64 seed, u64 count, u64 time saved (ns)
  *   entries count x 32 bytes: u64 key lo, u64 key hi, i64 expires, u64 v
  *   trailer u64: XXH3-64 of the header, seeded with XXH3-64 of the entries
@@ -51,7 +51,7 @@
 #include <xxhash.h>
 
 #define SNAP_MAGIC       "SLUICEST"
-#define SNAP_VERSION     1
+#define SNAP_VERSION     2 /* 2: the low 16 bits of key lo are an eviction tag */
 #define SNAP_HDR_BYTES   40
 #define SNAP_ENTRY_BYTES 32
 #define SNAP_TAIL_BYTES  8
@@ -664,8 +664,22 @@ static void load_one(struct sl_state **st, size_t n, void *arg)
 
 /* Read `count` entries from f (positioned at the first one); with `m`
  * NULL only digest them, else restore the unexpired ones into m. */
+/* The key of a restored entry. Version 1 files predate eviction tags:
+ * their low 16 bits are hash bits, so read as a tag they could make a
+ * state at its limit look idle; such a state gets the rate class at scale
+ * 0, whose loss reads as large as its remaining life, until its next use
+ * retags it. The name index of a version 2 tag was handed out by the
+ * process that saved it, so it reads as "other" (0) until then. */
+static struct sl_key128 restored_key(struct sl_key128 k, uint32_t version)
+{
+	if (version < 2)
+		return sl_key_tagged(k, SL_TAG_RATE);
+	k.lo &= ~(uint64_t)0xff00;
+	return k;
+}
+
 static int read_entries(FILE *f, uint64_t count, XXH3_state_t *xs, struct memory_store *m,
-                        int64_t now)
+                        int64_t now, uint32_t version)
 {
 	unsigned char buf[SNAP_CHUNK * SNAP_ENTRY_BYTES];
 
@@ -677,7 +691,8 @@ static int read_entries(FILE *f, uint64_t count, XXH3_state_t *xs, struct memory
 			return SL_ENOMEM;
 		for (size_t i = 0; m && i < k; i++) {
 			const unsigned char *e = buf + i * SNAP_ENTRY_BYTES;
-			struct sl_key128 key = {get_u64(e), get_u64(e + 8)};
+			struct sl_key128 key = restored_key(
+			        (struct sl_key128){get_u64(e), get_u64(e + 8)}, version);
 			struct sl_state st = {(int64_t)get_u64(e + 16), get_u64(e + 24)};
 			if (st.expires <= now)
 				continue;
@@ -710,8 +725,10 @@ int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now)
 	}
 	rc = SL_EPROTO;
 	if (fread(hdr, sizeof(hdr), 1, f) != 1 || memcmp(hdr, SNAP_MAGIC, 8) != 0 ||
-	    get_u32(hdr + 8) != SNAP_VERSION || get_u32(hdr + 12) != SNAP_ENTRY_BYTES)
+	    get_u32(hdr + 8) < 1 || get_u32(hdr + 8) > SNAP_VERSION ||
+	    get_u32(hdr + 12) != SNAP_ENTRY_BYTES)
 		goto out;
+	uint32_t version = get_u32(hdr + 8);
 	uint64_t count = get_u64(hdr + 24);
 	uint64_t body = (uint64_t)sb.st_size - SNAP_HDR_BYTES;
 	if (body < SNAP_TAIL_BYTES || (body - SNAP_TAIL_BYTES) / SNAP_ENTRY_BYTES != count ||
@@ -722,7 +739,7 @@ int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now)
 	xs = XXH3_createState();
 	if (!xs || XXH3_64bits_reset(xs))
 		goto out;
-	rc = read_entries(f, count, xs, NULL, now);
+	rc = read_entries(f, count, xs, NULL, now, version);
 	if (rc < 0)
 		goto out;
 	rc = SL_EPROTO;
@@ -744,7 +761,7 @@ int sl_memory_store_load(struct sl_store *s, const char *path, int64_t now)
 	rc = SL_EIO;
 	if (fseek(f, SNAP_HDR_BYTES, SEEK_SET) != 0)
 		goto out;
-	rc = read_entries(f, count, NULL, m, now);
+	rc = read_entries(f, count, NULL, m, now, version);
 out:
 	XXH3_freeState(xs);
 	fclose(f);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <xxhash.h>
 #include <sluice/algo.h>
 #include <sluice/error.h>
 #include <sluice/table.h>
@@ -675,6 +676,45 @@ static uint64_t states_of(struct sl_store *s)
 	return st.states;
 }
 
+/* Rewrite the saved file's version field and its trailer checksum. */
+static void set_version(const char *path, uint32_t version)
+{
+	long len;
+	unsigned char *p = slurp(path, &len);
+	for (int i = 0; i < 4; i++)
+		p[8 + i] = (unsigned char)(version >> (8 * i));
+	uint64_t body = XXH3_64bits(p + 40, (size_t)(len - 48));
+	uint64_t tail = XXH3_64bits_withSeed(p, 40, body);
+	for (int i = 0; i < 8; i++)
+		p[len - 8 + i] = (unsigned char)(tail >> (8 * i));
+	spit(path, p, len);
+	free(p);
+}
+
+/* Files written before eviction tags (version 1) still restore every
+ * counter; a version from the future is refused. */
+static void snapshot_version_1_still_restores(void **unused)
+{
+	(void)unused;
+	struct sl_store *a = populated(), *b = mk(SEED), *c = mk(SEED);
+	char k[16];
+
+	assert_int_equal(sl_memory_store_save(a, snap, T0), 0);
+	set_version(snap, 1);
+	assert_int_equal(sl_memory_store_load(b, snap, T0), 0);
+	assert_int_equal(states_of(b), 70);
+	for (int i = 0; i < 20; i++) {
+		snprintf(k, sizeof(k), "q%d", i);
+		assert_int_equal(remaining(b, &snap_quota, 2, k, T0), 100 - (i + 1));
+	}
+	set_version(snap, 3);
+	assert_int_equal(sl_memory_store_load(c, snap, T0), SL_EPROTO);
+	assert_int_equal(states_of(c), 0);
+	a->ops->destroy(a);
+	b->ops->destroy(b);
+	c->ops->destroy(c);
+}
+
 static void snapshot_rejects_damaged_files_restoring_nothing(void **unused)
 {
 	(void)unused;
@@ -990,6 +1030,8 @@ int main(void)
 	        cmocka_unit_test(on_full_evict_evicts_the_least_loss),
 	        cmocka_unit_test(tags_keep_counters_distinct_and_stable),
 	        cmocka_unit_test_setup_teardown(snapshot_round_trip, setup_snap, teardown_snap),
+	        cmocka_unit_test_setup_teardown(snapshot_version_1_still_restores, setup_snap,
+	                                        teardown_snap),
 	        cmocka_unit_test_setup_teardown(snapshot_rejects_damaged_files_restoring_nothing,
 	                                        setup_snap, teardown_snap),
 	        cmocka_unit_test_setup_teardown(snapshot_save_failures_leave_no_file, setup_snap,
