@@ -101,15 +101,34 @@ static const bool host_char[256] = {
         ['['] = true,         [']'] = true,
 };
 
+/* Host characters only, and a non-empty name: "", ".", ":80" or "[]:80"
+ * would be an empty host once canonical (RFC 9110 4.2.1: an http URI with
+ * an empty host is invalid), which a `host` key reads as a missing
+ * descriptor, so its limit would be skipped. */
 static bool valid_host(struct sl_str h)
 {
 	bool ok = true;
+	size_t name;
 
 	while (h.len > 0 && (h.p[h.len - 1] == ' ' || h.p[h.len - 1] == '\t'))
 		h.len--;
+	while (h.len > 0 && (h.p[0] == ' ' || h.p[0] == '\t')) {
+		h.p++;
+		h.len--;
+	}
 	for (size_t i = 0; i < h.len; i++)
 		ok &= host_char[(uint8_t)h.p[i]];
-	return ok;
+	if (!ok || h.len == 0)
+		return false;
+	if (h.p[0] == '[') {
+		const char *rb = memchr(h.p, ']', h.len);
+		return rb != NULL && rb > h.p + 1;
+	}
+	const char *colon = memchr(h.p, ':', h.len);
+	name = colon ? (size_t)(colon - h.p) : h.len;
+	while (name > 0 && h.p[name - 1] == '.')
+		name--;
+	return name > 0;
 }
 
 /* The request rules of RFC 9112 that llhttp leaves to its user: no

@@ -9,6 +9,7 @@
  * the names in access_log.redact_query are replaced by "redacted". */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include "net/net-int.h"
 
@@ -78,9 +79,15 @@ static void put_quoted(struct line *l, const char *s, size_t n)
 	put(l, "\"", 1);
 }
 
+/* Whether the value of query parameter `name` (n raw bytes) is hidden.
+ * Names are compared case-blind, and a name with a percent escape or a
+ * '+' is always hidden: the key lookup decodes names, so "%61pikey"
+ * carries the key of "apikey". */
 static bool redacted_name(const struct sl_policy *p, const char *name, size_t n)
 {
 	const struct sl_server_conf *s = &p->server;
+	if (memchr(name, '%', n) || memchr(name, '+', n))
+		return true;
 	for (unsigned i = 0; i < s->nredact; i++)
 		if (strlen(s->redact_query[i]) == n &&
 		    strncasecmp(s->redact_query[i], name, n) == 0)
@@ -88,7 +95,7 @@ static bool redacted_name(const struct sl_policy *p, const char *name, size_t n)
 	for (size_t i = 0; i < p->identify.nkey_from; i++) {
 		const struct sl_key_source *k = &p->identify.key_from[i];
 		if (k->kind == SL_KEYSRC_QUERY && k->name && strlen(k->name) == n &&
-		    strncmp(k->name, name, n) == 0)
+		    strncasecmp(k->name, name, n) == 0)
 			return true;
 	}
 	return false;
@@ -241,7 +248,7 @@ void sl_access_log(struct sl_conn *c)
 	}
 	field_num(&l, json, "bytes", c->bytes_out);
 	field_ms(&l, json, "upstream_ms", c->up_ns, c->up_ns > 0);
-	field_ms(&l, json, "total_ms", total, true);
+	field_ms(&l, json, "total_ms", total, mlen > 0); /* no head parsed: no start time */
 	if (json)
 		put(&l, "}", 1);
 	l.cap++; /* the byte kept for the newline */

@@ -78,6 +78,14 @@ def traffic(d):
     s.get(d.url("gateway", "/info/x?apikey=sk_secret_key_123&q=1&token=tok_abc"), timeout=T)
     s.get(d.url("gateway", "/other"), headers={"X-Api-Key": "sk_secret_key_123"}, timeout=T)
     s.get(d.url("check", "/check-me?key=plain_leak"), timeout=T)
+    # a percent-encoded name is decoded by the key lookup: never printed
+    # (raw: requests would decode the unreserved escapes before sending)
+    import socket as so
+    with so.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T) as c:
+        c.sendall(b"GET /enc?%61pikey=sk_secret_key_123&K%65Y=enc_leak HTTP/1.1\r\n"
+                  b"Host: x\r\nConnection: close\r\n\r\n")
+        while c.recv(65536):
+            pass
     import socket
     with socket.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T) as c:
         c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nBroken\r\n\r\n")
@@ -93,7 +101,8 @@ def test_text_lines_carry_every_field_and_no_key(tmp_path):
         up.close()
     text = "\n".join(lines)
     assert "sk_secret_key_123" not in text and "tok_abc" not in text and "plain_leak" not in text
-    assert len(lines) == 4, lines
+    assert "enc_leak" not in text
+    assert len(lines) == 5, lines
     fields = [dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', l)) for l in lines]
     first = fields[0]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", lines[0])
@@ -107,8 +116,11 @@ def test_text_lines_carry_every_field_and_no_key(tmp_path):
     assert fields[2]["listener"] == "auth" and fields[2]["upstream_ms"] == "-"
     assert fields[2]["target"] == "/check-me?key=redacted"
     # a head that never parsed has no decision: nothing stale is reported
-    bad = fields[3]
+    enc = fields[3]
+    assert enc["target"] == "/enc?%61pikey=redacted&K%65Y=redacted" and enc["account"] == "acme"
+    bad = fields[4]
     assert bad["status"] == "400" and bad["limit"] == "-" and bad["account"] == "-"
+    assert bad["total_ms"] == "-"  # no head parsed: no start time to measure from
 
 
 def test_json_lines_parse(tmp_path):
@@ -119,9 +131,9 @@ def test_json_lines_parse(tmp_path):
     finally:
         up.close()
     recs = [json.loads(l) for l in lines]
-    assert len(recs) == 4
+    assert len(recs) == 5
     assert recs[0]["target"] == "/info/x?apikey=redacted&q=redacted&token=tok_abc"
     assert recs[0]["status"] == 200 and recs[0]["account"] == "acme"
     assert isinstance(recs[0]["remaining"], int) and isinstance(recs[0]["upstream_ms"], float)
-    assert recs[2]["upstream_ms"] is None and recs[3]["limit"] is None
+    assert recs[2]["upstream_ms"] is None and recs[4]["limit"] is None
     assert all(re.match(r"^\d{4}-\d\d-\d\dT", r["ts"]) for r in recs)

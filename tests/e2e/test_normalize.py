@@ -314,3 +314,20 @@ def test_original_bytes_forwarded_unless_normalize_forward(sluice):
         assert j["host"] == ["a.example:8080"]
     finally:
         up.close()
+
+
+def test_a_host_that_is_empty_once_canonical_is_400(sluice):
+    """"Host: .", ":80", an empty Host on HTTP/1.1 and "http:///x" would
+    leave the canonical host empty, which a `host` key reads as missing:
+    the host limit was skipped for them. RFC 9110 4.2.1: reject."""
+    d, up = start(sluice)
+    port = d.ports["gateway"]
+    try:
+        for host in (".", "...", ":80", "", " ", "[]:80"):
+            r = send(port, req("/h/x", host=host))
+            assert r.status == 400, host
+            assert json.loads(r.body)["error"]["status"] == 400
+        assert send(port, req("http:///x", host="real.example")).status == 400
+        assert send(port, req("/h/x", host="a.example")).status == 200
+    finally:
+        up.close()
