@@ -33,8 +33,15 @@ struct head_case {
 
 static const struct head_case cases[] = {
         {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
-        {"GET / HTTP/1.0\r\n\r\n", 0},          /* Host is required from 1.1 on */
-        {"GET / HTTP/1.1\r\nHost:\r\n\r\n", 0}, /* empty is allowed (RFC 9112 3.2) */
+        {"GET / HTTP/1.0\r\n\r\n", 0}, /* Host is required from 1.1 on */
+        /* an empty host name once canonical: an http URI with an empty
+         * host is invalid (RFC 9110 4.2.1), and a host key would skip it */
+        {"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: .\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: []:80\r\n\r\n", 400},
+        {"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a.\r\n\r\n", 0},
         {"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 0},
         {"GET / HTTP/1.1\r\nHost: a.example:80 \r\n\r\n", 0},
         {"GET / HTTP/1.1\r\nhOsT: a\r\nX-Api-Key: k\r\n\r\n", 0},
