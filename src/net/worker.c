@@ -143,8 +143,12 @@ static void on_readable(uv_poll_t *h, int status, int events)
 	struct sl_listener *l = h->data;
 	struct sl_worker *w = l->w;
 
-	if (status < 0 || w->draining)
+	if (w->draining)
 		return;
+	if (status < 0) { /* a poll error: level-triggered, it would fire again at once */
+		accept_pause(w, -status);
+		return;
+	}
 	for (int i = 0; i < SL_ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
@@ -167,7 +171,13 @@ static void on_readable(uv_poll_t *h, int status, int events)
 			case ENOMEM:
 				accept_pause(w, errno);
 				return;
-			default: /* EAGAIN: nothing left */
+			case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+			case EWOULDBLOCK:
+#endif
+				return; /* nothing left */
+			default:        /* unexpected: pause rather than spin on it */
+				accept_pause(w, errno);
 				return;
 			}
 		}

@@ -180,8 +180,30 @@ bool sl_req_header(const struct sl_request *req, const char *name, size_t name_l
 	return false;
 }
 
+/* name_eq with '_' and '-' the same: CGI-style upstreams (WSGI, PHP-FPM,
+ * Rack) read both X-Api-Key and X_Api_Key as HTTP_X_API_KEY. */
+static bool name_eq_dash(struct sl_str a, const char *b, size_t blen)
+{
+	if (a.len != blen)
+		return false;
+	for (size_t i = 0; i < blen; i++) {
+		unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b[i];
+		if (x == '_')
+			x = '-';
+		if (y == '_')
+			y = '-';
+		if (x != y && (x | 0x20) != (y | 0x20))
+			return false;
+		if (x != y && !((x | 0x20) >= 'a' && (x | 0x20) <= 'z'))
+			return false;
+	}
+	return true;
+}
+
 /* Like sl_req_header, and *twice set when another header of that name
- * follows the first. Scans every header. */
+ * follows the first. A name spelled with '_' for '-' is the same name (an
+ * upstream may read either as the key, so one counted and the other
+ * forwarded would let a key through uncounted). Scans every header. */
 static bool req_header_once(const struct sl_request *req, const char *name, size_t name_len,
                             struct sl_str *out, bool *twice)
 {
@@ -189,7 +211,7 @@ static bool req_header_once(const struct sl_request *req, const char *name, size
 
 	*twice = false;
 	for (size_t i = 0; i < req->nheaders; i++) {
-		if (!name_eq(req->headers[i].name, name, name_len))
+		if (!name_eq_dash(req->headers[i].name, name, name_len))
 			continue;
 		if (found) {
 			*twice = true;

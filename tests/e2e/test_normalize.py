@@ -189,6 +189,8 @@ def test_malformed_heads_and_twice_given_key_are_400_json(sluice):
             b"GET /info HTTP/1.1\r\nHost: a.example\r\nX-Api-Key\t: k\r\n\r\n",
             b"GET /info HTTP/1.1\r\nHost: a.example\r\nX-Api-Key: k1\r\nX-Api-Key: k2\r\n\r\n",
             b"GET /info HTTP/1.1\r\nHost: a.example\r\nX-Api-Key: k\r\nx-api-key: k\r\n\r\n",
+            # CGI-style upstreams read X_Api_Key as the same HTTP_X_API_KEY
+            b"GET /info HTTP/1.1\r\nHost: a.example\r\nX-Api-Key: k1\r\nX_Api_Key: k2\r\n\r\n",
             b"GET /info HTTP/1.1\r\nHost: user@a.example\r\n\r\n",
             b"GET /info%zz HTTP/1.1\r\nHost: a.example\r\n\r\n",
             b"GET /info%00.json HTTP/1.1\r\nHost: a.example\r\n\r\n",
