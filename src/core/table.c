@@ -490,7 +490,10 @@ insert_full(struct shard *sh, struct sl_key128 k, int64_t now, const struct pins
 		sh->used++;
 		return claim(empty, k);
 	}
-	if (best->loss >= SL_LOSS_UNIT && keep) {
+	/* keep refuses only when the shard is really full: a 64-slot path
+	 * without an empty slot below the bound is a long cluster, not a full
+	 * table, and refusing there would deny a client while room is left. */
+	if (best->loss >= SL_LOSS_UNIT && keep && (empty || sh->used >= sh->max_used)) {
 		int64_t f = pk.free_at < tl.free_at ? pk.free_at : tl.free_at;
 		if (f < adm->retry_at)
 			adm->retry_at = f;
