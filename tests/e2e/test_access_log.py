@@ -57,9 +57,18 @@ class Logged:
     def url(self, name, path):
         return "http://127.0.0.1:%d%s" % (self.ports[name], path)
 
+    def stop(self):
+        """SIGTERM, then SIGKILL after 10 s; safe to call twice."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
     def lines(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(10)
+        self.stop()
         self.out.close()
         self.err.close()
         with open(self.out_path) as f:
@@ -98,6 +107,7 @@ def test_text_lines_carry_every_field_and_no_key(tmp_path):
         traffic(d)
         lines = d.lines()
     finally:
+        d.stop()
         up.close()
     text = "\n".join(lines)
     assert "sk_secret_key_123" not in text and "tok_abc" not in text and "plain_leak" not in text
@@ -129,6 +139,7 @@ def test_json_lines_parse(tmp_path):
         traffic(d)
         lines = d.lines()
     finally:
+        d.stop()
         up.close()
     recs = [json.loads(l) for l in lines]
     assert len(recs) == 5
