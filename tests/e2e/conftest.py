@@ -42,15 +42,21 @@ def wait_port(port, timeout=15.0, proc=None):
 
 
 class Daemon:
-    def __init__(self, config_text, tmpdir, ports, extra_args=(), wait=True):
+    def __init__(self, config_text, tmpdir, ports, extra_args=(), wait=True, stdout=False):
+        """stdout=True keeps the daemon's stdout (the access log) in
+        self.stdout_path; else it is discarded."""
         self.ports = ports
         self.tmpdir = tmpdir
         self.config_path = os.path.join(tmpdir, "sluice.yaml")
         self.write_config(config_text)
         self.stderr_path = os.path.join(tmpdir, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
+        self.stdout_path = os.path.join(tmpdir, "stdout.log") if stdout else None
+        out = open(self.stdout_path, "wb") if stdout else subprocess.DEVNULL
         self.proc = subprocess.Popen([SLUICE, "serve", "-c", self.config_path, *extra_args],
-                                     stdout=subprocess.DEVNULL, stderr=self.stderr, cwd=tmpdir)
+                                     stdout=out, stderr=self.stderr, cwd=tmpdir)
+        if stdout:
+            out.close()  # the child has its own copy
         self.pid = self.proc.pid
         if wait:
             for name in ("gateway", "check", "admin"):

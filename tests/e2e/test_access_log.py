@@ -3,15 +3,11 @@ timestamp, client, listener, method, target, status, account, route,
 deciding limit, remaining, bytes, upstream and total time, in text
 (key=value) or JSON; API keys in the query string are never printed."""
 import json
-import os
 import re
-import signal
-import subprocess
-import time
+import socket
 
 import requests
 
-import conftest
 from conftest import free_port
 from test_proxy import Upstream
 
@@ -38,48 +34,20 @@ routes:
 """
 
 
-class Logged:
-    """A daemon whose stdout (the access log) goes to a file."""
-
-    def __init__(self, text, tmp, ports):
-        self.ports = ports
-        self.cfg = os.path.join(tmp, "log.yaml")
-        with open(self.cfg, "w") as f:
-            f.write(text.format(**ports))
-        self.out_path = os.path.join(tmp, "access.log")
-        self.out = open(self.out_path, "wb")
-        self.err = open(os.path.join(tmp, "err.log"), "wb")
-        self.proc = subprocess.Popen([conftest.SLUICE, "serve", "-c", self.cfg],
-                                     stdout=self.out, stderr=self.err)
-        for name in ("gateway", "check", "admin"):  # noqa
-            assert conftest.wait_port(ports[name], proc=self.proc), open(self.err.name).read()
-
-    def url(self, name, path):
-        return "http://127.0.0.1:%d%s" % (self.ports[name], path)
-
-    def stop(self):
-        """SIGTERM, then SIGKILL after 10 s; safe to call twice."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def lines(self):
-        self.stop()
-        self.out.close()
-        self.err.close()
-        with open(self.out_path) as f:
+def logged_lines(sluice, log):
+    """Start a daemon with access_log `log`, send traffic(), stop it and
+    return its access log lines."""
+    port = free_port()
+    up = Upstream(port)
+    try:
+        d = sluice(CONFIG.replace("{log}", log.replace("{", "{{").replace("}", "}}")),
+                   ports={"upstream": port}, stdout=True)
+        traffic(d)
+        d.stop()
+        with open(d.stdout_path) as f:
             return [l.rstrip("\n") for l in f if l.strip()]
-
-
-def start(tmp_path, log):
-    ports = {n: free_port() for n in ("gateway", "check", "admin", "upstream")}
-    up = Upstream(ports["upstream"])
-    d = Logged(CONFIG, str(tmp_path), dict(ports, log=log))
-    return d, up
+    finally:
+        up.close()
 
 
 def traffic(d):
@@ -89,26 +57,18 @@ def traffic(d):
     s.get(d.url("check", "/check-me?key=plain_leak"), timeout=T)
     # a percent-encoded name is decoded by the key lookup: never printed
     # (raw: requests would decode the unreserved escapes before sending)
-    import socket as so
-    with so.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T) as c:
+    with socket.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T) as c:
         c.sendall(b"GET /enc?%61pikey=sk_secret_key_123&K%65Y=enc_leak HTTP/1.1\r\n"
                   b"Host: x\r\nConnection: close\r\n\r\n")
         while c.recv(65536):
             pass
-    import socket
     with socket.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T) as c:
         c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nBroken\r\n\r\n")
         c.recv(65536)
 
 
-def test_text_lines_carry_every_field_and_no_key(tmp_path):
-    d, up = start(tmp_path, "true")
-    try:
-        traffic(d)
-        lines = d.lines()
-    finally:
-        d.stop()
-        up.close()
+def test_text_lines_carry_every_field_and_no_key(sluice):
+    lines = logged_lines(sluice, "true")
     text = "\n".join(lines)
     assert "sk_secret_key_123" not in text and "tok_abc" not in text and "plain_leak" not in text
     assert "enc_leak" not in text
@@ -125,22 +85,15 @@ def test_text_lines_carry_every_field_and_no_key(tmp_path):
     assert fields[1]["route"] == "-" and fields[1]["account"] == "acme"
     assert fields[2]["listener"] == "auth" and fields[2]["upstream_ms"] == "-"
     assert fields[2]["target"] == "/check-me?key=redacted"
-    # a head that never parsed has no decision: nothing stale is reported
     enc = fields[3]
     assert enc["target"] == "/enc?%61pikey=redacted&K%65Y=redacted" and enc["account"] == "acme"
-    bad = fields[4]
+    bad = fields[4]  # a head that never parsed: nothing stale is reported
     assert bad["status"] == "400" and bad["limit"] == "-" and bad["account"] == "-"
     assert bad["total_ms"] == "-"  # no head parsed: no start time to measure from
 
 
-def test_json_lines_parse(tmp_path):
-    d, up = start(tmp_path, "{ format: json, redact_query: [q] }")
-    try:
-        traffic(d)
-        lines = d.lines()
-    finally:
-        d.stop()
-        up.close()
+def test_json_lines_parse(sluice):
+    lines = logged_lines(sluice, "{ format: json, redact_query: [q] }")
     recs = [json.loads(l) for l in lines]
     assert len(recs) == 5
     assert recs[0]["target"] == "/info/x?apikey=redacted&q=redacted&token=tok_abc"
