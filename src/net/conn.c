@@ -92,7 +92,6 @@ static void free_if_done(struct sl_conn *c)
 		free(c);
 	}
 	w->nconns--;
-	w->freed++;
 	if (w->shard)
 		sl_metrics_conns(w->shard, w->nconns, w->accepted, w->nfree);
 	sl_worker_conn_freed(w);

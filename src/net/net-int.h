@@ -224,7 +224,7 @@ struct sl_worker {
 	size_t nupstreams;
 	struct sl_list active, free; /* struct sl_conn.link */
 	unsigned nconns;             /* open client connections */
-	uint64_t accepted, freed;    /* connections taken from / returned to the pool */
+	uint64_t accepted;           /* connections accepted since start (metrics) */
 	unsigned nfree;              /* connections on the free list */
 	unsigned freed_since_trim;   /* connections released to malloc since the last trim */
 	uv_timer_t pause_timer;      /* accepting paused: out of descriptors */
