@@ -99,13 +99,24 @@ def sluice(request):
     tmp = tempfile.TemporaryDirectory(prefix="sluice-e2e-")
 
     def start(config_text, ports=None, **kw):
-        p = {"gateway": free_port(), "check": free_port(), "admin": free_port(),
-             "upstream": free_port()}
-        if ports:
-            p.update(ports)
-        d = Daemon(config_text, tmp.name, p, **kw)
-        daemons.append(d)
-        return d
+        # A port free_port() saw free can be taken (as a client's ephemeral
+        # port) before the daemon binds it, and sluice then refuses to start
+        # ("already in use"): pick fresh ports and try again, twice at most.
+        # Ports the caller gave are kept, so a test of that refusal still
+        # sees it.
+        for attempt in range(3):
+            p = {"gateway": free_port(), "check": free_port(), "admin": free_port(),
+                 "upstream": free_port()}
+            if ports:
+                p.update(ports)
+            try:
+                d = Daemon(config_text, tmp.name, p, **kw)
+            except RuntimeError as e:
+                if "already in use" not in str(e) or attempt == 2:
+                    raise
+                continue
+            daemons.append(d)
+            return d
 
     yield start
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
