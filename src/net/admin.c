@@ -109,8 +109,9 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 
 /* Endpoints behind the token, first match wins. methods: NULL takes any
  * (the handler answers 405 itself), else a list like "GET HEAD"; allow is
- * the Allow header a 405 sends and hint its message. A prefix route matches the path and
- * everything under it ("/v1/accounts" and "/v1/accounts/acme/keys"). */
+ * the Allow header a 405 sends and hint its message. Paths are patterns
+ * (route_hit); a prefix route matches everything under its path too
+ * ("/v1/accounts" takes "/v1/accounts/acme/keys"). */
 struct route {
 	const char *path;
 	bool prefix;
@@ -126,12 +127,30 @@ static const struct route routes[] = {
         {"/v1/release", false, "POST", "POST", "use POST", sl_admin_release},
 };
 
-/* path is lit, or lit followed by '/' and more */
-static bool prefix_is(struct sl_str path, const char *lit)
+/* path matches pattern segment by segment, a "*" segment matching any one
+ * non-empty segment; with prefix, deeper paths match too
+ * (pattern "/v1/accounts/<*>/usage" written with a bare star takes
+ * "/v1/accounts/acme/usage/history"). */
+static bool route_hit(struct sl_str path, const char *pattern, bool prefix)
 {
-	size_t n = strlen(lit);
+	const char *p = path.p, *end = path.p + path.len, *q = pattern;
 
-	return path.len >= n && memcmp(path.p, lit, n) == 0 && (path.len == n || path.p[n] == '/');
+	while (*q != '\0') {
+		if (*q == '*' && (q[1] == '/' || q[1] == '\0')) {
+			const char *seg = p;
+
+			while (p < end && *p != '/')
+				p++;
+			if (p == seg)
+				return false;
+			q++;
+			continue;
+		}
+		if (p == end || *p != *q)
+			return false;
+		p++, q++;
+	}
+	return p == end || (prefix && *p == '/');
 }
 
 /* method is one of the space-separated names in list */
@@ -187,8 +206,7 @@ int sl_admin_handle(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *rt = &routes[i];
-		bool hit =
-		        rt->prefix ? prefix_is(req->path, rt->path) : str_is(req->path, rt->path);
+		bool hit = route_hit(req->path, rt->path, rt->prefix);
 
 		if (!hit)
 			continue;
