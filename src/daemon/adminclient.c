@@ -139,7 +139,7 @@ static int parse_reply(char *buf, size_t n, struct sl_admin_reply *out, char *er
 		snprintf(err, cap, "not an HTTP response");
 		return -1;
 	}
-	out->status = atoi(buf + 9);
+	out->status = (int)strtol(buf + 9, NULL, 10);
 	if (out->status < 100 || out->status > 599) {
 		snprintf(err, cap, "a bad HTTP status line");
 		return -1;
