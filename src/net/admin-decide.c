@@ -113,6 +113,7 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 	sl_buf_str(&w, ",\"limits\":[");
 	for (size_t i = 0; i < ev->nchecks; i++) {
 		const struct sl_result *r = &ev->checks[i].res;
+		int64_t at;
 		if (i > 0)
 			sl_buf_put(&w, ",", 1);
 		sl_buf_str(&w, "{\"name\":");
@@ -127,8 +128,9 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 		sl_buf_str(&w, ",\"remaining\":");
 		sl_buf_u64(&w, r->remaining);
 		sl_buf_str(&w, ",\"reset\":");
-		sl_buf_i64(&w, ceil_div(d->now + (r->reset_after > 0 ? r->reset_after : 0),
-		                        SL_NS_PER_SEC));
+		if (__builtin_add_overflow(d->now, r->reset_after > 0 ? r->reset_after : 0, &at))
+			at = INT64_MAX; /* saturates, as the headers' {reset} */
+		sl_buf_i64(&w, ceil_div(at, SL_NS_PER_SEC));
 		sl_buf_str(&w, "}");
 	}
 	sl_buf_str(&w, "]}");
