@@ -122,6 +122,7 @@ struct route {
 };
 
 static const struct route routes[] = {
+        {"/v1/accounts/*/usage", false, "GET HEAD", "GET, HEAD", "use GET", sl_admin_usage},
         {"/metrics", false, "GET HEAD", "GET, HEAD", "use GET", handle_metrics},
         {"/v1/decide", false, "POST", "POST", "use POST", sl_admin_decide},
         {"/v1/release", false, "POST", "POST", "use POST", sl_admin_release},

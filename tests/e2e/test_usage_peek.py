@@ -1,0 +1,212 @@
+"""Peeking at usage (DESIGN.md section 7): GET /v1/accounts/{account}/usage
+on the admin listener, the gateway's responses.usage_path, and the honest
+/v1/decide ("cost":0 is a peek, unknown fields and accounts are refused).
+A peek consumes nothing in any algorithm: remaining stays the same after 100
+peeks, on the memory store and on a real redis-server. Real daemon, real
+HTTP clients and raw sockets; every call has a timeout."""
+import http.client
+import json
+import shutil
+import socket
+import time
+
+import pytest
+import requests
+
+from test_redis import REDIS_SERVER, redis_servers  # noqa: F401 (fixture)
+
+T = 5  # seconds, per HTTP call
+
+BODY = """
+identify:
+  key:
+    from: ["header:X-Api-Key"]
+    required: false
+  accounts:
+    - account: acme
+      plan: pro
+      keys: ["sk_acme_1"]
+    - account: "w eird/na%me"
+      plan: free
+      keys: ["sk_weird_1"]
+    - account: ent
+      plan: enterprise
+      keys: ["sk_ent_1"]
+plans:
+  free: {{ title: Free }}
+  pro: {{ title: Pro }}
+  enterprise: {{ title: Enterprise }}
+limits:
+  - {{ name: per_ip, key: ip, rate: 1000/min }}
+  - {{ name: per_key, key: key, rate: 500/min }}
+  - name: minute
+    key: account
+    rate: {{ free: 10/min, pro: 60/min, enterprise: unlimited }}
+  - name: hourly
+    key: account
+    quota: {{ free: 100/hour, pro: 1000/hour, enterprise: unlimited }}
+  - {{ name: smooth, key: account, sliding: 300/hour }}
+  - name: inflight
+    key: account
+    concurrency: {{ free: 2, pro: 5, enterprise: 50 }}
+  - {{ name: everyone, key: global, quota: 100000/day }}
+routes:
+  - name: search
+    match: {{ path: /search }}
+    limits:
+      - {{ name: search_rate, key: account, rate: 5/min }}
+"""
+
+
+def config(store="store: {{ type: memory }}", usage_path=True, workers=2):
+    resp = "responses:\n  usage_path: /rate_limit\n" if usage_path else ""
+    return ("server: {{ workers: %d }}\n" % workers) + """listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+  - {{ name: check, listen: "127.0.0.1:{check}", mode: check }}
+admin: {{ listen: "127.0.0.1:{admin}", lease_ttl: 30s }}
+""" + store + "\n" + resp + BODY
+
+
+def peek(d, account, **kw):
+    return requests.get(d.url("admin", "/v1/accounts/%s/usage" % account), timeout=T, **kw)
+
+
+def decide(d, body):
+    return requests.post(d.url("admin", "/v1/decide"), json=body, timeout=T)
+
+
+def by_name(j):
+    return {x["name"]: x for x in j["limits"]}
+
+
+def test_peek_lists_every_limit_of_the_account_with_its_numbers(sluice):
+    d = sluice(config())
+    t0 = time.time()
+    r = peek(d, "acme")
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    j = r.json()
+    assert j["account"] == "acme" and j["plan"] == "pro"
+    lim = by_name(j)
+    # ip- and key-keyed limits and route limits need a request: not shown.
+    assert set(lim) == {"minute", "hourly", "smooth", "inflight", "everyone"}
+    for x in j["limits"]:
+        assert set(x) == {"name", "limit", "remaining", "reset", "window_seconds", "unlimited"}
+        assert x["unlimited"] is False
+    assert lim["minute"]["limit"] == 60 and lim["minute"]["remaining"] == 60
+    assert lim["minute"]["window_seconds"] == 60
+    assert lim["hourly"]["limit"] == 1000 and lim["hourly"]["remaining"] == 1000
+    assert lim["hourly"]["window_seconds"] == 3600
+    assert lim["hourly"]["reset"] % 3600 == 0 and t0 < lim["hourly"]["reset"] <= t0 + 3601
+    assert lim["smooth"]["limit"] == 300 and lim["smooth"]["window_seconds"] == 3600
+    assert lim["inflight"]["limit"] == 5 and lim["inflight"]["remaining"] == 5
+    assert lim["inflight"]["window_seconds"] is None
+    assert lim["everyone"]["window_seconds"] == 86400 and lim["everyone"]["reset"] % 86400 == 0
+
+
+def test_peek_shows_unlimited_limits(sluice):
+    d = sluice(config())
+    lim = by_name(peek(d, "ent").json())
+    for name in ("minute", "hourly"):
+        assert lim[name] == {"name": name, "limit": None, "remaining": None, "reset": None,
+                             "window_seconds": None, "unlimited": True}
+    assert lim["inflight"]["limit"] == 50
+
+
+def test_peek_reflects_traffic_and_consumes_nothing(sluice):
+    d = sluice(config())
+    for _ in range(3):
+        r = requests.get(d.url("gateway", "/x"), headers={"X-Api-Key": "sk_acme_1"}, timeout=T)
+        assert r.status_code == 200
+    first = by_name(peek(d, "acme").json())
+    assert first["hourly"]["remaining"] == 997
+    assert first["smooth"]["remaining"] == 297
+    assert first["minute"]["remaining"] in (57, 58)  # GCRA regains one per second
+    for _ in range(100):
+        assert peek(d, "acme").status_code == 200
+    after = by_name(peek(d, "acme").json())
+    assert after["hourly"]["remaining"] == 997
+    assert after["smooth"]["remaining"] == 297
+    assert after["inflight"]["remaining"] == 5
+    assert after["minute"]["remaining"] >= first["minute"]["remaining"]
+    assert after["everyone"]["remaining"] == first["everyone"]["remaining"]
+    # The next real request sees exactly the units the three took.
+    r = requests.get(d.url("gateway", "/x"), headers={"X-Api-Key": "sk_acme_1"}, timeout=T)
+    assert r.headers["X-RateLimit-Limit"]  # rendered
+
+
+def test_peek_does_not_take_a_concurrency_slot(sluice):
+    d = sluice(config())
+    leases = []
+    for _ in range(2):
+        j = decide(d, {"account": "w eird/na%me"}).json()
+        assert j["allowed"] is True and j["lease"]
+        leases.append(j["lease"])
+    for _ in range(20):
+        lim = by_name(peek(d, "w%20eird%2Fna%25me").json())
+        assert lim["inflight"]["remaining"] == 0
+    # Both slots are held; a peek never was one: releasing frees exactly two.
+    for lease in leases:
+        assert requests.post(d.url("admin", "/v1/release"), json={"lease": lease},
+                             timeout=T).status_code == 200
+    assert by_name(peek(d, "w%20eird%2Fna%25me").json())["inflight"]["remaining"] == 2
+
+
+def test_peek_unknown_account_is_404_and_bad_paths_are_refused(sluice):
+    d = sluice(config())
+    r = peek(d, "nobody")
+    assert r.status_code == 404 and r.json()["error"] == "unknown_account"
+    # requests would re-escape a bad escape: send these bytes as they are.
+    for bad in ("ac%zzme", "ac%00me", "ac%4"):
+        conn = http.client.HTTPConnection("127.0.0.1", d.ports["admin"], timeout=T)
+        conn.request("GET", "/v1/accounts/%s/usage" % bad)
+        resp = conn.getresponse()
+        assert resp.status == 400, bad
+        assert json.loads(resp.read())["error"] == "bad_account"
+        conn.close()
+    assert peek(d, "x" * 300).status_code == 400
+    assert requests.get(d.url("admin", "/v1/accounts//usage"), timeout=T).status_code == 404
+    r = requests.post(d.url("admin", "/v1/accounts/acme/usage"), timeout=T)
+    assert r.status_code == 405 and "GET" in r.headers["Allow"]
+    r = requests.head(d.url("admin", "/v1/accounts/acme/usage"), timeout=T)
+    assert r.status_code == 200 and r.content == b""
+    # The account name is compared exactly.
+    assert peek(d, "ACME").status_code == 404
+
+
+def test_peek_needs_the_admin_token_when_one_is_set(sluice):
+    cfg = config().replace('lease_ttl: 30s }}', 'lease_ttl: 30s, token: "tok-123" }}')
+    d = sluice(cfg)
+    assert peek(d, "acme").status_code == 401
+    assert peek(d, "acme", headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = peek(d, "acme", headers={"Authorization": "Bearer tok-123"})
+    assert r.status_code == 200 and r.json()["account"] == "acme"
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server not installed")
+def test_peek_on_redis_consumes_nothing(sluice, redis_servers):  # noqa: F811
+    rs = redis_servers()
+    store = ('store: {{ type: redis, url: "redis://127.0.0.1:%d", on_error: deny, '
+             'timeout: 500ms, pool: 2 }}' % rs.port)
+    d = sluice(config(store=store))
+    for _ in range(4):
+        r = requests.get(d.url("gateway", "/x"), headers={"X-Api-Key": "sk_acme_1"}, timeout=T)
+        assert r.status_code == 200
+    lease = decide(d, {"account": "acme"}).json()["lease"]
+    assert lease
+    first = by_name(peek(d, "acme").json())
+    assert first["hourly"]["remaining"] == 995
+    assert first["smooth"]["remaining"] == 295
+    assert first["inflight"]["remaining"] == 4
+    client = rs.client()
+    snap = {k: client.get(k) for k in client.keys("*")}
+    for _ in range(100):
+        assert peek(d, "acme").status_code == 200
+    after = by_name(peek(d, "acme").json())
+    assert after["hourly"]["remaining"] == 995
+    assert after["smooth"]["remaining"] == 295
+    assert after["inflight"]["remaining"] == 4
+    assert after["minute"]["remaining"] >= first["minute"]["remaining"]
+    # Nothing in Redis was written by the peeks (the GCRA TAT is a timestamp:
+    # a write would move it).
+    assert {k: client.get(k) for k in client.keys("*")} == snap
