@@ -210,3 +210,152 @@ def test_peek_on_redis_consumes_nothing(sluice, redis_servers):  # noqa: F811
     # Nothing in Redis was written by the peeks (the GCRA TAT is a timestamp:
     # a write would move it).
     assert {k: client.get(k) for k in client.keys("*")} == snap
+
+
+# ---- responses.usage_path on the gateway ----
+
+def raw(port, data, timeout=T):
+    """Send bytes, read until the server closes or timeout; returns bytes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def responses_of(data):
+    """Split raw HTTP/1.x responses with Content-Length bodies."""
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(b":")
+            hdrs[k.strip().lower().decode()] = v.strip().decode()
+        n = int(hdrs.get("content-length", "0"))
+        out.append((lines[0].decode(), status, hdrs, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def test_usage_path_answers_for_the_key_with_headers_and_consumes_nothing(sluice):
+    d = sluice(config())
+    h = {"X-Api-Key": "sk_acme_1"}
+    for _ in range(2):
+        assert requests.get(d.url("gateway", "/x"), headers=h, timeout=T).status_code == 200
+    first = None
+    for _ in range(100):
+        r = requests.get(d.url("gateway", "/rate_limit"), headers=h, timeout=T)
+        assert r.status_code == 200
+        first = first or r.json()
+    j = r.json()
+    assert j["account"] == "acme" and j["plan"] == "pro"
+    lim = by_name(j)
+    # The caller as identified: its ip and its key's limits too.
+    assert set(lim) == {"per_ip", "per_key", "minute", "hourly", "smooth", "inflight",
+                        "everyone"}
+    assert lim["hourly"]["remaining"] == 998 and by_name(first)["hourly"]["remaining"] == 998
+    assert lim["smooth"]["remaining"] == 298
+    assert lim["inflight"]["remaining"] == 5
+    assert lim["per_key"]["limit"] == 500
+    # The usual rate-limit headers, for the most restrictive limit.
+    assert r.headers["Content-Type"] == "application/json"
+    assert "X-RateLimit-Limit" in r.headers and "X-RateLimit-Remaining" in r.headers
+    # The admin peek agrees: the 101 self-serve calls took nothing.
+    assert by_name(peek(d, "acme").json())["hourly"]["remaining"] == 998
+
+
+def test_usage_path_without_a_key_shows_the_ip_limits(sluice):
+    d = sluice(config())
+    r = requests.get(d.url("gateway", "/rate_limit"), timeout=T)
+    assert r.status_code == 200
+    j = r.json()
+    assert j["account"] is None and j["plan"] is None
+    assert set(by_name(j)) == {"per_ip", "everyone"}
+    assert by_name(j)["per_ip"]["limit"] == 1000
+
+
+def test_usage_path_with_an_unknown_key_is_401(sluice):
+    d = sluice(config())
+    r = requests.get(d.url("gateway", "/rate_limit"), headers={"X-Api-Key": "sk_nope"},
+                     timeout=T)
+    assert r.status_code == 401
+    assert "error" in r.json()
+
+
+def test_usage_path_on_the_check_listener(sluice):
+    d = sluice(config())
+    r = requests.get(d.url("check", "/auth"), timeout=T,
+                     headers={"X-Api-Key": "sk_acme_1", "X-Original-URI": "/rate_limit",
+                              "X-Original-Method": "GET"})
+    assert r.status_code == 200
+    assert r.json()["account"] == "acme"
+    # A check request for another path is decided as usual (no body).
+    r = requests.get(d.url("check", "/auth"), timeout=T,
+                     headers={"X-Api-Key": "sk_acme_1", "X-Original-URI": "/x"})
+    assert r.status_code == 200 and r.content == b""
+    assert by_name(peek(d, "acme").json())["hourly"]["remaining"] == 999
+
+
+def test_usage_path_http10_close_and_pipelined(sluice):
+    d = sluice(config())
+    port = d.ports["gateway"]
+    # HTTP/1.0: answered, then closed.
+    out = responses_of(raw(port, b"GET /rate_limit HTTP/1.0\r\nX-Api-Key: sk_acme_1\r\n\r\n"))
+    assert len(out) == 1 and out[0][1] == 200
+    assert out[0][0].startswith("HTTP/1.")
+    assert json.loads(out[0][3])["account"] == "acme"
+    # Connection: close
+    out = responses_of(raw(port, b"GET /rate_limit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                 b"X-Api-Key: sk_acme_1\r\n\r\n"))
+    assert len(out) == 1 and out[0][1] == 200
+    assert out[0][2].get("connection") == "close"
+    # Pipelined: peek, a real request, peek, with a query string, then close.
+    req = (b"GET /rate_limit HTTP/1.1\r\nHost: x\r\nX-Api-Key: sk_acme_1\r\n\r\n"
+           b"GET /x HTTP/1.1\r\nHost: x\r\nX-Api-Key: sk_acme_1\r\n\r\n"
+           b"GET /rate_limit?verbose=1 HTTP/1.1\r\nHost: x\r\nX-Api-Key: sk_acme_1\r\n"
+           b"Connection: close\r\n\r\n")
+    out = responses_of(raw(port, req))
+    assert [o[1] for o in out] == [200, 200, 200]
+    a, b = json.loads(out[0][3]), json.loads(out[2][3])
+    assert b"ok" in out[1][3]
+    assert by_name(a)["hourly"]["remaining"] == 1000
+    assert by_name(b)["hourly"]["remaining"] == 999  # only the /x request counted
+    # HEAD: the headers without the body.
+    r = requests.head(d.url("gateway", "/rate_limit"), headers={"X-Api-Key": "sk_acme_1"},
+                      timeout=T)
+    assert r.status_code == 200 and r.content == b"" and int(r.headers["Content-Length"]) > 0
+
+
+def test_usage_path_is_off_when_not_set(sluice):
+    d = sluice(config(usage_path=False))
+    h = {"X-Api-Key": "sk_acme_1"}
+    r = requests.get(d.url("gateway", "/rate_limit"), headers=h, timeout=T)
+    assert r.status_code == 200 and r.json() == {"ok": True}  # the upstream answered
+    assert by_name(peek(d, "acme").json())["hourly"]["remaining"] == 999
+
+
+def test_usage_path_must_be_a_path(sluice, tmp_path):
+    import subprocess
+    from conftest import SLUICE
+    for bad in ("rate_limit", "/rate?x", "/a b"):
+        cfg = tmp_path / "s.yaml"
+        cfg.write_text(config().replace("usage_path: /rate_limit", 'usage_path: "%s"' % bad)
+                       .format(gateway=1, check=2, admin=3))
+        p = subprocess.run([SLUICE, "validate", "-c", str(cfg)], capture_output=True,
+                           timeout=10)
+        assert p.returncode == 1
+        assert b"usage_path must be a path" in p.stderr + p.stdout
