@@ -359,3 +359,89 @@ def test_usage_path_must_be_a_path(sluice, tmp_path):
                            timeout=10)
         assert p.returncode == 1
         assert b"usage_path must be a path" in p.stderr + p.stdout
+
+
+# ---- an honest /v1/decide ----
+
+def test_decide_cost_0_is_a_peek_without_a_lease(sluice):
+    d = sluice(config())
+    j = decide(d, {"account": "w eird/na%me", "cost": 1}).json()
+    assert j["allowed"] is True and j["lease"]
+    for _ in range(100):
+        p = decide(d, {"account": "w eird/na%me", "cost": 0, "ip": "203.0.113.9",
+                       "path": "/search"}).json()
+        assert p["allowed"] is True and p["lease"] is None
+    lim = by_name(p)
+    # The whole request is evaluated (ip and route limits too) at cost 0.
+    assert {"per_ip", "search_rate", "hourly", "inflight"} <= set(lim)
+    assert lim["hourly"]["remaining"] == 99
+    assert lim["inflight"]["remaining"] == 1  # the one lease, no more
+    assert lim["search_rate"]["remaining"] == 5
+    assert lim["per_ip"]["remaining"] == 1000
+    # A real decision still has both slots' worth: 1 left, then denied.
+    assert decide(d, {"account": "w eird/na%me"}).json()["allowed"] is True
+    j = decide(d, {"account": "w eird/na%me"}).json()
+    assert j["allowed"] is False and j["denied_by"] == "inflight"
+    # A peek of a full limit answers its numbers, takes nothing, fails nothing.
+    p = decide(d, {"account": "w eird/na%me", "cost": 0}).json()
+    assert by_name(p)["inflight"]["remaining"] == 0 and p["lease"] is None
+
+
+def test_decide_cost_0_on_a_queued_rate_is_not_delayed(sluice):
+    cfg = """listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+identify: {{ key: {{ required: false }} }}
+limits:
+  - {{ name: q, key: account, rate: 2/min, burst: 2, queue: 5 }}
+"""
+    d = sluice(cfg)
+    delays = [decide(d, {"account": "t"}).json()["delay_ms"] for _ in range(4)]
+    assert delays[:2] == [0, 0] and delays[2] > 0 and delays[3] > delays[2]
+    for _ in range(20):
+        p = decide(d, {"account": "t", "cost": 0}).json()
+        assert p["delay_ms"] == 0 and p["status"] == 200 and p["lease"] is None
+        assert by_name(p)["q"]["remaining"] == 0
+    # the peeks queued nothing: the next one waits just one interval more
+    nxt = decide(d, {"account": "t"}).json()["delay_ms"]
+    assert delays[3] < nxt <= delays[3] + 30000 + 1000
+
+
+def test_decide_unknown_field_is_400_naming_it(sluice):
+    d = sluice(config())
+    r = decide(d, {"acount": "acme"})
+    assert r.status_code == 400
+    j = r.json()
+    assert j["error"] == "unknown_field" and '"acount"' in j["message"]
+    r = decide(d, {"account": "acme", "Cost": 1})
+    assert r.status_code == 400 and '"Cost"' in r.json()["message"]
+    # nothing was consumed by the refused calls
+    assert by_name(peek(d, "acme").json())["hourly"]["remaining"] == 1000
+
+
+def test_decide_unknown_account_or_plan_is_refused(sluice):
+    d = sluice(config())
+    r = decide(d, {"account": "nobody"})
+    assert r.status_code == 404 and r.json()["error"] == "unknown_account"
+    r = decide(d, {"account": "acme", "plan": "platinum"})
+    assert r.status_code == 400 and r.json()["error"] == "unknown_plan"
+    # A known key decides for its account whatever account is named.
+    r = decide(d, {"key": "sk_acme_1", "account": "nobody"})
+    assert r.status_code == 200 and r.json()["allowed"] is True
+
+
+def test_decide_without_configured_accounts_keeps_free_form_accounts(sluice):
+    cfg = """listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+identify: {{ key: {{ required: false }} }}
+limits:
+  - {{ name: tenant, key: account, quota: 3/hour }}
+"""
+    d = sluice(cfg)
+    for want in (2, 1, 0):
+        j = decide(d, {"account": "tenant-7"}).json()
+        assert j["allowed"] is True and by_name(j)["tenant"]["remaining"] == want
+    assert decide(d, {"account": "tenant-7"}).json()["allowed"] is False
+    j = decide(d, {"account": "tenant-7", "cost": 0}).json()
+    assert j["allowed"] is True and by_name(j)["tenant"]["remaining"] == 0
