@@ -138,6 +138,8 @@ void sl_conn_close(struct sl_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->phase == SL_PH_DELAY && c->timer_what == T_DELAY)
+		sl_metrics_delayed(c->w->shard, -1); /* closed while queued */
 	if (c->up)
 		sl_proxy_abort(c);
 	release(c);
@@ -213,6 +215,7 @@ static void written(struct sl_conn *c)
 {
 	c->resp_done = true;
 	if (c->close_after) {
+		sl_metrics_request(c->w->shard, c->l->name, c->status);
 		if ((c->policy ? c->policy : c->w->policy)->server.access_log)
 			sl_access_log(c);
 		sl_conn_close(c);
@@ -359,6 +362,7 @@ static void decide_done(struct sl_batch *b)
 		c->release_pending = c->l->kind == SL_LK_PROXY;
 		if (c->ev.decision.delay > 0) {
 			c->phase = SL_PH_DELAY;
+			sl_metrics_delayed(w->shard, 1);
 			arm(c, T_DELAY, c->ev.decision.delay);
 			return;
 		}
@@ -405,7 +409,8 @@ static bool is_usage_path(const struct sl_policy *p, const struct sl_request *re
 {
 	const char *u = p->responses.usage_path;
 
-	return u != NULL && req->path.len == strlen(u) && memcmp(req->path.p, u, req->path.len) == 0;
+	return u != NULL && req->path.len == strlen(u) &&
+	       memcmp(req->path.p, u, req->path.len) == 0;
 }
 
 static void decide(struct sl_conn *c)
@@ -635,6 +640,7 @@ void sl_conn_update_read(struct sl_conn *c)
 void sl_conn_request_done(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
+	sl_metrics_request(w->shard, c->l->name, c->status);
 	if (c->policy && c->policy->server.access_log)
 		sl_access_log(c);
 	c->decided = false; /* a head that fails to parse next has no decision */
@@ -827,6 +833,7 @@ static void timer_cb(uv_timer_t *t)
 		sl_conn_close(c);
 		break;
 	case T_DELAY:
+		sl_metrics_delayed(c->w->shard, -1);
 		proceed(c);
 		if (!c->closing)
 			process(c);
