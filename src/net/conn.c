@@ -376,8 +376,8 @@ static void decide_done(struct sl_batch *b)
 
 /* responses.usage_path (DESIGN.md section 7): the caller's own usage, as
  * identified (ip, key, account), from a peek: nothing consumed, no slot
- * taken, the usual rate-limit headers. An unknown key is the usual 401, a
- * store failure the usual 503. */
+ * taken, the usual rate-limit headers. An unknown key is the usual 401; a
+ * store failure is 503 whatever store.on_error says (no numbers to show). */
 static void usage_done(struct sl_batch *b)
 {
 	struct sl_conn *c = b->data;
@@ -392,7 +392,10 @@ static void usage_done(struct sl_batch *b)
 	}
 	status = sl_eval_finish(&c->ev);
 	c->decided = true;
-	if (status == 401 || c->ev.decision.store_error) {
+	if (c->ev.decision.store_error) {
+		/* nothing to show whatever store.on_error says: no numbers */
+		sl_conn_answer_error(c, 503, false);
+	} else if (status == 401) {
 		reject(c);
 	} else {
 		n = sl_render_usage(&c->ev, body, BODY_MAX);
