@@ -1,6 +1,7 @@
 /* Decision metrics (see metrics.h). Each worker owns one cache-aligned
- * shard: an open-addressed table of (listener, limit, outcome) series and a
- * latency histogram per listener. The owner is the only writer, so a count
+ * shard: an open-addressed table of (listener, limit, outcome) series and,
+ * per listener, the decision latency histogram, responses and upstream
+ * exchanges by status class and the upstream histogram. The owner is the only writer, so a count
  * is a relaxed load and store (no locked instruction); a new series is
  * filled first and published last with a release store, so a concurrent
  * scrape sees either nothing or a complete name. Scrapes allocate (they are

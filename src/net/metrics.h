@@ -3,7 +3,10 @@
  * scrape (/metrics) sums every shard while the workers keep counting.
  * Series are (listener, limit, outcome) triples interned into a fixed-size
  * table per shard; names are copied (a reload may free the policy's), and
- * a shard that is full counts into one overflow series (limit="other"). */
+ * a shard that is full counts into one overflow series (limit="other").
+ * Per listener a shard also counts responses and upstream exchanges by
+ * status class and upstream latency; process-wide values (config loads,
+ * gauges other subsystems set) are plain atomics, written rarely. */
 #ifndef SLUICE_NET_METRICS_H
 #define SLUICE_NET_METRICS_H
 
