@@ -7,7 +7,6 @@ and failed) with the loaded config's hash and time, store failures by kind,
 and the gauges other subsystems set (accounts/keys loaded). Real daemon,
 real upstream, real SIGHUP; every call has a timeout."""
 import http.server
-import os
 import re
 import shutil
 import signal

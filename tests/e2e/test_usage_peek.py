@@ -6,7 +6,6 @@ peeks, on the memory store and on a real redis-server. Real daemon, real
 HTTP clients and raw sockets; every call has a timeout."""
 import http.client
 import json
-import shutil
 import socket
 import time
 
