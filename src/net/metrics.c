@@ -507,6 +507,14 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 					                             memory_order_relaxed);
 				sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
 			}
+		/* A listener that only answered (admin, or requests refused
+		 * before any decision) has no decision series, as before the
+		 * per-listener request counts shared this table. */
+		for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++)
+			cum += b[x];
+		if (cum == 0)
+			continue;
+		cum = 0;
 		/* The workers keep counting while this reads: _count is the
 		 * sum of the buckets read, so +Inf == _count always holds. */
 		for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++) {

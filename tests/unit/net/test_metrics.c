@@ -100,6 +100,8 @@ static void requests_are_counted_by_listener_and_status_class(void **unused)
 	assert_null(strstr(big, "sluice_requests_total{listener=\"admin\",code=\"other\"}"));
 	assert_non_null(
 	        strstr(big, "sluice_requests_total{listener=\"unknown\",code=\"2xx\"} 1\n"));
+	/* no decision histogram for a listener that decided nothing */
+	assert_null(strstr(big, "sluice_decision_seconds_count{listener=\"admin\"}"));
 	/* no upstream series for listeners that never had an upstream */
 	assert_null(strstr(big, "sluice_upstream_seconds_bucket{"));
 	assert_null(strstr(big, "sluice_upstream_responses_total{"));
