@@ -80,6 +80,8 @@ static void free_if_done(struct sl_conn *c)
 		sl_policy_unref(c->policy);
 		c->policy = NULL;
 	}
+	sl_tls_free(c->tls);
+	c->tls = NULL;
 	sl_list_del(&c->link);
 	if (sl_worker_keep_conn(w)) {
 		sl_list_add(&w->free, &c->link);
@@ -100,6 +102,13 @@ static void free_if_done(struct sl_conn *c)
 static void closed_cb(uv_handle_t *h)
 {
 	struct sl_conn *c = h->data;
+	c->handles--;
+	free_if_done(c);
+}
+
+static void tls_closed(void *arg)
+{
+	struct sl_conn *c = arg;
 	c->handles--;
 	free_if_done(c);
 }
@@ -140,6 +149,10 @@ void sl_conn_close(struct sl_conn *c)
 		sl_proxy_abort(c);
 	release(c);
 	disarm(c);
+	if (c->tls) {
+		c->handles++; /* its idle handle */
+		sl_tls_close(c->tls, tls_closed, c);
+	}
 	uv_close((uv_handle_t *)&c->timer, closed_cb);
 	uv_close((uv_handle_t *)&c->tcp, closed_cb);
 }
@@ -156,7 +169,7 @@ static void write2(struct sl_conn *c, const char *a, size_t na, const char *b, s
 	c->writing = true;
 	c->bytes_out += na + nb;
 	c->wreq.data = c;
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nb ? 2 : 1, cb ? cb : write_cb) < 0) {
+	if (sl_io_write(&c->tcp, c->tls, &c->wreq, bufs, nb ? 2 : 1, cb ? cb : write_cb) < 0) {
 		c->writing = false;
 		sl_conn_close(c);
 	}
@@ -181,6 +194,18 @@ int sl_conn_send(struct sl_conn *c, const char *a, size_t na, const char *b, siz
 		bufs[nbufs++] = uv_buf_init((char *)b, (unsigned)nb);
 	if (nbufs == 0)
 		return 1;
+	if (c->tls) { /* all encrypted and out at once, or the rest queued */
+		c->wreq.data = c;
+		n = sl_tls_send(c->tls, &c->wreq, bufs, nbufs, cb);
+		if (n < 0) {
+			sl_conn_close(c);
+			return -1;
+		}
+		c->bytes_out += na + nb;
+		if (n == 0)
+			c->writing = true;
+		return n;
+	}
 	n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
 	if (n < 0 && n != UV_EAGAIN) {
 		sl_conn_close(c); /* what the write callback would have done */
@@ -250,7 +275,7 @@ void sl_conn_send_continue(struct sl_conn *c)
 	if (!req)
 		return;
 	uv_buf_t b = uv_buf_init((char *)continue_100, sizeof(continue_100) - 1);
-	if (uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, continue_cb) < 0)
+	if (sl_io_write(&c->tcp, c->tls, req, &b, 1, continue_cb) < 0)
 		free(req);
 }
 
@@ -580,10 +605,10 @@ void sl_conn_update_read(struct sl_conn *c)
 			want = false;
 	}
 	if (want && !c->reading) {
-		if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+		if (sl_io_read_start(&c->tcp, c->tls, alloc_cb, read_cb) == 0)
 			c->reading = true;
 	} else if (!want && c->reading) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
+		sl_io_read_stop(&c->tcp, c->tls);
 		c->reading = false;
 	}
 }
@@ -742,12 +767,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		 * used to be off here). Close once it is out. */
 		c->peer_eof = true;
 		c->keep_alive = false;
-		uv_read_stop(s);
+		sl_io_read_stop(&c->tcp, c->tls);
 		c->reading = false;
 		return;
 	}
 	if (nread == UV_ENOBUFS) {
-		uv_read_stop(s);
+		sl_io_read_stop(&c->tcp, c->tls);
 		c->reading = false;
 		process(c);
 		return;
@@ -841,6 +866,7 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	c->store_pending = 0;
 	c->rlen = c->rpos = c->head_start = 0;
 	c->up = NULL;
+	c->tls = NULL;
 	c->keep_alive = true;
 	c->expect_continue = false;
 	sl_http_init(&c->hp, false, w->policy->server.max_header_bytes,
@@ -870,6 +896,10 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	}
 	if (l->kind == SL_LK_ADMIN && (!c->acall || !c->abody)) {
 		sl_conn_close(c);
+		return 0;
+	}
+	if (l->tls && !(c->tls = sl_tls_new(l->tls, &w->loop, &c->tcp, NULL))) {
+		sl_conn_close(c); /* out of memory: this connection is shed */
 		return 0;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);

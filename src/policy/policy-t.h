@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sluice/algo-t.h>
+#include "tls/tls-t.h"
 
 /* A (pointer, length) view; not NUL-terminated unless stated. */
 struct sl_str {
@@ -126,7 +127,11 @@ struct sl_listener_conf {
 	char *name;
 	char *listen;   /* validated "IPv4:port" or "[IPv6]:port", port 1-65535 */
 	uint8_t mode;   /* enum sl_listener_mode */
-	char *upstream; /* "http://host[:port][/]", "static", or NULL (check) */
+	char *upstream; /* "http[s]://host[:port][/]", "static", or NULL (check) */
+	struct sl_tls_server_conf tls;  /* `tls`: cert and key paths, or NULLs */
+	struct sl_tls_ctx *tls_ctx;     /* built from tls; NULL: plain HTTP */
+	struct sl_tls_client_conf up_tls; /* `upstream_tls` (defaults for https://) */
+	struct sl_tls_ctx *up_tls_ctx;  /* https:// upstream; else NULL */
 };
 
 struct sl_header_tpl {
