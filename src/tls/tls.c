@@ -71,6 +71,7 @@ struct sl_tls {
 	bool eof_told;
 	int eof_err;
 	bool failed, fail_told;
+	bool io_dead; /* a socket write failed: nothing more goes out */
 	bool closing;
 	void (*done)(void *arg);
 	void *done_arg;
@@ -289,6 +290,7 @@ static void cw_cb(uv_write_t *req, int status)
 		return; /* cancelled by the close: the stream is going away */
 	t->cw_busy = false;
 	if (status < 0) {
+		t->io_dead = true;
 		fail_msg(t, "write: %s", uv_strerror(status));
 	} else {
 		BIO_nread(t->net, &p, (int)t->cw_len);
@@ -297,10 +299,11 @@ static void cw_cb(uv_write_t *req, int status)
 }
 
 /* Ciphertext onto the socket: what it takes at once, the rest with one
- * uv_write (cw) whose completion pumps again. */
+ * uv_write (cw) whose completion pumps again. After a failure the alert
+ * that says why still goes out. */
 static void flush(struct sl_tls *t)
 {
-	while (!t->cw_busy && !t->failed) {
+	while (!t->cw_busy && !t->io_dead) {
 		char *p;
 		int n = BIO_nread0(t->net, &p), w;
 		uv_buf_t b;
@@ -315,11 +318,13 @@ static void flush(struct sl_tls *t)
 			b.base += w;
 			b.len -= (size_t)w;
 		} else if (w != UV_EAGAIN) {
+			t->io_dead = true;
 			fail_msg(t, "write: %s", uv_strerror(w));
 			return;
 		}
 		t->cw.data = t;
 		if ((w = uv_write(&t->cw, (uv_stream_t *)t->tcp, &b, 1, cw_cb)) < 0) {
+			t->io_dead = true;
 			fail_msg(t, "write: %s", uv_strerror(w));
 			return;
 		}
