@@ -1,0 +1,183 @@
+#!/bin/sh
+# TLS benchmark: wrk over HTTPS (keep-alive) against sluice's check listener
+# with `tls:` and, in the same run, Debian nginx doing the same work over TLS
+# (limit_req + return 200, bench/nginx-tls.conf) with the same certificate
+# and key (RSA 2048, made here with the openssl CLI). The plain check
+# listener of the same daemon is measured too, for the cost of TLS itself.
+# One worker each; sluice evaluates three limits (ip, key, account), nginx
+# one. Interleaved rounds, medians, one "NAME VALUE" per line:
+#   tls_check_rps nginx_tls_check_rps tls_check_ratio plain_check_rps
+#   tls_check_p99_ms nginx_tls_check_p99_ms
+# Environment: SLUICE_BIN (default build/sluice), ROUNDS (3), DURATION (5 s),
+# CONNS (32). Loopback only; every process is stopped by PID.
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
+NGINX=${NGINX:-/usr/sbin/nginx}
+WRK=${WRK:-/usr/bin/wrk}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-32}
+
+for x in "$SLUICE_BIN" "$NGINX" "$WRK"; do
+	if [ ! -x "$x" ]; then
+		echo "tls_bench: $x not found; skipped" >&2
+		exit 0
+	fi
+done
+
+DIR=$(mktemp -d /tmp/sluice-tlsbench-XXXXXX)
+PIDS=""
+cleanup() {
+	for p in $PIDS; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in $PIDS; do
+		i=0 # bounded wait: up to 5 s per process
+		while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+	-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+	-keyout "$DIR/srv.key" -out "$DIR/srv.pem" 2>/dev/null
+
+ports=$(/usr/bin/python3 -c '
+import socket
+ss = [socket.socket() for _ in range(4)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))
+for s in ss: s.close()')
+set -- $ports
+P_TLS=$1 P_PLAIN=$2 P_ADMIN=$3 P_NGINX=$4
+
+wait_port() { # port: wait up to 10 s for a listener
+	i=0
+	while [ $i -lt 100 ]; do
+		if /usr/bin/python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo "tls_bench: nothing listens on $1" >&2
+	return 1
+}
+
+sed -e "s|@DIR@|$DIR|g" -e "s|@CHECK@|$P_NGINX|g" bench/nginx-tls.conf >"$DIR/nginx.conf"
+mkdir -p "$DIR/ng"
+"$NGINX" -p "$DIR/ng" -e "$DIR/nginx-error.log" -c "$DIR/nginx.conf" \
+	-g "daemon off; pid $DIR/nginx.pid;" &
+PIDS="$PIDS $!"
+
+cat >"$DIR/sluice.yaml" <<EOF2
+server:
+  workers: 1
+  access_log: false
+listeners:
+  - name: auth
+    listen: "127.0.0.1:$P_TLS"
+    mode: check
+    tls:
+      cert: srv.pem
+      key: srv.key
+  - name: plain
+    listen: "127.0.0.1:$P_PLAIN"
+    mode: check
+admin:
+  listen: "127.0.0.1:$P_ADMIN"
+identify:
+  key:
+    from: ["header:X-Api-Key"]
+  accounts:
+    - account: bench
+      plan: pro
+      keys: ["sk_bench_key"]
+plans:
+  pro:
+    title: Pro
+limits:
+  - name: ip
+    key: ip
+    rate: 600000000/min
+  - name: key
+    key: key
+    rate: 600000000/min
+  - name: account
+    key: account
+    rate:
+      pro: 600000000/min
+EOF2
+"$SLUICE_BIN" serve -c "$DIR/sluice.yaml" 2>"$DIR/sluice.log" &
+PIDS="$PIDS $!"
+for p in $P_TLS $P_PLAIN $P_NGINX; do
+	wait_port "$p"
+done
+
+run() { # NAME URL: one wrk run, appends "rps p99_ms non2xx" to $DIR/NAME
+	"$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency \
+		-H "X-Api-Key: sk_bench_key" "$2" >"$DIR/out" 2>&1 || true
+	awk '
+		/Requests\/sec:/ { rps = $2 }
+		/^ +99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u);
+			   p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }
+		/Non-2xx or 3xx responses:/ { bad = $5 }
+		END { printf "%s %s %d\n", rps + 0, p99 + 0, bad + 0 }' "$DIR/out" >>"$DIR/$1"
+}
+
+TLS_URL="https://127.0.0.1:$P_TLS/v1/items"
+PLAIN_URL="http://127.0.0.1:$P_PLAIN/v1/items"
+NGINX_URL="https://127.0.0.1:$P_NGINX/v1/items"
+for u in "$TLS_URL" "$PLAIN_URL" "$NGINX_URL"; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$DIR/srv.pem" \
+		-H "X-Api-Key: sk_bench_key" "$u" || true)
+	if [ "$code" != 200 ]; then
+		echo "tls_bench: $u answered $code" >&2
+		cat "$DIR/sluice.log" "$DIR/nginx-error.log" >&2
+		exit 1
+	fi
+done
+
+DURATION_SAVE=$DURATION
+DURATION=1
+for u in "$TLS_URL" "$NGINX_URL" "$PLAIN_URL"; do
+	run warmup "$u"
+done
+DURATION=$DURATION_SAVE
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+	run tls "$TLS_URL"
+	run nginx "$NGINX_URL"
+	run plain "$PLAIN_URL"
+	r=$((r + 1))
+done
+
+median() { # file column
+	awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 }
+		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+for n in tls nginx plain; do
+	eval "${n}_rps=\$(median \"\$DIR/$n\" 1)"
+	eval "${n}_p99=\$(median \"\$DIR/$n\" 2)"
+	bad=$(awk '{ s += $3 } END { print s + 0 }' "$DIR/$n")
+	if [ "$bad" != 0 ]; then
+		echo "tls_bench: $n had $bad non-2xx responses" >&2
+	fi
+done
+# shellcheck disable=SC2154
+awk -v t="$tls_rps" -v n="$nginx_rps" -v p="$plain_rps" -v t99="$tls_p99" -v n99="$nginx_p99" '
+BEGIN {
+	printf "tls_check_rps %.0f\n", t
+	printf "nginx_tls_check_rps %.0f\n", n
+	printf "tls_check_ratio %.2f\n", (n > 0 ? t / n : 0)
+	printf "plain_check_rps %.0f\n", p
+	printf "tls_check_p99_ms %.2f\n", t99
+	printf "nginx_tls_check_p99_ms %.2f\n", n99
+}'
