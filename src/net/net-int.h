@@ -64,11 +64,11 @@ struct sl_upstream {
 	struct sockaddr_storage addr; /* resolved at create */
 	struct sl_list idle;          /* struct sl_upconn.link */
 	unsigned nidle;
-	bool tls;                     /* https:// */
-	struct sl_tls_ctx *tls_ctx;   /* reference: the current policy's upstream_tls */
-	char tls_host[256];           /* SNI and the name verified */
-	int64_t tls_logged;           /* ns (worker clock) of the last handshake failure line */
-	unsigned tls_quiet;           /* failures not logged since that line */
+	bool tls;                   /* https:// */
+	struct sl_tls_ctx *tls_ctx; /* reference: the current policy's upstream_tls */
+	char tls_host[256];         /* SNI and the name verified */
+	int64_t tls_logged;         /* ns (worker clock) of the last handshake failure line */
+	unsigned tls_quiet;         /* failures not logged since that line */
 };
 
 /* A listening socket of one worker. It is polled by hand (uv_poll_t) and
@@ -112,10 +112,10 @@ struct sl_upconn;
 
 struct sl_conn {
 	uv_tcp_t tcp;
-	struct sl_tls *tls; /* TLS listener: the session over tcp; else NULL */
 	uv_timer_t timer; /* header/idle timeout, or the queue delay */
 	uv_write_t wreq;
 	struct sl_worker *w;
+	struct sl_tls *tls; /* TLS listener: the session over tcp; else NULL */
 	struct sl_listener *l;
 	struct sl_list link; /* worker's active or free list */
 	uint8_t handles;     /* open uv handles (tcp, timer) */

@@ -63,7 +63,8 @@ static const yaml_node_t *client_tls(struct cfg *c, const yaml_node_t *n,
 	yaml_node_t *v[3] = {NULL, NULL, NULL};
 
 	if (n && !cfg_is_map(n)) {
-		cfg_err(c, n, "upstream_tls: expected a map {ca: FILE.pem, verify: true, sni: NAME}");
+		cfg_err(c, n,
+		        "upstream_tls: expected a map {ca: FILE.pem, verify: true, sni: NAME}");
 		return n;
 	}
 	if (n && !cfg_fields(c, n, "upstream_tls", keys, v))
@@ -97,8 +98,7 @@ void cfg_listener_tls(struct cfg *c, const yaml_node_t *item, const yaml_node_t 
 	const yaml_node_t *at = client_tls(c, up, l);
 	if (c->nerr != nerr)
 		return; /* a bad value above: no context to build */
-	if (sl_tls_client_ctx(&l->up_tls_ctx, l->up_tls.ca, l->up_tls.verify, err, sizeof(err)) <
-	    0)
+	if (sl_tls_client_ctx(&l->up_tls_ctx, l->up_tls.ca, l->up_tls.verify, err, sizeof(err)) < 0)
 		cfg_err(c, at ? at : item, "upstream_tls: %s", err);
 }
 

@@ -206,8 +206,8 @@ static bool valid_upstream(const char *s)
 
 void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"name",     "listen", "mode",
-	                                   "upstream", "tls",    "upstream_tls", NULL};
+	static const char *const keys[] = {"name", "listen",       "mode", "upstream",
+	                                   "tls",  "upstream_tls", NULL};
 	if (!cfg_is_seq(n)) {
 		cfg_err(c, n, "listeners must be a list of {name, listen, mode, upstream}");
 		return;

@@ -128,10 +128,14 @@ struct sl_listener_conf {
 	char *listen;   /* validated "IPv4:port" or "[IPv6]:port", port 1-65535 */
 	uint8_t mode;   /* enum sl_listener_mode */
 	char *upstream; /* "http[s]://host[:port][/]", "static", or NULL (check) */
-	struct sl_tls_server_conf tls;  /* `tls`: cert and key paths, or NULLs */
-	struct sl_tls_ctx *tls_ctx;     /* built from tls; NULL: plain HTTP */
-	struct sl_tls_client_conf up_tls; /* `upstream_tls` (defaults for https://) */
-	struct sl_tls_ctx *up_tls_ctx;  /* https:// upstream; else NULL */
+
+	/* TLS (config-tls.c): `tls` cert/key paths and the context built from
+	 * them (NULL: plain HTTP); `upstream_tls` and the context of an
+	 * https:// upstream (else NULL) */
+	struct sl_tls_server_conf tls;
+	struct sl_tls_ctx *tls_ctx;
+	struct sl_tls_client_conf up_tls;
+	struct sl_tls_ctx *up_tls_ctx;
 };
 
 struct sl_header_tpl {

@@ -27,9 +27,9 @@
 
 /* Mozilla "intermediate" TLS 1.2 suites (forward secret AEAD only); TLS
  * 1.3 suites are OpenSSL's defaults. */
-#define CIPHERS_12                                                                         \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                       \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                       \
+#define CIPHERS_12                                                                                 \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 static const unsigned char alpn_h1[] = "\x08http/1.1";
@@ -55,8 +55,8 @@ struct sl_tls {
 	uv_tcp_t *tcp;
 	void *udata; /* the owner's tcp->data; tcp->data is this stream meanwhile */
 	uv_idle_t kick;
-	uv_write_t cw;  /* ciphertext in flight */
-	size_t cw_len;  /* bytes of it */
+	uv_write_t cw; /* ciphertext in flight */
+	size_t cw_len; /* bytes of it */
 	bool cw_busy;
 	struct wq q[SL_TLS_WQ]; /* ring of queued writes */
 	unsigned qhead, qn;
@@ -67,6 +67,7 @@ struct sl_tls {
 	bool treading; /* the TCP handle reads */
 	bool in_pump, again;
 	bool fresh_in; /* ciphertext arrived that SSL_read has not seen */
+	bool rd_wait;  /* SSL_read must write first and the out ring is full: cw_cb resumes */
 	bool eof;      /* the TCP side ended (eof_err: UV_EOF or the read error) */
 	bool eof_told;
 	int eof_err;
@@ -131,7 +132,8 @@ static struct sl_tls_ctx *ctx_new(bool server)
 	x->server = server;
 	SSL_CTX_set_min_proto_version(x->ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(x->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_mode(x->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(x->ctx,
+	                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_cipher_list(x->ctx, CIPHERS_12);
 	SSL_CTX_set_default_passwd_cb(x->ctx, no_passphrase);
 	return x;
@@ -183,8 +185,7 @@ fail:
 	return SL_EINVAL;
 }
 
-int sl_tls_client_ctx(struct sl_tls_ctx **out, const char *ca, bool verify, char *err,
-                      size_t cap)
+int sl_tls_client_ctx(struct sl_tls_ctx **out, const char *ca, bool verify, char *err, size_t cap)
 {
 	struct sl_tls_ctx *x;
 
@@ -245,8 +246,8 @@ static void fail_msg(struct sl_tls *t, const char *fmt, const char *arg)
  * (nginx does the same) before the connection is dropped. */
 static void plain_http_answer(struct sl_tls *t)
 {
-	static const char body[] =
-	        "{\"error\":{\"status\":400,\"message\":\"plain HTTP request sent to a TLS port\"}}";
+	static const char body[] = "{\"error\":{\"status\":400,\"message\":\"plain HTTP request "
+	                           "sent to a TLS port\"}}";
 	char head[160];
 	int n = snprintf(head, sizeof(head),
 	                 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
@@ -289,6 +290,7 @@ static void cw_cb(uv_write_t *req, int status)
 	if (t->closing)
 		return; /* cancelled by the close: the stream is going away */
 	t->cw_busy = false;
+	t->rd_wait = false;
 	if (status < 0) {
 		t->io_dead = true;
 		fail_msg(t, "write: %s", uv_strerror(status));
@@ -359,7 +361,8 @@ static void encrypt(struct sl_tls *t)
 				e->i++;
 				continue;
 			}
-			n = SSL_write(t->ssl, b->base, b->len > INT32_MAX ? INT32_MAX : (int)b->len);
+			n = SSL_write(t->ssl, b->base,
+			              b->len > INT32_MAX ? INT32_MAX : (int)b->len);
 			if (n > 0) {
 				b->base += n;
 				b->len -= (size_t)n;
@@ -426,6 +429,8 @@ static void decrypt(struct sl_tls *t)
 		}
 		if (err == SSL_ERROR_WANT_WRITE) {
 			flush(t);
+			if (t->cw_busy)
+				t->rd_wait = true;
 			if (t->cw_busy || t->failed)
 				return;
 			continue;
@@ -492,7 +497,7 @@ static bool deliverable(struct sl_tls *t)
 		return false;
 	if (t->failed)
 		return !t->fail_told;
-	if (!SSL_is_init_finished(t->ssl))
+	if (!SSL_is_init_finished(t->ssl) || t->rd_wait)
 		return false;
 	return SSL_pending(t->ssl) > 0 || t->fresh_in || (t->eof && !t->eof_told);
 }
@@ -562,7 +567,8 @@ struct sl_tls *sl_tls_new(struct sl_tls_ctx *x, uv_loop_t *loop, uv_tcp_t *tcp, 
 	SSL_set_bio(t->ssl, in, in);
 	if (host) {
 		unsigned char ip[16];
-		bool literal = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+		bool literal =
+		        inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
 		SSL_set_connect_state(t->ssl);
 		if (!literal)
 			SSL_set_tlsext_host_name(t->ssl, host);

@@ -24,8 +24,7 @@ int sl_tls_server_ctx(struct sl_tls_ctx **out, const char *cert, const char *key
 /* A client context trusting the PEM bundle ca (NULL: the system store);
  * verify false accepts any certificate (the connection is still
  * encrypted). ALPN http/1.1 is offered. Same returns as above. */
-int sl_tls_client_ctx(struct sl_tls_ctx **out, const char *ca, bool verify, char *err,
-                      size_t cap);
+int sl_tls_client_ctx(struct sl_tls_ctx **out, const char *ca, bool verify, char *err, size_t cap);
 
 void sl_tls_ctx_ref(struct sl_tls_ctx *x);
 void sl_tls_ctx_unref(struct sl_tls_ctx *x); /* NULL is ignored */
