@@ -265,6 +265,11 @@ def test_s_client_negotiates_alpn_http11_tls13_and_no_compression(sluice, pki):
             "DEFAULT@SECLEVEL=0", input=b"")
     assert r.returncode != 0
     assert "Cipher is (NONE)" in r.stdout.decode(errors="replace")
+    # a TLS 1.2 client asking to renegotiate is refused ("R" is s_client's command)
+    r = run("openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_2", "-CAfile",
+            pki.ca, input=b"R\n")
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    assert "RENEGOTIATING" in out and "no renegotiation" in out, out
     # a client offering only h2 gets no_application_protocol, not h2
     r = run("openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-alpn", "h2",
             "-CAfile", pki.ca, input=b"")
