@@ -8,6 +8,10 @@
 # one. Interleaved rounds, medians, one "NAME VALUE" per line:
 #   tls_check_rps nginx_tls_check_rps tls_check_ratio plain_check_rps
 #   tls_check_p99_ms nginx_tls_check_p99_ms
+#   tls_cpu_us_per_req nginx_tls_cpu_us_per_req tls_cpu_ratio plain_cpu_us_per_req
+# The CPU figures (the serving process's user+system time from /proc over the
+# requests wrk completed) move far less with other load on the machine than
+# requests/second do.
 # Environment: SLUICE_BIN (default build/sluice), ROUNDS (3), DURATION (5 s),
 # CONNS (32). Loopback only; every process is stopped by PID.
 set -eu
@@ -75,7 +79,8 @@ sed -e "s|@DIR@|$DIR|g" -e "s|@CHECK@|$P_NGINX|g" bench/nginx-tls.conf >"$DIR/ng
 mkdir -p "$DIR/ng"
 "$NGINX" -p "$DIR/ng" -e "$DIR/nginx-error.log" -c "$DIR/nginx.conf" \
 	-g "daemon off; pid $DIR/nginx.pid;" &
-PIDS="$PIDS $!"
+NGINX_PID=$!
+PIDS="$PIDS $NGINX_PID"
 
 cat >"$DIR/sluice.yaml" <<EOF2
 server:
@@ -116,20 +121,29 @@ limits:
       pro: 600000000/min
 EOF2
 "$SLUICE_BIN" serve -c "$DIR/sluice.yaml" 2>"$DIR/sluice.log" &
-PIDS="$PIDS $!"
+SLUICE_PID=$!
+PIDS="$PIDS $SLUICE_PID"
 for p in $P_TLS $P_PLAIN $P_NGINX; do
 	wait_port "$p"
 done
+# nginx serves from its one worker, the master's only child
+NGINX_WORKER=$(ps -o pid= --ppid "$NGINX_PID" | head -n 1 | tr -d ' ')
+TCK=$(getconf CLK_TCK)
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # PID: user+system clock ticks
 
-run() { # NAME URL: one wrk run, appends "rps p99_ms non2xx" to $DIR/NAME
+run() { # NAME URL PID: one wrk run, appends "rps p99_ms non2xx cpu_us_per_req" to $DIR/NAME
+	a=$(cpu "$3")
 	"$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency \
 		-H "X-Api-Key: sk_bench_key" "$2" >"$DIR/out" 2>&1 || true
-	awk '
+	b=$(cpu "$3")
+	awk -v a="$a" -v b="$b" -v t="$TCK" '
+		/requests in/ { n = $1 }
 		/Requests\/sec:/ { rps = $2 }
 		/^ +99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u);
 			   p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }
 		/Non-2xx or 3xx responses:/ { bad = $5 }
-		END { printf "%s %s %d\n", rps + 0, p99 + 0, bad + 0 }' "$DIR/out" >>"$DIR/$1"
+		END { printf "%s %s %d %.3f\n", rps + 0, p99 + 0, bad + 0,
+			(n > 0 ? (b - a) / t * 1e6 / n : 0) }' "$DIR/out" >>"$DIR/$1"
 }
 
 TLS_URL="https://127.0.0.1:$P_TLS/v1/items"
@@ -147,15 +161,15 @@ done
 
 DURATION_SAVE=$DURATION
 DURATION=1
-for u in "$TLS_URL" "$NGINX_URL" "$PLAIN_URL"; do
-	run warmup "$u"
-done
+run warmup "$TLS_URL" "$SLUICE_PID"
+run warmup "$NGINX_URL" "$NGINX_WORKER"
+run warmup "$PLAIN_URL" "$SLUICE_PID"
 DURATION=$DURATION_SAVE
 r=0
 while [ $r -lt "$ROUNDS" ]; do
-	run tls "$TLS_URL"
-	run nginx "$NGINX_URL"
-	run plain "$PLAIN_URL"
+	run tls "$TLS_URL" "$SLUICE_PID"
+	run nginx "$NGINX_URL" "$NGINX_WORKER"
+	run plain "$PLAIN_URL" "$SLUICE_PID"
 	r=$((r + 1))
 done
 
@@ -166,13 +180,15 @@ median() { # file column
 for n in tls nginx plain; do
 	eval "${n}_rps=\$(median \"\$DIR/$n\" 1)"
 	eval "${n}_p99=\$(median \"\$DIR/$n\" 2)"
+	eval "${n}_cpu=\$(median \"\$DIR/$n\" 4)"
 	bad=$(awk '{ s += $3 } END { print s + 0 }' "$DIR/$n")
 	if [ "$bad" != 0 ]; then
 		echo "tls_bench: $n had $bad non-2xx responses" >&2
 	fi
 done
 # shellcheck disable=SC2154
-awk -v t="$tls_rps" -v n="$nginx_rps" -v p="$plain_rps" -v t99="$tls_p99" -v n99="$nginx_p99" '
+awk -v t="$tls_rps" -v n="$nginx_rps" -v p="$plain_rps" -v t99="$tls_p99" -v n99="$nginx_p99" \
+	-v tc="$tls_cpu" -v nc="$nginx_cpu" -v pc="$plain_cpu" '
 BEGIN {
 	printf "tls_check_rps %.0f\n", t
 	printf "nginx_tls_check_rps %.0f\n", n
@@ -180,4 +196,8 @@ BEGIN {
 	printf "plain_check_rps %.0f\n", p
 	printf "tls_check_p99_ms %.2f\n", t99
 	printf "nginx_tls_check_p99_ms %.2f\n", n99
+	printf "tls_cpu_us_per_req %.3f\n", tc
+	printf "nginx_tls_cpu_us_per_req %.3f\n", nc
+	printf "tls_cpu_ratio %.2f\n", (tc > 0 ? nc / tc : 0)
+	printf "plain_cpu_us_per_req %.3f\n", pc
 }'
