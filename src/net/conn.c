@@ -898,7 +898,7 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 		sl_conn_close(c);
 		return 0;
 	}
-	if (l->tls && !(c->tls = sl_tls_new(l->tls, &w->loop, &c->tcp, NULL))) {
+	if (l->tls && !(c->tls = sl_tls_new(l->tls, &w->loop, &c->tcp, NULL, NULL))) {
 		sl_conn_close(c); /* out of memory: this connection is shed */
 		return 0;
 	}

@@ -64,11 +64,12 @@ struct sl_upstream {
 	struct sockaddr_storage addr; /* resolved at create */
 	struct sl_list idle;          /* struct sl_upconn.link */
 	unsigned nidle;
-	bool tls;                   /* https:// */
-	struct sl_tls_ctx *tls_ctx; /* reference: the current policy's upstream_tls */
-	char tls_host[256];         /* SNI and the name verified */
-	int64_t tls_logged;         /* ns (worker clock) of the last handshake failure line */
-	unsigned tls_quiet;         /* failures not logged since that line */
+	bool tls;                        /* https:// */
+	struct sl_tls_ctx *tls_ctx;      /* reference: the current policy's upstream_tls */
+	char tls_host[256];              /* SNI and the name verified */
+	struct sl_tls_session *tls_sess; /* the last session the upstream issued */
+	int64_t tls_logged;              /* ns (worker clock) of the last handshake failure line */
+	unsigned tls_quiet;              /* failures not logged since that line */
 };
 
 /* A listening socket of one worker. It is polled by hand (uv_poll_t) and

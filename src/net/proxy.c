@@ -202,7 +202,8 @@ static struct sl_upconn *up_new(struct sl_worker *w, struct sl_upstream *u)
 	w->nupconns++;
 	if (u->tls) {
 		if (u->tls_ctx)
-			up->tls = sl_tls_new(u->tls_ctx, &w->loop, &up->tcp, u->tls_host);
+			up->tls = sl_tls_new(u->tls_ctx, &w->loop, &up->tcp, u->tls_host,
+			                     &u->tls_sess);
 		if (!up->tls) {
 			up_close(up);
 			return NULL;

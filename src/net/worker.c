@@ -395,6 +395,9 @@ void sl_worker_tls_refresh(struct sl_worker *w)
 		if (l->tls)
 			set_ctx(&l->tls, lc->tls_ctx);
 		if (l->up && l->up->tls) {
+			if (lc->up_tls_ctx && lc->up_tls_ctx != l->up->tls_ctx)
+				sl_tls_session_drop(
+				        &l->up->tls_sess); /* not resumed under a new CA */
 			set_ctx(&l->up->tls_ctx, lc->up_tls_ctx);
 			copy(l->up->tls_host, sizeof(l->up->tls_host),
 			     lc->up_tls.sni ? lc->up_tls.sni : l->up->host);
@@ -700,8 +703,10 @@ void sl_server_destroy(struct sl_server *s)
 		uv_loop_close(&w->loop);
 		for (size_t j = 0; j < w->nlisteners; j++)
 			sl_tls_ctx_unref(w->listeners[j].tls);
-		for (size_t j = 0; j < w->nupstreams; j++)
+		for (size_t j = 0; j < w->nupstreams; j++) {
+			sl_tls_session_drop(&w->upstreams[j].tls_sess);
 			sl_tls_ctx_unref(w->upstreams[j].tls_ctx);
+		}
 		if (w->next_policy)
 			sl_policy_unref(w->next_policy);
 		sl_policy_unref(w->policy);

@@ -15,6 +15,11 @@ struct sl_tls_ctx;
 /* One TLS session over a libuv TCP handle (tls.c). */
 struct sl_tls;
 
+/* A client session kept for resumption (an SSL_SESSION): one slot per
+ * upstream and worker, so a new connection to an upstream resumes instead
+ * of a full handshake. */
+struct sl_tls_session;
+
 /* listeners[].tls */
 struct sl_tls_server_conf {
 	char *cert; /* PEM chain path, made relative to the config file's dir */

@@ -11,6 +11,7 @@
  * contract the connection code was written against. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,36 @@ static bool readable(const char *what, const char *path, char *err, size_t cap)
 	return true;
 }
 
+/* The ex_data slot of an SSL that holds its struct sl_tls_session **. */
+static int sess_idx = -1;
+static pthread_once_t sess_once = PTHREAD_ONCE_INIT;
+
+static void sess_init(void)
+{
+	sess_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* A client session the server issued (TLS 1.3: after the handshake, in a
+ * NewSessionTicket): it replaces the one kept in the stream's slot. Runs
+ * on the stream's thread. Returns 1: the reference is kept. */
+static int new_session(SSL *ssl, SSL_SESSION *s)
+{
+	struct sl_tls_session **slot = sess_idx >= 0 ? SSL_get_ex_data(ssl, sess_idx) : NULL;
+	if (!slot)
+		return 0;
+	SSL_SESSION_free((SSL_SESSION *)*slot);
+	*slot = (struct sl_tls_session *)s;
+	return 1;
+}
+
+void sl_tls_session_drop(struct sl_tls_session **sess)
+{
+	if (!sess || !*sess)
+		return;
+	SSL_SESSION_free((SSL_SESSION *)*sess);
+	*sess = NULL;
+}
+
 static struct sl_tls_ctx *ctx_new(bool server)
 {
 	struct sl_tls_ctx *x = calloc(1, sizeof(*x));
@@ -198,6 +229,10 @@ int sl_tls_client_ctx(struct sl_tls_ctx **out, const char *ca, bool verify, char
 		return SL_ENOMEM;
 	}
 	x->verify = verify;
+	pthread_once(&sess_once, sess_init);
+	SSL_CTX_set_session_cache_mode(x->ctx,
+	                               SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(x->ctx, new_session);
 	SSL_CTX_set_alpn_protos(x->ctx, alpn_h1, sizeof(alpn_h1) - 1);
 	SSL_CTX_set_verify(x->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	if (ca ? SSL_CTX_load_verify_locations(x->ctx, ca, NULL) != 1
@@ -554,7 +589,8 @@ static void pump(struct sl_tls *t, bool deliver)
 		uv_idle_start(&t->kick, kick_cb);
 }
 
-struct sl_tls *sl_tls_new(struct sl_tls_ctx *x, uv_loop_t *loop, uv_tcp_t *tcp, const char *host)
+struct sl_tls *sl_tls_new(struct sl_tls_ctx *x, uv_loop_t *loop, uv_tcp_t *tcp, const char *host,
+                          struct sl_tls_session **sess)
 {
 	struct sl_tls *t = calloc(1, sizeof(*t));
 	BIO *in = NULL;
@@ -572,6 +608,11 @@ struct sl_tls *sl_tls_new(struct sl_tls_ctx *x, uv_loop_t *loop, uv_tcp_t *tcp, 
 		SSL_set_connect_state(t->ssl);
 		if (!literal)
 			SSL_set_tlsext_host_name(t->ssl, host);
+		if (sess && sess_idx >= 0) {
+			SSL_set_ex_data(t->ssl, sess_idx, sess);
+			if (*sess) /* a stale one is only a full handshake */
+				SSL_set_session(t->ssl, (SSL_SESSION *)*sess);
+		}
 		if (x->verify &&
 		    (literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host)
 		             : SSL_set1_host(t->ssl, host)) != 1)

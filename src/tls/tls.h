@@ -31,11 +31,19 @@ void sl_tls_ctx_unref(struct sl_tls_ctx *x); /* NULL is ignored */
 
 /* A stream over tcp (initialised, on loop). host is NULL for the server
  * side (accept), else the client side connects to it: it is the SNI
- * (unless an IP literal) and the name verified. Returns NULL when out of
- * memory. The stream owns an idle handle: the owner closes it with
- * sl_tls_close() and frees the stream with sl_tls_free() only once done
- * ran and the TCP handle is closed. */
-struct sl_tls *sl_tls_new(struct sl_tls_ctx *x, uv_loop_t *loop, uv_tcp_t *tcp, const char *host);
+ * (unless an IP literal) and the name verified; sess (client side, may be
+ * NULL) is the slot the session to resume is taken from and the new one
+ * the server issues is kept in; it must outlive the stream and belong to
+ * the stream's thread. Returns NULL when out of memory. The stream owns an
+ * idle handle: the owner closes it with sl_tls_close() and frees the
+ * stream with sl_tls_free() only once done ran and the TCP handle is
+ * closed. */
+struct sl_tls *sl_tls_new(struct sl_tls_ctx *x, uv_loop_t *loop, uv_tcp_t *tcp, const char *host,
+                          struct sl_tls_session **sess);
+
+/* Forget the session kept in *sess (NULL is fine): its context changed, or
+ * its owner goes away. */
+void sl_tls_session_drop(struct sl_tls_session **sess);
 
 /* Like uv_read_start / uv_read_stop on the TCP handle: read_cb gets
  * plaintext in buffers from alloc_cb (a 0-byte buffer gives UV_ENOBUFS),

@@ -153,6 +153,7 @@ def client_hello():
 class Up(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     conns = set()
+    reused = []  # per TLS connection: whether it resumed a session
     lock = threading.Lock()
 
     def log_message(self, *a):
@@ -162,6 +163,8 @@ class Up(http.server.BaseHTTPRequestHandler):
         super().setup()
         with Up.lock:
             Up.conns.add(self.client_address)
+            if isinstance(self.connection, ssl.SSLSocket):
+                Up.reused.append(self.connection.session_reused)
 
     def do_GET(self):
         m = re.match(r"/big/(\d+)", self.path)
@@ -172,6 +175,9 @@ class Up(http.server.BaseHTTPRequestHandler):
             body = ("up %s xff=%s" % (self.path, self.headers.get("X-Forwarded-For"))).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        if self.path == "/close":
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
@@ -201,6 +207,7 @@ def upstream():
         threading.Thread(target=s.serve_forever, daemon=True).start()
         servers.append(s)
         Up.conns = set()
+        Up.reused = []
         return s
 
     yield start
@@ -694,3 +701,14 @@ def test_reload_during_a_tls_download_and_drain_with_tls_clients_open(sluice, pk
         assert read_until_closed(c) == b""
         c.close()
     half.close()
+
+
+def test_a_new_upstream_connection_resumes_the_tls_session(sluice, pki, upstream):
+    d = sluice(https_config(pki, ca=pki.ca))
+    upstream(d.ports["upstream"], server_ctx(pki))
+    base = "http://127.0.0.1:%d" % d.ports["gateway"]
+    assert curl(base + "/a").stdout == b"up /a xff=127.0.0.1"
+    assert curl(base + "/close").stdout == b"up /close xff=127.0.0.1"  # the upstream closes
+    assert curl(base + "/b").stdout == b"up /b xff=127.0.0.1"  # a fresh connection
+    assert len(Up.conns) == 2, Up.conns
+    assert Up.reused == [False, True], Up.reused

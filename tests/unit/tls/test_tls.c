@@ -180,8 +180,8 @@ static void pair_open(struct pair *p, const char *ca, const char *host)
 	assert_int_equal(uv_tcp_open(&p->s.tcp, b), 0);
 	p->c.tcp.data = &p->c;
 	p->s.tcp.data = &p->s;
-	p->c.t = sl_tls_new(p->cx, &p->loop, &p->c.tcp, host);
-	p->s.t = sl_tls_new(p->sx, &p->loop, &p->s.tcp, NULL);
+	p->c.t = sl_tls_new(p->cx, &p->loop, &p->c.tcp, host, NULL);
+	p->s.t = sl_tls_new(p->sx, &p->loop, &p->s.tcp, NULL, NULL);
 	assert_non_null(p->c.t);
 	assert_non_null(p->s.t);
 	p->c.cap = p->s.cap = BIG + 16;
