@@ -19,6 +19,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 #include <sluice/error.h>
 #include "tls/tls.h"
 
@@ -108,10 +109,21 @@ static void ssl_reason(char *err, size_t cap, const char *what)
 	ERR_clear_error();
 }
 
+/* A regular file that can be opened: a FIFO or a device (/dev/stdin, say)
+ * would block or never end the PEM reader. */
 static bool readable(const char *what, const char *path, char *err, size_t cap)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	struct stat st;
+	FILE *f;
+	if (stat(path, &st) != 0) {
+		snprintf(err, cap, "%s file '%s': %s", what, path, strerror(errno));
+		return false;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, cap, "%s file '%s': not a regular file", what, path);
+		return false;
+	}
+	if (!(f = fopen(path, "rb"))) {
 		snprintf(err, cap, "%s file '%s': %s", what, path, strerror(errno));
 		return false;
 	}

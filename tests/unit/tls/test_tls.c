@@ -72,6 +72,10 @@ static void server_ctx_refuses_missing_garbage_and_mismatched_files(void **unuse
 	assert_non_null(strstr(err, "No such file or directory"));
 	assert_int_equal(sl_tls_server_ctx(&x, cert_a, missing, err, sizeof(err)), -2);
 	assert_true(strncmp(err, "key file '", 10) == 0);
+	assert_int_equal(sl_tls_server_ctx(&x, "/dev/null", key_a, err, sizeof(err)), -2);
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_equal(sl_tls_server_ctx(&x, dir, key_a, err, sizeof(err)), -2);
+	assert_non_null(strstr(err, "not a regular file"));
 	assert_int_equal(sl_tls_server_ctx(&x, garbage, key_a, err, sizeof(err)), -2);
 	assert_non_null(strstr(err, "not a PEM certificate chain"));
 	assert_int_equal(sl_tls_server_ctx(&x, cert_a, key_b, err, sizeof(err)), -2);
