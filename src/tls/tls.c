@@ -451,8 +451,11 @@ static void decrypt(struct sl_tls *t)
 		if (!t->closing)
 			t->tcp->data = t;
 		if (b.len == 0 || !b.base) {
+			/* back to the loop, as libuv does: an owner that keeps
+			 * reading without room is retried from the kick, never
+			 * spun on here */
 			user_read(t, UV_ENOBUFS, &b);
-			continue;
+			return;
 		}
 		n = SSL_read(t->ssl, b.base, b.len > INT32_MAX ? INT32_MAX : (int)b.len);
 		if (n > 0) {

@@ -399,6 +399,133 @@ static void verification_failures_are_eproto_with_the_reason(void **unused)
 	}
 }
 
+/* ---- random chunking and pauses ---- */
+
+#define RND_TOTAL (4u << 20) /* bytes */
+
+static uint64_t rnd_state;
+static unsigned rnd(unsigned n) /* 0..n-1, xorshift64 */
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return (unsigned)(rnd_state % n);
+}
+
+struct rnd_run {
+	struct pair *p;
+	char *src;
+	size_t off;       /* bytes handed to the stream so far */
+	unsigned busy;    /* bitmask of p->c.w[] in flight */
+	unsigned sync1;   /* sends that completed at once */
+	unsigned toggles; /* reader stops + starts */
+	bool reading;
+	uv_timer_t flip;
+};
+static struct rnd_run *rr;
+
+static void rnd_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct end *e = h->data;
+	size_t room = e->cap - e->len, want = 1 + rnd(9000);
+	*b = uv_buf_init(e->buf + e->len, (unsigned)(room < want ? room : want));
+}
+
+static void rnd_fill(void);
+
+static void rnd_done(uv_write_t *req, int status)
+{
+	assert_int_equal(status, 0);
+	rr->busy &= ~(1u << (unsigned)(req - rr->p->c.w));
+	rnd_fill();
+}
+
+/* Keep up to three writes of random sizes (and 1 or 2 buffers) queued,
+ * through sl_tls_write or sl_tls_send at random. */
+static void rnd_fill(void)
+{
+	struct pair *p = rr->p;
+	for (unsigned i = 0; i < 3 && rr->off < RND_TOTAL; i++) {
+		size_t n = 1 + rnd(70000), a;
+		uv_buf_t b[2];
+		int rc;
+		if (rr->busy & (1u << i))
+			continue;
+		if (n > RND_TOTAL - rr->off)
+			n = RND_TOTAL - rr->off;
+		a = n > 1 && rnd(2) ? 1 + rnd((unsigned)n - 1) : n;
+		b[0] = uv_buf_init(rr->src + rr->off, (unsigned)a);
+		b[1] = uv_buf_init(rr->src + rr->off + a, (unsigned)(n - a));
+		rr->off += n;
+		rr->busy |= 1u << i;
+		if (rnd(2)) {
+			rc = sl_tls_send(p->c.t, &p->c.w[i], b, n > a ? 2 : 1, rnd_done);
+			assert_true(rc == 0 || rc == 1);
+			if (rc == 1) {
+				rr->busy &= ~(1u << i);
+				rr->sync1++;
+				i = (unsigned)-1; /* that slot is free again: start over */
+			}
+		} else {
+			assert_int_equal(
+			        sl_tls_write(p->c.t, &p->c.w[i], b, n > a ? 2 : 1, rnd_done), 0);
+		}
+	}
+}
+
+static void rnd_flip(uv_timer_t *t)
+{
+	struct pair *p = rr->p;
+	if (rnd(2))
+		return;
+	rr->toggles++;
+	if (rr->reading)
+		sl_tls_read_stop(p->s.t);
+	else
+		assert_int_equal(sl_tls_read_start(p->s.t, rnd_alloc, end_read), 0);
+	rr->reading = !rr->reading;
+}
+
+static bool rnd_all_in(struct pair *p)
+{
+	if (p->s.len == RND_TOTAL && !rr->reading) { /* the last bytes may wait on a pause */
+		sl_tls_read_start(p->s.t, rnd_alloc, end_read);
+		rr->reading = true;
+	}
+	return p->s.len == RND_TOTAL && rr->busy == 0 && rr->off == RND_TOTAL;
+}
+
+static void random_chunks_and_reader_pauses_keep_every_byte_in_order(void **unused)
+{
+	for (uint64_t seed = 1; seed <= 3; seed++) {
+		struct pair p;
+		struct rnd_run run = {.p = &p};
+		rnd_state = 0x9E3779B97F4A7C15ull * seed;
+		rr = &run;
+		pair_open(&p, cert_a, "localhost");
+		p.s.cap = RND_TOTAL + 16;
+		p.s.buf = realloc(p.s.buf, p.s.cap);
+		run.src = malloc(RND_TOTAL);
+		for (size_t i = 0; i < RND_TOTAL; i++)
+			run.src[i] = (char)pattern(i * seed);
+		for (int i = 0; i < 4; i++)
+			p.c.w[i].data = &p.c;
+		assert_int_equal(sl_tls_read_start(p.s.t, rnd_alloc, end_read), 0);
+		assert_int_equal(sl_tls_read_start(p.c.t, end_alloc, end_read), 0);
+		run.reading = true;
+		uv_timer_init(&p.loop, &run.flip);
+		uv_timer_start(&run.flip, rnd_flip, 1, 1);
+		rnd_fill();
+		run_until(&p, rnd_all_in);
+		assert_memory_equal(p.s.buf, run.src, RND_TOTAL);
+		assert_true(run.toggles > 2);
+		assert_true(run.sync1 > 0); /* some sends went out at once */
+		uv_close((uv_handle_t *)&run.flip, tcp_closed);
+		pair_close(&p);
+		free(run.src);
+	}
+}
+
 static void close_with_queued_writes_cancels_them(void **unused)
 {
 	struct pair p;
@@ -425,6 +552,7 @@ int main(void)
 	        cmocka_unit_test(send_is_synchronous_when_the_socket_takes_it),
 	        cmocka_unit_test(verification_failures_are_eproto_with_the_reason),
 	        cmocka_unit_test(close_with_queued_writes_cancels_them),
+	        cmocka_unit_test(random_chunks_and_reader_pauses_keep_every_byte_in_order),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
