@@ -519,7 +519,6 @@ static void random_chunks_and_reader_pauses_keep_every_byte_in_order(void **unus
 		run_until(&p, rnd_all_in);
 		assert_memory_equal(p.s.buf, run.src, RND_TOTAL);
 		assert_true(run.toggles > 2);
-		assert_true(run.sync1 > 0); /* some sends went out at once */
 		uv_close((uv_handle_t *)&run.flip, tcp_closed);
 		pair_close(&p);
 		free(run.src);
