@@ -7,7 +7,9 @@
  * in alloc_cb (compaction), and the buffer is compacted past a head only
  * when nobody needs that head any more. Reading is stopped while a
  * decision, a delay or a write that points into the buffer is in flight,
- * so responses go out in request order and the client is back-pressured. */
+ * so responses go out in request order and the client is back-pressured.
+ * On a TLS listener the same calls go through the connection's struct
+ * sl_tls (src/tls), which keeps libuv's contract (sl_io_* in net-int.h). */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>

@@ -7,7 +7,10 @@
  * read again until that write completes; response bytes go to the client
  * straight from the upstream connection's read buffer, with the upstream
  * paused the same way. So memory per exchange is the two fixed buffers,
- * whatever the body sizes, and a slow side slows the other down. */
+ * whatever the body sizes, and a slow side slows the other down. An
+ * https:// upstream connection runs the same code over a TLS stream
+ * (src/tls): the head waits in it for the handshake, and a failed
+ * handshake or verification is a 502 with a rate-limited log line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

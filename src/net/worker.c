@@ -395,9 +395,9 @@ void sl_worker_tls_refresh(struct sl_worker *w)
 		if (l->tls)
 			set_ctx(&l->tls, lc->tls_ctx);
 		if (l->up && l->up->tls) {
+			/* a kept session is not resumed under a new CA */
 			if (lc->up_tls_ctx && lc->up_tls_ctx != l->up->tls_ctx)
-				sl_tls_session_drop(
-				        &l->up->tls_sess); /* not resumed under a new CA */
+				sl_tls_session_drop(&l->up->tls_sess);
 			set_ctx(&l->up->tls_ctx, lc->up_tls_ctx);
 			copy(l->up->tls_host, sizeof(l->up->tls_host),
 			     lc->up_tls.sni ? lc->up_tls.sni : l->up->host);
