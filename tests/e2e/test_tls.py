@@ -712,3 +712,21 @@ def test_a_new_upstream_connection_resumes_the_tls_session(sluice, pki, upstream
     assert curl(base + "/b").stdout == b"up /b xff=127.0.0.1"  # a fresh connection
     assert len(Up.conns) == 2, Up.conns
     assert Up.reused == [False, True], Up.reused
+
+
+def test_an_upstream_that_stalls_the_handshake_is_a_504_after_upstream_timeout(sluice, pki):
+    d = sluice(https_config(pki, ca=pki.ca).replace("upstream_timeout: 3s",
+                                                     "upstream_timeout: 1s"))
+    mute = socket.socket()  # accepts (the kernel's backlog) and never speaks TLS
+    mute.bind(("127.0.0.1", d.ports["upstream"]))
+    mute.listen(8)
+    try:
+        t0 = time.monotonic()
+        r = curl("-w", "%{http_code}", "-o", "/dev/null",
+                 "http://127.0.0.1:%d/x" % d.ports["gateway"])
+        took = time.monotonic() - t0
+        assert r.stdout == b"504", (r.stdout, d.log())
+        assert 0.9 <= took < 4, took
+    finally:
+        mute.close()
+    assert d.proc.poll() is None
