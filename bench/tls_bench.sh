@@ -9,6 +9,9 @@
 #   tls_check_rps nginx_tls_check_rps tls_check_ratio plain_check_rps
 #   tls_check_p99_ms nginx_tls_check_p99_ms
 #   tls_cpu_us_per_req nginx_tls_cpu_us_per_req tls_cpu_ratio plain_cpu_us_per_req
+#   tls_handshakes_per_sec nginx_tls_handshakes_per_sec tls_handshake_ratio
+# (full handshakes, no resumption: `openssl s_time -new`, one request per
+# connection, HANDSHAKE_TIME seconds per run, default 3)
 # The CPU figures (the serving process's user+system time from /proc over the
 # requests wrk completed) move far less with other load on the machine than
 # requests/second do.
@@ -23,6 +26,7 @@ WRK=${WRK:-/usr/bin/wrk}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-32}
+HANDSHAKE_TIME=${HANDSHAKE_TIME:-3}
 
 for x in "$SLUICE_BIN" "$NGINX" "$WRK"; do
 	if [ ! -x "$x" ]; then
@@ -177,6 +181,21 @@ median() { # file column
 	awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 }
 		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+hs() { # NAME PORT: one s_time run, appends connections per real second to $DIR/NAME
+	openssl s_time -connect "127.0.0.1:$2" -new -time "$HANDSHAKE_TIME" -www /v1/items \
+		2>/dev/null </dev/null | awk '/connections in [0-9.]+ real seconds/ {
+			printf "%.1f\n", $1 / $4 }' >>"$DIR/$1"
+}
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+	hs hs_tls "$P_TLS"
+	hs hs_nginx "$P_NGINX"
+	r=$((r + 1))
+done
+hs_tls=$(median "$DIR/hs_tls" 1)
+hs_nginx=$(median "$DIR/hs_nginx" 1)
+
 for n in tls nginx plain; do
 	eval "${n}_rps=\$(median \"\$DIR/$n\" 1)"
 	eval "${n}_p99=\$(median \"\$DIR/$n\" 2)"
@@ -188,7 +207,7 @@ for n in tls nginx plain; do
 done
 # shellcheck disable=SC2154
 awk -v t="$tls_rps" -v n="$nginx_rps" -v p="$plain_rps" -v t99="$tls_p99" -v n99="$nginx_p99" \
-	-v tc="$tls_cpu" -v nc="$nginx_cpu" -v pc="$plain_cpu" '
+	-v tc="$tls_cpu" -v nc="$nginx_cpu" -v pc="$plain_cpu" -v ht="$hs_tls" -v hn="$hs_nginx" '
 BEGIN {
 	printf "tls_check_rps %.0f\n", t
 	printf "nginx_tls_check_rps %.0f\n", n
@@ -200,4 +219,7 @@ BEGIN {
 	printf "nginx_tls_cpu_us_per_req %.3f\n", nc
 	printf "tls_cpu_ratio %.2f\n", (tc > 0 ? nc / tc : 0)
 	printf "plain_cpu_us_per_req %.3f\n", pc
+	printf "tls_handshakes_per_sec %.0f\n", ht
+	printf "nginx_tls_handshakes_per_sec %.0f\n", hn
+	printf "tls_handshake_ratio %.2f\n", (hn > 0 ? ht / hn : 0)
 }'
