@@ -267,6 +267,12 @@ def test_s_client_negotiates_alpn_http11_tls13_and_no_compression(sluice, pki):
             pki.ca, input=b"")
     out = r.stdout.decode(errors="replace")
     assert re.search(r"Cipher is ECDHE-RSA-AES\d+-GCM-SHA\d+", out), out
+    # the server's order wins: a client preferring ChaCha20 gets AES-128-GCM
+    r = run("openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_2", "-cipher",
+            "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256", "-CAfile", pki.ca,
+            input=b"")
+    out = r.stdout.decode(errors="replace")
+    assert "Cipher is ECDHE-RSA-AES128-GCM-SHA256" in out, out
     # TLS 1.1 and below are refused (the client allows them at seclevel 0)
     r = run("openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_1", "-cipher",
             "DEFAULT@SECLEVEL=0", input=b"")
