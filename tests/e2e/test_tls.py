@@ -736,3 +736,19 @@ def test_an_upstream_that_stalls_the_handshake_is_a_504_after_upstream_timeout(s
     finally:
         mute.close()
     assert d.proc.poll() is None
+
+
+def test_bad_requests_over_tls_get_their_http_errors(sluice, pki):
+    d = sluice(tls_config(pki, server="workers: 1, max_header_bytes: 4KB"))
+    port = d.ports["gateway"]
+    with tls_sock(pki, port) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+        data = read_until_closed(s)
+    assert data.startswith(b"HTTP/1.1 431"), data[:200]
+    with tls_sock(pki, port) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        data = read_until_closed(s)
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    assert b"Connection: close" in data
+    r = curl("--cacert", pki.ca, "https://localhost:%d/ok" % port)
+    assert r.stdout == b'{"ok":true}'
