@@ -496,13 +496,16 @@ def test_upstream_verification_failure_is_a_502_and_a_log_line(sluice, pki, upst
         cfg, why = https_config(pki, ca=pki.ca, sni="wrong.example"), "hostname mismatch"
     d = sluice(cfg)
     upstream(d.ports["upstream"], server_ctx(pki))
-    for _ in range(3):
+    t0 = time.monotonic()
+    for _ in range(6):
         r = curl("-D", "-", "http://127.0.0.1:%d/x" % d.ports["gateway"])
         assert r.stdout.startswith(b"HTTP/1.1 502"), r.stdout
         assert b'"status":502' in r.stdout
+    took = time.monotonic() - t0
     assert wait_log(d, r"TLS: certificate verify failed: " + why + r"; answered 502"), d.log()
-    # the repeats within a second are counted, not each logged
-    assert len(re.findall("certificate verify failed", d.log())) == 1, d.log()
+    # at most one line per second: the repeats are counted, not each logged
+    lines = len(re.findall("certificate verify failed", d.log()))
+    assert 1 <= lines <= 1 + int(took), (lines, took, d.log())
 
 
 def test_sni_names_the_certificate_host_and_verify_false_accepts_any(sluice, pki, upstream):
