@@ -11,7 +11,7 @@ PKGS="build-essential cmake pkg-config clang libclang-rt-dev
 libuv1-dev node-llhttp libyaml-dev libcjson-dev libhiredis-dev
 libsqlite3-dev libssl-dev libxxhash-dev libcmocka-dev
 python3 python3-pytest python3-requests python3-redis python3-yaml
-redis-server redis-tools nginx caddy wrk curl procps
+redis-server redis-tools nginx caddy wrk curl procps openssl ca-certificates
 prometheus
 lintian"
 

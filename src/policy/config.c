@@ -154,12 +154,13 @@ static bool check_listen(struct cfg *c, const yaml_node_t *n, const char *s, con
 	return true;
 }
 
-/* "http://host[:port][/]": a host name or IP literal; no path, no TLS. */
+/* "http[s]://host[:port][/]": a host name or IP literal; no path. */
 static bool valid_upstream(const char *s)
 {
-	if (strncmp(s, "http://", 7) != 0)
+	size_t scheme = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+	if (!scheme)
 		return false;
-	const char *h = s + 7, *end = h + strlen(h);
+	const char *h = s + scheme, *end = h + strlen(h);
 	if (end > h && end[-1] == '/')
 		end--;
 	if (end == h)
@@ -206,7 +207,8 @@ static bool valid_upstream(const char *s)
 
 void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"name", "listen", "mode", "upstream", NULL};
+	static const char *const keys[] = {"name", "listen",       "mode", "upstream",
+	                                   "tls",  "upstream_tls", NULL};
 	if (!cfg_is_seq(n)) {
 		cfg_err(c, n, "listeners must be a list of {name, listen, mode, upstream}");
 		return;
@@ -219,7 +221,7 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 		return;
 	}
 	for (size_t i = 0; i < cnt; i++) {
-		yaml_node_t *item = cfg_node(c, n->data.sequence.items.start[i]), *v[4];
+		yaml_node_t *item = cfg_node(c, n->data.sequence.items.start[i]), *v[6];
 		struct sl_listener_conf *l = &p->listeners[p->nlisteners++];
 		if (!cfg_fields(c, item, "listener", keys, v))
 			continue;
@@ -253,8 +255,8 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 			if ((l->upstream = cfg_strdup(c, v[3], "upstream")) &&
 			    strcmp(l->upstream, "static") != 0 && !valid_upstream(l->upstream))
 				cfg_err(c, v[3],
-				        "bad upstream '%s' (expected \"http://host:port\" or "
-				        "\"static\")",
+				        "bad upstream '%s' (expected \"http://host:port\", "
+				        "\"https://host:port\" or \"static\")",
 				        l->upstream);
 			if (l->mode == SL_MODE_CHECK)
 				cfg_err(c, v[3], "upstream applies to mode: proxy only");
@@ -263,6 +265,7 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 			        "listener: mode proxy needs 'upstream' (\"http://host:port\" or "
 			        "\"static\")");
 		}
+		cfg_listener_tls(c, item, v[4], v[5], l); /* config-tls.c */
 	}
 }
 
@@ -301,7 +304,7 @@ void cfg_admin(struct cfg *c, const yaml_node_t *n)
 /* `path` (owned, may be NULL) made relative to the directory of the config
  * file when it is relative (DESIGN §8): "state.snap" in /etc/sluice.yaml is
  * /etc/state.snap, whatever the working directory. */
-static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
+char *cfg_relative(struct cfg *c, const yaml_node_t *n, char *path)
 {
 	const char *slash = strrchr(c->path, '/');
 
@@ -355,7 +358,7 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 	if (v[1] && cfg_size(c, v[1], "store.memory", &s->memory) && s->memory < (1u << 20))
 		cfg_err(c, v[1], "store.memory must be at least 1MB");
 	if (v[2])
-		s->snapshot = config_relative(c, v[2], cfg_strdup(c, v[2], "store.snapshot"));
+		s->snapshot = cfg_relative(c, v[2], cfg_strdup(c, v[2], "store.snapshot"));
 	if (v[9]) {
 		const char *t = cfg_scalar(c, v[9], "store.snapshot_interval");
 		if (t && !strcmp(t, "off"))

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sluice/algo-t.h>
+#include "tls/tls-t.h"
 
 /* A (pointer, length) view; not NUL-terminated unless stated. */
 struct sl_str {
@@ -127,7 +128,15 @@ struct sl_listener_conf {
 	char *name;
 	char *listen;   /* validated "IPv4:port" or "[IPv6]:port", port 1-65535 */
 	uint8_t mode;   /* enum sl_listener_mode */
-	char *upstream; /* "http://host[:port][/]", "static", or NULL (check) */
+	char *upstream; /* "http[s]://host[:port][/]", "static", or NULL (check) */
+
+	/* TLS (config-tls.c): `tls` cert/key paths and the context built from
+	 * them (NULL: plain HTTP); `upstream_tls` and the context of an
+	 * https:// upstream (else NULL) */
+	struct sl_tls_server_conf tls;
+	struct sl_tls_ctx *tls_ctx;
+	struct sl_tls_client_conf up_tls;
+	struct sl_tls_ctx *up_tls_ctx;
 };
 
 struct sl_header_tpl {
