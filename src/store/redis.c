@@ -39,6 +39,12 @@
 #define CACHE_SLOTS 1024  /* over-limit cache entries per worker (power of 2) */
 #define KEY_PREFIX_LEN 39 /* "sl:{" 16 hex "}:" 16 hex ":" */
 #define NUM_LEN 24        /* bytes for one decimal argument */
+#define SPEC_LEN 192      /* bytes for one spec argument (8 numbers) */
+#define CALL_CHECKS 256   /* checks per call (one FCALL for many requests) */
+#define CALL_CMDS 256     /* groups per call */
+#define CALL_ARGS (8 + CALL_CHECKS * 3 + CALL_CMDS * 8) /* argv entries per call */
+#define CALL_NUMS (CALL_CHECKS * (SPEC_LEN + NUM_LEN) + CALL_CMDS * 4 * NUM_LEN) /* bytes */
+#define HB_KEY "sl:nodes" /* local mode: sorted set of live workers */
 
 struct rs_worker;
 
@@ -61,6 +67,13 @@ struct rs_node {
 	struct sl_redis_addr addr;
 	struct rs_conn conns[MAX_POOL];
 	unsigned rr;
+	struct rs_cmd *qhead, *qtail; /* waiting for this loop pass's call */
+};
+
+/* One call to Redis: the groups of many commands in one FCALL/EVALSHA. */
+struct rs_call {
+	uint32_t n;
+	struct rs_cmd *cmds[];
 };
 
 /* One script call. Holds a reference on its request while hiredis or the
@@ -69,8 +82,9 @@ struct rs_cmd {
 	struct rs_req *q;
 	struct rs_cmd *next; /* retry list */
 	uint64_t at;         /* ms: resend time (retry list) */
+	struct rs_cmd *qnext; /* its node's queue for the next call */
 	uint32_t run;
-	char op;             /* 'D', 'P', 'R' */
+	char op;             /* group op: 'D', 'S', 'P', 'R', 'A' */
 	uint8_t tries;
 	uint8_t node;
 	struct rs_conn *conn; /* the connection it was queued on, and its */
@@ -84,7 +98,8 @@ struct rs_cmd {
 struct rs_run {
 	uint32_t first, end; /* checks [first, end) */
 	uint32_t slot;
-	bool committed;
+	bool committed, rejected;
+	uint32_t denied;   /* rejected: index within the run */
 	int64_t t_s, t_ns; /* server time of the commit */
 };
 
@@ -100,7 +115,9 @@ struct rs_req {
 	uint32_t refs;              /* commands and list memberships alive */
 	bool finished;
 	uint8_t phase;
-	uint32_t nruns, cur, outstanding;
+	char dop; /* group op of the decision: 'D', or 'S' (local mode) */
+	struct sl_redis_ext *ext; /* local mode's extra request, or NULL */
+	uint32_t nruns, outstanding;
 	int status, err;
 	size_t denied;
 	int64_t delay, time; /* ns */
@@ -124,10 +141,14 @@ struct rs_worker {
 	uv_loop_t *loop;
 	uv_timer_t timer;
 	struct rs_worker *next; /* store's list */
-	bool closing, cluster, local_cache;
+	uv_check_t fcheck;     /* flush after the I/O callbacks of a pass */
+	uv_prepare_t fprep;    /* flush before polling (submits from timers) */
+	unsigned open_handles; /* timer, fcheck, fprep not yet closed */
+	bool closing, cluster, local_cache, flush_armed;
+	bool no_func; /* the server has no FUNCTION: EVALSHA the script */
 	uint64_t timeout; /* ms */
 	unsigned pool;
-	char sha[41];
+	struct sl_redis_scripts sc;
 	struct rs_node nodes[MAX_NODES];
 	unsigned nnodes, disc_rr;
 	bool have_map, discovering, disc_pending;
@@ -138,10 +159,10 @@ struct rs_worker {
 	struct rs_req *wait_head, *wait_tail;
 	struct rs_cmd *retry_head, *retry_tail;
 	struct rs_cache_ent *cache; /* [CACHE_SLOTS] or NULL */
-	/* scratch for one command's argv */
-	const char *argv[6 + MAX_CHECKS * (SL_REDIS_ARG_FIELDS + 1)];
-	size_t argl[6 + MAX_CHECKS * (SL_REDIS_ARG_FIELDS + 1)];
-	char nums[(3 + MAX_CHECKS * SL_REDIS_ARG_FIELDS) * NUM_LEN];
+	/* scratch for one call's argv: [CALL_ARGS], [CALL_ARGS], [CALL_NUMS] */
+	const char **argv;
+	size_t *argl;
+	char *nums;
 };
 
 struct rs_store {
@@ -151,7 +172,7 @@ struct rs_store {
 	bool cluster, local_cache;
 	uint64_t timeout; /* ms */
 	unsigned pool;
-	char sha[41];
+	struct sl_redis_scripts sc;
 	uint64_t id;
 	pthread_mutex_t lock; /* workers list */
 	struct rs_worker *workers;
@@ -171,7 +192,6 @@ static void req_start(struct rs_req *q);
 static void arm(struct rs_worker *w);
 static void discover(struct rs_worker *w);
 static void discover_soon(struct rs_worker *w);
-static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 static void on_timer(uv_timer_t *t);
 
 static bool stateful(uint8_t algo)
@@ -336,28 +356,42 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 		conn_down(c);
 }
 
-static void on_load(redisAsyncContext *ac, void *r, void *priv)
+static void on_load(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct rs_conn *c = ac->data;
+	const redisReply *r = reply;
 
-	(void)r;
 	(void)priv;
 	if (c && c->ac == ac) {
 		if (c->inflight)
 			c->inflight--;
 		c->progress = now_ms(c->w);
+		/* Redis before 7.0: the commands behind this one fail the same
+		 * way and are resent as EVALSHA after a SCRIPT LOAD. */
+		if (r && r->type == REDIS_REPLY_ERROR && r->len >= 19 &&
+		    memcmp(r->str, "ERR unknown command", 19) == 0)
+			c->w->no_func = true;
 	}
 }
 
-/* Queue SCRIPT LOAD on c: pipelined ahead of the commands that follow it on
- * the same connection, so they never see NOSCRIPT from a fresh server. */
+/* Queue the library's load on c: pipelined ahead of the commands that
+ * follow it on the same connection, so they never miss it on a fresh or
+ * restarted server. FUNCTION LOAD REPLACE is idempotent; a server without
+ * FUNCTION gets SCRIPT LOAD. */
 static int conn_load(struct rs_conn *c)
 {
-	if (redisAsyncCommand(c->ac, on_load, NULL, "SCRIPT LOAD %b", sl_redis_script,
-			      strlen(sl_redis_script)) != REDIS_OK)
+	struct rs_worker *w = c->w;
+	int rc;
+
+	if (w->no_func)
+		rc = redisAsyncCommand(c->ac, on_load, NULL, "SCRIPT LOAD %s", w->sc.eval_src);
+	else
+		rc = redisAsyncCommand(c->ac, on_load, NULL, "FUNCTION LOAD REPLACE %s",
+		                       w->sc.func_src);
+	if (rc != REDIS_OK)
 		return SL_EIO;
 	if (c->inflight++ == 0)
-		c->progress = now_ms(c->w);
+		c->progress = now_ms(w);
 	return 0;
 }
 
@@ -463,7 +497,7 @@ static void cmd_release(struct rs_cmd *cmd)
 	req_free_maybe(q);
 }
 
-static char *put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len)
+static const char *put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len)
 {
 	char *p = w->nums + *used;
 	int k = snprintf(p, NUM_LEN, "%lld", (long long)v);
@@ -473,96 +507,261 @@ static char *put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len)
 	return p;
 }
 
-static char *put_unum(struct rs_worker *w, size_t *used, uint64_t v, size_t *len)
+static const char *put_spec(struct rs_worker *w, size_t *used, const struct sl_limit_spec *sp,
+                            size_t *len)
 {
 	char *p = w->nums + *used;
-	int k = snprintf(p, NUM_LEN, "%llu", (unsigned long long)v);
+	int k = snprintf(p, SPEC_LEN, "%u %llu %lld %lld %llu %llu %u %d", (unsigned)sp->algo,
+	                 (unsigned long long)sp->n, (long long)sp->period,
+	                 (long long)sp->interval, (unsigned long long)sp->burst,
+	                 (unsigned long long)sp->queue, (unsigned)sp->calendar, (int)sp->tz_offset);
 
 	*len = (size_t)k;
 	*used += (size_t)k + 1;
 	return p;
 }
 
-/* Send cmd on a connection to its node. Returns 0, NO_CONN when the node
- * has no usable connection (nothing sent), or SL_EIO. Reads the batch's
- * checks: only before finish. */
+static void flush_arm(struct rs_worker *w);
+
+/* Queue cmd for its node's call of this loop pass (flush()). Returns 0,
+ * or SL_EIO for a command that names no node. */
 static int cmd_issue(struct rs_cmd *cmd)
+{
+	struct rs_worker *w = cmd->q->w;
+	struct rs_node *n;
+
+	if (cmd->node == NO_NODE || cmd->node >= w->nnodes)
+		return SL_EIO;
+	n = &w->nodes[cmd->node];
+	cmd->qnext = NULL;
+	if (n->qtail)
+		n->qtail->qnext = cmd;
+	else
+		n->qhead = cmd;
+	n->qtail = cmd;
+	flush_arm(w);
+	return 0;
+}
+
+static size_t cmd_checks(const struct rs_cmd *cmd)
+{
+	const struct rs_run *run = &cmd->q->runs[cmd->run];
+
+	return run->end - run->first;
+}
+
+static bool cmd_hb(const struct rs_cmd *cmd)
+{
+	return cmd->op == SL_REDIS_OP_ADD && cmd->q->ext && cmd->q->ext->hb_id;
+}
+
+/* Reply elements cmd's groups take. */
+static size_t cmd_fields(const struct rs_cmd *cmd)
+{
+	return (cmd_hb(cmd) ? 1 : 0) + sl_redis_group_fields(cmd->op, cmd_checks(cmd));
+}
+
+/* Arguments cmd's groups add to a call: keys into argv[*nk...] is done by
+ * the caller; this appends the ARGV part at argv[*na]. */
+static void cmd_args(struct rs_cmd *cmd, size_t *na, size_t *used)
 {
 	struct rs_req *q = cmd->q;
 	struct rs_worker *w = q->w;
 	struct rs_run *run = &q->runs[cmd->run];
 	struct sl_batch *b = q->b;
-	struct rs_conn *c;
-	size_t argc = 0, used = 0, nkeys = 0, karg;
-	int64_t rs = 0, rns = 0;
+	size_t m = run->end - run->first;
+	static const char ops[] = "DSPRAH";
+	const char *opc = strchr(ops, cmd->op);
 
-	if (cmd->node == NO_NODE || cmd->node >= w->nnodes)
-		return SL_EIO;
-	c = conn_get(w, &w->nodes[cmd->node]);
-	if (!c)
-		return NO_CONN;
-	w->argv[argc] = "EVALSHA";
-	w->argl[argc++] = 7;
-	w->argv[argc] = w->sha;
-	w->argl[argc++] = 40;
-	karg = argc++;
-	for (uint32_t i = run->first; i < run->end; i++) {
-		if (!stateful(b->checks[i].spec->algo))
-			continue;
-		w->argv[argc] = q->kbuf + q->koff[i];
-		w->argl[argc++] = q->klen[i];
-		nkeys++;
+	if (cmd_hb(cmd)) {
+		w->argv[*na] = "H";
+		w->argl[(*na)++] = 1;
+		w->argv[*na] = "1";
+		w->argl[(*na)++] = 1;
+		w->argv[*na] = q->ext->hb_id;
+		w->argl[(*na)++] = strlen(q->ext->hb_id);
+		w->argv[*na] = put_num(w, used, (int64_t)q->ext->hb_ttl, &w->argl[*na]);
+		(*na)++;
 	}
-	w->argv[karg] = put_unum(w, &used, nkeys, &w->argl[karg]);
-	w->argv[argc] = cmd->op == 'D' ? SL_REDIS_OP_DECIDE
-			: cmd->op == 'P' ? SL_REDIS_OP_PEEK
-					 : SL_REDIS_OP_REFUND;
-	w->argl[argc++] = 1;
-	if (cmd->op == 'R' && b->op == SL_OP_DECIDE) {
-		rs = run->t_s;
-		rns = run->t_ns;
+	w->argv[*na] = opc ? opc : "P";
+	w->argl[(*na)++] = 1;
+	w->argv[*na] = put_num(w, used, (int64_t)m, &w->argl[*na]);
+	(*na)++;
+	if (cmd->op == SL_REDIS_OP_REFUND) {
+		bool commit = b->op == SL_OP_DECIDE;
+
+		w->argv[*na] = put_num(w, used, commit ? run->t_s : 0, &w->argl[*na]);
+		(*na)++;
+		w->argv[*na] = put_num(w, used, commit ? run->t_ns : 0, &w->argl[*na]);
+		(*na)++;
 	}
-	w->argv[argc] = put_num(w, &used, rs, &w->argl[argc]);
-	argc++;
-	w->argv[argc] = put_num(w, &used, rns, &w->argl[argc]);
-	argc++;
 	for (uint32_t i = run->first; i < run->end; i++) {
 		const struct sl_check *ck = &b->checks[i];
-		const struct sl_limit_spec *sp = ck->spec;
-		uint64_t cost = cmd->op == 'P' ? 0 : ck->cost;
+		uint64_t cost = cmd->op == SL_REDIS_OP_PEEK ? 0 : ck->cost;
 
-		w->argv[argc] = put_unum(w, &used, sp->algo, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->n, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_num(w, &used, sp->period, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_num(w, &used, sp->interval, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->burst, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->queue, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->calendar, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_num(w, &used, sp->tz_offset, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, cost, &w->argl[argc]);
-		argc++;
+		w->argv[*na] = put_spec(w, used, ck->spec, &w->argl[*na]);
+		(*na)++;
+		w->argv[*na] = put_num(w, used, (int64_t)cost, &w->argl[*na]);
+		(*na)++;
 	}
-	if (cmd->asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK)
-		return SL_EIO;
-	if (cmd->load && conn_load(c) < 0)
-		return SL_EIO;
-	cmd->asking = false;
-	cmd->load = false;
-	if (redisAsyncCommandArgv(c->ac, on_reply, cmd, (int)argc, w->argv, w->argl) != REDIS_OK)
-		return SL_EIO;
-	cmd->conn = c;
-	cmd->gen = c->opens;
+}
+
+static void on_call(redisAsyncContext *ac, void *r, void *priv);
+static void cmd_fail(struct rs_cmd *cmd, int err);
+static void retry_unsent(struct rs_cmd *cmd);
+
+/* A queued command that found no connection to its node. */
+static void cmd_no_conn(struct rs_cmd *cmd)
+{
+	struct rs_worker *w = cmd->q->w;
+
+	if (w->cluster && !w->closing)
+		retry_unsent(cmd);
+	else
+		cmd_fail(cmd, SL_EIO);
+}
+
+/* Send one call of node n made of commands from *list (those of the first
+ * one's slot, within the call's bounds), leaving the others on *list.
+ * Commands of finished requests are dropped; a command needing ASKING goes
+ * alone. Any failure completes the call's commands through cmd_fail. */
+static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **list)
+{
+	struct rs_cmd *picked[CALL_CMDS], **pp = list, *cmd;
+	size_t np = 0, checks = 0, nk = 3, na, used = 0;
+	uint32_t slot = 0;
+	bool asking = false, load = false;
+	struct rs_conn *c = NULL;
+	struct rs_call *call;
+
+	while ((cmd = *pp) && np < CALL_CMDS) {
+		size_t m = cmd_checks(cmd);
+
+		if (cmd->q->finished) {
+			*pp = cmd->qnext;
+			cmd_release(cmd);
+			continue;
+		}
+		if (np == 0) {
+			slot = cmd->q->runs[cmd->run].slot;
+			asking = cmd->asking;
+		} else if ((w->cluster && cmd->q->runs[cmd->run].slot != slot) || asking ||
+		           cmd->asking || checks + m > CALL_CHECKS) {
+			pp = &cmd->qnext;
+			continue;
+		}
+		*pp = cmd->qnext;
+		picked[np++] = cmd;
+		checks += m;
+		load |= cmd->load;
+		if (asking)
+			break;
+	}
+	if (np == 0)
+		return;
+	c = conn_get(w, n);
+	if (!c) {
+		for (size_t k = 0; k < np; k++)
+			cmd_no_conn(picked[k]);
+		return;
+	}
+	/* keys first (one per stateful check, the heartbeat's), then groups */
+	w->argv[0] = w->no_func ? "EVALSHA" : "FCALL";
+	w->argl[0] = strlen(w->argv[0]);
+	w->argv[1] = w->no_func ? w->sc.sha : w->sc.func;
+	w->argl[1] = strlen(w->argv[1]);
+	for (size_t k = 0; k < np; k++) {
+		struct rs_req *q = picked[k]->q;
+		struct rs_run *run = &q->runs[picked[k]->run];
+
+		if (cmd_hb(picked[k])) {
+			w->argv[nk] = HB_KEY;
+			w->argl[nk++] = strlen(HB_KEY);
+		}
+		for (uint32_t i = run->first; i < run->end; i++) {
+			if (!stateful(q->b->checks[i].spec->algo))
+				continue;
+			w->argv[nk] = q->kbuf + q->koff[i];
+			w->argl[nk++] = q->klen[i];
+		}
+	}
+	w->argv[2] = put_num(w, &used, (int64_t)(nk - 3), &w->argl[2]);
+	na = nk;
+	for (size_t k = 0; k < np; k++)
+		cmd_args(picked[k], &na, &used);
+	call = malloc(sizeof(*call) + np * sizeof(call->cmds[0]));
+	if (!call || (asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
+	    (load && conn_load(c) < 0) ||
+	    redisAsyncCommandArgv(c->ac, on_call, call, (int)na, w->argv, w->argl) != REDIS_OK) {
+		free(call);
+		for (size_t k = 0; k < np; k++)
+			cmd_fail(picked[k], SL_EIO);
+		return;
+	}
+	call->n = (uint32_t)np;
+	for (size_t k = 0; k < np; k++) {
+		picked[k]->asking = false;
+		picked[k]->load = false;
+		picked[k]->conn = c;
+		picked[k]->gen = c->opens;
+		call->cmds[k] = picked[k];
+	}
 	if (c->inflight++ == 0)
 		c->progress = now_ms(w);
-	return 0;
+}
+
+/* Send every queued command: per node, as few calls as the bounds and
+ * (cluster) the slots allow. Callbacks that queue more commands meanwhile
+ * leave them for the next pass. */
+static void flush(struct rs_worker *w)
+{
+	for (unsigned i = 0; i < w->nnodes; i++) {
+		struct rs_node *n = &w->nodes[i];
+		struct rs_cmd *list = n->qhead;
+
+		if (!list)
+			continue;
+		n->qhead = n->qtail = NULL;
+		while (list)
+			call_send(w, n, &list);
+	}
+}
+
+static bool queued(const struct rs_worker *w)
+{
+	for (unsigned i = 0; i < w->nnodes; i++)
+		if (w->nodes[i].qhead)
+			return true;
+	return false;
+}
+
+static void on_flush(struct rs_worker *w)
+{
+	flush(w);
+	if (!queued(w) && w->flush_armed) {
+		uv_check_stop(&w->fcheck);
+		uv_prepare_stop(&w->fprep);
+		w->flush_armed = false;
+	}
+}
+
+static void on_fcheck(uv_check_t *h)
+{
+	on_flush(h->data);
+}
+
+static void on_fprep(uv_prepare_t *h)
+{
+	on_flush(h->data);
+}
+
+static void flush_arm(struct rs_worker *w)
+{
+	if (w->flush_armed || w->closing)
+		return;
+	uv_check_start(&w->fcheck, on_fcheck);
+	uv_prepare_start(&w->fprep, on_fprep);
+	w->flush_armed = true;
 }
 
 static void retry_later(struct rs_cmd *cmd, uint64_t delay);
@@ -711,10 +910,10 @@ static void req_fail(struct rs_req *q, int err)
 		return;
 	if (err == SL_EIO)
 		discover_soon(q->w);
-	if (q->b->op == SL_OP_DECIDE && q->phase == PH_DECIDE) {
-		for (uint32_t j = 0; j < q->cur && j < q->nruns; j++)
+	if (q->b->op == SL_OP_DECIDE && q->phase == PH_DECIDE && !q->ext) {
+		for (uint32_t j = 0; j < q->nruns; j++)
 			if (q->runs[j].committed)
-				(void)run_send(q, j, 'R');
+				(void)run_send(q, j, SL_REDIS_OP_REFUND);
 	}
 	finish(q, err);
 }
@@ -811,7 +1010,10 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 		cmd_fail(cmd, SL_EIO);
 		return;
 	}
-	if (is_err(r, "NOSCRIPT")) {
+	if (is_err(r, "ERR unknown command")) /* no FCALL: Redis before 7 */
+		w->no_func = true;
+	if (is_err(r, "NOSCRIPT") || is_err(r, "ERR Function not found") ||
+	    is_err(r, "ERR unknown command")) {
 		cmd->load = true;
 		resend(cmd);
 		return;
@@ -844,99 +1046,130 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 	cmd_fail(cmd, SL_EIO);
 }
 
-static void on_result(struct rs_cmd *cmd, const redisReply *r)
+/* Every run of a decision has answered (runs go out together): all
+ * committed, or the first rejecting run in check order decides, the
+ * committed ones are refunded and done() runs once the refunds answered. */
+static void decide_done(struct rs_req *q)
+{
+	struct sl_batch *b = q->b;
+	uint32_t k;
+
+	for (k = 0; k < q->nruns && !q->runs[k].rejected; k++)
+		;
+	if (k == q->nruns) {
+		finish(q, q->delay > 0 ? SL_DELAY : SL_OK);
+		return;
+	}
+	q->status = SL_DENY;
+	q->denied = q->runs[k].first + q->runs[k].denied;
+	q->delay = 0;
+	if (b->checks[q->denied].res.outcome == SL_REJECTED)
+		cache_record(q, q->denied);
+	q->phase = PH_PARALLEL;
+	q->outstanding = 1; /* held while sending */
+	for (uint32_t j = 0; j < q->nruns; j++) {
+		if (!q->runs[j].committed)
+			continue;
+		if (run_send(q, j, SL_REDIS_OP_REFUND) == 0)
+			q->outstanding++;
+		else
+			count_error(q->w);
+	}
+	if (--q->outstanding == 0)
+		finish(q, SL_DENY);
+}
+
+/* The n reply elements at v of cmd's groups, at server time (ts, tns). */
+static void on_result(struct rs_cmd *cmd, redisReply *const *v, size_t n, int64_t ts, int64_t tns)
 {
 	struct rs_req *q = cmd->q;
 	struct sl_batch *b = q->b;
 	struct rs_run *run = &q->runs[cmd->run];
+	struct sl_redis_ext *x = q->ext;
 	struct sl_redis_result res;
 
-	if (sl_redis_script_result(r, b->checks + run->first, run->end - run->first, &res) < 0) {
+	if (cmd_hb(cmd)) {
+		x->hb_count = v[0]->integer;
+		v++;
+		n--;
+	}
+	if (sl_redis_group_result(v, n, cmd->op, b->checks + run->first, run->end - run->first,
+	                          &res, x && x->raw ? x->raw + run->first : NULL) < 0) {
 		cmd_fail(cmd, SL_EPROTO);
 		return;
 	}
-	if (cmd->op == 'D' && res.delay > q->delay)
-		q->delay = res.delay;
-	q->time = res.time;
+	q->time = ts * SL_NS_PER_SEC + tns;
 	if (q->phase == PH_PARALLEL) {
 		cmd_release(cmd);
 		if (--q->outstanding == 0)
 			finish(q, q->err ? q->err : q->status);
 		return;
 	}
-	if (res.status == 2) { /* this run rejects: undo earlier runs, report later ones */
-		size_t denied = run->first + res.denied;
-		uint32_t k = cmd->run;
-
-		q->status = SL_DENY;
-		q->denied = denied;
-		q->delay = 0;
-		if (b->checks[denied].res.outcome == SL_REJECTED)
-			cache_record(q, denied);
-		q->phase = PH_PARALLEL;
-		q->outstanding = 1; /* held while sending */
-		cmd_release(cmd);
-		for (uint32_t j = 0; j < q->nruns; j++) {
-			if (j == k || (j < k && !q->runs[j].committed))
-				continue;
-			if (run_send(q, j, j < k ? 'R' : 'P') == 0)
-				q->outstanding++;
-			else
-				count_error(q->w);
-		}
-		if (--q->outstanding == 0)
-			finish(q, SL_DENY);
-		return;
+	if (res.status == 2) {
+		run->rejected = true;
+		run->denied = (uint32_t)res.denied;
+	} else {
+		run->committed = true;
+		run->t_s = ts;
+		run->t_ns = tns;
+		if (res.delay > q->delay)
+			q->delay = res.delay;
 	}
-	run->committed = true;
-	run->t_s = res.t_s;
-	run->t_ns = res.t_ns;
 	cmd_release(cmd);
-	if (++q->cur < q->nruns) {
-		int rc = run_send(q, q->cur, 'D');
-
-		if (rc < 0)
-			req_fail(q, rc);
-		return;
-	}
-	finish(q, q->delay > 0 ? SL_DELAY : SL_OK);
+	if (--q->outstanding == 0)
+		decide_done(q);
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+/* One call's reply: each of its commands takes its groups' elements in
+ * order; an error or a lost connection applies to every one of them. */
+static void on_call(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct rs_cmd *cmd = priv;
+	struct rs_call *call = priv;
 	struct rs_conn *c = ac->data;
 	const redisReply *r = reply;
+	size_t off = SL_REDIS_HDR_FIELDS;
+	int64_t ts = 0, tns = 0;
+	bool ok;
 
 	if (c && c->ac == ac) {
 		if (c->inflight)
 			c->inflight--;
 		c->progress = now_ms(c->w);
 	}
-	if (cmd->q->finished) {
-		cmd_release(cmd);
-		return;
-	}
-	if (!r) {
-		struct rs_conn *qc = cmd->conn;
+	ok = r && r->type == REDIS_REPLY_ARRAY && sl_redis_reply_time(r, &ts, &tns) == 0;
+	for (uint32_t k = 0; k < call->n; k++) {
+		struct rs_cmd *cmd = call->cmds[k];
+		size_t need;
 
-		if (qc && cmd->q->w->cluster && !cmd->q->w->closing && qc->ups < cmd->gen) {
-			cmd->conn = NULL; /* its connect failed: it was never sent */
-			retry_unsent(cmd);
-			return;
+		if (cmd->q->finished) {
+			cmd_release(cmd);
+			continue;
 		}
-		cmd_fail(cmd, SL_EIO);
-		return;
+		if (!r) {
+			struct rs_conn *qc = cmd->conn;
+
+			if (qc && cmd->q->w->cluster && !cmd->q->w->closing && qc->ups < cmd->gen) {
+				cmd->conn = NULL; /* its connect failed: it was never sent */
+				retry_unsent(cmd);
+				continue;
+			}
+			cmd_fail(cmd, SL_EIO);
+			continue;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			on_error_reply(cmd, r);
+			continue;
+		}
+		need = cmd_fields(cmd);
+		if (!ok || off + need > r->elements) {
+			ok = false;
+			cmd_fail(cmd, SL_EPROTO);
+			continue;
+		}
+		on_result(cmd, r->element + off, need, ts, tns);
+		off += need;
 	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		on_error_reply(cmd, r);
-		return;
-	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		cmd_fail(cmd, SL_EPROTO);
-		return;
-	}
-	on_result(cmd, r);
+	free(call);
 }
 
 /* ---- cluster slot map ---- */
@@ -1158,14 +1391,15 @@ static struct rs_req *req_new(struct rs_worker *w, struct sl_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		if (stateful(b->checks[i].spec->algo))
 			keybytes += KEY_PREFIX_LEN + b->checks[i].key_len;
-	size = sizeof(*q) + b->n * sizeof(struct rs_run) + b->n * 2 * sizeof(uint32_t) + keybytes;
+	size = sizeof(*q) + (b->n + 1) * sizeof(struct rs_run) + b->n * 2 * sizeof(uint32_t) +
+	       keybytes;
 	q = calloc(1, size);
 	if (!q)
 		return NULL;
 	q->w = w;
 	q->b = b;
 	q->runs = (struct rs_run *)(q + 1);
-	q->koff = (uint32_t *)(q->runs + b->n);
+	q->koff = (uint32_t *)(q->runs + b->n + 1);
 	q->klen = q->koff + b->n;
 	q->kbuf = (char *)(q->klen + b->n);
 	q->status = SL_OK;
@@ -1221,18 +1455,31 @@ static void req_start(struct rs_req *q)
 		arm(w);
 		return;
 	}
-	if (q->b->op == SL_OP_DECIDE) {
+	if (q->b->op == SL_OP_DECIDE && (!q->ext || q->ext->op != SL_REDIS_OP_ADD)) {
+		/* every run at once (cluster: one call per slot, in parallel) */
 		q->phase = PH_DECIDE;
-		q->cur = 0;
-		rc = run_send(q, 0, 'D');
-		if (rc < 0)
-			req_fail(q, rc);
+		q->outstanding = 1; /* held while sending */
+		for (uint32_t j = 0; j < q->nruns; j++) {
+			rc = run_send(q, j, q->dop);
+			if (rc < 0) {
+				q->outstanding--;
+				req_fail(q, rc);
+				return;
+			}
+			q->outstanding++;
+		}
+		if (--q->outstanding == 0)
+			decide_done(q);
 		return;
 	}
 	q->phase = PH_PARALLEL;
 	q->outstanding = 1;
 	for (uint32_t j = 0; j < q->nruns; j++) {
-		rc = run_send(q, j, q->b->op == SL_OP_RELEASE ? 'R' : 'P');
+		char op = q->ext ? SL_REDIS_OP_ADD
+		          : q->b->op == SL_OP_RELEASE ? SL_REDIS_OP_REFUND
+		                                      : SL_REDIS_OP_PEEK;
+
+		rc = run_send(q, j, op);
 		if (rc < 0)
 			q->err = rc;
 		else
@@ -1248,7 +1495,14 @@ static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
 
 	if (!w)
 		return NULL;
-	if (s->local_cache && !(w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache)))) {
+	w->argv = malloc(CALL_ARGS * sizeof(*w->argv));
+	w->argl = malloc(CALL_ARGS * sizeof(*w->argl));
+	w->nums = malloc(CALL_NUMS);
+	if (!w->argv || !w->argl || !w->nums ||
+	    (s->local_cache && !(w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache))))) {
+		free(w->argv);
+		free(w->argl);
+		free(w->nums);
 		free(w);
 		return NULL;
 	}
@@ -1258,12 +1512,19 @@ static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
 	w->local_cache = s->local_cache;
 	w->timeout = s->timeout;
 	w->pool = s->pool;
-	memcpy(w->sha, s->sha, sizeof(w->sha));
+	w->sc = s->sc;
 	memset(w->slots, NO_NODE, sizeof(w->slots));
 	for (unsigned i = 0; i < s->nseeds; i++)
 		node_find_add(w, s->seeds[i].host, s->seeds[i].port);
 	uv_timer_init(loop, &w->timer);
 	w->timer.data = w;
+	uv_check_init(loop, &w->fcheck);
+	w->fcheck.data = w;
+	uv_unref((uv_handle_t *)&w->fcheck);
+	uv_prepare_init(loop, &w->fprep);
+	w->fprep.data = w;
+	uv_unref((uv_handle_t *)&w->fprep);
+	w->open_handles = 3;
 	return w;
 }
 
@@ -1294,7 +1555,12 @@ static void worker_freed(uv_handle_t *h)
 {
 	struct rs_worker *w = h->data;
 
+	if (--w->open_handles > 0)
+		return;
 	free(w->cache);
+	free(w->argv);
+	free(w->argl);
+	free(w->nums);
 	free(w);
 }
 
@@ -1315,18 +1581,33 @@ static void worker_close(struct rs_worker *w)
 	}
 	w->retry_tail = NULL;
 	resume_waiters(w); /* all finished by now: only releases them */
+	for (unsigned i = 0; i < w->nnodes; i++) {
+		struct rs_cmd *cmd = w->nodes[i].qhead;
+
+		w->nodes[i].qhead = w->nodes[i].qtail = NULL;
+		while (cmd) {
+			struct rs_cmd *next = cmd->qnext;
+
+			cmd_release(cmd);
+			cmd = next;
+		}
+	}
 	for (unsigned i = 0; i < w->nnodes; i++)
 		for (unsigned k = 0; k < MAX_POOL; k++)
 			if (w->nodes[i].conns[k].ac)
 				conn_drop(&w->nodes[i].conns[k]);
 	w->s = NULL;
 	uv_timer_stop(&w->timer);
+	uv_check_stop(&w->fcheck);
+	uv_prepare_stop(&w->fprep);
+	w->flush_armed = false;
 	uv_close((uv_handle_t *)&w->timer, worker_freed);
+	uv_close((uv_handle_t *)&w->fcheck, worker_freed);
+	uv_close((uv_handle_t *)&w->fprep, worker_freed);
 }
 
-static int rs_submit(struct sl_store *base, struct sl_batch *b)
+static int submit(struct rs_store *s, struct sl_batch *b, struct sl_redis_ext *x)
 {
-	struct rs_store *s = (struct rs_store *)base;
 	struct rs_worker *w;
 	struct rs_req *q;
 	size_t nstate = 0;
@@ -1338,7 +1619,7 @@ static int rs_submit(struct sl_store *base, struct sl_batch *b)
 			return SL_EINVAL;
 		nstate += stateful(b->checks[i].spec->algo);
 	}
-	if (nstate == 0) {
+	if (nstate == 0 && !x) {
 		decide_locally(b);
 		return 0;
 	}
@@ -1347,13 +1628,15 @@ static int rs_submit(struct sl_store *base, struct sl_batch *b)
 		return SL_ENOMEM;
 	if (w->closing)
 		return SL_EIO;
-	if (b->op == SL_OP_DECIDE && w->cache && cache_answer(w, b, uv_hrtime())) {
+	if (b->op == SL_OP_DECIDE && !x && w->cache && cache_answer(w, b, uv_hrtime())) {
 		b->done(b);
 		return 0;
 	}
 	q = req_new(w, b);
 	if (!q)
 		return SL_ENOMEM;
+	q->ext = x;
+	q->dop = x && x->op == SL_REDIS_OP_STRICT ? SL_REDIS_OP_STRICT : SL_REDIS_OP_DECIDE;
 	q->sent = uv_hrtime();
 	uv_update_time(w->loop);
 	q->deadline = now_ms(w) + w->timeout;
@@ -1366,6 +1649,20 @@ static int rs_submit(struct sl_store *base, struct sl_batch *b)
 	arm(w);
 	req_start(q);
 	return 0;
+}
+
+static int rs_submit(struct sl_store *base, struct sl_batch *b)
+{
+	return submit((struct rs_store *)base, b, NULL);
+}
+
+int sl_redis_submit_ext(struct sl_store *base, struct sl_batch *b, struct sl_redis_ext *x)
+{
+	if (!x || (x->op != SL_REDIS_OP_STRICT && x->op != SL_REDIS_OP_ADD) || !x->raw)
+		return SL_EINVAL;
+	if (x->op == SL_REDIS_OP_STRICT && b && b->op != SL_OP_DECIDE)
+		return SL_EINVAL;
+	return submit((struct rs_store *)base, b, x);
 }
 
 static void rs_stats(struct sl_store *base, struct sl_store_stats *out)
@@ -1421,7 +1718,10 @@ int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *con
 	s->local_cache = conf->local_cache;
 	s->timeout = conf->timeout > 0 ? (uint64_t)((conf->timeout + 999999) / 1000000) : 50;
 	s->pool = conf->pool == 0 ? 1 : conf->pool > MAX_POOL ? MAX_POOL : conf->pool;
-	sl_redis_script_sha1(s->sha);
+	if (sl_redis_scripts(&s->sc) < 0) {
+		free(s);
+		return SL_ENOMEM;
+	}
 	s->id = atomic_fetch_add(&store_ids, 1);
 	pthread_mutex_init(&s->lock, NULL);
 	*out = &s->base;
