@@ -1724,6 +1724,13 @@ int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *con
 	}
 	s->id = atomic_fetch_add(&store_ids, 1);
 	pthread_mutex_init(&s->lock, NULL);
+	if (conf->mode == SL_REDIS_LOCAL) {
+		if (conf->cluster || sl_redis_local_create(out, &s->base, conf) < 0) {
+			rs_destroy(&s->base);
+			return conf->cluster ? SL_ECONFIG : SL_ENOMEM;
+		}
+		return 0;
+	}
 	*out = &s->base;
 	return 0;
 }
@@ -1733,6 +1740,10 @@ void sl_redis_store_detach(struct sl_store *base, void *loop)
 	struct rs_store *s = (struct rs_store *)base;
 	struct rs_worker *w, **pp;
 
+	if (sl_redis_is_local(base)) {
+		sl_redis_local_detach(base, loop);
+		return;
+	}
 	pthread_mutex_lock(&s->lock);
 	for (pp = &s->workers; (w = *pp); pp = &w->next)
 		if (w->loop == loop) {

@@ -123,6 +123,20 @@ struct sl_store;
 struct sl_batch;
 int sl_redis_submit_ext(struct sl_store *s, struct sl_batch *b, struct sl_redis_ext *x);
 
+/* Local mode (redis_local.c) over the exact store `exact` (taken: the
+ * local store destroys it), with conf's sync and strict_below. 0 or
+ * SL_ENOMEM. detach is sl_redis_store_detach's for a local store. */
+struct sl_store_conf;
+int sl_redis_local_create(struct sl_store **out, struct sl_store *exact,
+                          const struct sl_store_conf *conf);
+void sl_redis_local_detach(struct sl_store *s, void *loop);
+#include <stdbool.h>
+bool sl_redis_is_local(const struct sl_store *s);
+/* Decisions made locally, sent to Redis as strict ones, and forwarded to
+ * the exact store (concurrency, releases, peeks), since creation. */
+void sl_redis_local_counts(const struct sl_store *s, uint64_t *local, uint64_t *strict,
+                           uint64_t *forwarded);
+
 /* The slot map a CLUSTER SLOTS reply r describes: map[slot] is the index
  * node(arg, host, port) gives the slot's master (SL_REDIS_NO_NODE where r
  * names none, or node() refused it). An empty or "?" host means from_host
