@@ -24,27 +24,28 @@
 #include "store/redis_int.h"
 #include "store/store.h"
 
-#define MAX_SEEDS 8
-#define MAX_NODES 64      /* cluster nodes a worker keeps */
-#define MAX_POOL 8        /* connections per node per worker */
-#define MAX_CHECKS 64     /* checks per batch */
-#define MAX_TRIES 8       /* redirections and retries per command */
-#define NO_NODE SL_REDIS_NO_NODE
-#define BACKOFF_MIN 20    /* ms, first reconnect delay */
-#define BACKOFF_MAX 1000  /* ms, reconnect delay cap */
-#define RETRY_DELAY 5     /* ms before resending after TRYAGAIN and the like */
-#define UNSENT_DELAY 20   /* ms before resending a command no node received (cluster) */
-#define NO_CONN 1         /* cmd_issue: no usable connection, nothing was sent */
-#define DISCOVER_GAP 100  /* ms between two CLUSTER SLOTS rounds */
-#define CACHE_SLOTS 1024  /* over-limit cache entries per worker (power of 2) */
-#define KEY_PREFIX_LEN 39 /* "sl:{" 16 hex "}:" 16 hex ":" */
-#define NUM_LEN 24        /* bytes for one decimal argument */
-#define SPEC_LEN 192      /* bytes for one spec argument (8 numbers) */
-#define CALL_CHECKS 256   /* checks per call (one FCALL for many requests) */
-#define CALL_CMDS 256     /* groups per call */
-#define CALL_ARGS (8 + CALL_CHECKS * 3 + CALL_CMDS * 8) /* argv entries per call */
-#define CALL_NUMS (CALL_CHECKS * (SPEC_LEN + NUM_LEN) + CALL_CMDS * 4 * NUM_LEN) /* bytes */
-#define HB_KEY "sl:nodes" /* local mode: sorted set of live workers */
+#define MAX_SEEDS      8
+#define MAX_NODES      64 /* cluster nodes a worker keeps */
+#define MAX_POOL       8  /* connections per node per worker */
+#define MAX_CHECKS     64 /* checks per batch */
+#define MAX_TRIES      8  /* redirections and retries per command */
+#define NO_NODE        SL_REDIS_NO_NODE
+#define BACKOFF_MIN    20   /* ms, first reconnect delay */
+#define BACKOFF_MAX    1000 /* ms, reconnect delay cap */
+#define RETRY_DELAY    5    /* ms before resending after TRYAGAIN and the like */
+#define UNSENT_DELAY   20   /* ms before resending a command no node received (cluster) */
+#define NO_CONN        1    /* cmd_issue: no usable connection, nothing was sent */
+#define DISCOVER_GAP   100  /* ms between two CLUSTER SLOTS rounds */
+#define CACHE_SLOTS    1024 /* over-limit cache entries per worker (power of 2) */
+#define KEY_PREFIX_LEN 23   /* "sl2:{" 16 hex "}:" */
+#define NUM_LEN        24   /* bytes for one decimal argument */
+#define SPEC_LEN       192  /* bytes for one spec argument (8 numbers) */
+#define CALL_CHECKS    256  /* checks per call (one FCALL for many requests) */
+#define CALL_CMDS      64   /* groups per call: several calls stay in flight */
+#define SPEC_CACHE     16   /* formatted specs kept per worker (power of 2) */
+#define CALL_ARGS      (8 + CALL_CHECKS * 3 + CALL_CMDS * 8) /* argv entries per call */
+#define CALL_NUMS      (CALL_CHECKS * (SPEC_LEN + NUM_LEN) + CALL_CMDS * 4 * NUM_LEN) /* bytes */
+#define HB_KEY         "sl:nodes" /* local mode: sorted set of live workers */
 
 struct rs_worker;
 
@@ -55,12 +56,12 @@ struct rs_conn {
 	struct rs_node *node;
 	redisAsyncContext *ac; /* NULL when down */
 	uint8_t state;
-	uint32_t inflight;  /* commands awaiting a reply */
-	uint64_t progress;  /* ms (loop time): last reply, connect start, or first send */
-	uint64_t retry_at;  /* ms: no reconnect before */
-	uint64_t backoff;   /* ms: last reconnect delay, 0 after a success */
-	uint32_t opens;     /* connection attempts so far */
-	uint32_t ups;       /* value of opens when a connect last succeeded */
+	uint32_t inflight; /* commands awaiting a reply */
+	uint64_t progress; /* ms (loop time): last reply, connect start, or first send */
+	uint64_t retry_at; /* ms: no reconnect before */
+	uint64_t backoff;  /* ms: last reconnect delay, 0 after a success */
+	uint32_t opens;    /* connection attempts so far */
+	uint32_t ups;      /* value of opens when a connect last succeeded */
 };
 
 struct rs_node {
@@ -80,17 +81,17 @@ struct rs_call {
  * retry list holds it. */
 struct rs_cmd {
 	struct rs_req *q;
-	struct rs_cmd *next; /* retry list */
-	uint64_t at;         /* ms: resend time (retry list) */
+	struct rs_cmd *next;  /* retry list */
+	uint64_t at;          /* ms: resend time (retry list) */
 	struct rs_cmd *qnext; /* its node's queue for the next call */
 	uint32_t run;
-	char op;             /* group op: 'D', 'S', 'P', 'R', 'A' */
+	char op; /* group op: 'D', 'S', 'P', 'R', 'A' */
 	uint8_t tries;
 	uint8_t node;
 	struct rs_conn *conn; /* the connection it was queued on, and its */
 	uint32_t gen;         /* attempt number (opens) then */
-	bool asking;         /* send ASKING first (one ASK redirection) */
-	bool load;           /* send SCRIPT LOAD first (after NOSCRIPT) */
+	bool asking;          /* send ASKING first (one ASK redirection) */
+	bool load;            /* send SCRIPT LOAD first (after NOSCRIPT) */
 };
 
 /* A run: consecutive checks evaluated by one script call (cluster: whose
@@ -107,7 +108,7 @@ enum { PH_DECIDE = 0, PH_PARALLEL };
 
 struct rs_req {
 	struct rs_worker *w;
-	struct sl_batch *b; /* borrowed until finish() */
+	struct sl_batch *b;         /* borrowed until finish() */
 	struct rs_req *prev, *next; /* pending list, by deadline */
 	struct rs_req *wnext;       /* waiting for a slot map */
 	uint64_t deadline;          /* ms, loop time */
@@ -115,7 +116,7 @@ struct rs_req {
 	uint32_t refs;              /* commands and list memberships alive */
 	bool finished;
 	uint8_t phase;
-	char dop; /* group op of the decision: 'D', or 'S' (local mode) */
+	char dop;                 /* group op of the decision: 'D', or 'S' (local mode) */
 	struct sl_redis_ext *ext; /* local mode's extra request, or NULL */
 	uint32_t nruns, outstanding;
 	int status, err;
@@ -141,11 +142,11 @@ struct rs_worker {
 	uv_loop_t *loop;
 	uv_timer_t timer;
 	struct rs_worker *next; /* store's list */
-	uv_check_t fcheck;     /* flush after the I/O callbacks of a pass */
-	uv_prepare_t fprep;    /* flush before polling (submits from timers) */
-	unsigned open_handles; /* timer, fcheck, fprep not yet closed */
+	uv_check_t fcheck;      /* flush after the I/O callbacks of a pass */
+	uv_prepare_t fprep;     /* flush before polling (submits from timers) */
+	unsigned open_handles;  /* timer, fcheck, fprep not yet closed */
 	bool closing, cluster, local_cache, flush_armed;
-	bool no_func; /* the server has no FUNCTION: EVALSHA the script */
+	bool no_func;     /* the server has no FUNCTION: EVALSHA the script */
 	uint64_t timeout; /* ms */
 	unsigned pool;
 	struct sl_redis_scripts sc;
@@ -153,12 +154,18 @@ struct rs_worker {
 	unsigned nnodes, disc_rr;
 	bool have_map, discovering, disc_pending;
 	struct rs_conn *disc_conn; /* carrying the CLUSTER SLOTS in flight */
-	uint64_t last_discovery; /* ms */
+	uint64_t last_discovery;   /* ms */
 	uint8_t slots[SL_REDIS_SLOTS];
 	struct rs_req *pend_head, *pend_tail;
 	struct rs_req *wait_head, *wait_tail;
 	struct rs_cmd *retry_head, *retry_tail;
 	struct rs_cache_ent *cache; /* [CACHE_SLOTS] or NULL */
+	struct {
+		struct sl_limit_spec sp;
+		uint64_t limit_id;
+		char str[SPEC_LEN];
+		size_t len;
+	} specs[SPEC_CACHE]; /* formatted spec arguments, by content and id */
 	/* scratch for one call's argv: [CALL_ARGS], [CALL_ARGS], [CALL_NUMS] */
 	const char **argv;
 	size_t *argl;
@@ -507,17 +514,32 @@ static const char *put_num(struct rs_worker *w, size_t *used, int64_t v, size_t 
 	return p;
 }
 
+/* The spec argument of (sp, id), copied into the call's numbers: formatted
+ * once per content (specs are few and reused by every request), so this is
+ * one hash, one compare and one copy. */
 static const char *put_spec(struct rs_worker *w, size_t *used, const struct sl_limit_spec *sp,
-                            size_t *len)
+                            uint64_t id, size_t *len)
 {
-	char *p = w->nums + *used;
-	int k = snprintf(p, SPEC_LEN, "%u %llu %lld %lld %llu %llu %u %d", (unsigned)sp->algo,
-	                 (unsigned long long)sp->n, (long long)sp->period,
-	                 (long long)sp->interval, (unsigned long long)sp->burst,
-	                 (unsigned long long)sp->queue, (unsigned)sp->calendar, (int)sp->tz_offset);
+	uint64_t h = XXH3_64bits_withSeed(sp, sizeof(*sp), id);
+	unsigned i = (unsigned)(h & (SPEC_CACHE - 1));
+	char *p = w->specs[i].str;
+	int k;
 
-	*len = (size_t)k;
-	*used += (size_t)k + 1;
+	if (!w->specs[i].len || w->specs[i].limit_id != id ||
+	    memcmp(&w->specs[i].sp, sp, sizeof(*sp)) != 0) {
+		k = snprintf(p, SPEC_LEN, "%u %llu %lld %lld %llu %llu %u %d|%llx",
+		             (unsigned)sp->algo, (unsigned long long)sp->n, (long long)sp->period,
+		             (long long)sp->interval, (unsigned long long)sp->burst,
+		             (unsigned long long)sp->queue, (unsigned)sp->calendar,
+		             (int)sp->tz_offset, (unsigned long long)id);
+		w->specs[i].sp = *sp;
+		w->specs[i].limit_id = id;
+		w->specs[i].len = (size_t)k;
+	}
+	*len = w->specs[i].len;
+	memcpy(w->nums + *used, p, *len + 1);
+	p = w->nums + *used;
+	*used += *len + 1;
 	return p;
 }
 
@@ -599,7 +621,7 @@ static void cmd_args(struct rs_cmd *cmd, size_t *na, size_t *used)
 		const struct sl_check *ck = &b->checks[i];
 		uint64_t cost = cmd->op == SL_REDIS_OP_PEEK ? 0 : ck->cost;
 
-		w->argv[*na] = put_spec(w, used, ck->spec, &w->argl[*na]);
+		w->argv[*na] = put_spec(w, used, ck->spec, ck->limit_id, &w->argl[*na]);
 		(*na)++;
 		w->argv[*na] = put_num(w, used, (int64_t)cost, &w->argl[*na]);
 		(*na)++;
@@ -1411,11 +1433,11 @@ static struct rs_req *req_new(struct rs_worker *w, struct sl_batch *b)
 
 		if (!stateful(ck->spec->algo))
 			continue;
-		/* The hash tag is a hash of the key bytes, so every limit of
-		 * one descriptor value lands in one slot (one script call). */
+		/* One key per descriptor value holds the states of all its
+		 * limits (by limit id); the hash tag is a hash of the bytes,
+		 * so they share a cluster slot and a decision one key. */
 		tag = XXH3_64bits(ck->key, ck->key_len);
-		snprintf(p, KEY_PREFIX_LEN + 1, "sl:{%016llx}:%016llx:", (unsigned long long)tag,
-			 (unsigned long long)ck->limit_id);
+		snprintf(p, KEY_PREFIX_LEN + 1, "sl2:{%016llx}:", (unsigned long long)tag);
 		memcpy(p + KEY_PREFIX_LEN, ck->key, ck->key_len);
 		q->koff[i] = (uint32_t)(p - q->kbuf);
 		q->klen[i] = KEY_PREFIX_LEN + ck->key_len;
@@ -1475,7 +1497,7 @@ static void req_start(struct rs_req *q)
 	q->phase = PH_PARALLEL;
 	q->outstanding = 1;
 	for (uint32_t j = 0; j < q->nruns; j++) {
-		char op = q->ext ? SL_REDIS_OP_ADD
+		char op = q->ext                      ? SL_REDIS_OP_ADD
 		          : q->b->op == SL_OP_RELEASE ? SL_REDIS_OP_REFUND
 		                                      : SL_REDIS_OP_PEEK;
 
@@ -1690,10 +1712,10 @@ static void rs_destroy(struct sl_store *base)
 }
 
 static const struct sl_store_ops rs_ops = {
-	.name = "redis",
-	.submit = rs_submit,
-	.stats = rs_stats,
-	.destroy = rs_destroy,
+        .name = "redis",
+        .submit = rs_submit,
+        .stats = rs_stats,
+        .destroy = rs_destroy,
 };
 
 int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *conf)
@@ -1707,7 +1729,7 @@ int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *con
 	if (!s)
 		return SL_ENOMEM;
 	n = sl_redis_parse_url(conf->url ? conf->url : "redis://127.0.0.1:6379", s->seeds,
-			       MAX_SEEDS);
+	                       MAX_SEEDS);
 	if (n < 0) {
 		free(s);
 		return SL_ECONFIG;

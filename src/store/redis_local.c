@@ -37,7 +37,7 @@
 #define LC_CHECKS    64    /* checks per decision */
 
 struct lc_ent {
-	uint64_t h;        /* hash of (limit_id, key); 0: empty */
+	uint64_t h; /* hash of (limit_id, key); 0: empty */
 	uint64_t limit_id;
 	struct sl_limit_spec spec; /* copied: syncs outlive the policy's */
 	struct sl_state st;        /* fleet as last seen + what this worker took */
@@ -84,8 +84,8 @@ struct lc_worker {
 	uv_loop_t *loop;
 	uv_timer_t timer; /* sync rounds */
 	struct lc_worker *next;
-	struct lc_ent *ents;  /* [LC_SLOTS] */
-	uint32_t *dirty;      /* [LC_SLOTS]: entries touched since their last sync */
+	struct lc_ent *ents; /* [LC_SLOTS] */
+	uint32_t *dirty;     /* [LC_SLOTS]: entries touched since their last sync */
 	uint32_t ndirty;
 	struct lc_sync *syncs; /* [LC_SYNC_REQS] */
 	unsigned round_left;   /* round requests not answered yet */
@@ -93,6 +93,7 @@ struct lc_worker {
 	uint64_t nodes;        /* live workers of the fleet (heartbeat), >= 1 */
 	bool degraded;         /* the last call to Redis failed */
 	bool closing;
+	bool timer_ref;        /* the timer keeps the loop alive: entries to sync */
 	char id[48];
 };
 
@@ -240,6 +241,10 @@ static void mark_dirty(struct lc_worker *w, uint32_t i)
 		w->ents[i].dirty = true;
 		w->dirty[w->ndirty++] = i;
 	}
+	if (!w->timer_ref && !w->closing) { /* unsent work keeps the loop alive */
+		uv_ref((uv_handle_t *)&w->timer);
+		w->timer_ref = true;
+	}
 }
 
 /* The entry of ck, made on first use: a free slot, else the least recently
@@ -357,8 +362,7 @@ static void on_sync_done(struct sl_batch *b)
 
 /* Send entries idx[0, n) as one A request on y: every unsent unit, and a
  * fresh read of each state. 0, or the submit's error (nothing changed). */
-static int sync_send(struct lc_worker *w, struct lc_sync *y, const uint32_t *idx, size_t n,
-                     bool hb)
+static int sync_send(struct lc_worker *w, struct lc_sync *y, const uint32_t *idx, size_t n, bool hb)
 {
 	int rc;
 
@@ -425,6 +429,10 @@ static void on_sync_timer(uv_timer_t *t)
 
 	if (w->closing || !w->s || w->round_left > 0)
 		return;
+	if (w->ndirty == 0 && w->timer_ref) {
+		uv_unref((uv_handle_t *)&w->timer);
+		w->timer_ref = false;
+	}
 	while (r < LC_SYNC_REQS && (w->ndirty > 0 || r == 0)) {
 		size_t n = 0;
 
@@ -482,7 +490,8 @@ static int decide_here(struct lc_worker *w, struct sl_batch *b, const int64_t *e
 				mark_dirty(w, (uint32_t)ent[i]);
 	for (size_t i = 0; i < b->n && rc != SL_DENY && check_strict; i++) {
 		uint64_t n = b->checks[i].spec->n;
-		uint64_t thr = (uint64_t)(((unsigned __int128)n * w->s->strict_below + 999999) / 1000000);
+		uint64_t thr =
+		        (uint64_t)(((unsigned __int128)n * w->s->strict_below + 999999) / 1000000);
 
 		if (ent[i] >= 0 && items[i].res.remaining < thr)
 			*strict = true;
@@ -789,10 +798,10 @@ static void lc_destroy(struct sl_store *base)
 }
 
 static const struct sl_store_ops lc_ops = {
-	.name = "redis-local",
-	.submit = lc_submit,
-	.stats = lc_stats,
-	.destroy = lc_destroy,
+        .name = "redis-local",
+        .submit = lc_submit,
+        .stats = lc_stats,
+        .destroy = lc_destroy,
 };
 
 bool sl_redis_is_local(const struct sl_store *s)
