@@ -55,8 +55,12 @@ struct sl_admin_resp {
 	struct sl_header extra[SL_ADMIN_MAX_EXTRA]; /* e.g. WWW-Authenticate; static views */
 	size_t nextra;
 	size_t len; /* bytes of body */
+	char *heap; /* a malloc'd body used instead of body[] (large answers) */
 	char body[SL_ADMIN_BODY_MAX];
 };
+
+/* The bytes to send: r->heap when set, else r->body. */
+const char *sl_admin_resp_data(const struct sl_admin_resp *r);
 
 struct sl_admin_call;
 typedef void (*sl_admin_done_fn)(struct sl_admin_call *c);
@@ -138,6 +142,10 @@ void sl_admin_close(struct sl_admin *a, void (*closed)(struct sl_admin *a));
  * otherwise (errors are responses: 400, 401, 404, 405, 503). Thread: a's
  * loop. */
 int sl_admin_handle(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+
+/* Free what a call's last response allocated; the server calls it before
+ * freeing a call (sl_admin_handle calls it at the start of each call). */
+void sl_admin_call_reset(struct sl_admin_call *c);
 
 /* Release this worker's leases that expire by now + one sweep period (the
  * timer does this; early by at most a period, never after the store would

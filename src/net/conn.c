@@ -87,6 +87,8 @@ static void free_if_done(struct sl_conn *c)
 	} else {
 		free(c->rbuf);
 		free(c->obuf);
+		if (c->acall)
+			sl_admin_call_reset(c->acall);
 		free(c->acall);
 		free(c->abody);
 		free(c);
@@ -432,7 +434,7 @@ static void admin_send(struct sl_conn *c)
 	sl_http_out_bytes(o, "\r\n", 2);
 	c->status = r->status;
 	c->phase = SL_PH_LOCAL;
-	write2(c, c->obuf, o->len, r->body, c->head_method ? 0 : r->len, NULL);
+	write2(c, c->obuf, o->len, sl_admin_resp_data(r), c->head_method ? 0 : r->len, NULL);
 }
 
 static void admin_done(struct sl_admin_call *call)

@@ -645,6 +645,8 @@ void sl_server_destroy(struct sl_server *s)
 			sl_list_del(&c->link);
 			free(c->rbuf);
 			free(c->obuf);
+			if (c->acall)
+				sl_admin_call_reset(c->acall);
 			free(c->acall);
 			free(c->abody);
 			free(c);
