@@ -343,7 +343,8 @@ static void cfg_store_redis_mode(struct cfg *c, yaml_node_t *mode, yaml_node_t *
 
 		if (t && (end == t || !end || strcmp(end, "%") != 0 || !(pct >= 0 && pct <= 100)))
 			cfg_err(c, strict,
-			        "store.strict_below must be a percentage from 0%% to 100%%, not '%s'",
+			        "store.strict_below must be a percentage from 0%% to 100%%, not "
+			        "'%s'",
 			        t);
 		else if (t)
 			s->strict_below = (uint32_t)(pct * 10000.0 + 0.5);
@@ -358,8 +359,8 @@ static void cfg_store_redis_mode(struct cfg *c, yaml_node_t *mode, yaml_node_t *
 void cfg_store(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {
-	        "type",     "memory",  "snapshot", "url",         "cluster",
-	        "on_error", "timeout", "pool",     "local_cache", "snapshot_interval",
+	        "type",     "memory",  "snapshot", "url",          "cluster",
+	        "on_error", "timeout", "pool",     "local_cache",  "snapshot_interval",
 	        "on_full",  "mode",    "sync",     "strict_below", NULL};
 	yaml_node_t *v[15];
 	struct sl_store_conf *s = &c->p->store;

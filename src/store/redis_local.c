@@ -93,7 +93,7 @@ struct lc_worker {
 	uint64_t nodes;        /* live workers of the fleet (heartbeat), >= 1 */
 	bool degraded;         /* the last call to Redis failed */
 	bool closing;
-	bool timer_ref;        /* the timer keeps the loop alive: entries to sync */
+	bool timer_ref; /* the timer keeps the loop alive: entries to sync */
 	char id[48];
 };
 
@@ -491,7 +491,10 @@ static int decide_here(struct lc_worker *w, struct sl_batch *b, const int64_t *e
 	for (size_t i = 0; i < b->n && rc != SL_DENY && check_strict; i++) {
 		uint64_t n = b->checks[i].spec->n;
 		uint64_t thr =
-		        (uint64_t)(((unsigned __int128)n * w->s->strict_below + 999999) / 1000000);
+		        n < (UINT64_C(1) << 43) /* n * 1e6 fits: no 128-bit division */
+		                ? (n * w->s->strict_below + 999999) / 1000000
+		                : (uint64_t)(((unsigned __int128)n * w->s->strict_below + 999999) /
+		                             1000000);
 
 		if (ent[i] >= 0 && items[i].res.remaining < thr)
 			*strict = true;
