@@ -22,12 +22,14 @@
 #include <sluice/algo.h>
 #include <sluice/error.h>
 #include "policy/policy-t.h"
+#include "store/redis_int.h"
 #include "store/store.h"
 
-#define RUN_NS   (2 * 1000000000LL) /* ns per timed run */
-#define INFLIGHT 256                /* batches in flight */
-#define KEYS     10000              /* distinct counters */
-#define PIPE     128                /* INCRBY+EXPIRE pairs per round trip */
+#define RUN_NS     (2 * 1000000000LL) /* ns per timed run */
+#define INFLIGHT   256                /* batches in flight */
+#define KEYS       10000              /* distinct counters (exact, INCR) */
+#define LOCAL_KEYS 1000               /* distinct counters (local mode) */
+#define PIPE       128                /* INCRBY+EXPIRE pairs per round trip */
 
 static int64_t mono_ns(void)
 {
@@ -57,7 +59,7 @@ static int free_port(void)
 struct slot {
 	struct sl_batch b;
 	struct sl_check ck[3];
-	char key[16];
+	char key[24];
 	int busy;
 };
 
@@ -66,7 +68,7 @@ static uv_loop_t loop;
 static struct slot slots[INFLIGHT];
 static struct sl_limit_spec specs[3];
 static size_t nchecks = 1;
-static uint64_t completed, errors, seq;
+static uint64_t completed, errors, seq, nkeys = KEYS;
 static int inline_store; /* memory store: done() runs inside submit */
 static int polled;       /* local mode: the driver resubmits, not done() */
 static int64_t stop_at;
@@ -89,7 +91,7 @@ static void submit_one(struct slot *sl)
 {
 	struct timespec ts;
 
-	snprintf(sl->key, sizeof(sl->key), "k%llu", (unsigned long long)(seq++ % KEYS));
+	snprintf(sl->key, sizeof(sl->key), "k%llu", (unsigned long long)(seq++ % nkeys));
 	for (size_t i = 0; i < nchecks; i++) {
 		memset(&sl->ck[i], 0, sizeof(sl->ck[i]));
 		sl->ck[i].spec = &specs[i];
@@ -195,6 +197,24 @@ static double cmd_usec(redisContext *c, const char *const *names)
 	return total;
 }
 
+/* CPU seconds of Redis' main thread (INFO cpu), in usec. */
+static double cpu_usec(redisContext *c)
+{
+	redisReply *r = redisCommand(c, "INFO cpu");
+	double t = 0;
+
+	if (r && r->type == REDIS_REPLY_STRING) {
+		const char *u = strstr(r->str, "used_cpu_user_main_thread:");
+		const char *s = strstr(r->str, "used_cpu_sys_main_thread:");
+
+		if (u && s)
+			t = (strtod(u + 26, NULL) + strtod(s + 25, NULL)) * 1e6;
+	}
+	if (r)
+		freeReplyObject(r);
+	return t;
+}
+
 static const char *const script_cmds[] = {"fcall", "evalsha", "eval", NULL};
 static const char *const incr_cmds[] = {"incrby", "expire", NULL};
 
@@ -240,15 +260,26 @@ static double last_usec; /* Redis usec per decision of the last store_run */
 
 static double store_run(redisContext *c, struct sl_store *s, const char *name)
 {
-	double v, usec;
+	double v, usec, cpu0;
 
 	reset_stats(c);
+	cpu0 = cpu_usec(c);
 	v = run(s);
 	usec = cmd_usec(c, script_cmds);
+	printf("redis_cpu_usec_per_decision_%s %.4f\n", name,
+	       completed ? (cpu_usec(c) - cpu0) / (double)completed : 0.0);
 	printf("redis_%s_decisions_per_sec %.0f\n", name, v);
 	printf("redis_usec_per_decision_%s %.4f\n", name,
 	       completed ? usec / (double)completed : 0.0);
 	printf("redis_%s_errors %llu\n", name, (unsigned long long)errors);
+	if (getenv("BENCH_DEBUG")) {
+		redisReply *r = redisCommand(c, "INFO commandstats");
+
+		if (r && r->type == REDIS_REPLY_STRING)
+			fprintf(stderr, "%s\n", r->str);
+		if (r)
+			freeReplyObject(r);
+	}
 	fflush(stdout);
 	last_usec = completed ? usec / (double)completed : 0.0;
 	return v;
@@ -264,7 +295,7 @@ int main(void)
 	redisContext *c = NULL;
 	redisReply *r;
 	FILE *p;
-	double v, exact1 = 0, exact3 = 0, gcra = 0, u_exact1 = 0, u_local = 0;
+	double v, cpu0, exact1 = 0, exact3 = 0, gcra = 0, u_exact1 = 0, u_local = 0;
 	uint64_t pairs = 0;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -324,6 +355,7 @@ int main(void)
 		double last = -1;
 
 		reset_stats(c);
+		cpu0 = cpu_usec(c);
 		snprintf(cmd, sizeof(cmd),
 		         "redis-benchmark -h 127.0.0.1 -p %d -c 50 -P 16 -n 400000 -r 10000 -q "
 		         "EVALSHA %s 1 bk:__rand_int__ 1000 1000000 2>/dev/null",
@@ -345,23 +377,38 @@ int main(void)
 			printf("redis_gcra_evalsha_per_sec %.0f\n", last);
 			printf("redis_usec_per_decision_gcra_evalsha %.4f\n",
 			       cmd_usec(c, script_cmds) / 400000.0);
+			printf("redis_cpu_usec_per_decision_gcra_evalsha %.4f\n",
+			       (cpu_usec(c) - cpu0) / 400000.0);
 		}
 	}
 	if (r)
 		freeReplyObject(r);
 
 	reset_stats(c);
+	cpu0 = cpu_usec(c);
 	v = incr_expire(port, &pairs);
 	printf("redis_incr_expire_per_sec %.0f\n", v);
 	printf("redis_usec_per_decision_incr_expire %.4f\n",
 	       pairs ? cmd_usec(c, incr_cmds) / (double)pairs : 0.0);
+	printf("redis_cpu_usec_per_decision_incr_expire %.4f\n",
+	       pairs ? (cpu_usec(c) - cpu0) / (double)pairs : 0.0);
 
 	conf.mode = SL_REDIS_LOCAL;
 	conf.sync = 50 * 1000000LL;
 	conf.strict_below = 100000;
 	if (sl_redis_store_create(&red, &conf) == 0) {
 		polled = 1;
+		nkeys = LOCAL_KEYS;
 		store_run(c, red, "local");
+		if (getenv("BENCH_DEBUG")) {
+			uint64_t l, st, f;
+
+			sl_redis_local_counts(red, &l, &st, &f);
+			fprintf(stderr, "local %llu strict %llu forwarded %llu\n",
+			        (unsigned long long)l, (unsigned long long)st,
+			        (unsigned long long)f);
+		}
+		nkeys = KEYS;
 		u_local = last_usec;
 		polled = 0;
 		sl_redis_store_detach(red, &loop);

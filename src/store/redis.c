@@ -40,12 +40,14 @@
 #define KEY_PREFIX_LEN 23   /* "sl2:{" 16 hex "}:" */
 #define NUM_LEN        24   /* bytes for one decimal argument */
 #define SPEC_LEN       192  /* bytes for one spec argument (8 numbers) */
-#define CALL_CHECKS    256  /* checks per call (one FCALL for many requests) */
-#define CALL_CMDS      64   /* groups per call: several calls stay in flight */
-#define SPEC_CACHE     16   /* formatted specs kept per worker (power of 2) */
-#define CALL_ARGS      (8 + CALL_CHECKS * 3 + CALL_CMDS * 8) /* argv entries per call */
-#define CALL_NUMS      (CALL_CHECKS * (SPEC_LEN + NUM_LEN) + CALL_CMDS * 4 * NUM_LEN) /* bytes */
-#define HB_KEY         "sl:nodes" /* local mode: sorted set of live workers */
+#define CALL_CHECKS                                                                                \
+	64 /* checks per call: one FCALL for many requests, short enough to leave Redis to other   \
+	      clients soon */
+#define CALL_CMDS  64 /* groups per call: several calls stay in flight */
+#define SPEC_CACHE 16 /* formatted specs kept per worker (power of 2) */
+#define CALL_ARGS  (8 + CALL_CHECKS * 3 + CALL_CMDS * 8) /* argv entries per call */
+#define CALL_NUMS  (CALL_CHECKS * (SPEC_LEN + NUM_LEN) + CALL_CMDS * 4 * NUM_LEN) /* bytes */
+#define HB_KEY     "sl:nodes" /* local mode: sorted set of live workers */
 
 struct rs_worker;
 
