@@ -970,7 +970,7 @@ static void cmd_fail(struct rs_cmd *cmd, int err)
 		req_free_maybe(q);
 		return;
 	}
-	if (q->b->op != SL_OP_DECIDE)
+	if (q->b->op != SL_OP_DECIDE || q->ext) /* a local-mode sync must see its failure */
 		q->err = err;
 	else
 		count_error(w); /* the decision stands; one report is stale */

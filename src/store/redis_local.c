@@ -349,6 +349,10 @@ static void on_sync_done(struct sl_batch *b)
 		e->sending -= y->cost[k];
 		if (ok) {
 			ent_refresh(w, e, &y->raw[k], now);
+			/* one more read next round: the other nodes' last units
+			 * arrive after ours, and an idle entry is not read again */
+			if (y->cost[k] > 0)
+				mark_dirty(w, y->ent[k]);
 		} else {
 			e->pending += y->cost[k];
 			mark_dirty(w, y->ent[k]);
