@@ -1,12 +1,15 @@
-/* The Redis store: decisions evaluated by one Lua script (redis_scripts.c)
+/* The Redis store: decisions evaluated by one Lua library (redis_scripts.c)
  * on Redis or Redis Cluster, asynchronously on the submitting worker's
  * libuv loop. The store object is shared by all workers; each loop gets its
- * own worker (hiredis contexts, slot map, timer, over-limit cache), created
- * lazily on its first submit and touched only by that loop's thread, so the
- * request path takes no lock. Every request carries a deadline on one
- * per-worker timer: whatever Redis does (down, slow, restarted, failing
- * over), done() runs within conf->timeout. Design notes and the exactness
- * bounds of cluster mode: docs/store-redis.md. */
+ * own worker (connections from redis_pool.c, slot map, timer, over-limit
+ * cache), created lazily on its first submit and touched only by that
+ * loop's thread, so the request path takes no lock. The commands a loop
+ * pass queues go out together at its end, one call per node (cluster: per
+ * slot), so Redis runs its entry and the library's setup once for many
+ * decisions. Every request carries a deadline on one per-worker timer:
+ * whatever Redis does (down, slow, restarted, failing over), done() runs
+ * within conf->timeout. Design notes and the exactness bounds of cluster
+ * and local mode: docs/store-redis.md. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -24,169 +27,7 @@
 #include "store/redis_int.h"
 #include "store/store.h"
 
-#define MAX_SEEDS      8
-#define MAX_NODES      64 /* cluster nodes a worker keeps */
-#define MAX_POOL       8  /* connections per node per worker */
-#define MAX_CHECKS     64 /* checks per batch */
-#define MAX_TRIES      8  /* redirections and retries per command */
-#define NO_NODE        SL_REDIS_NO_NODE
-#define BACKOFF_MIN    20   /* ms, first reconnect delay */
-#define BACKOFF_MAX    1000 /* ms, reconnect delay cap */
-#define RETRY_DELAY    5    /* ms before resending after TRYAGAIN and the like */
-#define UNSENT_DELAY   20   /* ms before resending a command no node received (cluster) */
-#define NO_CONN        1    /* cmd_issue: no usable connection, nothing was sent */
-#define DISCOVER_GAP   100  /* ms between two CLUSTER SLOTS rounds */
-#define CACHE_SLOTS    1024 /* over-limit cache entries per worker (power of 2) */
-#define KEY_PREFIX_LEN 23   /* "sl2:{" 16 hex "}:" */
-#define NUM_LEN        24   /* bytes for one decimal argument */
-#define SPEC_LEN       192  /* bytes for one spec argument (8 numbers) */
-#define CALL_CHECKS                                                                                \
-	64 /* checks per call: one FCALL for many requests, short enough to leave Redis to other   \
-	      clients soon */
-#define CALL_CMDS  64 /* groups per call: several calls stay in flight */
-#define SPEC_CACHE 16 /* formatted specs kept per worker (power of 2) */
-#define CALL_ARGS  (8 + CALL_CHECKS * 3 + CALL_CMDS * 8) /* argv entries per call */
-#define CALL_NUMS  (CALL_CHECKS * (SPEC_LEN + NUM_LEN) + CALL_CMDS * 4 * NUM_LEN) /* bytes */
-#define HB_KEY     "sl:nodes" /* local mode: sorted set of live workers */
-
-struct rs_worker;
-
-enum { C_DOWN = 0, C_CONNECTING, C_UP };
-
-struct rs_conn {
-	struct rs_worker *w;
-	struct rs_node *node;
-	redisAsyncContext *ac; /* NULL when down */
-	uint8_t state;
-	uint32_t inflight; /* commands awaiting a reply */
-	uint64_t progress; /* ms (loop time): last reply, connect start, or first send */
-	uint64_t retry_at; /* ms: no reconnect before */
-	uint64_t backoff;  /* ms: last reconnect delay, 0 after a success */
-	uint32_t opens;    /* connection attempts so far */
-	uint32_t ups;      /* value of opens when a connect last succeeded */
-};
-
-struct rs_node {
-	struct sl_redis_addr addr;
-	struct rs_conn conns[MAX_POOL];
-	unsigned rr;
-	struct rs_cmd *qhead, *qtail; /* waiting for this loop pass's call */
-};
-
-/* One call to Redis: the groups of many commands in one FCALL/EVALSHA. */
-struct rs_call {
-	uint32_t n;
-	struct rs_cmd *cmds[];
-};
-
-/* One script call. Holds a reference on its request while hiredis or the
- * retry list holds it. */
-struct rs_cmd {
-	struct rs_req *q;
-	struct rs_cmd *next;  /* retry list */
-	uint64_t at;          /* ms: resend time (retry list) */
-	struct rs_cmd *qnext; /* its node's queue for the next call */
-	uint32_t run;
-	char op; /* group op: 'D', 'S', 'P', 'R', 'A' */
-	uint8_t tries;
-	uint8_t node;
-	struct rs_conn *conn; /* the connection it was queued on, and its */
-	uint32_t gen;         /* attempt number (opens) then */
-	bool asking;          /* send ASKING first (one ASK redirection) */
-	bool load;            /* send SCRIPT LOAD first (after NOSCRIPT) */
-};
-
-/* A run: consecutive checks evaluated by one script call (cluster: whose
- * stateful keys share one slot; single Redis: the whole batch). */
-struct rs_run {
-	uint32_t first, end; /* checks [first, end) */
-	uint32_t slot;
-	bool committed, rejected;
-	uint32_t denied;   /* rejected: index within the run */
-	int64_t t_s, t_ns; /* server time of the commit */
-};
-
-enum { PH_DECIDE = 0, PH_PARALLEL };
-
-struct rs_req {
-	struct rs_worker *w;
-	struct sl_batch *b;         /* borrowed until finish() */
-	struct rs_req *prev, *next; /* pending list, by deadline */
-	struct rs_req *wnext;       /* waiting for a slot map */
-	uint64_t deadline;          /* ms, loop time */
-	uint64_t sent;              /* ns, uv_hrtime at submit */
-	uint32_t refs;              /* commands and list memberships alive */
-	bool finished;
-	uint8_t phase;
-	char dop;                 /* group op of the decision: 'D', or 'S' (local mode) */
-	struct sl_redis_ext *ext; /* local mode's extra request, or NULL */
-	uint32_t nruns, outstanding;
-	int status, err;
-	size_t denied;
-	int64_t delay, time; /* ns */
-	struct rs_run *runs;
-	uint32_t *koff, *klen; /* per check: key in kbuf (stateful checks only) */
-	char *kbuf;
-};
-
-struct rs_cache_ent {
-	uint64_t h;        /* hash of (limit_id, key); 0: empty */
-	uint64_t cost;     /* units: requests at least this big are rejected */
-	uint64_t until;    /* ns, uv_hrtime */
-	uint64_t reset_at; /* ns, uv_hrtime */
-	struct sl_result res;
-};
-
-struct rs_store;
-
-struct rs_worker {
-	struct rs_store *s; /* NULL once detached */
-	uv_loop_t *loop;
-	uv_timer_t timer;
-	struct rs_worker *next; /* store's list */
-	uv_check_t fcheck;      /* flush after the I/O callbacks of a pass */
-	uv_prepare_t fprep;     /* flush before polling (submits from timers) */
-	unsigned open_handles;  /* timer, fcheck, fprep not yet closed */
-	bool closing, cluster, local_cache, flush_armed;
-	bool no_func;     /* the server has no FUNCTION: EVALSHA the script */
-	uint64_t timeout; /* ms */
-	unsigned pool;
-	struct sl_redis_scripts sc;
-	struct rs_node nodes[MAX_NODES];
-	unsigned nnodes, disc_rr;
-	bool have_map, discovering, disc_pending;
-	struct rs_conn *disc_conn; /* carrying the CLUSTER SLOTS in flight */
-	uint64_t last_discovery;   /* ms */
-	uint8_t slots[SL_REDIS_SLOTS];
-	struct rs_req *pend_head, *pend_tail;
-	struct rs_req *wait_head, *wait_tail;
-	struct rs_cmd *retry_head, *retry_tail;
-	struct rs_cache_ent *cache; /* [CACHE_SLOTS] or NULL */
-	struct {
-		struct sl_limit_spec sp;
-		uint64_t limit_id;
-		char str[SPEC_LEN];
-		size_t len;
-	} specs[SPEC_CACHE]; /* formatted spec arguments, by content and id */
-	/* scratch for one call's argv: [CALL_ARGS], [CALL_ARGS], [CALL_NUMS] */
-	const char **argv;
-	size_t *argl;
-	char *nums;
-};
-
-struct rs_store {
-	struct sl_store base;
-	struct sl_redis_addr seeds[MAX_SEEDS];
-	unsigned nseeds;
-	bool cluster, local_cache;
-	uint64_t timeout; /* ms */
-	unsigned pool;
-	struct sl_redis_scripts sc;
-	uint64_t id;
-	pthread_mutex_t lock; /* workers list */
-	struct rs_worker *workers;
-	_Atomic uint64_t errors;
-};
+#include "store/redis_pool.h"
 
 static _Atomic uint64_t store_ids = 1;
 static _Thread_local struct {
@@ -208,271 +49,10 @@ static bool stateful(uint8_t algo)
 	return algo >= SL_ALGO_RATE && algo <= SL_ALGO_CONCURRENCY;
 }
 
-static uint64_t now_ms(struct rs_worker *w)
-{
-	return uv_now(w->loop);
-}
-
 static void count_error(struct rs_worker *w)
 {
 	if (w->s)
 		atomic_fetch_add_explicit(&w->s->errors, 1, memory_order_relaxed);
-}
-
-/* ---- libuv glue for hiredis ----
- * Our own adapter rather than hiredis' libuv.h: that one drops poll errors
- * (a refused connect would never complete) and keeps the loop alive. Here a
- * poll error is handed to hiredis as readable, which makes it notice the
- * socket error and disconnect, and the poll handle is unreferenced: only
- * pending requests (their timer) keep a loop running. */
-struct rs_ev {
-	uv_poll_t poll;
-	redisAsyncContext *ac;
-	int events;
-};
-
-static void ev_on_poll(uv_poll_t *h, int status, int events)
-{
-	struct rs_ev *e = h->data;
-
-	if (status < 0) {
-		if (e->ac)
-			redisAsyncHandleRead(e->ac);
-		return;
-	}
-	if (e->ac && (events & UV_READABLE))
-		redisAsyncHandleRead(e->ac);
-	if (e->ac && (events & UV_WRITABLE))
-		redisAsyncHandleWrite(e->ac);
-}
-
-static void ev_update(struct rs_ev *e)
-{
-	if (e->events)
-		uv_poll_start(&e->poll, e->events, ev_on_poll);
-	else
-		uv_poll_stop(&e->poll);
-}
-
-static void ev_add_read(void *p)
-{
-	((struct rs_ev *)p)->events |= UV_READABLE;
-	ev_update(p);
-}
-
-static void ev_del_read(void *p)
-{
-	((struct rs_ev *)p)->events &= ~UV_READABLE;
-	ev_update(p);
-}
-
-static void ev_add_write(void *p)
-{
-	((struct rs_ev *)p)->events |= UV_WRITABLE;
-	ev_update(p);
-}
-
-static void ev_del_write(void *p)
-{
-	((struct rs_ev *)p)->events &= ~UV_WRITABLE;
-	ev_update(p);
-}
-
-static void ev_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-static void ev_cleanup(void *p)
-{
-	struct rs_ev *e = p;
-
-	e->ac = NULL;
-	uv_close((uv_handle_t *)&e->poll, ev_closed);
-}
-
-static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-	struct rs_ev *e = calloc(1, sizeof(*e));
-
-	if (!e)
-		return SL_ENOMEM;
-	if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
-		free(e);
-		return SL_EIO;
-	}
-	uv_unref((uv_handle_t *)&e->poll);
-	e->poll.data = e;
-	e->ac = ac;
-	ac->ev.data = e;
-	ac->ev.addRead = ev_add_read;
-	ac->ev.delRead = ev_del_read;
-	ac->ev.addWrite = ev_add_write;
-	ac->ev.delWrite = ev_del_write;
-	ac->ev.cleanup = ev_cleanup;
-	return 0;
-}
-
-/* ---- connections ---- */
-
-static void conn_down(struct rs_conn *c)
-{
-	struct rs_worker *w = c->w;
-
-	c->ac = NULL;
-	c->state = C_DOWN;
-	c->inflight = 0;
-	c->backoff = c->backoff ? c->backoff * 2 : BACKOFF_MIN;
-	if (c->backoff > BACKOFF_MAX)
-		c->backoff = BACKOFF_MAX;
-	c->retry_at = now_ms(w) + c->backoff;
-	if (w->cluster && !w->closing)
-		w->disc_pending = true;
-}
-
-/* Drop a connection now: its pending commands complete with NULL replies.
- * Not to be called from inside one of its own reply callbacks. */
-static void conn_drop(struct rs_conn *c)
-{
-	redisAsyncContext *ac = c->ac;
-
-	conn_down(c);
-	if (ac)
-		redisAsyncFree(ac);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-	struct rs_conn *c = ac->data;
-
-	if (!c || c->ac != ac)
-		return;
-	if (status != REDIS_OK) {
-		conn_down(c); /* hiredis frees the context after this returns */
-		return;
-	}
-	c->state = C_UP;
-	c->ups = c->opens;
-	c->backoff = 0;
-	c->progress = now_ms(c->w);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-	struct rs_conn *c = ac->data;
-
-	if (c && c->ac == ac)
-		conn_down(c);
-}
-
-static void on_load(redisAsyncContext *ac, void *reply, void *priv)
-{
-	struct rs_conn *c = ac->data;
-	const redisReply *r = reply;
-
-	(void)priv;
-	if (c && c->ac == ac) {
-		if (c->inflight)
-			c->inflight--;
-		c->progress = now_ms(c->w);
-		/* Redis before 7.0: the commands behind this one fail the same
-		 * way and are resent as EVALSHA after a SCRIPT LOAD. */
-		if (r && r->type == REDIS_REPLY_ERROR && r->len >= 19 &&
-		    memcmp(r->str, "ERR unknown command", 19) == 0)
-			c->w->no_func = true;
-	}
-}
-
-/* Queue the library's load on c: pipelined ahead of the commands that
- * follow it on the same connection, so they never miss it on a fresh or
- * restarted server. FUNCTION LOAD REPLACE is idempotent; a server without
- * FUNCTION gets SCRIPT LOAD. */
-static int conn_load(struct rs_conn *c)
-{
-	struct rs_worker *w = c->w;
-	int rc;
-
-	if (w->no_func)
-		rc = redisAsyncCommand(c->ac, on_load, NULL, "SCRIPT LOAD %s", w->sc.eval_src);
-	else
-		rc = redisAsyncCommand(c->ac, on_load, NULL, "FUNCTION LOAD REPLACE %s",
-		                       w->sc.func_src);
-	if (rc != REDIS_OK)
-		return SL_EIO;
-	if (c->inflight++ == 0)
-		c->progress = now_ms(w);
-	return 0;
-}
-
-static int conn_open(struct rs_conn *c)
-{
-	struct rs_worker *w = c->w;
-	redisAsyncContext *ac = redisAsyncConnect(c->node->addr.host, c->node->addr.port);
-
-	if (!ac || ac->err || ev_attach(ac, w->loop) < 0) {
-		if (ac)
-			redisAsyncFree(ac);
-		conn_down(c);
-		return SL_EIO;
-	}
-	ac->data = c;
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	c->ac = ac;
-	c->opens++;
-	c->state = C_CONNECTING;
-	c->inflight = 0;
-	c->progress = now_ms(w);
-	if (conn_load(c) < 0) {
-		conn_drop(c);
-		return SL_EIO;
-	}
-	return 0;
-}
-
-/* A usable connection to node n, opening one whose back-off has passed;
- * NULL when every connection is down and backing off. */
-static struct rs_conn *conn_get(struct rs_worker *w, struct rs_node *n)
-{
-	uint64_t now = now_ms(w);
-
-	if (w->closing)
-		return NULL;
-	for (unsigned k = 0; k < w->pool; k++) {
-		struct rs_conn *c = &n->conns[(n->rr + k) % w->pool];
-
-		if (c->state != C_DOWN) {
-			n->rr = (n->rr + k + 1) % w->pool;
-			return c;
-		}
-	}
-	for (unsigned k = 0; k < w->pool; k++) {
-		struct rs_conn *c = &n->conns[(n->rr + k) % w->pool];
-
-		if (now >= c->retry_at && conn_open(c) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-static unsigned node_find_add(struct rs_worker *w, const char *host, int port)
-{
-	struct rs_node *n;
-
-	for (unsigned i = 0; i < w->nnodes; i++)
-		if (w->nodes[i].addr.port == port && strcmp(w->nodes[i].addr.host, host) == 0)
-			return i;
-	if (w->nnodes == MAX_NODES || strlen(host) >= SL_REDIS_HOST_MAX)
-		return NO_NODE;
-	n = &w->nodes[w->nnodes];
-	memset(n, 0, sizeof(*n));
-	snprintf(n->addr.host, sizeof(n->addr.host), "%s", host);
-	n->addr.port = port;
-	for (unsigned k = 0; k < MAX_POOL; k++) {
-		n->conns[k].w = w;
-		n->conns[k].node = n;
-	}
-	return w->nnodes++;
 }
 
 /* ---- requests and commands ---- */
@@ -683,7 +263,7 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 	}
 	if (np == 0)
 		return;
-	c = conn_get(w, n);
+	c = sl_redis_conn_get(w, n);
 	if (!c) {
 		for (size_t k = 0; k < np; k++)
 			cmd_no_conn(picked[k]);
@@ -715,7 +295,7 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 		cmd_args(picked[k], &na, &used);
 	call = malloc(sizeof(*call) + np * sizeof(call->cmds[0]));
 	if (!call || (asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
-	    (load && conn_load(c) < 0) ||
+	    (load && sl_redis_conn_load(c) < 0) ||
 	    redisAsyncCommandArgv(c->ac, on_call, call, (int)na, w->argv, w->argl) != REDIS_OK) {
 		free(call);
 		for (size_t k = 0; k < np; k++)
@@ -1044,7 +624,7 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 	}
 	kind = sl_redis_parse_redirect(r->str, r->len, &slot, host, sizeof(host), &port);
 	if (kind && w->cluster) {
-		node = node_find_add(w, host, port);
+		node = sl_redis_node_find_add(w, host, port);
 		if (node == NO_NODE) {
 			cmd_fail(cmd, SL_EIO);
 			return;
@@ -1228,7 +808,7 @@ static void resume_waiters(struct rs_worker *w)
 
 static unsigned slot_node(void *arg, const char *host, int port)
 {
-	return node_find_add(arg, host, port);
+	return sl_redis_node_find_add(arg, host, port);
 }
 
 static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
@@ -1282,7 +862,7 @@ static void discover(struct rs_worker *w)
 	w->disc_pending = false;
 	for (unsigned k = 0; k < w->nnodes; k++) {
 		struct rs_node *n = &w->nodes[w->disc_rr++ % w->nnodes];
-		struct rs_conn *c = conn_get(w, n);
+		struct rs_conn *c = sl_redis_conn_get(w, n);
 
 		if (!c)
 			continue;
@@ -1342,7 +922,7 @@ static void on_timer(uv_timer_t *t)
 
 			if (c->state != C_DOWN && (c->inflight > 0 || c->state == C_CONNECTING) &&
 			    now - c->progress >= w->timeout)
-				conn_drop(c);
+				sl_redis_conn_drop(c);
 		}
 	}
 	if (w->discovering && now - w->last_discovery >= w->timeout) {
@@ -1352,7 +932,7 @@ static void on_timer(uv_timer_t *t)
 		w->disc_conn = NULL;
 		w->disc_pending = true;
 		if (c && c->ac)
-			conn_drop(c);
+			sl_redis_conn_drop(c);
 	}
 	due = NULL;
 	while (w->retry_head && w->retry_head->at <= now) {
@@ -1539,7 +1119,7 @@ static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
 	w->sc = s->sc;
 	memset(w->slots, NO_NODE, sizeof(w->slots));
 	for (unsigned i = 0; i < s->nseeds; i++)
-		node_find_add(w, s->seeds[i].host, s->seeds[i].port);
+		sl_redis_node_find_add(w, s->seeds[i].host, s->seeds[i].port);
 	uv_timer_init(loop, &w->timer);
 	w->timer.data = w;
 	uv_check_init(loop, &w->fcheck);
@@ -1619,7 +1199,7 @@ static void worker_close(struct rs_worker *w)
 	for (unsigned i = 0; i < w->nnodes; i++)
 		for (unsigned k = 0; k < MAX_POOL; k++)
 			if (w->nodes[i].conns[k].ac)
-				conn_drop(&w->nodes[i].conns[k]);
+				sl_redis_conn_drop(&w->nodes[i].conns[k]);
 	w->s = NULL;
 	uv_timer_stop(&w->timer);
 	uv_check_stop(&w->fcheck);
