@@ -29,7 +29,7 @@
 #include "store/redis_int.h"
 #include "store/store.h"
 
-#define LC_SLOTS     65536 /* entries per worker (power of 2) */
+#define LC_SLOTS     32768 /* entries per worker (power of 2): about 8 MB */
 #define LC_PROBE     16    /* slots probed per lookup */
 #define LC_KEY_MAX   120   /* bytes of a key held locally; longer: exact */
 #define LC_BATCH     64    /* checks per sync request (MAX_CHECKS of redis.c) */
@@ -247,6 +247,14 @@ static void mark_dirty(struct lc_worker *w, uint32_t i)
 	}
 }
 
+/* Field by field: padding bytes of a copied spec need not match. */
+static bool spec_eq(const struct sl_limit_spec *a, const struct sl_limit_spec *b)
+{
+	return a->algo == b->algo && a->calendar == b->calendar && a->tz_offset == b->tz_offset &&
+	       a->n == b->n && a->period == b->period && a->interval == b->interval &&
+	       a->burst == b->burst && a->queue == b->queue;
+}
+
 /* The entry of ck, made on first use: a free slot, else the least recently
  * used one that holds nothing unsent. Returns its index, or -1 when the
  * probe window is all in use (the decision goes exact). */
@@ -263,7 +271,7 @@ static int64_t ent_get(struct lc_worker *w, const struct sl_check *ck)
 
 		if (e->h == h && e->limit_id == ck->limit_id && e->key_len == ck->key_len &&
 		    memcmp(e->key, ck->key, ck->key_len) == 0) {
-			if (memcmp(&e->spec, ck->spec, sizeof(e->spec)) != 0) {
+			if (!spec_eq(&e->spec, ck->spec)) {
 				e->spec = *ck->spec; /* the limit's numbers changed */
 				e->seen = 0;
 			}
