@@ -22,6 +22,7 @@ counts what was admitted:
 Bounded: every request has a timeout, every phase a deadline; the whole
 module stays well under 60 s."""
 import random
+import signal
 import threading
 import time
 
@@ -192,3 +193,48 @@ def test_local_keeps_deciding_on_its_share_while_redis_is_down(fleet):
         keys = redis_keys_ending(c, tenant)
         return sum(v[1] for k in keys for v in key_entries(c, k).values())
     assert wait_until(lambda: used() == sum(adm), 5.0), (used(), adm)
+
+
+def test_local_node_killed_loses_at_most_its_unsent_units(fleet):
+    """kill -9 of a node: the units it admitted since its last sync never
+    reach Redis, so the others can admit that many again; nothing else."""
+    r, make = fleet
+    nodes = make("local")
+    tenant = "killed"
+    adm, err, secs = send(nodes, "X-Tenant", tenant, 600, (1, 1, 1), seed=6)
+    assert not err and sum(adm) == 600, (adm, err[:5])
+    nodes[0].proc.kill()  # SIGKILL, right after its burst
+    nodes[0].proc.wait(5)
+    # what node 0 could have left unsent: its rate times one sync + timeout
+    lost_max = adm[0] / secs * (SYNC_S + TIMEOUT_S) + 1
+    adm2, err, secs2 = send(nodes[1:], "X-Tenant", tenant, 2 * QUOTA, (1, 1), seed=7)
+    assert not err, err[:5]
+    total = sum(adm) + sum(adm2)
+    assert QUOTA <= total <= QUOTA + lost_max + bound(adm2, secs2, QUOTA), \
+        (adm, adm2, lost_max)
+
+
+def test_local_limit_edited_by_reload_applies_to_the_used_counter(fleet):
+    """SIGHUP with the quota raised from 1000 to 1200: the counter keeps
+    what was used (DESIGN 8) and every node moves to the new limit."""
+    r, make = fleet
+    nodes = make("local")
+    tenant = "reload"
+    adm, err, _ = send(nodes, "X-Tenant", tenant, 500, (1, 1, 1), seed=8)
+    assert not err and sum(adm) == 500, (adm, err[:5])
+    for n in nodes:
+        n.write_config(node_config(r.port, "local").replace(
+            "quota: %d/day" % QUOTA, "quota: %d/day" % (QUOTA + 200)))
+        n.signal(signal.SIGHUP)
+
+    def reloaded():
+        ans = [requests.post(n.url("admin", "/v1/decide"), json={"headers": {"X-Other": "x"}},
+                             timeout=HTTP_TIMEOUT) for n in nodes]
+        return all(a.status_code == 200 for a in ans) and all(
+            "reload" in n.log() for n in nodes)
+    assert wait_until(reloaded, 5.0)
+    time.sleep(0.3)
+    adm2, err, secs = send(nodes, "X-Tenant", tenant, 3 * QUOTA, (1, 1, 1), seed=9)
+    assert not err, err[:5]
+    total = sum(adm) + sum(adm2)
+    assert QUOTA + 200 <= total <= QUOTA + 200 + bound(adm2, secs, QUOTA + 200), (adm, adm2)
