@@ -19,6 +19,7 @@
 #include "daemon/serve.h"
 #include "daemon/snapshot.h"
 #include "net/clock.h"
+#include "net/metrics.h"
 #include "net/server.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -113,6 +114,19 @@ static void report_server_changes(const struct sl_server_conf *run, const struct
 		        "sluice: reload: server.max_connections change takes effect on restart\n");
 }
 
+/* /metrics of a config load: the result, and for a policy in force its
+ * hash, load time and what it holds. */
+static void config_metrics(struct daemon *d, bool ok, const struct sl_policy *p)
+{
+	struct sl_metrics *m = sl_server_metrics(d->server);
+
+	sl_metrics_config(m, ok, p ? p->source_hash : 0, sl_clock_now());
+	if (p == NULL)
+		return;
+	sl_metrics_set_gauge(m, SL_GAUGE_ACCOUNTS, (int64_t)p->naccounts);
+	sl_metrics_set_gauge(m, SL_GAUGE_KEYS, (int64_t)p->nkeys);
+}
+
 static void on_reload(uv_signal_t *h, int sig)
 {
 	struct daemon *d = h->data;
@@ -133,6 +147,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		        "sluice: reload of %s failed (%zu errors); the old config keeps serving\n",
 		        d->path, diag->n);
 		free(diag);
+		config_metrics(d, false, NULL);
 		return;
 	}
 	print_diag(diag); /* its warnings */
@@ -146,6 +161,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		sl_memory_store_set_on_full(d->store, p->store.on_full);
 	sl_policy_unref(d->policy);
 	d->policy = p;
+	config_metrics(d, true, p);
 	fprintf(stderr, "sluice: reloaded %s\n", d->path);
 }
 
@@ -264,6 +280,7 @@ store_ready:
 		fprintf(stderr, "sluice: %s\n", err);
 	if (d.policy->store.type == SL_STORE_REDIS)
 		sl_server_set_detach(d.server, sl_redis_store_detach);
+	config_metrics(&d, true, d.policy);
 
 	uv_loop_init(&d.loop);
 	uv_signal_init(&d.loop, &d.sighup);

@@ -88,5 +88,7 @@ typedef int (*sl_admin_handler_fn)(struct sl_admin *a, struct sl_admin_call *c,
 
 int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 int sl_admin_release(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+/* GET /v1/accounts/{account}/usage (admin-usage.c) */
+int sl_admin_usage(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 
 #endif

@@ -138,6 +138,8 @@ void sl_conn_close(struct sl_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->phase == SL_PH_DELAY && c->timer_what == T_DELAY)
+		sl_metrics_delayed(c->w->shard, -1); /* closed while queued */
 	if (c->up)
 		sl_proxy_abort(c);
 	release(c);
@@ -213,6 +215,7 @@ static void written(struct sl_conn *c)
 {
 	c->resp_done = true;
 	if (c->close_after) {
+		sl_metrics_request(c->w->shard, c->l->name, c->status);
 		if ((c->policy ? c->policy : c->w->policy)->server.access_log)
 			sl_access_log(c);
 		sl_conn_close(c);
@@ -359,6 +362,7 @@ static void decide_done(struct sl_batch *b)
 		c->release_pending = c->l->kind == SL_LK_PROXY;
 		if (c->ev.decision.delay > 0) {
 			c->phase = SL_PH_DELAY;
+			sl_metrics_delayed(w->shard, 1);
 			arm(c, T_DELAY, c->ev.decision.delay);
 			return;
 		}
@@ -370,12 +374,54 @@ static void decide_done(struct sl_batch *b)
 		process(c); /* the store answered later: go on with the body */
 }
 
+/* responses.usage_path (DESIGN.md section 7): the caller's own usage, as
+ * identified (ip, key, account), from a peek: nothing consumed, no slot
+ * taken, the usual rate-limit headers. An unknown key is the usual 401; a
+ * store failure is 503 whatever store.on_error says (no numbers to show). */
+static void usage_done(struct sl_batch *b)
+{
+	struct sl_conn *c = b->data;
+	char *body = c->obuf + SL_OUT_CAP - BODY_MAX;
+	int status;
+	long n;
+
+	pending_done(c);
+	if (c->closing) {
+		free_if_done(c);
+		return;
+	}
+	status = sl_eval_finish(&c->ev);
+	c->decided = true;
+	if (c->ev.decision.store_error) {
+		/* nothing to show whatever store.on_error says: no numbers */
+		sl_conn_answer_error(c, 503, false);
+	} else if (status == 401) {
+		reject(c);
+	} else {
+		n = sl_render_usage(&c->ev, body, BODY_MAX);
+		if (n < 0)
+			sl_conn_answer_error(c, 500, false);
+		else
+			respond(c, 200, "application/json", body, (size_t)n, true);
+	}
+	if (!c->in_decide && !c->closing)
+		process(c);
+}
+
+static bool is_usage_path(const struct sl_policy *p, const struct sl_request *req)
+{
+	const char *u = p->responses.usage_path;
+
+	return u != NULL && req->path.len == strlen(u) &&
+	       memcmp(req->path.p, u, req->path.len) == 0;
+}
+
 static void decide(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
 	struct sl_request req;
 	int64_t now = sl_worker_now(w);
-	bool submitted_nothing;
+	bool submitted_nothing, peek;
 	int rc;
 
 	c->phase = SL_PH_DECIDE;
@@ -386,14 +432,16 @@ static void decide(struct sl_conn *c)
 	sl_http_request_view(&c->hp.msg, (const struct sockaddr *)&c->peer, &req);
 	if (c->l->kind == SL_LK_CHECK)
 		sl_http_forward_auth(&c->hp.msg, &req);
-	rc = sl_eval_begin(&c->ev, c->policy, &req, now);
+	peek = is_usage_path(c->policy, &req);
+	rc = peek ? sl_eval_peek_begin(&c->ev, c->policy, &req, now, SL_PEEK_CALLER)
+	          : sl_eval_begin(&c->ev, c->policy, &req, now);
 	if (rc < 0) {
 		sl_conn_answer_error(c, rc == SL_ENOMEM ? 431 : 400, true);
 		return;
 	}
 	submitted_nothing = c->ev.batch.n == 0;
 	c->ev.batch.loop = &w->loop;
-	c->ev.batch.done = decide_done;
+	c->ev.batch.done = peek ? usage_done : decide_done;
 	c->ev.batch.data = c;
 	c->ev.batch.now = now;
 	c->store_pending++;
@@ -407,7 +455,7 @@ static void decide(struct sl_conn *c)
 	if (rc < 0 || submitted_nothing) {
 		c->ev.batch.status = rc;
 		c->ev.batch.time = now;
-		decide_done(&c->ev.batch);
+		c->ev.batch.done(&c->ev.batch);
 	}
 	c->in_decide = false;
 }
@@ -595,6 +643,7 @@ void sl_conn_update_read(struct sl_conn *c)
 void sl_conn_request_done(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
+	sl_metrics_request(w->shard, c->l->name, c->status);
 	if (c->policy && c->policy->server.access_log)
 		sl_access_log(c);
 	c->decided = false; /* a head that fails to parse next has no decision */
@@ -787,6 +836,7 @@ static void timer_cb(uv_timer_t *t)
 		sl_conn_close(c);
 		break;
 	case T_DELAY:
+		sl_metrics_delayed(c->w->shard, -1);
 		proceed(c);
 		if (!c->closing)
 			process(c);

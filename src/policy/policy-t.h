@@ -148,6 +148,7 @@ struct sl_responses {
 	struct sl_template *rejected_body;     /* NULL: a default JSON body */
 	char *rejected_content_type;           /* the loader fills "application/json" */
 	struct sl_template *unauthorized_body; /* 401 body; NULL: default JSON */
+	char *usage_path; /* gateway path answered with the caller's usage; NULL: off */
 };
 
 enum sl_store_kind {
@@ -245,6 +246,7 @@ struct sl_normalize_conf {
 
 struct sl_policy {
 	char *path;    /* config file it was loaded from */
+	uint64_t source_hash; /* XXH3-64 of the file's bytes as loaded (/metrics) */
 	unsigned refs; /* atomic */
 	struct sl_server_conf server;
 	struct sl_listener_conf *listeners;
