@@ -405,7 +405,7 @@ int main(void)
 
 	conf.mode = SL_REDIS_LOCAL;
 	conf.sync = 50 * 1000000LL;
-	conf.strict_below = 100000;
+	conf.strict = 100000;
 	if (sl_redis_store_create(&red, &conf) == 0) {
 		polled = 1;
 		nkeys = LOCAL_KEYS;

@@ -96,7 +96,7 @@ static void report_store_changes(const struct sl_store_conf *run, const struct s
 		what[n++] = "mode";
 	if (run->sync != p->sync)
 		what[n++] = "sync";
-	if (run->strict_below != p->strict_below)
+	if (run->strict != p->strict)
 		what[n++] = "strict_below";
 	for (size_t i = 0; i < n; i++)
 		fprintf(stderr, "sluice: reload: store.%s change takes effect on restart\n",

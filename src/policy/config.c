@@ -348,7 +348,7 @@ static void cfg_store_redis_mode(struct cfg *c, yaml_node_t *mode, yaml_node_t *
 			        "'%s'",
 			        t);
 		else if (t)
-			s->strict_below = (uint32_t)(pct * 10000.0 + 0.5);
+			s->strict = (uint32_t)(pct * 10000.0 + 0.5);
 	}
 	if ((sync || strict) && s->mode != SL_REDIS_LOCAL)
 		cfg_err(c, sync ? sync : strict, "store.%s applies to mode: local only",
@@ -459,7 +459,7 @@ static void defaults(struct sl_policy *p)
 	p->store.timeout = 50 * 1000000LL;
 	p->store.pool = 4;
 	p->store.sync = 50 * 1000000LL;
-	p->store.strict_below = 100000; /* 10% */
+	p->store.strict = 100000; /* 10% */
 	p->responses.rejected_status = 429;
 }
 

@@ -180,8 +180,8 @@ struct sl_store_conf {
 	bool local_cache;   /* over-limit cache */
 	uint8_t mode;       /* enum sl_redis_mode (store.mode, default exact) */
 	int64_t sync;       /* ns between local mode's syncs, default 50 ms */
-	uint32_t strict_below; /* ppm of a limit: local mode decides on Redis
-	                        * when fewer remain (default 10% = 100000) */
+	uint32_t strict;    /* ppm, store.strict_below: local mode decides on
+	                     * Redis when fewer remain (default 10%) */
 };
 
 enum sl_redis_mode {

@@ -835,7 +835,7 @@ int sl_redis_local_create(struct sl_store **out, struct sl_store *exact,
 	s->exact = exact;
 	s->sync = conf->sync >= 1000000 ? conf->sync : 50 * 1000000LL;
 	s->stale = 2 * s->sync + (conf->timeout > 0 ? conf->timeout : 50 * 1000000LL);
-	s->strict_below = conf->strict_below > 1000000 ? 1000000 : conf->strict_below;
+	s->strict_below = conf->strict > 1000000 ? 1000000 : conf->strict;
 	s->id = atomic_fetch_add(&lc_ids, 1);
 	pthread_mutex_init(&s->lock, NULL);
 	*out = &s->base;

@@ -308,13 +308,13 @@ static void store_local_mode(void **state)
 	assert_int_equal(rc, 0);
 	assert_int_equal(p->store.mode, SL_REDIS_LOCAL);
 	assert_int_equal(p->store.sync, 20 * 1000000LL);
-	assert_int_equal(p->store.strict_below, 25000);
+	assert_int_equal(p->store.strict, 25000);
 	sl_policy_unref(p);
 	rc = load_text("store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n", &p);
 	assert_int_equal(rc, 0);
 	assert_int_equal(p->store.mode, SL_REDIS_EXACT);
 	assert_int_equal(p->store.sync, 50 * 1000000LL);
-	assert_int_equal(p->store.strict_below, 100000);
+	assert_int_equal(p->store.strict, 100000);
 	sl_policy_unref(p);
 }
 

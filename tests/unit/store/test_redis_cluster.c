@@ -346,9 +346,17 @@ static void master_failover_errors_within_timeout_then_recovers(void **state)
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
 	assert_int_equal(ck.res.remaining, 995);
-	tr_sleep_ms(300); /* replication of the last write */
 	owner = owner_of(slot_of(10001, "fo"), id);
 	assert_true(owner >= 0);
+	{ /* the replica has the last write before its master dies (a sleep
+	   * was not always enough on a loaded machine) */
+		redisReply *w = tr_cmd(ports[owner], "WAIT 1 5000");
+
+		assert_non_null(w);
+		assert_int_equal(w->type, REDIS_REPLY_INTEGER);
+		assert_int_equal(w->integer, 1);
+		freeReplyObject(w);
+	}
 	tr_stop_redis(pids[owner]);
 	pids[owner] = -1;
 	t0 = tr_now_ms();

@@ -35,7 +35,7 @@ static struct sl_store *make_local(int64_t sync_ns, uint32_t strict_ppm)
 	conf.pool = 1;
 	conf.mode = SL_REDIS_LOCAL;
 	conf.sync = sync_ns;
-	conf.strict_below = strict_ppm;
+	conf.strict = strict_ppm;
 	assert_int_equal(sl_redis_store_create(&s, &conf), 0);
 	assert_true(sl_redis_is_local(s));
 	return s;
