@@ -86,45 +86,6 @@ static void cmd_release(struct rs_cmd *cmd)
 	req_free_maybe(q);
 }
 
-static const char *put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len)
-{
-	char *p = w->nums + *used;
-	int k = snprintf(p, NUM_LEN, "%lld", (long long)v);
-
-	*len = (size_t)k;
-	*used += (size_t)k + 1;
-	return p;
-}
-
-/* The spec argument of (sp, id), copied into the call's numbers: formatted
- * once per content (specs are few and reused by every request), so this is
- * one hash, one compare and one copy. */
-static const char *put_spec(struct rs_worker *w, size_t *used, const struct sl_limit_spec *sp,
-                            uint64_t id, size_t *len)
-{
-	uint64_t h = XXH3_64bits_withSeed(sp, sizeof(*sp), id);
-	unsigned i = (unsigned)(h & (SPEC_CACHE - 1));
-	char *p = w->specs[i].str;
-	int k;
-
-	if (!w->specs[i].len || w->specs[i].limit_id != id ||
-	    memcmp(&w->specs[i].sp, sp, sizeof(*sp)) != 0) {
-		k = snprintf(p, SPEC_LEN, "%u %llu %lld %lld %llu %llu %u %d|%llx",
-		             (unsigned)sp->algo, (unsigned long long)sp->n, (long long)sp->period,
-		             (long long)sp->interval, (unsigned long long)sp->burst,
-		             (unsigned long long)sp->queue, (unsigned)sp->calendar,
-		             (int)sp->tz_offset, (unsigned long long)id);
-		w->specs[i].sp = *sp;
-		w->specs[i].limit_id = id;
-		w->specs[i].len = (size_t)k;
-	}
-	*len = w->specs[i].len;
-	memcpy(w->nums + *used, p, *len + 1);
-	p = w->nums + *used;
-	*used += *len + 1;
-	return p;
-}
-
 static void flush_arm(struct rs_worker *w);
 
 /* Queue cmd for its node's call of this loop pass (flush()). Returns 0,
@@ -145,69 +106,6 @@ static int cmd_issue(struct rs_cmd *cmd)
 	n->qtail = cmd;
 	flush_arm(w);
 	return 0;
-}
-
-static size_t cmd_checks(const struct rs_cmd *cmd)
-{
-	const struct rs_run *run = &cmd->q->runs[cmd->run];
-
-	return run->end - run->first;
-}
-
-static bool cmd_hb(const struct rs_cmd *cmd)
-{
-	return cmd->op == SL_REDIS_OP_ADD && cmd->q->ext && cmd->q->ext->hb_id;
-}
-
-/* Reply elements cmd's groups take. */
-static size_t cmd_fields(const struct rs_cmd *cmd)
-{
-	return (cmd_hb(cmd) ? 1 : 0) + sl_redis_group_fields(cmd->op, cmd_checks(cmd));
-}
-
-/* Arguments cmd's groups add to a call: keys into argv[*nk...] is done by
- * the caller; this appends the ARGV part at argv[*na]. */
-static void cmd_args(struct rs_cmd *cmd, size_t *na, size_t *used)
-{
-	struct rs_req *q = cmd->q;
-	struct rs_worker *w = q->w;
-	struct rs_run *run = &q->runs[cmd->run];
-	struct sl_batch *b = q->b;
-	size_t m = run->end - run->first;
-	static const char ops[] = "DSPRAH";
-	const char *opc = strchr(ops, cmd->op);
-
-	if (cmd_hb(cmd)) {
-		w->argv[*na] = "H";
-		w->argl[(*na)++] = 1;
-		w->argv[*na] = "1";
-		w->argl[(*na)++] = 1;
-		w->argv[*na] = q->ext->hb_id;
-		w->argl[(*na)++] = strlen(q->ext->hb_id);
-		w->argv[*na] = put_num(w, used, (int64_t)q->ext->hb_ttl, &w->argl[*na]);
-		(*na)++;
-	}
-	w->argv[*na] = opc ? opc : "P";
-	w->argl[(*na)++] = 1;
-	w->argv[*na] = put_num(w, used, (int64_t)m, &w->argl[*na]);
-	(*na)++;
-	if (cmd->op == SL_REDIS_OP_REFUND) {
-		bool commit = b->op == SL_OP_DECIDE;
-
-		w->argv[*na] = put_num(w, used, commit ? run->t_s : 0, &w->argl[*na]);
-		(*na)++;
-		w->argv[*na] = put_num(w, used, commit ? run->t_ns : 0, &w->argl[*na]);
-		(*na)++;
-	}
-	for (uint32_t i = run->first; i < run->end; i++) {
-		const struct sl_check *ck = &b->checks[i];
-		uint64_t cost = cmd->op == SL_REDIS_OP_PEEK ? 0 : ck->cost;
-
-		w->argv[*na] = put_spec(w, used, ck->spec, ck->limit_id, &w->argl[*na]);
-		(*na)++;
-		w->argv[*na] = put_num(w, used, (int64_t)cost, &w->argl[*na]);
-		(*na)++;
-	}
 }
 
 static void on_call(redisAsyncContext *ac, void *r, void *priv);
@@ -239,7 +137,7 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 	struct rs_call *call;
 
 	while ((cmd = *pp) && np < CALL_CMDS) {
-		size_t m = cmd_checks(cmd);
+		size_t m = sl_redis_cmd_checks(cmd);
 
 		if (cmd->q->finished) {
 			*pp = cmd->qnext;
@@ -278,7 +176,7 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 		struct rs_req *q = picked[k]->q;
 		struct rs_run *run = &q->runs[picked[k]->run];
 
-		if (cmd_hb(picked[k])) {
+		if (sl_redis_cmd_hb(picked[k])) {
 			w->argv[nk] = HB_KEY;
 			w->argl[nk++] = strlen(HB_KEY);
 		}
@@ -289,10 +187,10 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 			w->argl[nk++] = q->klen[i];
 		}
 	}
-	w->argv[2] = put_num(w, &used, (int64_t)(nk - 3), &w->argl[2]);
+	w->argv[2] = sl_redis_put_num(w, &used, (int64_t)(nk - 3), &w->argl[2]);
 	na = nk;
 	for (size_t k = 0; k < np; k++)
-		cmd_args(picked[k], &na, &used);
+		sl_redis_cmd_args(picked[k], &na, &used);
 	call = malloc(sizeof(*call) + np * sizeof(call->cmds[0]));
 	if (!call || (asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
 	    (load && sl_redis_conn_load(c) < 0) ||
@@ -692,7 +590,7 @@ static void on_result(struct rs_cmd *cmd, redisReply *const *v, size_t n, int64_
 	struct sl_redis_ext *x = q->ext;
 	struct sl_redis_result res;
 
-	if (cmd_hb(cmd)) {
+	if (sl_redis_cmd_hb(cmd)) {
 		x->hb_count = v[0]->integer;
 		v++;
 		n--;
@@ -764,7 +662,7 @@ static void on_call(redisAsyncContext *ac, void *reply, void *priv)
 			on_error_reply(cmd, r);
 			continue;
 		}
-		need = cmd_fields(cmd);
+		need = sl_redis_cmd_fields(cmd);
 		if (!ok || off + need > r->elements) {
 			ok = false;
 			cmd_fail(cmd, SL_EPROTO);

@@ -1,9 +1,11 @@
-/* Private interface between the Redis store's files: redis.c (connections,
- * requests, timeouts, batching), redis_cluster.c (slot hashing, CLUSTER SLOTS
- * and redirection parsing), redis_scripts.c (the Lua library and its reply)
- * and redis_local.c (mode: local). Not
- * part of the store interface; nothing outside src/store/redis*.c includes
- * it. */
+/* Private interface between the Redis store's files: redis.c (requests,
+ * batching, timeouts, cluster runs), redis_pool.c (connections, the libuv
+ * adapter), redis_proto.c (call arguments), redis_cluster.c (slot hashing,
+ * CLUSTER SLOTS and redirection parsing), redis_scripts.c (the Lua library
+ * and its reply) and redis_local.c (mode: local); redis_pool.h holds the
+ * worker types of the first three. Not part of the store interface;
+ * nothing outside src/store/redis*.c includes it (but the unit tests and
+ * the reply fuzzer). */
 #ifndef SLUICE_STORE_REDIS_INT_H
 #define SLUICE_STORE_REDIS_INT_H
 

@@ -199,4 +199,18 @@ void sl_redis_conn_drop(struct rs_conn *c);
  * the table is full or the host too long. */
 unsigned sl_redis_node_find_add(struct rs_worker *w, const char *host, int port);
 
+/* Call arguments (redis_proto.c). put_num writes v in decimal and
+ * put_spec (sp, limit id) as the library's spec string into w->nums at
+ * *used (advanced), returning it and its length in *len. cmd_checks is the
+ * number of checks of cmd's run, cmd_hb whether cmd carries a heartbeat,
+ * cmd_fields the reply elements its groups take, cmd_args appends its
+ * groups' ARGV at w->argv[*na] (advanced). Valid until the call is sent. */
+const char *sl_redis_put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len);
+const char *sl_redis_put_spec(struct rs_worker *w, size_t *used, const struct sl_limit_spec *sp,
+                              uint64_t id, size_t *len);
+size_t sl_redis_cmd_checks(const struct rs_cmd *cmd);
+bool sl_redis_cmd_hb(const struct rs_cmd *cmd);
+size_t sl_redis_cmd_fields(const struct rs_cmd *cmd);
+void sl_redis_cmd_args(struct rs_cmd *cmd, size_t *na, size_t *used);
+
 #endif
