@@ -5,6 +5,7 @@
  * two nodes stay within the documented bound; with Redis stopped the node
  * keeps deciding (on its share) and sends what it admitted once Redis is
  * back; rate and sliding limits sync the same way. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -293,6 +294,63 @@ static void rate_and_sliding_limits_sync_too(void **state)
 	uv_loop_close(&loop);
 }
 
+/* Two worker loops on two threads share one local store: each gets its own
+ * table (two of the K workers of the bound), and together they admit the
+ * limit, within the bound, paced at one request per ms each. */
+struct thread_arg {
+	struct sl_store *s;
+	const struct sl_limit_spec *sp;
+	int allowed, errors;
+};
+
+static void *thread_main(void *p)
+{
+	struct thread_arg *a = p;
+	uv_loop_t loop;
+
+	uv_loop_init(&loop);
+	for (int i = 0; i < 400; i++) {
+		struct sl_check ck;
+		int rc;
+
+		check_init(&ck, a->sp, 0x57, "zeta");
+		rc = tr_run(a->s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL);
+		if (rc == SL_OK)
+			a->allowed++;
+		else if (rc != SL_DENY)
+			a->errors++;
+		spin(&loop, 1);
+	}
+	sl_redis_store_detach(a->s, &loop);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	return NULL;
+}
+
+static void two_worker_threads_share_one_local_store(void **state)
+{
+	struct sl_limit_spec q;
+	struct thread_arg a[2];
+	pthread_t th[2];
+	struct sl_store *s;
+
+	(void)state;
+	s = make_local(10 * 1000000LL, 100000);
+	assert_int_equal(sl_spec_quota(&q, 300, SL_CAL_DAY, 0), 0);
+	for (int i = 0; i < 2; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].s = s;
+		a[i].sp = &q;
+		assert_int_equal(pthread_create(&th[i], NULL, thread_main, &a[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(a[0].errors + a[1].errors, 0);
+	assert_true(a[0].allowed + a[1].allowed >= 300);
+	assert_true(a[0].allowed + a[1].allowed <= 300 + 5);
+	s->ops->destroy(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +358,7 @@ int main(void)
 	        cmocka_unit_test(one_node_admits_exactly_the_limit),
 	        cmocka_unit_test(two_nodes_stay_within_the_bound),
 	        cmocka_unit_test(rate_and_sliding_limits_sync_too),
+	        cmocka_unit_test(two_worker_threads_share_one_local_store),
 	        cmocka_unit_test(stopped_redis_keeps_deciding_then_catches_up),
 	};
 
