@@ -71,7 +71,7 @@ static bool same_str(const char *a, const char *b)
 /* Only store.on_error applies at once: the store was built from `run`. */
 static void report_store_changes(const struct sl_store_conf *run, const struct sl_store_conf *p)
 {
-	const char *what[9];
+	const char *what[12];
 	size_t n = 0;
 
 	if (run->type != p->type)
@@ -92,6 +92,12 @@ static void report_store_changes(const struct sl_store_conf *run, const struct s
 		what[n++] = "pool";
 	if (run->local_cache != p->local_cache)
 		what[n++] = "local_cache";
+	if (run->mode != p->mode)
+		what[n++] = "mode";
+	if (run->sync != p->sync)
+		what[n++] = "sync";
+	if (run->strict != p->strict)
+		what[n++] = "strict_below";
 	for (size_t i = 0; i < n; i++)
 		fprintf(stderr, "sluice: reload: store.%s change takes effect on restart\n",
 		        what[i]);

@@ -323,13 +323,50 @@ char *cfg_relative(struct cfg *c, const yaml_node_t *n, char *path)
 	return out;
 }
 
+/* store.mode, sync, strict_below (docs/store-redis.md). */
+static void cfg_store_redis_mode(struct cfg *c, yaml_node_t *mode, yaml_node_t *sync,
+                                 yaml_node_t *strict, struct sl_store_conf *s)
+{
+	if (mode) {
+		const char *m = cfg_scalar(c, mode, "store.mode");
+
+		if (m && !strcmp(m, "exact"))
+			s->mode = SL_REDIS_EXACT;
+		else if (m && !strcmp(m, "local"))
+			s->mode = SL_REDIS_LOCAL;
+		else if (m)
+			cfg_err(c, mode, "store.mode must be exact or local, not '%s'", m);
+	}
+	if (sync && cfg_duration(c, sync, "store.sync", &s->sync) &&
+	    (s->sync < 1000000 || s->sync > 60 * SL_NS_PER_SEC))
+		cfg_err(c, sync, "store.sync must be between 1ms and 60s");
+	if (strict) {
+		const char *t = cfg_scalar(c, strict, "store.strict_below");
+		char *end = NULL;
+		double pct = t ? strtod(t, &end) : -1;
+
+		if (t && (end == t || !end || strcmp(end, "%") != 0 || !(pct >= 0 && pct <= 100)))
+			cfg_err(c, strict,
+			        "store.strict_below must be a percentage from 0%% to 100%%, not "
+			        "'%s'",
+			        t);
+		else if (t)
+			s->strict = (uint32_t)(pct * 10000.0 + 0.5);
+	}
+	if ((sync || strict) && s->mode != SL_REDIS_LOCAL)
+		cfg_err(c, sync ? sync : strict, "store.%s applies to mode: local only",
+		        sync ? "sync" : "strict_below");
+	if (s->mode == SL_REDIS_LOCAL && s->cluster)
+		cfg_err(c, mode, "store.mode: local needs a single Redis (cluster: false)");
+}
+
 void cfg_store(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {
-	        "type",     "memory",  "snapshot", "url",         "cluster",
-	        "on_error", "timeout", "pool",     "local_cache", "snapshot_interval",
-	        "on_full",  NULL};
-	yaml_node_t *v[12];
+	        "type",     "memory",  "snapshot", "url",          "cluster",
+	        "on_error", "timeout", "pool",     "local_cache",  "snapshot_interval",
+	        "on_full",  "mode",    "sync",     "strict_below", NULL};
+	yaml_node_t *v[15];
 	struct sl_store_conf *s = &c->p->store;
 	if (!cfg_fields(c, n, "store", keys, v))
 		return;
@@ -343,7 +380,8 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 			cfg_err(c, v[0], "unknown store.type '%s' (expected memory or redis)", t);
 	}
 	/* keys that belong to the other type */
-	static const int memory_only[] = {1, 2, 9, 10}, redis_only[] = {3, 4, 5, 6, 7, 8};
+	static const int memory_only[] = {1, 2, 9, 10},
+	                 redis_only[] = {3, 4, 5, 6, 7, 8, 11, 12, 13};
 	if (s->type == SL_STORE_MEMORY)
 		for (size_t i = 0; i < sizeof(redis_only) / sizeof(redis_only[0]); i++)
 			if (v[redis_only[i]])
@@ -404,6 +442,7 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 			cfg_err(c, v[10],
 			        "store.on_full must be evict, deny_new or allow_new, not '%s'", f);
 	}
+	cfg_store_redis_mode(c, v[11], v[12], v[13], s);
 }
 
 static void defaults(struct sl_policy *p)
@@ -422,6 +461,8 @@ static void defaults(struct sl_policy *p)
 	p->store.snapshot_interval = SL_NS_PER_SEC;
 	p->store.timeout = 50 * 1000000LL;
 	p->store.pool = 4;
+	p->store.sync = 50 * 1000000LL;
+	p->store.strict = 100000; /* 10% */
 	p->responses.rejected_status = 429;
 }
 

@@ -187,6 +187,15 @@ struct sl_store_conf {
 	int64_t timeout;    /* ns, default 50 ms */
 	unsigned pool;      /* connections per worker */
 	bool local_cache;   /* over-limit cache */
+	uint8_t mode;       /* enum sl_redis_mode (store.mode, default exact) */
+	int64_t sync;       /* ns between local mode's syncs, default 50 ms */
+	uint32_t strict;    /* ppm, store.strict_below: local mode decides on
+	                     * Redis when fewer remain (default 10%) */
+};
+
+enum sl_redis_mode {
+	SL_REDIS_EXACT = 0, /* every decision on Redis */
+	SL_REDIS_LOCAL,     /* node-local decisions, synced (docs/store-redis.md) */
 };
 
 enum sl_log_format {
