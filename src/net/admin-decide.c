@@ -195,6 +195,8 @@ static void decide_complete(struct sl_admin_call *c)
 	}
 	render_decision(c, lease);
 	sl_metrics_eval(a->shard, "admin", ev, (int64_t)(uv_hrtime() - c->start));
+	if (a->g->usage)
+		sl_usage_eval(sl_usage_shard(a->g->usage, a->worker), ev);
 }
 
 static void decide_done(struct sl_batch *b)

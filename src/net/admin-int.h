@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include "net/admin.h"
 #include "core/buf.h"
+#include "usage/usage.h"
 
 #define LEASE_TTL_DEFAULT (60 * SL_NS_PER_SEC)
 #define SWEEP_MAX         64            /* leases released per sweep pass */
@@ -88,5 +89,17 @@ typedef int (*sl_admin_handler_fn)(struct sl_admin *a, struct sl_admin_call *c,
 
 int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 int sl_admin_release(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+
+/* admin-usage.c: the usage history (GET only), the dashboard's files
+ * (public: they hold no data; the page sends the token with each fetch),
+ * and the usage series appended to /metrics (returns the bytes written
+ * into buf, 0 when off or when they do not fit). */
+int sl_admin_usage_history(struct sl_admin *a, struct sl_admin_call *c,
+                           const struct sl_admin_req *req);
+int sl_admin_usage_top(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+int sl_admin_dashboard(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+size_t sl_admin_usage_metrics(struct sl_admin *a, char *buf, size_t cap, int64_t now);
+/* Unix seconds or RFC 3339 text to unix seconds. 0, SL_EINVAL, SL_ERANGE. */
+int sl_usage_parse_time(const char *s, int64_t *out);
 
 #endif

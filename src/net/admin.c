@@ -95,12 +95,14 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 	if (s != NULL && s->ops->stats != NULL)
 		s->ops->stats(s, &st);
 	n = sl_metrics_render(a->g->metrics, s ? &st : NULL, c->resp.body, sizeof(c->resp.body));
+	if (n >= 0)
+		n += (long)sl_admin_usage_metrics(a, c->resp.body + n, sizeof(c->resp.body) - (size_t)n,
+		                                  req->now);
 	if (n < 0) {
 		sl_admin_respond_error(&c->resp, 500, "too_large",
 		                       "the metrics do not fit the response");
 		return 0;
 	}
-	(void)req;
 	c->resp.status = 200;
 	c->resp.content_type = sl_admin_ct_prom;
 	c->resp.len = (size_t)n;
@@ -122,6 +124,9 @@ struct route {
 };
 
 static const struct route routes[] = {
+        {"/v1/accounts/*/usage/history", false, "GET HEAD", "GET, HEAD", "use GET",
+         sl_admin_usage_history},
+        {"/v1/usage/top", false, "GET HEAD", "GET, HEAD", "use GET", sl_admin_usage_top},
         {"/metrics", false, "GET HEAD", "GET, HEAD", "use GET", handle_metrics},
         {"/v1/decide", false, "POST", "POST", "use POST", sl_admin_decide},
         {"/v1/release", false, "POST", "POST", "use POST", sl_admin_release},
@@ -196,6 +201,16 @@ int sl_admin_handle(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 		}
 		sl_admin_respond_json(&c->resp, 200, "{\"status\":\"ok\"}");
 		return 0;
+	}
+	/* The dashboard's page and scripts hold no data: a browser loads them
+	 * without a token, and the page sends it with each fetch (docs/usage.md). */
+	if (route_hit(req->path, "/dashboard", true)) {
+		if (!get) {
+			sl_admin_add_extra(&c->resp, "Allow", "GET, HEAD");
+			sl_admin_respond_error(&c->resp, 405, "method_not_allowed", "use GET");
+			return 0;
+		}
+		return sl_admin_dashboard(a, c, req);
 	}
 	if (p != NULL && p->admin.token != NULL && p->admin.token[0] != '\0' &&
 	    !token_ok(req, p->admin.token)) {

@@ -82,6 +82,9 @@ struct sl_template *cfg_template(struct cfg *c, const yaml_node_t *n, const char
 void cfg_err_in_scalar(struct cfg *c, const yaml_node_t *n, size_t off, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
+/* `path` (owned, may be NULL) relative to the config file's directory. */
+char *config_relative(struct cfg *c, const yaml_node_t *n, char *path);
+
 /* Plan index by name, or -1. */
 int cfg_plan_index(const struct sl_policy *p, const char *name);
 
@@ -98,6 +101,7 @@ void cfg_limits(struct cfg *c, const yaml_node_t *n, struct sl_limit **out, size
 void cfg_routes(struct cfg *c, const yaml_node_t *n); /* after cfg_normalize */
 void cfg_normalize(struct cfg *c, const yaml_node_t *n);
 void cfg_responses(struct cfg *c, const yaml_node_t *n);
+void cfg_usage(struct cfg *c, const yaml_node_t *n); /* n may be NULL: the defaults */
 /* After every limit is known: resolve {limits.NAME.*} in queued templates. */
 void cfg_resolve_templates(struct cfg *c);
 

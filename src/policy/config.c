@@ -300,7 +300,7 @@ void cfg_admin(struct cfg *c, const yaml_node_t *n)
 /* `path` (owned, may be NULL) made relative to the directory of the config
  * file when it is relative (DESIGN §8): "state.snap" in /etc/sluice.yaml is
  * /etc/state.snap, whatever the working directory. */
-static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
+char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
 {
 	const char *slash = strrchr(c->path, '/');
 
@@ -462,8 +462,8 @@ static void walk(struct cfg *c, yaml_node_t *root)
 {
 	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
 	                                   "identify",  "plans",     "limits", "routes",
-	                                   "responses", "normalize", NULL};
-	yaml_node_t *v[10];
+	                                   "responses", "normalize", "usage",  NULL};
+	yaml_node_t *v[11];
 	if (!cfg_fields(c, root, "the top level", keys, v))
 		return;
 	if (v[0])
@@ -490,6 +490,7 @@ static void walk(struct cfg *c, yaml_node_t *root)
 		c->p->responses.preset_xratelimit = true;
 	cfg_resolve_templates(c);
 	warn_check_only_concurrency(c);
+	cfg_usage(c, v[10] && !cfg_is_null(v[10]) ? v[10] : NULL); /* also when absent: path */
 }
 
 static char *read_file(const char *path, size_t *len, struct cfg *c)

@@ -81,5 +81,6 @@ void sl_policy_free(struct sl_policy *p)
 	sl_template_free(p->responses.rejected_body);
 	free(p->responses.rejected_content_type);
 	sl_template_free(p->responses.unauthorized_body);
+	free(p->usage.path);
 	free(p);
 }
