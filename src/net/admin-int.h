@@ -90,7 +90,7 @@ typedef int (*sl_admin_handler_fn)(struct sl_admin *a, struct sl_admin_call *c,
 int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 int sl_admin_release(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 
-/* admin-usage.c: the usage history (GET only), the dashboard's files
+/* admin-history.c: the usage history (GET only), the dashboard's files
  * (public: they hold no data; the page sends the token with each fetch),
  * and the usage series appended to /metrics (returns the bytes written
  * into buf, 0 when off or when they do not fit). */
