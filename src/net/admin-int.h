@@ -89,6 +89,8 @@ typedef int (*sl_admin_handler_fn)(struct sl_admin *a, struct sl_admin_call *c,
 
 int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 int sl_admin_release(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+/* GET /v1/accounts/{account}/usage (admin-usage.c) */
+int sl_admin_usage(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 
 /* admin-history.c: the usage history (GET only), the dashboard's files
  * (public: they hold no data; the page sends the token with each fetch),

@@ -127,6 +127,7 @@ static const struct route routes[] = {
         {"/v1/accounts/*/usage/history", false, "GET HEAD", "GET, HEAD", "use GET",
          sl_admin_usage_history},
         {"/v1/usage/top", false, "GET HEAD", "GET, HEAD", "use GET", sl_admin_usage_top},
+        {"/v1/accounts/*/usage", false, "GET HEAD", "GET, HEAD", "use GET", sl_admin_usage},
         {"/metrics", false, "GET HEAD", "GET, HEAD", "use GET", handle_metrics},
         {"/v1/decide", false, "POST", "POST", "use POST", sl_admin_decide},
         {"/v1/release", false, "POST", "POST", "use POST", sl_admin_release},

@@ -372,12 +372,50 @@ static void decide_done(struct sl_batch *b)
 		process(c); /* the store answered later: go on with the body */
 }
 
+/* responses.usage_path (DESIGN.md section 7): the caller's own usage, as
+ * identified (ip, key, account), from a peek: nothing consumed, no slot
+ * taken, the usual rate-limit headers. An unknown key is the usual 401, a
+ * store failure the usual 503. */
+static void usage_done(struct sl_batch *b)
+{
+	struct sl_conn *c = b->data;
+	char *body = c->obuf + SL_OUT_CAP - BODY_MAX;
+	int status;
+	long n;
+
+	pending_done(c);
+	if (c->closing) {
+		free_if_done(c);
+		return;
+	}
+	status = sl_eval_finish(&c->ev);
+	c->decided = true;
+	if (status == 401 || c->ev.decision.store_error) {
+		reject(c);
+	} else {
+		n = sl_render_usage(&c->ev, body, BODY_MAX);
+		if (n < 0)
+			sl_conn_answer_error(c, 500, false);
+		else
+			respond(c, 200, "application/json", body, (size_t)n, true);
+	}
+	if (!c->in_decide && !c->closing)
+		process(c);
+}
+
+static bool is_usage_path(const struct sl_policy *p, const struct sl_request *req)
+{
+	const char *u = p->responses.usage_path;
+
+	return u != NULL && req->path.len == strlen(u) && memcmp(req->path.p, u, req->path.len) == 0;
+}
+
 static void decide(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
 	struct sl_request req;
 	int64_t now = sl_worker_now(w);
-	bool submitted_nothing;
+	bool submitted_nothing, peek;
 	int rc;
 
 	c->phase = SL_PH_DECIDE;
@@ -388,14 +426,16 @@ static void decide(struct sl_conn *c)
 	sl_http_request_view(&c->hp.msg, (const struct sockaddr *)&c->peer, &req);
 	if (c->l->kind == SL_LK_CHECK)
 		sl_http_forward_auth(&c->hp.msg, &req);
-	rc = sl_eval_begin(&c->ev, c->policy, &req, now);
+	peek = is_usage_path(c->policy, &req);
+	rc = peek ? sl_eval_peek_begin(&c->ev, c->policy, &req, now, SL_PEEK_CALLER)
+	          : sl_eval_begin(&c->ev, c->policy, &req, now);
 	if (rc < 0) {
 		sl_conn_answer_error(c, rc == SL_ENOMEM ? 431 : 400, true);
 		return;
 	}
 	submitted_nothing = c->ev.batch.n == 0;
 	c->ev.batch.loop = &w->loop;
-	c->ev.batch.done = decide_done;
+	c->ev.batch.done = peek ? usage_done : decide_done;
 	c->ev.batch.data = c;
 	c->ev.batch.now = now;
 	c->store_pending++;
@@ -409,7 +449,7 @@ static void decide(struct sl_conn *c)
 	if (rc < 0 || submitted_nothing) {
 		c->ev.batch.status = rc;
 		c->ev.batch.time = now;
-		decide_done(&c->ev.batch);
+		c->ev.batch.done(&c->ev.batch);
 	}
 	c->in_decide = false;
 }

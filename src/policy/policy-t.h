@@ -147,6 +147,7 @@ struct sl_responses {
 	struct sl_template *rejected_body;     /* NULL: a default JSON body */
 	char *rejected_content_type;           /* the loader fills "application/json" */
 	struct sl_template *unauthorized_body; /* 401 body; NULL: default JSON */
+	char *usage_path; /* gateway path answered with the caller's usage; NULL: off */
 };
 
 enum sl_store_kind {

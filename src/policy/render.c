@@ -520,3 +520,8 @@ long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char 
 	*content_type = "application/json";
 	return default_body(&x, buf, cap);
 }
+
+int64_t sl_check_window_ns(const struct sl_check *c)
+{
+	return window_ns(c);
+}

@@ -137,8 +137,9 @@ void sl_usage_eval(struct sl_usage_shard *s, const struct sl_eval *ev)
 	const char *limit = NULL;
 	unsigned outcome;
 
-	if (s == NULL || ev->batch.status < 0 || d->store_error || d->status == 401)
-		return;
+	if (s == NULL || ev->batch.op == SL_OP_PEEK || ev->batch.status < 0 || d->store_error ||
+	    d->status == 401)
+		return; /* a peek decides nothing */
 	if (d->denied >= 0 || d->status != 200)
 		outcome = SL_USAGE_REJECTED;
 	else if (d->delay > 0)

@@ -46,7 +46,7 @@ void sl_usage_count(struct sl_usage_shard *s, const char *account, size_t alen, 
                     unsigned outcome, uint64_t cost, int64_t now_ns);
 /* Count a finished evaluation (after sl_eval_finish): its account, its
  * deciding limit (the denying one, else the most restrictive), its outcome.
- * 401s and store errors are not counted. Thread: the shard's worker. */
+ * 401s, store errors and peeks are not counted. Thread: the shard's worker. */
 void sl_usage_eval(struct sl_usage_shard *s, const struct sl_eval *ev);
 
 /* Swap every worker's table and write what it held, adding each cell to
