@@ -602,6 +602,16 @@ int sl_admin_dashboard(struct sl_admin *a, struct sl_admin_call *c, const struct
 	} else if (req->path.len == sizeof(pre)) { /* "/dashboard/" */
 		nlen = strlen(name);
 	}
+	if (nlen == 9 && memcmp(name, "auth.json", 9) == 0) {
+		/* whether the page must ask for the token (a 401 tells as much) */
+		const struct sl_policy *p = req->policy;
+		bool need = p != NULL && p->admin.token != NULL && p->admin.token[0] != '\0';
+
+		sl_admin_respond_json(&c->resp, 200,
+		                      need ? "{\"token_required\":true}" : "{\"token_required\":false}");
+		sl_admin_add_extra(&c->resp, "Cache-Control", "no-store");
+		return 0;
+	}
 	for (const struct sl_dash_file *f = sl_dash_files; f->name != NULL; f++) {
 		if (strlen(f->name) != nlen || memcmp(f->name, name, nlen) != 0)
 			continue;

@@ -103,7 +103,7 @@ function drawSpark() {
   s.replaceChildren();
   if (spark.length < 2) return;
   const max = Math.max(1, ...spark);
-  const step = 300 / (SPARK_POINTS - 1);
+  const step = 300 / (Math.max(spark.length, 30) - 1); // at least 1 minute wide
   const x0 = 300 - (spark.length - 1) * step;
   let d = "";
   spark.forEach((v, i) => {
@@ -248,17 +248,29 @@ function label(start, bucket) {
   return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
+// The smallest round number >= v (a power of ten times 1, 1.2, 1.6, 2,
+// 4, 5, 6 or 8) so that its four ticks are round too.
+function niceCeil(v) {
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 1.2, 1.6, 2, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
 function drawHistory(h) {
   const s = $("history");
   s.replaceChildren();
-  const W = 900, H = 240, L = 48, B = 22, T = 8;
+  // the drawing is as wide as the element, so text is never stretched
+  const W = Math.max(300, Math.round(s.getBoundingClientRect().width || 900));
+  const H = 240, L = 48, B = 22, T = 8;
+  s.setAttribute("viewBox", "0 0 " + W + " " + H);
   const pts = h.series || [];
   let total = { a: 0, d: 0, r: 0 };
-  let max = 1;
+  let peak = 1;
   for (const p of pts) {
-    max = Math.max(max, p.allowed + p.delayed + p.rejected);
+    peak = Math.max(peak, p.allowed + p.delayed + p.rejected);
     total.a += p.allowed; total.d += p.delayed; total.r += p.rejected;
   }
+  const max = niceCeil(peak);
   $("account-totals").textContent = fmt(total.a) + " allowed · " + fmt(total.d) + " delayed · " + fmt(total.r) + " rejected";
   for (let i = 0; i <= 4; i++) {
     const y = T + ((H - T - B) * i) / 4;
@@ -325,8 +337,16 @@ function init() {
   $("top-by").addEventListener("change", () => pollTop().catch(() => {}));
   const pre = new URLSearchParams(location.search).get("account");
   if (pre) { $("account-input").value = pre; account = pre; }
-  tick();
-  setInterval(tick, POLL_MS);
+  // Ask first whether a token is needed, so a fresh tab prompts for it
+  // instead of starting with a failed request.
+  fetch("/dashboard/auth.json", { cache: "no-store", credentials: "omit" })
+    .then((r) => r.json())
+    .then((a) => {
+      if (a.token_required && !token()) askToken();
+      else tick();
+    })
+    .catch(() => setStatus("down", "admin API unreachable"))
+    .finally(() => setInterval(() => { if (!tokenAsked) tick(); }, POLL_MS));
 }
 
 document.addEventListener("DOMContentLoaded", init);
