@@ -123,6 +123,13 @@ static void on_reload(uv_signal_t *h, int sig)
 	print_diag(diag); /* its warnings */
 	free(diag);
 	report_store_changes(&d->boot->store, &p->store);
+	if (d->boot->usage.enabled != p->usage.enabled || !same_str(d->boot->usage.path, p->usage.path) ||
+	    d->boot->usage.flush_interval != p->usage.flush_interval ||
+	    d->boot->usage.max_series != p->usage.max_series ||
+	    d->boot->usage.keep_minutes != p->usage.keep_minutes ||
+	    d->boot->usage.keep_hours != p->usage.keep_hours ||
+	    d->boot->usage.keep_days != p->usage.keep_days)
+		log_msg("reload: usage changes take effect on restart");
 	err[0] = 0;
 	if (sl_server_set_policy(d->server, p, err, sizeof(err)) != 0)
 		fprintf(stderr, "sluice: reload: %s\n", err);
