@@ -96,8 +96,8 @@ static void bench_count(const char *dir)
 	for (int r = 0; r < 5; r++) {
 		double t = now_ms();
 		for (long i = 0; i < n; i++)
-			sl_usage_count(sl_usage_shard(u, 0), "bench", 5, "account", SL_USAGE_ALLOWED, 1,
-			               T0 * SL_NS_PER_SEC);
+			sl_usage_count(sl_usage_shard(u, 0), "bench", 5, "account",
+			               SL_USAGE_ALLOWED, 1, T0 * SL_NS_PER_SEC);
 		runs[r] = (now_ms() - t) * 1e6 / (double)n;
 	}
 	printf("count_ns %.1f\n", median(runs, 5));
@@ -170,8 +170,8 @@ int main(void)
 	for (int r = 0; r < 21; r++) {
 		long n = 0;
 		double t0 = now_ms();
-		sl_usage_history(u, "account-000007", 14, SL_USAGE_HOUR, end - 90LL * 86400, end, rows,
-		                 &n);
+		sl_usage_history(u, "account-000007", 14, SL_USAGE_HOUR, end - 90LL * 86400, end,
+		                 rows, &n);
 		q[r] = now_ms() - t0;
 		if (n != 90 * 24) {
 			fprintf(stderr, "history: %ld rows\n", n);

@@ -123,7 +123,8 @@ static void on_reload(uv_signal_t *h, int sig)
 	print_diag(diag); /* its warnings */
 	free(diag);
 	report_store_changes(&d->boot->store, &p->store);
-	if (d->boot->usage.enabled != p->usage.enabled || !same_str(d->boot->usage.path, p->usage.path) ||
+	if (d->boot->usage.enabled != p->usage.enabled ||
+	    !same_str(d->boot->usage.path, p->usage.path) ||
 	    d->boot->usage.flush_interval != p->usage.flush_interval ||
 	    d->boot->usage.max_series != p->usage.max_series ||
 	    d->boot->usage.keep_minutes != p->usage.keep_minutes ||
@@ -283,7 +284,8 @@ store_ready:
 		_exit(1);
 	}
 	if (d.usage && sl_usage_start(d.usage) < 0)
-		log_msg("could not start the usage flusher: history flushed on queries and at exit");
+		log_msg("could not start the usage flusher: history flushed on queries and at "
+		        "exit");
 	if (sl_snapshot_start(&d.snap, d.store, d.boot->store.snapshot_interval, stderr) < 0)
 		log_msg("could not start the snapshot thread: snapshots on drain only");
 	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,

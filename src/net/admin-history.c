@@ -154,7 +154,8 @@ static bool parse_query(struct sl_admin_resp *r, struct sl_str q, struct param *
 			continue;
 		}
 		if (pct_decode(p, (size_t)(ne - p), name, sizeof(name), true) < 0) {
-			sl_admin_respond_error(r, 400, "bad_parameter", "a query parameter name is malformed");
+			sl_admin_respond_error(r, 400, "bad_parameter",
+			                       "a query parameter name is malformed");
 			return false;
 		}
 		for (i = 0; i < nps && strcmp(ps[i].name, name) != 0; i++)
@@ -169,7 +170,8 @@ static bool parse_query(struct sl_admin_resp *r, struct sl_str q, struct param *
 			sl_admin_respond_error(r, 400, "bad_parameter", msg);
 			return false;
 		}
-		if (!eq || pct_decode(eq + 1, (size_t)(e - eq - 1), ps[i].value, PARAM_MAX, true) <= 0) {
+		if (!eq ||
+		    pct_decode(eq + 1, (size_t)(e - eq - 1), ps[i].value, PARAM_MAX, true) <= 0) {
 			snprintf(msg, sizeof(msg), "parameter '%s' needs a value", ps[i].name);
 			sl_admin_respond_error(r, 400, "bad_parameter", msg);
 			return false;
@@ -355,13 +357,17 @@ int sl_admin_usage_history(struct sl_admin *a, struct sl_admin_call *c,
 	step = sl_usage_bucket_seconds(bucket);
 	to = now;
 	if (ps[2].set && sl_usage_parse_time(ps[2].value, &to) < 0)
-		return bad_param(&c->resp, "to",
-		                 "expected unix seconds or an RFC 3339 time (2026-12-02T01:00:00Z)"),
+		return bad_param(
+		               &c->resp, "to",
+		               "expected unix seconds or an RFC 3339 time (2026-12-02T01:00:00Z)"),
 		       0;
-	from = to - (bucket == SL_USAGE_MINUTE ? 3600 : bucket == SL_USAGE_HOUR ? 86400 : 30 * 86400);
+	from = to - (bucket == SL_USAGE_MINUTE ? 3600
+	             : bucket == SL_USAGE_HOUR ? 86400
+	                                       : 30 * 86400);
 	if (ps[1].set && sl_usage_parse_time(ps[1].value, &from) < 0)
-		return bad_param(&c->resp, "from",
-		                 "expected unix seconds or an RFC 3339 time (2026-12-02T01:00:00Z)"),
+		return bad_param(
+		               &c->resp, "from",
+		               "expected unix seconds or an RFC 3339 time (2026-12-02T01:00:00Z)"),
 		       0;
 	if (from > to)
 		return bad_param(&c->resp, "from", "must not be after 'to'"), 0;
@@ -423,9 +429,9 @@ int sl_admin_usage_history(struct sl_admin *a, struct sl_admin_call *c,
 
 struct top {
 	struct dyn *d;
-	unsigned n;      /* accounts written */
-	bool in_by;      /* inside an account's rejected_by object */
-	unsigned nby;    /* entries in it */
+	unsigned n;   /* accounts written */
+	bool in_by;   /* inside an account's rejected_by object */
+	unsigned nby; /* entries in it */
 };
 
 static void close_account(struct top *t)
@@ -608,7 +614,8 @@ int sl_admin_dashboard(struct sl_admin *a, struct sl_admin_call *c, const struct
 		bool need = p != NULL && p->admin.token != NULL && p->admin.token[0] != '\0';
 
 		sl_admin_respond_json(&c->resp, 200,
-		                      need ? "{\"token_required\":true}" : "{\"token_required\":false}");
+		                      need ? "{\"token_required\":true}"
+		                           : "{\"token_required\":false}");
 		sl_admin_add_extra(&c->resp, "Cache-Control", "no-store");
 		return 0;
 	}
@@ -622,10 +629,11 @@ int sl_admin_dashboard(struct sl_admin *a, struct sl_admin_call *c, const struct
 		}
 		memcpy(copy, f->bytes, f->len);
 		sl_admin_respond_owned(&c->resp, 200, mime(f->name), copy, f->len);
-		sl_admin_add_extra(&c->resp, "Content-Security-Policy",
-		                   "default-src 'none'; script-src 'self'; style-src 'self'; "
-		                   "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
-		                   "base-uri 'none'; form-action 'none'");
+		sl_admin_add_extra(
+		        &c->resp, "Content-Security-Policy",
+		        "default-src 'none'; script-src 'self'; style-src 'self'; "
+		        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+		        "base-uri 'none'; form-action 'none'");
 		sl_admin_add_extra(&c->resp, "X-Content-Type-Options", "nosniff");
 		sl_admin_add_extra(&c->resp, "Cache-Control", "no-cache");
 		sl_admin_add_extra(&c->resp, "Referrer-Policy", "no-referrer");

@@ -96,8 +96,8 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 		s->ops->stats(s, &st);
 	n = sl_metrics_render(a->g->metrics, s ? &st : NULL, c->resp.body, sizeof(c->resp.body));
 	if (n >= 0)
-		n += (long)sl_admin_usage_metrics(a, c->resp.body + n, sizeof(c->resp.body) - (size_t)n,
-		                                  req->now);
+		n += (long)sl_admin_usage_metrics(a, c->resp.body + n,
+		                                  sizeof(c->resp.body) - (size_t)n, req->now);
 	if (n < 0) {
 		sl_admin_respond_error(&c->resp, 500, "too_large",
 		                       "the metrics do not fit the response");

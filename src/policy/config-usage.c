@@ -8,18 +8,17 @@
 #include <sluice/algo-t.h>
 #include "policy/config-int.h"
 
-#define FLUSH_MIN         (100 * 1000000LL)       /* ns */
-#define FLUSH_MAX         (10 * SL_NS_PER_SEC)    /* ns: a crash loses at most this */
-#define MINUTE_NS         (60 * SL_NS_PER_SEC)    /* ns */
-#define HOUR_NS           (3600 * SL_NS_PER_SEC)  /* ns */
-#define DAY_NS            (86400 * SL_NS_PER_SEC) /* ns */
-#define MAX_SERIES_MIN    64                      /* cells per worker buffer */
-#define MAX_SERIES_MAX    (1u << 22)              /* cells: 4 Mi, ~700 MiB per worker */
-#define MAX_SERIES_DFLT   16384                   /* cells: ~2.7 MiB per buffer */
-#define KEEP_LIMIT_NS     (100LL * 365 * DAY_NS)  /* ns: a century */
+#define FLUSH_MIN       (100 * 1000000LL)       /* ns */
+#define FLUSH_MAX       (10 * SL_NS_PER_SEC)    /* ns: a crash loses at most this */
+#define MINUTE_NS       (60 * SL_NS_PER_SEC)    /* ns */
+#define HOUR_NS         (3600 * SL_NS_PER_SEC)  /* ns */
+#define DAY_NS          (86400 * SL_NS_PER_SEC) /* ns */
+#define MAX_SERIES_MIN  64                      /* cells per worker buffer */
+#define MAX_SERIES_MAX  (1u << 22)              /* cells: 4 Mi, ~700 MiB per worker */
+#define MAX_SERIES_DFLT 16384                   /* cells: ~2.7 MiB per buffer */
+#define KEEP_LIMIT_NS   (100LL * 365 * DAY_NS)  /* ns: a century */
 
-static void keep(struct cfg *c, const yaml_node_t *n, const char *what, int64_t unit,
-                 int64_t *out)
+static void keep(struct cfg *c, const yaml_node_t *n, const char *what, int64_t unit, int64_t *out)
 {
 	int64_t v;
 
@@ -27,7 +26,9 @@ static void keep(struct cfg *c, const yaml_node_t *n, const char *what, int64_t 
 		return;
 	if (v < unit || v > KEEP_LIMIT_NS) {
 		cfg_err(c, n, "%s must be between %s and 100 years", what,
-		        unit == MINUTE_NS ? "1m" : unit == HOUR_NS ? "1h" : "1d");
+		        unit == MINUTE_NS ? "1m"
+		        : unit == HOUR_NS ? "1h"
+		                          : "1d");
 		return;
 	}
 	*out = v;

@@ -21,12 +21,7 @@ enum sl_usage_outcome {
 	SL_USAGE_REJECTED,
 };
 
-enum sl_usage_bucket {
-	SL_USAGE_MINUTE = 0,
-	SL_USAGE_HOUR,
-	SL_USAGE_DAY,
-	SL_USAGE_NBUCKETS
-};
+enum sl_usage_bucket { SL_USAGE_MINUTE = 0, SL_USAGE_HOUR, SL_USAGE_DAY, SL_USAGE_NBUCKETS };
 
 enum sl_usage_by {
 	SL_USAGE_BY_REJECTED = 0,
@@ -36,10 +31,10 @@ enum sl_usage_by {
 
 /* One (account, deciding limit, minute) series of one worker. */
 struct sl_usage_cell {
-	uint64_t hash;   /* of (account, limit, minute); 0: empty slot */
-	int64_t minute;  /* unix s, a multiple of 60 */
+	uint64_t hash;                       /* of (account, limit, minute); 0: empty slot */
+	int64_t minute;                      /* unix s, a multiple of 60 */
 	uint64_t allowed, delayed, rejected; /* decisions */
-	uint64_t cost;   /* units admitted (allowed + delayed decisions) */
+	uint64_t cost;                       /* units admitted (allowed + delayed decisions) */
 	char account[SL_USAGE_ACCOUNT];
 	char limit[SL_USAGE_LIMIT]; /* "" when no limit decided */
 };
@@ -56,9 +51,9 @@ struct sl_usage_shard {
 	pthread_mutex_t mu;
 	unsigned active; /* index into buf */
 	struct sl_usage_buf buf[2];
-	uint32_t cap;          /* slots per buffer, a power of two */
-	uint32_t limit;        /* used slots past which a new series is dropped */
-	_Atomic uint32_t fill; /* used slots of the active buffer (flusher reads) */
+	uint32_t cap;             /* slots per buffer, a power of two */
+	uint32_t limit;           /* used slots past which a new series is dropped */
+	_Atomic uint32_t fill;    /* used slots of the active buffer (flusher reads) */
 	_Atomic uint64_t dropped; /* decisions not counted: table full or names too long */
 	_Atomic uint64_t counted; /* decisions counted */
 } __attribute__((aligned(64)));

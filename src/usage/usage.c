@@ -15,9 +15,9 @@
 #include <sluice/algo-t.h>
 #include "usage/usage-int.h"
 
-#define PRUNE_EVERY 60     /* s of `now` between retention passes */
-#define TICK_MS     100    /* ms: the flusher looks at the fill this often */
-#define BUSY_MS     5000   /* ms a statement waits for a lock held elsewhere */
+#define PRUNE_EVERY 60   /* s of `now` between retention passes */
+#define TICK_MS     100  /* ms: the flusher looks at the fill this often */
+#define BUSY_MS     5000 /* ms a statement waits for a lock held elsewhere */
 
 static const char *const table[SL_USAGE_NBUCKETS] = {"usage_minute", "usage_hour", "usage_day"};
 static const int64_t bucket_s[SL_USAGE_NBUCKETS] = {60, 3600, 86400};

@@ -18,10 +18,10 @@
 #include "policy/policy.h"
 #include "usage/usage.h"
 
-#define T0     (1796169600LL) /* s: 2026-12-02 00:00:00 UTC, a day boundary */
-#define NS(s)  ((int64_t)(s) * SL_NS_PER_SEC)
-#define HOUR   3600
-#define DAY    86400
+#define T0    (1796169600LL) /* s: 2026-12-02 00:00:00 UTC, a day boundary */
+#define NS(s) ((int64_t)(s)*SL_NS_PER_SEC)
+#define HOUR  3600
+#define DAY   86400
 
 struct fix {
 	char dir[64];
@@ -108,7 +108,8 @@ static struct sums hist(struct fix *f, const char *acc, unsigned bucket, int64_t
 {
 	struct sums s = {0};
 
-	assert_int_equal(sl_usage_history(f->u, acc, strlen(acc), bucket, from, to, add_row, &s), 0);
+	assert_int_equal(sl_usage_history(f->u, acc, strlen(acc), bucket, from, to, add_row, &s),
+	                 0);
 	return s;
 }
 
@@ -134,7 +135,8 @@ static void flush_rolls_minutes_up_to_hours_and_days(void **state)
 	assert_int_equal(sl_usage_flush(f->u, NS(T0 + HOUR + 2)), 0);
 
 	s = hist(f, "acme", SL_USAGE_MINUTE, T0, T0 + 2 * HOUR);
-	assert_int_equal(s.rows, 5); /* (0,hourly) (60,hourly) (120,hourly) (120,ip) (3600,hourly) */
+	assert_int_equal(s.rows,
+	                 5); /* (0,hourly) (60,hourly) (120,hourly) (120,ip) (3600,hourly) */
 	assert_int_equal(s.allowed, 3);
 	assert_int_equal(s.delayed, 1);
 	assert_int_equal(s.rejected, 2);
@@ -323,9 +325,9 @@ static void top_orders_accounts_and_names_their_rejecting_limits(void **state)
 	assert_int_equal(t.val[1], 2000000);
 
 	memset(&t, 0, sizeof(t));
-	assert_int_equal(sl_usage_top(f->u, SL_USAGE_BY_ALLOWED, T0 + 100 - HOUR, 1, T0 + 100,
-	                              top_row, &t),
-	                 0);
+	assert_int_equal(
+	        sl_usage_top(f->u, SL_USAGE_BY_ALLOWED, T0 + 100 - HOUR, 1, T0 + 100, top_row, &t),
+	        0);
 	assert_int_equal(t.n, 1);
 	assert_string_equal(t.acc[0], "c");
 
@@ -347,13 +349,15 @@ static void eval_outcomes_map_to_counts(void **state)
 	ev.nchecks = 1;
 	ev.limits[0] = &lim;
 	ev.cost = 3;
-	ev.decision = (struct sl_decision){.status = 200, .denied = -1, .primary = 0, .now = NS(T0)};
+	ev.decision =
+	        (struct sl_decision){.status = 200, .denied = -1, .primary = 0, .now = NS(T0)};
 	sl_usage_eval(sl_usage_shard(f->u, 0), &ev);
 	ev.decision.delay = 5;
 	sl_usage_eval(sl_usage_shard(f->u, 0), &ev);
 	ev.decision = (struct sl_decision){.status = 429, .denied = 0, .primary = 0, .now = NS(T0)};
 	sl_usage_eval(sl_usage_shard(f->u, 0), &ev);
-	ev.decision = (struct sl_decision){.status = 401, .denied = -1, .primary = -1, .now = NS(T0)};
+	ev.decision =
+	        (struct sl_decision){.status = 401, .denied = -1, .primary = -1, .now = NS(T0)};
 	sl_usage_eval(sl_usage_shard(f->u, 0), &ev); /* not counted */
 	ev.decision = (struct sl_decision){.status = 503, .denied = -1, .store_error = true};
 	sl_usage_eval(sl_usage_shard(f->u, 0), &ev); /* not counted */
@@ -397,7 +401,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(flush_rolls_minutes_up_to_hours_and_days, setup,
 	                                        teardown),
-	        cmocka_unit_test_setup_teardown(flushes_add_to_rows_already_written, setup, teardown),
+	        cmocka_unit_test_setup_teardown(flushes_add_to_rows_already_written, setup,
+	                                        teardown),
 	        cmocka_unit_test_setup_teardown(full_table_drops_and_counts_instead_of_growing,
 	                                        setup_small, teardown),
 	        cmocka_unit_test_setup_teardown(names_too_long_are_dropped_not_truncated, setup,
@@ -406,8 +411,8 @@ int main(void)
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(retention_passes_run_at_most_once_a_minute, setup,
 	                                        teardown),
-	        cmocka_unit_test_setup_teardown(top_orders_accounts_and_names_their_rejecting_limits,
-	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                top_orders_accounts_and_names_their_rejecting_limits, setup, teardown),
 	        cmocka_unit_test_setup_teardown(eval_outcomes_map_to_counts, setup, teardown),
 	        cmocka_unit_test_setup_teardown(reopen_keeps_flushed_rows, setup, teardown),
 	        cmocka_unit_test(open_fails_with_a_message_for_a_bad_path),

@@ -35,8 +35,8 @@ static void *worker(void *p)
 
 	for (int i = 0; i < PER; i++) {
 		snprintf(name, sizeof(name), "acc%d", i % ACCOUNTS);
-		sl_usage_count(sl_usage_shard(a->u, a->w), name, strlen(name), "hourly",
-		               i % 3, 1, (T0 + i / 1000) * SL_NS_PER_SEC);
+		sl_usage_count(sl_usage_shard(a->u, a->w), name, strlen(name), "hourly", i % 3, 1,
+		               (T0 + i / 1000) * SL_NS_PER_SEC);
 	}
 	atomic_fetch_sub(&running, 1);
 	return NULL;
@@ -80,8 +80,8 @@ static void counts_survive_concurrent_swaps(void **state)
 	for (int k = 0; k < ACCOUNTS; k++) {
 		char name[16];
 		snprintf(name, sizeof(name), "acc%d", k);
-		assert_int_equal(sl_usage_history(u, name, strlen(name), SL_USAGE_MINUTE, T0, T0 + 3600,
-		                                  total, &sum),
+		assert_int_equal(sl_usage_history(u, name, strlen(name), SL_USAGE_MINUTE, T0,
+		                                  T0 + 3600, total, &sum),
 		                 0);
 	}
 	assert_int_equal(sum, (uint64_t)WORKERS * PER);
