@@ -12,6 +12,7 @@ usage database before the daemon starts (labelled as such below), so the
 chart shows an hour of history; the assertions on the live part use only
 the traffic the test sends."""
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -130,9 +131,12 @@ def test_dashboard_shows_an_account_its_limits_and_history(sluice, browser, tmp_
     db = str(tmp_path / "usage.db")
     seed_history(db, int(time.time()))
     daemon = sluice(CONFIG % (TOKEN, db))
+    t0 = int(time.time())
     codes = traffic(daemon)
-    assert codes["sk_acme"].count(200) == 60 and codes["sk_acme"].count(429) == 10
-    assert codes["sk_globex"].count(429) == 6
+    # GCRA gives back a unit a second: a slow run admits a few more than 60
+    acme_ok, acme_429 = codes["sk_acme"].count(200), codes["sk_acme"].count(429)
+    assert acme_ok >= 60 and acme_429 >= 1 and acme_ok + acme_429 == 70
+    assert codes["sk_globex"].count(429) >= 1
 
     browser.get(daemon.url("admin", "/dashboard"))
     wait = WebDriverWait(browser, 15)
@@ -159,18 +163,22 @@ def test_dashboard_shows_an_account_its_limits_and_history(sluice, browser, tmp_
     assert browser.find_element(By.ID, "account-plan").text == "pro"
     limits = {e.get_attribute("data-limit"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "#limits .limit")}
     assert set(limits) == {"per-minute", "daily"}
-    assert "0 of 60 left" in limits["per-minute"], limits
+    left = re.search(r"(\d+) of 60 left per minute", limits["per-minute"])
+    assert left and int(left.group(1)) <= 10, limits  # spent, regaining 1/s
     assert "of 5000 left" in limits["daily"], limits
 
     # the chart has bars with height, and the live minute holds our traffic
     bars = browser.find_elements(By.CSS_SELECTOR, "#history rect")
     assert len(bars) > 0
     assert max(float(r.get_attribute("height")) for r in bars) > 1
-    last = browser.execute_script("""
-        const rs = [...document.querySelectorAll('#history rect')];
-        return rs.map(r => r.querySelector('title').textContent);""")
-    assert any("60 allowed" in t for t in last), last[-6:]
-    assert any("10 rejected" in t for t in last), last[-6:]
+    # the bars from the minute the traffic began on are exactly its counts
+    # (the seeded hour ends before it)
+    live = browser.execute_script("""
+        const out = {allowed: 0, delayed: 0, rejected: 0};
+        for (const r of document.querySelectorAll('#history rect'))
+            if (Number(r.dataset.start) >= arguments[0]) out[r.dataset.kind] += Number(r.dataset.n);
+        return out;""", t0 - t0 % 60)
+    assert live == {"allowed": acme_ok, "delayed": 0, "rejected": acme_429}, live
     totals = browser.find_element(By.ID, "account-totals").text
     assert "allowed" in totals
 

@@ -291,7 +291,8 @@ function drawHistory(h) {
       const hgt = p[k] * scale;
       if (hgt <= 0) continue;
       y -= hgt;
-      const rect = svg("rect", { class: cls, x: x.toFixed(1), y: y.toFixed(1), width: w.toFixed(1), height: Math.max(1, hgt).toFixed(1) });
+      const rect = svg("rect", { class: cls, x: x.toFixed(1), y: y.toFixed(1), width: w.toFixed(1), height: Math.max(1, hgt).toFixed(1),
+        "data-start": p.start, "data-kind": k, "data-n": p[k] });
       const tip = svg("title", {});
       tip.textContent = label(p.start, h.bucket) + ": " + p[k] + " " + k;
       rect.appendChild(tip);
