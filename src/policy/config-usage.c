@@ -2,7 +2,9 @@
  * is kept and for how long. Every key is optional; absent, the history is
  * on, in usage.db beside the config file, flushed every 10 s, minutes kept
  * 48 h, hours 90 days, days 2 years. A relative path is relative to the
- * config file's directory, like every other file the config names. */
+ * config file's directory, like every other file the config names.
+ * `store: redis` keeps the history in the store's Redis (the first address
+ * of store.url), shared by every node that uses it. */
 #include <stdlib.h>
 #include <string.h>
 #include <sluice/algo-t.h>
@@ -49,10 +51,10 @@ static void retention(struct cfg *c, const yaml_node_t *n)
 
 void cfg_usage(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"enabled",    "path",      "flush_interval",
-	                                   "max_series", "retention", NULL};
+	static const char *const keys[] = {
+	        "enabled", "path", "flush_interval", "max_series", "retention", "store", NULL};
 	struct sl_usage_conf *u = &c->p->usage;
-	yaml_node_t *v[5] = {NULL};
+	yaml_node_t *v[6] = {NULL};
 	const yaml_node_t *pathnode = n;
 
 	u->enabled = true;
@@ -76,6 +78,26 @@ void cfg_usage(struct cfg *c, const yaml_node_t *n)
 			         &u->max_series);
 		if (v[4] && !cfg_is_null(v[4]))
 			retention(c, v[4]);
+		if (v[5]) {
+			const char *s = cfg_scalar(c, v[5], "usage.store");
+			if (s && strcmp(s, "redis") == 0 && c->p->store.type != SL_STORE_REDIS)
+				cfg_err(c, v[5],
+				        "usage.store: redis keeps the history in the store's "
+				        "Redis: it "
+				        "needs store.type: redis");
+			else if (s && strcmp(s, "redis") == 0)
+				u->redis = true;
+			else if (s && strcmp(s, "sqlite") != 0)
+				cfg_err(c, v[5], "usage.store must be sqlite or redis, not '%s'",
+				        s);
+		}
+	}
+	if (u->redis) {
+		/* the store's Redis: its first seed (DESIGN 7) */
+		const char *url = c->p->store.url ? c->p->store.url : "redis://127.0.0.1:6379";
+		u->redis_url = strndup(url, strcspn(url, ","));
+		if (u->redis_url == NULL)
+			cfg_err(c, v[5], "out of memory");
 	}
 	if (u->keep_hours < u->keep_minutes || u->keep_days < u->keep_hours)
 		cfg_err(c, v[4] ? v[4] : n,

@@ -219,6 +219,8 @@ struct sl_usage_conf {
 	int64_t keep_minutes;   /* ns, default 48 h */
 	int64_t keep_hours;     /* ns, default 90 d */
 	int64_t keep_days;      /* ns, default 2 years (730 d) */
+	bool redis;             /* usage.store: redis (default sqlite) */
+	char *redis_url;        /* with redis: the first of store.url, or localhost */
 };
 
 struct sl_identify_conf {

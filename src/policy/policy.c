@@ -82,6 +82,7 @@ void sl_policy_free(struct sl_policy *p)
 	free(p->responses.rejected_content_type);
 	sl_template_free(p->responses.unauthorized_body);
 	free(p->usage.path);
+	free(p->usage.redis_url);
 	free(p->responses.usage_path);
 	free(p);
 }

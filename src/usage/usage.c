@@ -20,25 +20,8 @@
 #define BUSY_MS     5000 /* ms a statement waits for a lock held elsewhere */
 
 static const char *const table[SL_USAGE_NBUCKETS] = {"usage_minute", "usage_hour", "usage_day"};
-static const int64_t bucket_s[SL_USAGE_NBUCKETS] = {60, 3600, 86400};
-
-struct sl_usage {
-	struct sl_usage_conf conf; /* path owned */
-	int64_t (*clock)(void);
-	unsigned nshards;
-	struct sl_usage_shard *shards;
-
-	pthread_mutex_t db_mu; /* the connection, the statements, the stats */
-	sqlite3 *db;
-	sqlite3_stmt *upsert[SL_USAGE_NBUCKETS];
-	int64_t last_prune; /* unix s */
-	struct sl_usage_stats st;
-
-	pthread_mutex_t run_mu; /* flusher thread control */
-	pthread_cond_t run_cv;
-	pthread_t thread;
-	bool running, stop;
-};
+const int64_t usage_bucket_s[SL_USAGE_NBUCKETS] = {60, 3600, 86400};
+#define bucket_s usage_bucket_s
 
 int64_t sl_usage_bucket_seconds(unsigned bucket)
 {
@@ -93,12 +76,13 @@ int sl_usage_open(struct sl_usage **out, const struct sl_usage_conf *conf, unsig
 {
 	struct sl_usage *u = calloc(1, sizeof(*u));
 	unsigned made = 0;
+	int ret = SL_EIO;
 
 	*out = NULL;
-	if (u == NULL || nworkers == 0 || conf->path == NULL)
+	if (u == NULL || nworkers == 0 || (conf->path == NULL && !conf->redis))
 		goto fail_nomem;
 	u->conf = *conf;
-	u->conf.path = strdup(conf->path);
+	u->conf.path = strdup(conf->path ? conf->path : "");
 	u->clock = clock;
 	u->shards = aligned_alloc(64, sizeof(*u->shards) * nworkers);
 	if (u->conf.path == NULL || u->shards == NULL)
@@ -111,6 +95,13 @@ int sl_usage_open(struct sl_usage **out, const struct sl_usage_conf *conf, unsig
 	pthread_mutex_init(&u->db_mu, NULL);
 	pthread_mutex_init(&u->run_mu, NULL);
 	pthread_cond_init(&u->run_cv, NULL);
+	if (u->conf.redis) {
+		u->conf.redis_url = NULL; /* borrowed from conf only during open */
+		if ((ret = usage_redis_open(u, conf->redis_url, err, cap)) < 0)
+			goto fail_db;
+		*out = u;
+		return 0;
+	}
 	if (sqlite3_open_v2(u->conf.path, &u->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 	                    NULL) != SQLITE_OK) {
@@ -127,6 +118,7 @@ fail_db:
 	for (int b = 0; b < SL_USAGE_NBUCKETS; b++)
 		sqlite3_finalize(u->upsert[b]);
 	sqlite3_close(u->db);
+	usage_redis_close(u);
 	pthread_cond_destroy(&u->run_cv);
 	pthread_mutex_destroy(&u->run_mu);
 	pthread_mutex_destroy(&u->db_mu);
@@ -135,7 +127,7 @@ fail_db:
 		usage_shard_free(&u->shards[i]);
 	free(u->shards);
 	free(u);
-	return SL_EIO;
+	return ret;
 fail_shards:
 	while (made-- > 0)
 		usage_shard_free(&u->shards[made]);
@@ -191,6 +183,34 @@ static void prune(struct sl_usage *u, int64_t now_s)
 	u->last_prune = now_s;
 }
 
+static int flush_redis(struct sl_usage *u, int64_t now_ns)
+{
+	struct sl_usage_buf *bufs[256] = {NULL}; /* the server runs at most 256 workers */
+	uint32_t fill_max = 0, cells = 0;
+	unsigned n = u->nshards < 256 ? u->nshards : 256;
+	int rc;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t fill;
+
+		bufs[i] = usage_shard_swap(&u->shards[i], &fill);
+		fill_max = fill > fill_max ? fill : fill_max;
+		cells += fill;
+	}
+	rc = usage_redis_write(u, bufs, n);
+	for (unsigned i = 0; i < n; i++)
+		usage_buf_clear(bufs[i]);
+	u->st.fill_max = fill_max;
+	if (rc < 0) {
+		u->st.flush_errors++;
+	} else {
+		u->st.flushes++;
+		u->st.rows += cells;
+		u->st.last_flush = now_ns;
+	}
+	return rc;
+}
+
 int sl_usage_flush(struct sl_usage *u, int64_t now_ns)
 {
 	int64_t now_s = now_ns / SL_NS_PER_SEC;
@@ -198,6 +218,11 @@ int sl_usage_flush(struct sl_usage *u, int64_t now_ns)
 	bool ok;
 
 	pthread_mutex_lock(&u->db_mu);
+	if (u->conf.redis) {
+		int rc = flush_redis(u, now_ns);
+		pthread_mutex_unlock(&u->db_mu);
+		return rc;
+	}
 	ok = sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	for (unsigned i = 0; i < u->nshards; i++) {
 		uint32_t fill;
@@ -289,6 +314,7 @@ void sl_usage_close(struct sl_usage *u)
 	for (int b = 0; b < SL_USAGE_NBUCKETS; b++)
 		sqlite3_finalize(u->upsert[b]);
 	sqlite3_close(u->db);
+	usage_redis_close(u);
 	pthread_cond_destroy(&u->run_cv);
 	pthread_mutex_destroy(&u->run_mu);
 	pthread_mutex_destroy(&u->db_mu);
@@ -340,6 +366,12 @@ int sl_usage_history(struct sl_usage *u, const char *account, size_t alen, unsig
 		return 0; /* never counted: no rows */
 	memcpy(name, account, alen);
 	name[alen] = '\0';
+	if (u->conf.redis) {
+		pthread_mutex_lock(&u->db_mu);
+		rc = usage_redis_history(u, name, bucket, from, to, fn, arg);
+		pthread_mutex_unlock(&u->db_mu);
+		return rc;
+	}
 	snprintf(sql, sizeof(sql),
 	         "SELECT start, lim, allowed, delayed, rejected, cost FROM %s WHERE account = ?1"
 	         " AND start >= ?2 AND start <= ?3 ORDER BY start, lim",
@@ -362,7 +394,7 @@ int sl_usage_history(struct sl_usage *u, const char *account, size_t alen, unsig
 }
 
 /* The finest bucket whose retention reaches back to since. */
-static unsigned bucket_for(const struct sl_usage *u, int64_t since, int64_t now_s)
+unsigned usage_bucket_for(const struct sl_usage *u, int64_t since, int64_t now_s)
 {
 	int64_t back = now_s - since; /* s */
 
@@ -377,7 +409,7 @@ int sl_usage_top(struct sl_usage *u, unsigned by, int64_t since, unsigned n, int
                  sl_usage_row_fn fn, void *arg)
 {
 	static const char *const col[] = {"r", "a", "c"};
-	unsigned b = bucket_for(u, since, now_s);
+	unsigned b = usage_bucket_for(u, since, now_s);
 	char sql[1024];
 	sqlite3_stmt *s = NULL;
 	int rc = 0, step;
@@ -385,6 +417,12 @@ int sl_usage_top(struct sl_usage *u, unsigned by, int64_t since, unsigned n, int
 	if (by > SL_USAGE_BY_COST)
 		return SL_EINVAL;
 	since -= since % bucket_s[b]; /* the bucket holding since counts whole */
+	if (u->conf.redis) {
+		pthread_mutex_lock(&u->db_mu);
+		rc = usage_redis_top(u, by, b, since, now_s, n, fn, arg);
+		pthread_mutex_unlock(&u->db_mu);
+		return rc;
+	}
 	snprintf(sql, sizeof(sql),
 	         "WITH top AS (SELECT account, SUM(allowed) a, SUM(delayed) d, SUM(rejected) r,"
 	         " SUM(cost) c FROM %s WHERE start >= ?1 AND account <> '' GROUP BY account"
@@ -436,12 +474,18 @@ int sl_usage_top(struct sl_usage *u, unsigned by, int64_t since, unsigned n, int
 int sl_usage_rejected_by(struct sl_usage *u, int64_t since, int64_t now_s, sl_usage_row_fn fn,
                          void *arg)
 {
-	unsigned b = bucket_for(u, since, now_s);
+	unsigned b = usage_bucket_for(u, since, now_s);
 	char sql[256];
 	sqlite3_stmt *s = NULL;
 	int rc = 0, step;
 
 	since -= since % bucket_s[b];
+	if (u->conf.redis) {
+		pthread_mutex_lock(&u->db_mu);
+		rc = usage_redis_rejected_by(u, b, since, now_s, fn, arg);
+		pthread_mutex_unlock(&u->db_mu);
+		return rc;
+	}
 	snprintf(sql, sizeof(sql),
 	         "SELECT lim, SUM(rejected) n FROM %s WHERE start >= ?1 AND rejected > 0"
 	         " GROUP BY lim ORDER BY n DESC, lim",

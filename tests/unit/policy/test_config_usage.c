@@ -53,7 +53,16 @@ static void every_key_is_read(void **state)
 	assert_int_equal(load_text("usage:\n  path: /var/lib/sluice/u.db\n", &p), 0);
 	assert_string_equal(p->usage.path, "/var/lib/sluice/u.db");
 	sl_policy_unref(p);
+	assert_int_equal(
+	        load_text("store: { type: redis, url: \"redis://10.0.0.5:6380,10.0.0.6:6380\" }\n"
+	                  "usage: { store: redis }\n",
+	                  &p),
+	        0);
+	assert_true(p->usage.redis);
+	assert_string_equal(p->usage.redis_url, "redis://10.0.0.5:6380"); /* the first seed */
+	sl_policy_unref(p);
 	assert_int_equal(load_text("usage: ~\n", &p), 0);
+	assert_false(p->usage.redis);
 	assert_true(p->usage.enabled);
 	sl_policy_unref(p);
 }
@@ -78,6 +87,8 @@ static const struct err_case cases[] = {
         {"usage: { retention: { weeks: 5 } }\n", "weeks", "unknown key 'weeks' in usage.retention"},
         {"usage: { retention: { minutes: 100d } }\n", "{ minutes", "hours must be kept at least"},
         {"usage: [1]\n", "[1]", "usage must be a mapping"},
+        {"usage: { store: mongo }\n", "mongo", "usage.store must be sqlite or redis, not 'mongo'"},
+        {"usage: { store: redis }\n", "redis", "it needs store.type: redis"},
 };
 
 static void each_bad_value_is_reported_at_its_node(void **state)
