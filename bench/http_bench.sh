@@ -176,8 +176,13 @@ done
 DURATION=$DURATION_SAVE
 r=0
 while [ $r -lt "$ROUNDS" ]; do
-	run check "$CHECK_URL"
-	run check_nousage "$CHECK2_URL"
+	if [ $((r % 2)) -eq 0 ]; then # alternate which of the pair goes first
+		run check "$CHECK_URL"
+		run check_nousage "$CHECK2_URL"
+	else
+		run check_nousage "$CHECK2_URL"
+		run check "$CHECK_URL"
+	fi
 	run nginx_check "$NCHECK_URL"
 	run proxy "$PROXY_URL"
 	run nginx_proxy "$NPROXY_URL"
