@@ -9,7 +9,9 @@
 #   check_rps proxy_rps nginx_check_rps nginx_proxy_rps check_ratio proxy_ratio
 #   check_p99_ms proxy_p99_ms nginx_check_p99_ms nginx_proxy_p99_ms
 #   check_nousage_rps usage_cost_pct (the same check listener on a second
-#   sluice with `usage: {enabled: false}`: what usage counting costs)
+#   sluice with `usage: {enabled: false}`: what usage counting costs;
+#   USAGE_CONTROL=1 turns usage off in the first one too, to see the
+#   difference the two daemons show with nothing between them)
 # Environment: SLUICE_BIN (default build/sluice), ROUNDS (3), DURATION (5 s),
 # CONNS (32 wrk connections). Loopback only; every process is stopped by PID.
 set -eu
@@ -124,13 +126,17 @@ limits:
     rate:
       pro: 600000000/min
 EOF
+if [ "${USAGE_CONTROL:-0}" = 1 ]; then
+	printf 'usage:\n  enabled: false\n' >>"$DIR/sluice.yaml"
+fi
 "$SLUICE_BIN" serve -c "$DIR/sluice.yaml" 2>"$DIR/sluice.log" &
 PIDS="$PIDS $!"
 # The same daemon without the usage history, on its own ports and files.
 mkdir -p "$DIR/nousage"
 sed -e "s|127.0.0.1:$P_CHECK\"|127.0.0.1:$P_CHECK2\"|" -e "s|127.0.0.1:$P_ADMIN\"|127.0.0.1:$P_ADMIN2\"|" \
 	-e "/name: gateway/,/upstream:/d" "$DIR/sluice.yaml" >"$DIR/nousage/sluice.yaml"
-printf 'usage:\n  enabled: false\n' >>"$DIR/nousage/sluice.yaml"
+grep -q '^usage:' "$DIR/nousage/sluice.yaml" ||
+	printf 'usage:\n  enabled: false\n' >>"$DIR/nousage/sluice.yaml"
 "$SLUICE_BIN" serve -c "$DIR/nousage/sluice.yaml" 2>"$DIR/nousage/sluice.log" &
 PIDS="$PIDS $!"
 

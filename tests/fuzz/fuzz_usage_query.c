@@ -41,6 +41,19 @@ static struct {
 
 #define NOW0 (1796169600LL * SL_NS_PER_SEC)
 
+static char dbpath[64]; /* removed at exit, with its -wal and -shm */
+
+static void remove_db(void)
+{
+	char p[96];
+
+	unlink(dbpath);
+	snprintf(p, sizeof(p), "%s-wal", dbpath);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", dbpath);
+	unlink(p);
+}
+
 static void fz_done(struct sl_admin_call *c)
 {
 	(void)c;
@@ -49,7 +62,7 @@ static void fz_done(struct sl_admin_call *c)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char path[] = "/tmp/sluice-fuzz-usage-XXXXXX", db[64], err[256] = "";
+	char path[] = "/tmp/sluice-fuzz-usage-XXXXXX", err[256] = "";
 	struct sl_usage_conf uc;
 	struct sl_diag diag;
 	FILE *fp;
@@ -66,9 +79,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (sl_policy_load(path, &fz.p, &diag) != 0)
 		abort();
 	unlink(path);
-	snprintf(db, sizeof(db), "%s.db", path);
+	snprintf(dbpath, sizeof(dbpath), "%s.db", path);
+	atexit(remove_db);
 	uc = fz.p->usage;
-	uc.path = db;
+	uc.path = dbpath;
 	if (sl_usage_open(&fz.u, &uc, 1, NULL, err, sizeof(err)) != 0 ||
 	    (fz.m = sl_metrics_create(1)) == NULL || uv_loop_init(&fz.loop) != 0 ||
 	    sl_memory_store_create(&fz.store, 1 << 20, 42) != 0 ||
