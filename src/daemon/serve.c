@@ -19,6 +19,7 @@
 #include "daemon/serve.h"
 #include "daemon/snapshot.h"
 #include "net/clock.h"
+#include "net/metrics.h"
 #include "net/server.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -98,6 +99,19 @@ static void report_store_changes(const struct sl_store_conf *run, const struct s
 		        what[i]);
 }
 
+/* /metrics of a config load: the result, and for a policy in force its
+ * hash, load time and what it holds. */
+static void config_metrics(struct daemon *d, bool ok, const struct sl_policy *p)
+{
+	struct sl_metrics *m = sl_server_metrics(d->server);
+
+	sl_metrics_config(m, ok, p ? p->source_hash : 0, sl_clock_now());
+	if (p == NULL)
+		return;
+	sl_metrics_set_gauge(m, SL_GAUGE_ACCOUNTS, (int64_t)p->naccounts);
+	sl_metrics_set_gauge(m, SL_GAUGE_KEYS, (int64_t)p->nkeys);
+}
+
 static void on_reload(uv_signal_t *h, int sig)
 {
 	struct daemon *d = h->data;
@@ -118,6 +132,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		        "sluice: reload of %s failed (%zu errors); the old config keeps serving\n",
 		        d->path, diag->n);
 		free(diag);
+		config_metrics(d, false, NULL);
 		return;
 	}
 	print_diag(diag); /* its warnings */
@@ -138,6 +153,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		sl_memory_store_set_on_full(d->store, p->store.on_full);
 	sl_policy_unref(d->policy);
 	d->policy = p;
+	config_metrics(d, true, p);
 	fprintf(stderr, "sluice: reloaded %s\n", d->path);
 }
 
@@ -266,6 +282,7 @@ store_ready:
 		else
 			sl_server_set_usage(d.server, d.usage);
 	}
+	config_metrics(&d, true, d.policy);
 
 	uv_loop_init(&d.loop);
 	uv_signal_init(&d.loop, &d.sighup);

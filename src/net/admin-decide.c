@@ -283,8 +283,10 @@ static void respond_unknown_field(struct sl_admin_resp *resp, const char *name)
 {
 	char msg[160];
 
-	snprintf(msg, sizeof(msg), "unknown field \"%.64s\" (expected ip, key, account, plan, "
-	                           "method, path, host, headers, cost)", name);
+	snprintf(msg, sizeof(msg),
+	         "unknown field \"%.64s\" (expected ip, key, account, plan, "
+	         "method, path, host, headers, cost)",
+	         name);
 	sl_admin_respond_error(resp, 400, "unknown_field", msg);
 }
 
@@ -378,7 +380,8 @@ int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 	}
 	if (r.plan.len > 0 && !plan_known(req->policy, r.plan)) {
 		cJSON_Delete(root);
-		sl_admin_respond_error(&c->resp, 400, "unknown_plan", "plan names no configured plan");
+		sl_admin_respond_error(&c->resp, 400, "unknown_plan",
+		                       "plan names no configured plan");
 		return 0;
 	}
 	rc = sl_eval_begin(&c->ev, req->policy, &r, req->now);

@@ -533,19 +533,26 @@ int sl_admin_usage_top(struct sl_admin *a, struct sl_admin_call *c, const struct
 
 /* ---- /metrics: the usage series ---- */
 
+void sl_admin_usage_gauges(struct sl_admin *a)
+{
+	struct sl_usage_stats st;
+
+	if (a->g->usage == NULL || a->g->metrics == NULL)
+		return;
+	sl_usage_stats(a->g->usage, &st);
+	if (st.last_flush > 0) /* rendered as sluice_usage_flush_lag_seconds */
+		sl_metrics_set_gauge(a->g->metrics, SL_GAUGE_USAGE_FLUSHED, st.last_flush);
+}
+
 size_t sl_admin_usage_metrics(struct sl_admin *a, char *buf, size_t cap, int64_t now)
 {
 	struct sl_usage_stats st;
 	struct sl_buf b;
 	char line[1024];
-	double lag;
 
 	if (a->g->usage == NULL || cap == 0)
 		return 0;
 	sl_usage_stats(a->g->usage, &st);
-	lag = st.last_flush > 0 ? (double)(now - st.last_flush) / 1e9 : -1;
-	if (lag < -0.5)
-		lag = -1;
 	snprintf(line, sizeof(line),
 	         "# HELP sluice_usage_counted_total Decisions counted into the usage history.\n"
 	         "# TYPE sluice_usage_counted_total counter\n"
@@ -558,10 +565,6 @@ size_t sl_admin_usage_metrics(struct sl_admin *a, char *buf, size_t cap, int64_t
 	         "# TYPE sluice_usage_flushes_total counter\n"
 	         "sluice_usage_flushes_total{result=\"ok\"} %llu\n"
 	         "sluice_usage_flushes_total{result=\"failed\"} %llu\n"
-	         "# HELP sluice_usage_flush_lag_seconds Seconds since the last successful usage "
-	         "flush (-1: none yet).\n"
-	         "# TYPE sluice_usage_flush_lag_seconds gauge\n"
-	         "sluice_usage_flush_lag_seconds %.3f\n"
 	         "# HELP sluice_usage_table_fill Highest worker table fill at the last flush, "
 	         "in series.\n"
 	         "# TYPE sluice_usage_table_fill gauge\n"
@@ -570,8 +573,8 @@ size_t sl_admin_usage_metrics(struct sl_admin *a, char *buf, size_t cap, int64_t
 	         "# TYPE sluice_usage_table_capacity gauge\n"
 	         "sluice_usage_table_capacity %u\n",
 	         (unsigned long long)st.counted, (unsigned long long)st.dropped,
-	         (unsigned long long)st.flushes, (unsigned long long)st.flush_errors, lag,
-	         st.fill_max, st.cap);
+	         (unsigned long long)st.flushes, (unsigned long long)st.flush_errors, st.fill_max,
+	         st.cap);
 	sl_buf_init(&b, buf, cap);
 	sl_buf_str(&b, line);
 	return b.full ? 0 : b.len;

@@ -101,6 +101,9 @@ int sl_admin_usage_history(struct sl_admin *a, struct sl_admin_call *c,
 int sl_admin_usage_top(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 int sl_admin_dashboard(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 size_t sl_admin_usage_metrics(struct sl_admin *a, char *buf, size_t cap, int64_t now);
+/* Before a scrape: the time of the last usage flush into the metrics'
+ * SL_GAUGE_USAGE_FLUSHED (sluice_usage_flush_lag_seconds). */
+void sl_admin_usage_gauges(struct sl_admin *a);
 /* Unix seconds or RFC 3339 text to unix seconds. 0, SL_EINVAL, SL_ERANGE. */
 int sl_usage_parse_time(const char *s, int64_t *out);
 

@@ -4,6 +4,7 @@
  * admin-resp.c (JSON answers). Requests arrive as views the server parsed;
  * answers are written into the call's body buffer. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sluice/error.h>
@@ -94,13 +95,28 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 	memset(&st, 0, sizeof(st));
 	if (s != NULL && s->ops->stats != NULL)
 		s->ops->stats(s, &st);
+	sl_admin_usage_gauges(a);
 	n = sl_metrics_render(a->g->metrics, s ? &st : NULL, c->resp.body, sizeof(c->resp.body));
-	if (n >= 0)
-		n += (long)sl_admin_usage_metrics(a, c->resp.body + n,
+	if (n >= 0 && a->g->usage != NULL) {
+		size_t u = sl_admin_usage_metrics(a, c->resp.body + n,
 		                                  sizeof(c->resp.body) - (size_t)n, req->now);
+		n = u > 0 ? n + (long)u : -1; /* 0: they did not fit */
+	}
 	if (n < 0) {
-		sl_admin_respond_error(&c->resp, 500, "too_large",
-		                       "the metrics do not fit the response");
+		/* Many series: once more into a heap buffer (scrapes are rare). */
+		size_t cap = (size_t)SL_ADMIN_BODY_MAX * 32;
+		char *big = malloc(cap);
+
+		n = big ? sl_metrics_render(a->g->metrics, s ? &st : NULL, big, cap) : -1;
+		if (n >= 0)
+			n += (long)sl_admin_usage_metrics(a, big + n, cap - (size_t)n, req->now);
+		if (n < 0) {
+			free(big);
+			sl_admin_respond_error(&c->resp, 500, "too_large",
+			                       "the metrics do not fit the response");
+			return 0;
+		}
+		sl_admin_respond_owned(&c->resp, 200, sl_admin_ct_prom, big, (size_t)n);
 		return 0;
 	}
 	c->resp.status = 200;

@@ -138,6 +138,8 @@ void sl_conn_close(struct sl_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->phase == SL_PH_DELAY && c->timer_what == T_DELAY)
+		sl_metrics_delayed(c->w->shard, -1); /* closed while queued */
 	if (c->up)
 		sl_proxy_abort(c);
 	release(c);
@@ -213,6 +215,7 @@ static void written(struct sl_conn *c)
 {
 	c->resp_done = true;
 	if (c->close_after) {
+		sl_metrics_request(c->w->shard, c->l->name, c->status);
 		if ((c->policy ? c->policy : c->w->policy)->server.access_log)
 			sl_access_log(c);
 		sl_conn_close(c);
@@ -361,6 +364,7 @@ static void decide_done(struct sl_batch *b)
 		c->release_pending = c->l->kind == SL_LK_PROXY;
 		if (c->ev.decision.delay > 0) {
 			c->phase = SL_PH_DELAY;
+			sl_metrics_delayed(w->shard, 1);
 			arm(c, T_DELAY, c->ev.decision.delay);
 			return;
 		}
@@ -374,8 +378,8 @@ static void decide_done(struct sl_batch *b)
 
 /* responses.usage_path (DESIGN.md section 7): the caller's own usage, as
  * identified (ip, key, account), from a peek: nothing consumed, no slot
- * taken, the usual rate-limit headers. An unknown key is the usual 401, a
- * store failure the usual 503. */
+ * taken, the usual rate-limit headers. An unknown key is the usual 401; a
+ * store failure is 503 whatever store.on_error says (no numbers to show). */
 static void usage_done(struct sl_batch *b)
 {
 	struct sl_conn *c = b->data;
@@ -390,7 +394,10 @@ static void usage_done(struct sl_batch *b)
 	}
 	status = sl_eval_finish(&c->ev);
 	c->decided = true;
-	if (status == 401 || c->ev.decision.store_error) {
+	if (c->ev.decision.store_error) {
+		/* nothing to show whatever store.on_error says: no numbers */
+		sl_conn_answer_error(c, 503, false);
+	} else if (status == 401) {
 		reject(c);
 	} else {
 		n = sl_render_usage(&c->ev, body, BODY_MAX);
@@ -407,7 +414,8 @@ static bool is_usage_path(const struct sl_policy *p, const struct sl_request *re
 {
 	const char *u = p->responses.usage_path;
 
-	return u != NULL && req->path.len == strlen(u) && memcmp(req->path.p, u, req->path.len) == 0;
+	return u != NULL && req->path.len == strlen(u) &&
+	       memcmp(req->path.p, u, req->path.len) == 0;
 }
 
 static void decide(struct sl_conn *c)
@@ -637,6 +645,7 @@ void sl_conn_update_read(struct sl_conn *c)
 void sl_conn_request_done(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
+	sl_metrics_request(w->shard, c->l->name, c->status);
 	if (c->policy && c->policy->server.access_log)
 		sl_access_log(c);
 	c->decided = false; /* a head that fails to parse next has no decision */
@@ -829,6 +838,7 @@ static void timer_cb(uv_timer_t *t)
 		sl_conn_close(c);
 		break;
 	case T_DELAY:
+		sl_metrics_delayed(c->w->shard, -1);
 		proceed(c);
 		if (!c->closing)
 			process(c);

@@ -364,6 +364,7 @@ static void head_to_client(struct sl_upconn *up)
 	}
 	c->status = m->status;
 	c->up_ns = uv_hrtime() - c->t_up;
+	sl_metrics_upstream(c->w->shard, c->l->name, m->status, (int64_t)c->up_ns);
 	up->resp_head = true;
 	up->head_pending = true; /* goes out with the first body bytes */
 }
@@ -476,6 +477,8 @@ static void up_fail(struct sl_upconn *up, int status)
 	up_close(up);
 	if (!c)
 		return;
+	if (!head_sent)
+		sl_metrics_upstream(c->w->shard, c->l->name, 0, 0); /* no answer came */
 	if (head_sent || c->writing) {
 		sl_conn_close(c); /* the response is cut: nothing else to say */
 		return;

@@ -553,6 +553,11 @@ unsigned sl_server_workers(const struct sl_server *s)
 	return s->nworkers;
 }
 
+struct sl_metrics *sl_server_metrics(struct sl_server *s)
+{
+	return s->metrics;
+}
+
 static void worker_main(void *arg)
 {
 	struct sl_worker *w = arg;

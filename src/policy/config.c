@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <xxhash.h>
 #include <sluice/algo-t.h>
 #include <sluice/error.h>
 #include "policy/config-int.h"
@@ -555,6 +556,7 @@ static int load(struct cfg *c, char *src, struct sl_policy **out)
 	if (!src || !c->p->path)
 		goto done;
 	c->src = src;
+	c->p->source_hash = XXH3_64bits(src, c->srclen);
 	if (!yaml_parser_initialize(&parser)) {
 		cfg_err_at(c, 1, 1, "out of memory");
 		goto done;

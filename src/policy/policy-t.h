@@ -249,6 +249,7 @@ struct sl_normalize_conf {
 
 struct sl_policy {
 	char *path;    /* config file it was loaded from */
+	uint64_t source_hash; /* XXH3-64 of the file's bytes as loaded (/metrics) */
 	unsigned refs; /* atomic */
 	struct sl_server_conf server;
 	struct sl_listener_conf *listeners;

@@ -6,7 +6,6 @@ peeks, on the memory store and on a real redis-server. Real daemon, real
 HTTP clients and raw sockets; every call has a timeout."""
 import http.client
 import json
-import shutil
 import socket
 import time
 
@@ -445,3 +444,64 @@ limits:
     assert decide(d, {"account": "tenant-7"}).json()["allowed"] is False
     j = decide(d, {"account": "tenant-7", "cost": 0}).json()
     assert j["allowed"] is True and by_name(j)["tenant"]["remaining"] == 0
+
+
+def test_peeks_when_the_store_is_down_are_503_not_made_up_numbers(sluice):
+    from test_redis import free_redis_port
+    store = ('store: {{ type: redis, url: "redis://127.0.0.1:%d", on_error: allow, '
+             'timeout: 200ms }}' % free_redis_port())  # nothing listens there
+    d = sluice(config(store=store))
+    r = peek(d, "acme")
+    assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
+    r = requests.get(d.url("gateway", "/rate_limit"), headers={"X-Api-Key": "sk_acme_1"},
+                     timeout=T)
+    assert r.status_code == 503
+    assert "X-RateLimit-Remaining" not in r.headers
+    # on_error: allow still lets real traffic through
+    r = requests.get(d.url("gateway", "/x"), headers={"X-Api-Key": "sk_acme_1"}, timeout=T)
+    assert r.status_code == 200
+    # an unknown account is still 404 (found before the store is asked)
+    assert peek(d, "nobody").status_code == 404
+
+
+def test_peek_follows_a_reload_and_a_bad_reload_keeps_the_old_answer(sluice):
+    import signal as sig
+    d = sluice(config())
+    assert peek(d, "acme").json()["plan"] == "pro"
+    d.write_config(config().replace("      plan: pro\n      keys: [\"sk_acme_1\"]",
+                                    "      plan: free\n      keys: [\"sk_acme_1\"]"))
+    d.signal(sig.SIGHUP)
+    deadline = time.monotonic() + 5
+    while peek(d, "acme").json()["plan"] != "free" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    j = peek(d, "acme").json()
+    assert j["plan"] == "free" and by_name(j)["hourly"]["limit"] == 100
+    d.write_config("limits: [broken\n")
+    d.signal(sig.SIGHUP)
+    time.sleep(0.3)
+    j = peek(d, "acme").json()
+    assert j["plan"] == "free" and by_name(j)["inflight"]["limit"] == 2
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server not installed")
+def test_peek_whose_client_vanishes_while_redis_is_slow(sluice, redis_servers):  # noqa: F811
+    rs = redis_servers()
+    store = ('store: {{ type: redis, url: "redis://127.0.0.1:%d", on_error: deny, '
+             'timeout: 2s, pool: 1 }}' % rs.port)
+    d = sluice(config(store=store, workers=1))
+    assert peek(d, "acme").status_code == 200
+    rs.client().execute_command("CLIENT", "PAUSE", "400", "ALL")
+    for port, req in ((d.ports["admin"], b"GET /v1/accounts/acme/usage HTTP/1.1\r\nHost: x\r\n\r\n"),
+                      (d.ports["gateway"], b"GET /rate_limit HTTP/1.1\r\nHost: x\r\n"
+                                           b"X-Api-Key: sk_acme_1\r\n\r\n")):
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", port), timeout=T)
+            s.sendall(req)
+            s.close()  # gone before the store answers
+    time.sleep(0.6)
+    assert d.proc.poll() is None
+    j = peek(d, "acme").json()
+    assert by_name(j)["hourly"]["remaining"] == 1000
+    r = requests.get(d.url("gateway", "/rate_limit"), headers={"X-Api-Key": "sk_acme_1"},
+                     timeout=T)
+    assert r.status_code == 200 and by_name(r.json())["hourly"]["remaining"] == 1000
