@@ -8,6 +8,10 @@
 # line:
 #   check_rps proxy_rps nginx_check_rps nginx_proxy_rps check_ratio proxy_ratio
 #   check_p99_ms proxy_p99_ms nginx_check_p99_ms nginx_proxy_p99_ms
+#   check_nousage_rps usage_cost_pct (the same check listener on a second
+#   sluice with `usage: {enabled: false}`: what usage counting costs;
+#   USAGE_CONTROL=1 turns usage off in the first one too, to see the
+#   difference the two daemons show with nothing between them)
 # Environment: SLUICE_BIN (default build/sluice), ROUNDS (3), DURATION (5 s),
 # CONNS (32 wrk connections). Loopback only; every process is stopped by PID.
 set -eu
@@ -49,12 +53,12 @@ trap cleanup EXIT INT TERM
 # Free loopback ports, picked by the kernel.
 ports=$(/usr/bin/python3 -c '
 import socket
-ss = [socket.socket() for _ in range(6)]
+ss = [socket.socket() for _ in range(8)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 for s in ss: s.close()')
 set -- $ports
-P_UP=$1 P_CHECK=$2 P_PROXY=$3 P_ADMIN=$4 P_NCHECK=$5 P_NPROXY=$6
+P_UP=$1 P_CHECK=$2 P_PROXY=$3 P_ADMIN=$4 P_NCHECK=$5 P_NPROXY=$6 P_CHECK2=$7 P_ADMIN2=$8
 
 wait_port() { # port: wait up to 10 s for a listener
 	i=0
@@ -122,10 +126,21 @@ limits:
     rate:
       pro: 600000000/min
 EOF
+if [ "${USAGE_CONTROL:-0}" = 1 ]; then
+	printf 'usage:\n  enabled: false\n' >>"$DIR/sluice.yaml"
+fi
 "$SLUICE_BIN" serve -c "$DIR/sluice.yaml" 2>"$DIR/sluice.log" &
 PIDS="$PIDS $!"
+# The same daemon without the usage history, on its own ports and files.
+mkdir -p "$DIR/nousage"
+sed -e "s|127.0.0.1:$P_CHECK\"|127.0.0.1:$P_CHECK2\"|" -e "s|127.0.0.1:$P_ADMIN\"|127.0.0.1:$P_ADMIN2\"|" \
+	-e "/name: gateway/,/upstream:/d" "$DIR/sluice.yaml" >"$DIR/nousage/sluice.yaml"
+grep -q '^usage:' "$DIR/nousage/sluice.yaml" ||
+	printf 'usage:\n  enabled: false\n' >>"$DIR/nousage/sluice.yaml"
+"$SLUICE_BIN" serve -c "$DIR/nousage/sluice.yaml" 2>"$DIR/nousage/sluice.log" &
+PIDS="$PIDS $!"
 
-for p in $P_UP $P_NCHECK $P_NPROXY $P_CHECK $P_PROXY; do
+for p in $P_UP $P_NCHECK $P_NPROXY $P_CHECK $P_PROXY $P_CHECK2; do
 	wait_port "$p"
 done
 
@@ -146,9 +161,10 @@ CHECK_URL="http://127.0.0.1:$P_CHECK/v1/items"
 PROXY_URL="http://127.0.0.1:$P_PROXY/v1/items"
 NCHECK_URL="http://127.0.0.1:$P_NCHECK/v1/items"
 NPROXY_URL="http://127.0.0.1:$P_NPROXY/v1/items"
+CHECK2_URL="http://127.0.0.1:$P_CHECK2/v1/items"
 
 # Sanity: each target answers 200 before measuring.
-for u in "$CHECK_URL" "$PROXY_URL" "$NCHECK_URL" "$NPROXY_URL"; do
+for u in "$CHECK_URL" "$PROXY_URL" "$NCHECK_URL" "$NPROXY_URL" "$CHECK2_URL"; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "X-Api-Key: sk_bench_key" "$u" || true)
 	if [ "$code" != 200 ]; then
 		echo "http_bench: $u answered $code" >&2
@@ -160,13 +176,19 @@ done
 # Warm up every target once (not recorded), then interleave the rounds.
 DURATION_SAVE=$DURATION
 DURATION=1
-for u in "$CHECK_URL" "$NCHECK_URL" "$PROXY_URL" "$NPROXY_URL"; do
+for u in "$CHECK_URL" "$NCHECK_URL" "$PROXY_URL" "$NPROXY_URL" "$CHECK2_URL"; do
 	run warmup "$u"
 done
 DURATION=$DURATION_SAVE
 r=0
 while [ $r -lt "$ROUNDS" ]; do
-	run check "$CHECK_URL"
+	if [ $((r % 2)) -eq 0 ]; then # alternate which of the pair goes first
+		run check "$CHECK_URL"
+		run check_nousage "$CHECK2_URL"
+	else
+		run check_nousage "$CHECK2_URL"
+		run check "$CHECK_URL"
+	fi
 	run nginx_check "$NCHECK_URL"
 	run proxy "$PROXY_URL"
 	run nginx_proxy "$NPROXY_URL"
@@ -178,7 +200,7 @@ median() { # file column
 		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-for n in check proxy nginx_check nginx_proxy; do
+for n in check proxy nginx_check nginx_proxy check_nousage; do
 	eval "${n}_rps=\$(median \"\$DIR/$n\" 1)"
 	eval "${n}_p99=\$(median \"\$DIR/$n\" 2)"
 	bad=$(awk '{ s += $3 } END { print s + 0 }' "$DIR/$n")
@@ -188,7 +210,8 @@ for n in check proxy nginx_check nginx_proxy; do
 done
 # shellcheck disable=SC2154
 awk -v c="$check_rps" -v p="$proxy_rps" -v nc="$nginx_check_rps" -v np="$nginx_proxy_rps" \
-	-v c99="$check_p99" -v p99="$proxy_p99" -v nc99="$nginx_check_p99" -v np99="$nginx_proxy_p99" '
+	-v c99="$check_p99" -v p99="$proxy_p99" -v nc99="$nginx_check_p99" -v np99="$nginx_proxy_p99" \
+	-v cn="$check_nousage_rps" '
 BEGIN {
 	printf "check_rps %.0f\n", c
 	printf "proxy_rps %.0f\n", p
@@ -200,4 +223,6 @@ BEGIN {
 	printf "proxy_p99_ms %.2f\n", p99
 	printf "nginx_check_p99_ms %.2f\n", nc99
 	printf "nginx_proxy_p99_ms %.2f\n", np99
+	printf "check_nousage_rps %.0f\n", cn
+	printf "usage_cost_pct %.1f\n", (cn > 0 ? 100 * (cn - c) / cn : 0)
 }'

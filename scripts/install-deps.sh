@@ -12,6 +12,7 @@ libuv1-dev node-llhttp libyaml-dev libcjson-dev libhiredis-dev
 libsqlite3-dev libssl-dev libxxhash-dev libcmocka-dev
 python3 python3-pytest python3-requests python3-redis python3-yaml
 redis-server redis-tools nginx caddy wrk curl procps openssl ca-certificates
+chromium chromium-driver python3-selenium
 prometheus
 lintian"
 

@@ -23,6 +23,7 @@
 #include "net/server.h"
 #include "policy/policy.h"
 #include "store/store.h"
+#include "usage/usage.h"
 #include <sluice/error.h>
 #include "daemon/commands.h" /* usage texts */
 
@@ -37,6 +38,7 @@ struct daemon {
 	struct sl_store *store;
 	struct sl_snapshot snap;
 	struct sl_server *server;
+	struct sl_usage *usage; /* NULL: history off */
 	bool draining;
 	struct sl_evictlog evictlog; /* store-full log line, at most one per 10 s */
 };
@@ -154,6 +156,14 @@ static void on_reload(uv_signal_t *h, int sig)
 	free(diag);
 	report_store_changes(&d->boot->store, &p->store);
 	report_server_changes(&d->boot->server, &p->server);
+	if (d->boot->usage.enabled != p->usage.enabled ||
+	    !same_str(d->boot->usage.path, p->usage.path) ||
+	    d->boot->usage.flush_interval != p->usage.flush_interval ||
+	    d->boot->usage.max_series != p->usage.max_series ||
+	    d->boot->usage.keep_minutes != p->usage.keep_minutes ||
+	    d->boot->usage.keep_hours != p->usage.keep_hours ||
+	    d->boot->usage.keep_days != p->usage.keep_days)
+		log_msg("reload: usage changes take effect on restart");
 	err[0] = 0;
 	if (sl_server_set_policy(d->server, p, err, sizeof(err)) != 0)
 		fprintf(stderr, "sluice: reload: %s\n", err);
@@ -280,6 +290,16 @@ store_ready:
 		fprintf(stderr, "sluice: %s\n", err);
 	if (d.policy->store.type == SL_STORE_REDIS)
 		sl_server_set_detach(d.server, sl_redis_store_detach);
+	if (d.policy->usage.enabled) {
+		/* A history that cannot open is logged, and the gateway serves
+		 * without it: counting is never worth refusing traffic. */
+		err[0] = 0;
+		if (sl_usage_open(&d.usage, &d.policy->usage, sl_server_workers(d.server),
+		                  sl_clock_now, err, sizeof(err)) < 0)
+			fprintf(stderr, "sluice: %s: usage history off\n", err);
+		else
+			sl_server_set_usage(d.server, d.usage);
+	}
 	config_metrics(&d, true, d.policy);
 
 	uv_loop_init(&d.loop);
@@ -298,6 +318,9 @@ store_ready:
 		log_msg("could not start the worker threads");
 		_exit(1);
 	}
+	if (d.usage && sl_usage_start(d.usage) < 0)
+		log_msg("could not start the usage flusher: history flushed on queries and at "
+		        "exit");
 	if (sl_snapshot_start(&d.snap, d.store, d.boot->store.snapshot_interval, stderr) < 0)
 		log_msg("could not start the snapshot thread: snapshots on drain only");
 	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
@@ -306,6 +329,7 @@ store_ready:
 
 	/* every worker left its loop */
 	sl_server_destroy(d.server);
+	sl_usage_close(d.usage); /* the last flush */
 	uv_walk(&d.loop, close_walk, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&d.loop);

@@ -196,8 +196,11 @@ static void decide_complete(struct sl_admin_call *c)
 		c->rel_table = NULL;
 	}
 	render_decision(c, lease);
-	if (ev->batch.op != SL_OP_PEEK) /* a peek decides nothing */
+	if (ev->batch.op != SL_OP_PEEK) { /* a peek decides nothing */
 		sl_metrics_eval(a->shard, "admin", ev, (int64_t)(uv_hrtime() - c->start));
+		if (a->g->usage)
+			sl_usage_eval(sl_usage_shard(a->g->usage, a->worker), ev);
+	}
 }
 
 static void decide_done(struct sl_batch *b)

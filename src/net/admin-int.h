@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include "net/admin.h"
 #include "core/buf.h"
+#include "usage/usage.h"
 
 #define LEASE_TTL_DEFAULT (60 * SL_NS_PER_SEC)
 #define SWEEP_MAX         64            /* leases released per sweep pass */
@@ -90,5 +91,20 @@ int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 int sl_admin_release(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 /* GET /v1/accounts/{account}/usage (admin-usage.c) */
 int sl_admin_usage(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+
+/* admin-history.c: the usage history (GET only), the dashboard's files
+ * (public: they hold no data; the page sends the token with each fetch),
+ * and the usage series appended to /metrics (returns the bytes written
+ * into buf, 0 when off or when they do not fit). */
+int sl_admin_usage_history(struct sl_admin *a, struct sl_admin_call *c,
+                           const struct sl_admin_req *req);
+int sl_admin_usage_top(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+int sl_admin_dashboard(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+size_t sl_admin_usage_metrics(struct sl_admin *a, char *buf, size_t cap, int64_t now);
+/* Before a scrape: the time of the last usage flush into the metrics'
+ * SL_GAUGE_USAGE_FLUSHED (sluice_usage_flush_lag_seconds). */
+void sl_admin_usage_gauges(struct sl_admin *a);
+/* Unix seconds or RFC 3339 text to unix seconds. 0, SL_EINVAL, SL_ERANGE. */
+int sl_usage_parse_time(const char *s, int64_t *out);
 
 #endif

@@ -95,13 +95,21 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 	memset(&st, 0, sizeof(st));
 	if (s != NULL && s->ops->stats != NULL)
 		s->ops->stats(s, &st);
+	sl_admin_usage_gauges(a);
 	n = sl_metrics_render(a->g->metrics, s ? &st : NULL, c->resp.body, sizeof(c->resp.body));
+	if (n >= 0 && a->g->usage != NULL) {
+		size_t u = sl_admin_usage_metrics(a, c->resp.body + n,
+		                                  sizeof(c->resp.body) - (size_t)n, req->now);
+		n = u > 0 ? n + (long)u : -1; /* 0: they did not fit */
+	}
 	if (n < 0) {
 		/* Many series: once more into a heap buffer (scrapes are rare). */
 		size_t cap = (size_t)SL_ADMIN_BODY_MAX * 32;
 		char *big = malloc(cap);
 
 		n = big ? sl_metrics_render(a->g->metrics, s ? &st : NULL, big, cap) : -1;
+		if (n >= 0)
+			n += (long)sl_admin_usage_metrics(a, big + n, cap - (size_t)n, req->now);
 		if (n < 0) {
 			free(big);
 			sl_admin_respond_error(&c->resp, 500, "too_large",
@@ -111,7 +119,6 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 		sl_admin_respond_owned(&c->resp, 200, sl_admin_ct_prom, big, (size_t)n);
 		return 0;
 	}
-	(void)req;
 	c->resp.status = 200;
 	c->resp.content_type = sl_admin_ct_prom;
 	c->resp.len = (size_t)n;
@@ -133,6 +140,9 @@ struct route {
 };
 
 static const struct route routes[] = {
+        {"/v1/accounts/*/usage/history", false, "GET HEAD", "GET, HEAD", "use GET",
+         sl_admin_usage_history},
+        {"/v1/usage/top", false, "GET HEAD", "GET, HEAD", "use GET", sl_admin_usage_top},
         {"/v1/accounts/*/usage", false, "GET HEAD", "GET, HEAD", "use GET", sl_admin_usage},
         {"/metrics", false, "GET HEAD", "GET, HEAD", "use GET", handle_metrics},
         {"/v1/decide", false, "POST", "POST", "use POST", sl_admin_decide},
@@ -208,6 +218,16 @@ int sl_admin_handle(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 		}
 		sl_admin_respond_json(&c->resp, 200, "{\"status\":\"ok\"}");
 		return 0;
+	}
+	/* The dashboard's page and scripts hold no data: a browser loads them
+	 * without a token, and the page sends it with each fetch (docs/usage.md). */
+	if (route_hit(req->path, "/dashboard", true)) {
+		if (!get) {
+			sl_admin_add_extra(&c->resp, "Allow", "GET, HEAD");
+			sl_admin_respond_error(&c->resp, 405, "method_not_allowed", "use GET");
+			return 0;
+		}
+		return sl_admin_dashboard(a, c, req);
 	}
 	if (p != NULL && p->admin.token != NULL && p->admin.token[0] != '\0' &&
 	    !token_ok(req, p->admin.token)) {

@@ -46,7 +46,7 @@ struct sl_admin_req {
 	int64_t now; /* ns, the worker's clock for this loop pass */
 };
 
-#define SL_ADMIN_MAX_EXTRA 2
+#define SL_ADMIN_MAX_EXTRA 4 /* the dashboard's security headers */
 
 /* What to send back. The server adds Content-Length/Connection itself. */
 struct sl_admin_resp {
@@ -66,6 +66,7 @@ struct sl_admin_call;
 typedef void (*sl_admin_done_fn)(struct sl_admin_call *c);
 
 struct sl_lease_table;
+struct sl_usage;
 
 /* One admin request in flight. Caller-allocated (per connection or per
  * request); it must stay allocated until sl_admin_handle returned 0 or
@@ -92,6 +93,7 @@ struct sl_admin_global {
 	struct sl_lease_table *tables; /* [nworkers] */
 	struct sl_metrics *metrics;    /* borrowed; outlives the global */
 	struct sl_store *stats_store;  /* store whose stats /metrics reports; borrowed */
+	struct sl_usage *usage;        /* usage history or NULL (off); borrowed */
 };
 
 /* Per worker: lives on that worker's loop. */

@@ -385,6 +385,8 @@ static void decide_done(struct sl_batch *b)
 	c->decided = true;
 	if (w->shard)
 		sl_metrics_eval(w->shard, c->l->name, &c->ev, (int64_t)(uv_hrtime() - c->t_decide));
+	if (w->ushard)
+		sl_usage_eval(w->ushard, &c->ev);
 	if (status == 200) {
 		c->release_pending = c->l->kind == SL_LK_PROXY;
 		if (c->ev.decision.delay > 0) {

@@ -11,6 +11,7 @@
 #include "http/http.h"
 #include "net/admin.h"
 #include "net/metrics.h"
+#include "usage/usage.h"
 #include "net/server.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -250,6 +251,7 @@ struct sl_worker {
 	struct sl_admin admin;
 	bool admin_on;
 	struct sl_metrics_shard *shard;
+	struct sl_usage_shard *ushard; /* usage history table, or NULL (off) */
 };
 
 struct sl_server {
@@ -258,6 +260,7 @@ struct sl_server {
 	unsigned nworkers;
 	struct sl_worker *workers;
 	struct sl_metrics *metrics;
+	struct sl_usage *usage; /* borrowed, or NULL */
 	struct sl_admin_global admin_g;
 	bool admin_on;
 	void (*done)(void *arg);

@@ -47,6 +47,12 @@ void sl_server_destroy(struct sl_server *s);
  * Call before sl_server_start. */
 void sl_server_set_detach(struct sl_server *s, void (*detach)(struct sl_store *st, void *loop));
 
+/* Count every decision into the usage history u (borrowed; it must
+ * outlive the server), worker i into sl_usage_shard(u, i), and answer the
+ * history endpoints from it. Call before sl_server_start. */
+struct sl_usage;
+void sl_server_set_usage(struct sl_server *s, struct sl_usage *u);
+
 /* Number of worker threads. */
 unsigned sl_server_workers(const struct sl_server *s);
 

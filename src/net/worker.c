@@ -584,6 +584,14 @@ fail:
 	return rc;
 }
 
+void sl_server_set_usage(struct sl_server *s, struct sl_usage *u)
+{
+	s->usage = u;
+	s->admin_g.usage = u;
+	for (unsigned i = 0; i < s->nworkers; i++)
+		s->workers[i].ushard = sl_usage_shard(u, i);
+}
+
 void sl_server_set_detach(struct sl_server *s, void (*detach)(struct sl_store *st, void *loop))
 {
 	s->detach = detach;

@@ -109,6 +109,7 @@ void cfg_limits(struct cfg *c, const yaml_node_t *n, struct sl_limit **out, size
 void cfg_routes(struct cfg *c, const yaml_node_t *n); /* after cfg_normalize */
 void cfg_normalize(struct cfg *c, const yaml_node_t *n);
 void cfg_responses(struct cfg *c, const yaml_node_t *n);
+void cfg_usage(struct cfg *c, const yaml_node_t *n); /* n may be NULL: the defaults */
 /* After every limit is known: resolve {limits.NAME.*} in queued templates. */
 void cfg_resolve_templates(struct cfg *c);
 

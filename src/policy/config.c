@@ -507,8 +507,8 @@ static void walk(struct cfg *c, yaml_node_t *root)
 {
 	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
 	                                   "identify",  "plans",     "limits", "routes",
-	                                   "responses", "normalize", NULL};
-	yaml_node_t *v[10];
+	                                   "responses", "normalize", "usage",  NULL};
+	yaml_node_t *v[11];
 	if (!cfg_fields(c, root, "the top level", keys, v))
 		return;
 	if (v[0])
@@ -535,6 +535,7 @@ static void walk(struct cfg *c, yaml_node_t *root)
 		c->p->responses.preset_xratelimit = true;
 	cfg_resolve_templates(c);
 	warn_check_only_concurrency(c);
+	cfg_usage(c, v[10] && !cfg_is_null(v[10]) ? v[10] : NULL); /* also when absent: path */
 }
 
 static char *read_file(const char *path, size_t *len, struct cfg *c)

@@ -229,6 +229,19 @@ struct sl_admin_conf {
 	int64_t lease_ttl; /* ns, default 60 s */
 };
 
+/* `usage:` (docs/usage.md): the per-account usage history. */
+struct sl_usage_conf {
+	bool enabled;           /* default true */
+	char *path;             /* SQLite file; default usage.db beside the config */
+	int64_t flush_interval; /* ns, default 10 s (100 ms .. 10 s) */
+	uint64_t max_series;    /* (account, limit, minute) cells per worker buffer */
+	int64_t keep_minutes;   /* ns, default 48 h */
+	int64_t keep_hours;     /* ns, default 90 d */
+	int64_t keep_days;      /* ns, default 2 years (730 d) */
+	bool redis;             /* usage.store: redis (default sqlite) */
+	char *redis_url;        /* with redis: the first of store.url, or localhost */
+};
+
 struct sl_identify_conf {
 	struct sl_cidr *trusted; /* trusted_proxies */
 	size_t ntrusted;
@@ -275,6 +288,7 @@ struct sl_policy {
 	size_t nroutes;
 	struct sl_responses responses;
 	struct sl_normalize_conf normalize;
+	struct sl_usage_conf usage;
 };
 
 #endif

@@ -82,6 +82,8 @@ void sl_policy_free(struct sl_policy *p)
 	sl_template_free(p->responses.rejected_body);
 	free(p->responses.rejected_content_type);
 	sl_template_free(p->responses.unauthorized_body);
+	free(p->usage.path);
+	free(p->usage.redis_url);
 	free(p->responses.usage_path);
 	free(p);
 }
