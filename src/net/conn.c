@@ -9,10 +9,12 @@
  * decision, a delay or a write that points into the buffer is in flight,
  * so responses go out in request order and the client is back-pressured. */
 #include <assert.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "net/net-int.h"
 
@@ -124,6 +126,9 @@ static void release(struct sl_conn *c)
 	c->release_pending = false;
 	if (sl_eval_release(&c->ev) == 0)
 		return;
+	if (__atomic_load_n(&c->w->srv->fwd_release, __ATOMIC_ACQUIRE))
+		c->w->srv->handoff.release(c->w->srv->handoff.arg, c->ev.batch.checks,
+		                           c->ev.batch.n);
 	c->ev.batch.now = sl_worker_now(c->w);
 	c->ev.batch.loop = &c->w->loop;
 	c->ev.batch.done = release_done;
@@ -559,7 +564,7 @@ static bool want_read(struct sl_conn *c)
 		return false;
 	switch (c->phase) {
 	case SL_PH_HEAD:
-		return !c->store_pending && !c->writing;
+		return !c->store_pending && !c->writing && !c->w->paused;
 	case SL_PH_LOCAL:
 		return true; /* the body is discarded, then the next one waits */
 	case SL_PH_ADMIN:
@@ -607,6 +612,8 @@ void sl_conn_request_done(struct sl_conn *c)
 	}
 	c->phase = SL_PH_HEAD;
 	c->req_end = c->resp_done = false;
+	if (w->handoff && sl_conn_handoff(c))
+		return;
 	arm(c, T_IDLE, w->policy->server.idle_timeout);
 }
 
@@ -624,8 +631,8 @@ static void process(struct sl_conn *c)
 
 	while (!c->closing) {
 		if (c->phase == SL_PH_HEAD) {
-			if (c->store_pending || c->writing)
-				break;
+			if (c->store_pending || c->writing || w->paused)
+				break; /* paused: a takeover decides what comes next */
 			if (c->hp.state == SL_HTTP_IDLE) {
 				if (c->rpos == c->rlen) {
 					if (w->draining) {
@@ -804,12 +811,69 @@ void sl_conn_drain(struct sl_conn *c)
 		sl_conn_close(c);
 }
 
-/* Take a connection from the free list (or allocate one) for the socket
- * fd that on_readable accepted. */
+bool sl_conn_handoff(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	size_t from;
+	uv_os_fd_t fd;
+	int dup;
+
+	if (c->closing || c->phase != SL_PH_HEAD || c->writing || c->store_pending || c->up ||
+	    c->peer_eof || !c->keep_alive || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+		return false;
+	/* a head in progress is sent whole and parsed again over there */
+	from = c->hp.state == SL_HTTP_IDLE ? c->rpos : c->head_start;
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dup < 0)
+		return false;
+	w->srv->handoff.conn(w->srv->handoff.arg, sl_listener_slot(c->l), dup,
+	                     c->rbuf + from, c->rlen - from);
+	sl_conn_close(c); /* the socket stays open: the other process holds it */
+	return true;
+}
+
+static int accept_conn(struct sl_listener *l, int fd, const struct sockaddr_storage *peer,
+                       struct sl_conn **out);
+
+int sl_conn_adopt(struct sl_listener *l, int fd, const char *bytes, size_t n)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+	struct sl_conn *c = NULL;
+	int rc;
+
+	memset(&peer, 0, sizeof(peer));
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || len > sizeof(peer))
+		memset(&peer, 0, sizeof(peer));
+	rc = accept_conn(l, fd, &peer, &c);
+	if (rc < 0 || !c || c->closing)
+		return rc;
+	if (n > c->rcap) {
+		sl_conn_close(c);
+		return SL_EINVAL;
+	}
+	memcpy(c->rbuf, bytes, n);
+	c->rlen = n;
+	if (n)
+		process(c);
+	return 0;
+}
+
 int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage *peer)
+{
+	struct sl_conn *c;
+	return accept_conn(l, fd, peer, &c);
+}
+
+/* Take a connection from the free list (or allocate one) for the socket
+ * fd that on_readable accepted; *out is it (NULL on failure). */
+static int accept_conn(struct sl_listener *l, int fd, const struct sockaddr_storage *peer,
+                       struct sl_conn **out)
 {
 	struct sl_worker *w = l->w;
 	struct sl_conn *c;
+
+	*out = NULL;
 
 	if (!sl_list_empty(&w->free)) {
 		c = sl_container(w->free.next, struct sl_conn, link);
@@ -865,6 +929,7 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	w->accepted++;
 	if (w->shard)
 		sl_metrics_conns(w->shard, w->nconns, w->accepted, w->nfree);
+	*out = c;
 	if (uv_tcp_open(&c->tcp, fd) < 0) {
 		close(fd);
 		sl_conn_close(c);
