@@ -179,10 +179,16 @@ static int take_over_counters(struct daemon *d)
 {
 	char snap[4096], tmp[SL_TK_PATH_MAX + 8], why[512];
 	bool memory = strcmp(d->store->ops->name, "memory") == 0;
+	/* tests/e2e/test_takeover.py stops here to kill -9 us mid-handover */
+	const char *stall = getenv("SLUICE_TAKEOVER_TEST_STALL");
 	int rc;
 
+	if (stall && strcmp(stall, "ready") == 0)
+		sleep(30);
 	if (sl_takeover_ready(&d->tkc, snap, sizeof(snap), why, sizeof(why)) < 0)
 		goto fail;
+	if (stall && strcmp(stall, "saved") == 0)
+		sleep(30);
 	if (snap[0] && memory) {
 		rc = sl_memory_store_load(d->store, snap, sl_clock_now());
 		if (rc < 0 && rc != SL_ENOENT) {

@@ -212,6 +212,8 @@ void sl_tk_release_at(const struct sl_tk_msg *m, size_t i, struct sl_tk_release 
 
 static void put(struct sl_tk_enc *e, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	if (e->overflow || e->cap - e->len < n) {
 		e->overflow = true;
 		return;

@@ -1,0 +1,342 @@
+"""Zero-downtime upgrade and restart (docs/daemon.md "Upgrades and
+restarts"): `sluice serve -c FILE --takeover` started beside the running
+one takes its listening sockets, its idle connections and its counters;
+the old one drains and exits 0. A bounded load across it sees no failed
+request, a quota counter is exact across it, a changed config binds new
+listeners and closes removed ones, and every failure of the handover
+(no old process, a hung one, a garbage client, kill -9 of the new one
+mid-way) leaves the old one serving."""
+import http.client
+import http.server
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import SLUICE, free_port, wait_port
+from test_proxy import Upstream
+
+T = 5
+
+CONFIG = """
+server: {{ workers: 2, drain_timeout: 5s }}
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: "http://127.0.0.1:{upstream}" }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+store: {{ type: memory, snapshot: state.snap }}
+limits:
+  - {{ name: daily, key: ip, quota: 100000/day }}
+  - {{ name: inflight, key: ip, concurrency: 50 }}
+"""
+
+STATIC = """
+server: {{ workers: 2 }}
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+store: {{ type: memory{snapshot} }}
+limits:
+  - {{ name: daily, key: ip, quota: 1000/day }}
+"""
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    """An upstream that takes 20 ms, so requests are in flight at the
+    handover."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        time.sleep(0.02)
+        body = b'{"up":true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def takeover():
+    """takeover(d, env=None) -> Popen of `sluice serve -c d's config
+    --takeover` (stderr in proc.log()); killed at the end if still alive."""
+    procs = []
+
+    def start(d, env=None):
+        path = os.path.join(d.tmpdir, "new-%d.log" % len(procs))
+        err = open(path, "wb")
+        e = dict(os.environ)
+        e.update(env or {})
+        p = subprocess.Popen([SLUICE, "serve", "-c", d.config_path, "--takeover"],
+                             stdout=subprocess.DEVNULL, stderr=err, cwd=d.tmpdir, env=e)
+        err.close()
+        p.log = lambda: open(path, "rb").read().decode(errors="replace")
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def wait_log(read, text, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in read():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def serving(d):
+    """d once its control socket is there (made after the listeners)."""
+    assert wait_log(d.log, "serving"), d.log()
+    return d
+
+
+def remaining(d, path="/"):
+    r = requests.get(d.url("gateway", path), headers={"Connection": "close"}, timeout=T)
+    assert r.status_code == 200, r.text
+    return int(r.headers["X-RateLimit-Remaining"])
+
+
+def test_load_across_takeover_has_no_failed_request(sluice, takeover):
+    up = Upstream(free_port(), SlowHandler)
+    try:
+        d = serving(sluice(CONFIG, ports={"upstream": up.srv.server_address[1]}))
+        port = d.ports["gateway"]
+        ok, failed, lock = [0], [], threading.Lock()
+        stop = threading.Event()
+
+        def keep_alive():
+            with requests.Session() as s:
+                while not stop.is_set():
+                    try:
+                        r = s.get("http://127.0.0.1:%d/ka" % port, timeout=T)
+                        good = r.status_code == 200
+                    except Exception as e:  # every failure counts
+                        good, r = False, e
+                    with lock:
+                        ok[0] += good
+                        if not good:
+                            failed.append(repr(r))
+
+        def close_each():
+            while not stop.is_set():
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=T)
+                    c.request("GET", "/close", headers={"Connection": "close"})
+                    r = c.getresponse()
+                    r.read()
+                    good = r.status == 200 and r.getheader("Connection") == "close"
+                    c.close()
+                except Exception as e:
+                    good, r = False, e
+                with lock:
+                    ok[0] += good
+                    if not good:
+                        failed.append(repr(r))
+
+        threads = [threading.Thread(target=f, daemon=True)
+                   for f in (keep_alive, keep_alive, close_each, close_each)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while ok[0] < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        new = takeover(d)
+        assert d.proc.wait(20) == 0, d.log()
+        at_exit = ok[0]
+        while ok[0] < at_exit + 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        for t in threads:
+            t.join(T + 1)
+        assert failed == [], failed[:5]
+        assert ok[0] >= 200 and ok[0] < 5000, ok[0]
+        assert new.poll() is None, new.log()
+        assert "handed over to pid %d" % new.pid in d.log()
+        # every allowed request was counted once, by one of the two
+        rem = remaining(d)
+        assert rem == 100000 - ok[0] - 1, (rem, ok[0])
+        # the keep-alive connections idle at the handover went over whole
+        assert wait_log(new.log, "finished ("), new.log()
+        took = re.search(r"finished \((\d+) connections and (\d+) releases", new.log())
+        assert int(took.group(1)) >= 1 and int(took.group(2)) >= 1, new.log()
+        # concurrency slots of the old one's in-flight requests came back
+        r = requests.post(d.url("admin", "/v1/decide"), json={"ip": "127.0.0.1"}, timeout=T)
+        lim = {x["name"]: x for x in r.json()["limits"]}
+        assert lim["inflight"]["remaining"] == 49, (r.json(), new.log())
+        new.send_signal(signal.SIGTERM)
+        assert new.wait(10) == 0, new.log()
+    finally:
+        up.close()
+
+
+@pytest.mark.parametrize("snapshot", [", snapshot: state.snap", ""])
+def test_quota_exact_across_takeover(sluice, takeover, snapshot):
+    d = serving(sluice(STATIC.replace("{snapshot}", snapshot)))
+    for _ in range(7):
+        remaining(d)
+    assert remaining(d) == 1000 - 8
+    new = takeover(d)
+    assert d.proc.wait(20) == 0, d.log() + new.log()
+    for _ in range(4):
+        remaining(d)
+    assert remaining(d) == 1000 - 8 - 5, new.log()
+    assert "counters loaded from" in new.log()
+    # the handover file of a store without a snapshot is removed once loaded
+    leftovers = [f for f in os.listdir(d.tmpdir) if f.endswith(".ctl.snap")]
+    assert leftovers == []
+    # and it can be taken over again: the new one has the control socket
+    newer = takeover(d)
+    assert new.wait(20) == 0, new.log() + newer.log()
+    assert remaining(d) == 1000 - 14, newer.log()
+
+
+CHANGED_OLD = """
+server: {{ workers: 2 }}
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+  - {{ name: check, listen: "127.0.0.1:{check}", mode: check }}
+store: {{ type: memory }}
+limits:
+  - {{ name: daily, key: ip, quota: 1000/day }}
+"""
+
+CHANGED_NEW = """
+server: {{ workers: 3 }}
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+  - {{ name: fresh, listen: "127.0.0.1:{upstream}", mode: check }}
+store: {{ type: memory }}
+limits:
+  - {{ name: daily, key: ip, quota: 1000/day }}
+"""
+
+
+def test_takeover_with_a_changed_config(sluice, takeover):
+    d = serving(sluice(CHANGED_OLD))
+    assert remaining(d) == 999
+    assert requests.get(d.url("check", "/"), timeout=T).status_code == 200
+    d.write_config(CHANGED_NEW)
+    new = takeover(d)
+    assert d.proc.wait(20) == 0, d.log() + new.log()
+    assert wait_port(d.ports["upstream"], timeout=5)
+    # kept listener: same socket, counters carried (3 workers on 2 sockets)
+    assert remaining(d) == 997
+    # new listener: bound fresh
+    r = requests.get("http://127.0.0.1:%d/" % d.ports["upstream"], timeout=T)
+    assert r.status_code == 200 and r.headers["X-RateLimit-Remaining"] == "996"
+    # removed listener: closed
+    with pytest.raises(requests.ConnectionError):
+        requests.get(d.url("check", "/"), timeout=T)
+
+
+def test_takeover_without_a_running_sluice_fails_clearly(sluice, takeover):
+    d = serving(sluice(STATIC.replace("{snapshot}", "")))
+    d.stop()
+    new = takeover(d)
+    assert new.wait(10) == 1
+    assert "cannot reach a running sluice on" in new.log()
+    assert "start it without --takeover" in new.log()
+    # a stale socket file of a process killed with -9
+    d2 = serving(sluice(STATIC.replace("{snapshot}", "")))
+    d2.proc.kill()
+    d2.proc.wait(5)
+    ctl = d2.config_path + ".ctl"
+    assert os.path.exists(ctl)
+    new = takeover(d2)
+    assert new.wait(10) == 1
+    assert "Connection refused" in new.log()
+
+
+def test_takeover_from_a_hung_sluice_times_out_and_it_serves_on(sluice, takeover):
+    d = serving(sluice(STATIC.replace("{snapshot}", "")))
+    assert remaining(d) == 999
+    d.signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        new = takeover(d)
+        assert new.wait(15) == 1
+        assert time.monotonic() - t0 < 12
+        assert "no answer from the running sluice" in new.log()
+    finally:
+        d.signal(signal.SIGCONT)
+    assert remaining(d) == 998
+    assert wait_log(d.log, "abandoned")
+
+
+def test_control_socket_is_private_and_refuses_garbage(sluice):
+    d = serving(sluice(STATIC.replace("{snapshot}", "")))
+    ctl = d.config_path + ".ctl"
+    st = os.stat(ctl)
+    assert st.st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:
+        # another user cannot connect (mode 0600)
+        os.chmod(d.tmpdir, 0o755)
+        code = ("import socket\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+                "try:\n"
+                "    s.connect(%r)\n"
+                "    print('connected')\n"
+                "except PermissionError:\n"
+                "    print('refused')\n" % ctl)
+        out = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, timeout=T,
+                             user=65534, group=65534)
+        assert out.stdout.decode().strip() == "refused", out
+    # garbage from our own uid: refused, and the daemon serves on
+    for junk in (b"GET / HTTP/1.0\r\n\r\n",
+                 b"SLTK\x01\x01\x00\x00\xff\xff\x00\x00",     # a length that lies
+                 b"SLTK\x01\x04\x00\x00\x00\x00\x00\x00"):    # READY before HELLO
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.settimeout(T)
+        s.connect(ctl)
+        s.send(junk)
+        ans = s.recv(65536)
+        assert ans == b"" or ans[:6] == b"SLTK\x01\x0a", ans  # closed, or ABORT
+        s.close()
+    assert remaining(d) == 999
+    assert "malformed message" in d.log() or "unexpected message" in d.log()
+    # a stream socket is not even accepted by a SEQPACKET listener
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with pytest.raises(OSError):
+        s.connect(ctl)
+    s.close()
+
+
+@pytest.mark.parametrize("stall", ["ready", "saved"])
+def test_kill9_of_the_new_one_mid_handover_leaves_the_old_serving(sluice, takeover, stall):
+    d = serving(sluice(STATIC.replace("{snapshot}", ", snapshot: state.snap")))
+    for _ in range(3):
+        remaining(d)
+    new = takeover(d, env={"SLUICE_TAKEOVER_TEST_STALL": stall})
+    assert wait_log(d.log, "asks to take over")
+    time.sleep(0.5)  # "saved": the old one is paused and waits in the backlog
+    results = []
+    t = threading.Thread(target=lambda: results.append(remaining(d)))
+    t.start()
+    new.kill()
+    new.wait(5)
+    t.join(T + 1)
+    assert wait_log(d.log, "abandoned"), d.log()
+    assert results == [1000 - 4], d.log()
+    assert remaining(d) == 1000 - 5
+    assert d.proc.poll() is None
+    # it can still be taken over after that
+    again = takeover(d)
+    assert d.proc.wait(20) == 0, d.log() + again.log()
+    assert remaining(d) == 1000 - 6, again.log()
