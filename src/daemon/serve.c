@@ -29,7 +29,10 @@
 struct daemon {
 	const char *path;
 	uv_loop_t loop;
-	uv_signal_t sighup, sigterm, sigint;
+	uv_signal_t sighup, sigterm, sigint, sigusr2;
+	uv_process_t child;  /* SIGUSR2: the `serve --takeover` we started */
+	bool child_running;
+	char exe[4096];      /* our binary's path at start: an upgrade replaces the file */
 	uv_async_t workers_done;
 	uv_timer_t deadline;
 	struct sl_policy *policy;
@@ -213,6 +216,54 @@ fail:
 	return 1;
 }
 
+static void child_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct daemon *d = p->data;
+	d->child_running = false;
+	if (status != 0 || sig != 0)
+		fprintf(stderr,
+		        "sluice: SIGUSR2: the takeover process %d exited with status %lld%s%s; "
+		        "serving on\n",
+		        p->pid, (long long)status, sig ? ", signal " : "", sig ? strsignal(sig) : "");
+	uv_close((uv_handle_t *)p, NULL);
+}
+
+/* SIGUSR2 (nginx's binary upgrade): start `EXE serve -c FILE --takeover`
+ * from the binary's path as it is now on disk, as our child, so under
+ * systemd it runs in the service's cgroup and tells systemd it is the
+ * main process once it serves (sl_takeover_notify_mainpid). */
+static void on_upgrade(uv_signal_t *h, int sig)
+{
+	struct daemon *d = h->data;
+	char *args[] = {d->exe, "serve", "-c", (char *)d->path, "--takeover", NULL};
+	uv_process_options_t o;
+	uv_stdio_container_t io[3];
+	int rc;
+
+	if (d->draining || d->child_running || !d->tk_on || sl_takeover_host_busy(&d->tk)) {
+		log_msg("SIGUSR2: ignored: a takeover or a drain is under way, or there is no "
+		        "control socket");
+		return;
+	}
+	memset(&o, 0, sizeof(o));
+	io[0].flags = UV_IGNORE;
+	io[1].flags = io[2].flags = UV_INHERIT_FD;
+	io[1].data.fd = 1;
+	io[2].data.fd = 2;
+	o.file = d->exe;
+	o.args = args;
+	o.stdio = io;
+	o.stdio_count = 3;
+	o.exit_cb = child_exit;
+	d->child.data = d;
+	if ((rc = uv_spawn(&d->loop, &d->child, &o)) < 0) {
+		fprintf(stderr, "sluice: SIGUSR2: cannot start %s: %s\n", d->exe, uv_strerror(rc));
+		return;
+	}
+	d->child_running = true;
+	fprintf(stderr, "sluice: SIGUSR2: started pid %d to take over\n", d->child.pid);
+}
+
 static void workers_done_cb(uv_async_t *h)
 {
 	struct daemon *d = h->data;
@@ -333,9 +384,20 @@ store_ready:
 	uv_signal_init(&d.loop, &d.sighup);
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
+	uv_signal_init(&d.loop, &d.sigusr2);
 	uv_async_init(&d.loop, &d.workers_done, workers_done_cb);
 	uv_timer_init(&d.loop, &d.deadline);
 	d.sighup.data = d.sigterm.data = d.sigint.data = d.workers_done.data = d.deadline.data = &d;
+	d.sigusr2.data = &d;
+	{
+		ssize_t n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
+		d.exe[n > 0 ? n : 0] = 0;
+		/* an upgrade that replaced the file leaves " (deleted)" on the link */
+		char *del = strstr(d.exe, " (deleted)");
+		if (del && del[10] == 0)
+			*del = 0;
+	}
+	uv_signal_start(&d.sigusr2, on_upgrade, SIGUSR2);
 	uv_signal_start(&d.sighup, on_reload, SIGHUP);
 	uv_signal_start(&d.sigterm, on_term, SIGTERM);
 	uv_signal_start(&d.sigint, on_term, SIGINT);
@@ -365,9 +427,11 @@ store_ready:
 		        err);
 	else
 		d.tk_on = true;
-	if (d.takeover)
+	if (d.takeover) {
+		sl_takeover_notify_mainpid();
 		fprintf(stderr, "sluice: serving %s with %u workers, taken over from pid %ld\n",
 		        d.path, sl_server_workers(d.server), (long)d.tkc.old_pid);
+	}
 	else
 		fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
 		        sl_server_workers(d.server));

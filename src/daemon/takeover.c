@@ -720,6 +720,32 @@ void sl_takeover_host_close(struct sl_takeover_host *h)
 	h->buf = NULL;
 }
 
+void sl_takeover_notify_mainpid(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa;
+	char msg[64];
+	size_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	len = strlen(path);
+	memcpy(sa.sun_path, path, len);
+	if (path[0] == '@')
+		sa.sun_path[0] = 0; /* abstract namespace */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	int n = snprintf(msg, sizeof(msg), "MAINPID=%ld\n", (long)getpid());
+	if (sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		logf_("NOTIFY_SOCKET %s: %s", path, strerror(errno));
+	close(fd);
+}
+
 /* ---- client ---- */
 
 /* Wait up to ms for the next message; 0 and *m filled, or -1 with err. */

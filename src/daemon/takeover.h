@@ -122,6 +122,10 @@ int sl_takeover_started(struct sl_takeover_client *c, uv_loop_t *loop, struct sl
 /* Tell the host the takeover is off (why) and close: it serves on. */
 void sl_takeover_fail(struct sl_takeover_client *c, const char *why);
 
+/* Under systemd (NOTIFY_SOCKET set: NotifyAccess=all in the unit), tell
+ * it that this process is the service's main process now. */
+void sl_takeover_notify_mainpid(void);
+
 /* Close what is left (on exit). */
 void sl_takeover_client_close(struct sl_takeover_client *c);
 

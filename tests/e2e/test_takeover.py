@@ -340,3 +340,42 @@ def test_kill9_of_the_new_one_mid_handover_leaves_the_old_serving(sluice, takeov
     again = takeover(d)
     assert d.proc.wait(20) == 0, d.log() + again.log()
     assert remaining(d) == 1000 - 6, again.log()
+
+
+def gone(pid, timeout=15.0):
+    """pid exited (it is not our child: reaped by whoever adopted it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigusr2_starts_the_takeover_and_tells_systemd(sluice, monkeypatch, tmp_path):
+    """nginx's binary upgrade: SIGUSR2 makes the running sluice start
+    `serve -c FILE --takeover` from its binary's path as its own child (so
+    under systemd it is in the service's cgroup); once it serves, the new
+    one sends MAINPID=<its pid> to $NOTIFY_SOCKET (NotifyAccess=all)."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(15)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    d = serving(sluice(STATIC.replace("{snapshot}", ", snapshot: state.snap")))
+    for _ in range(3):
+        remaining(d)
+    d.signal(signal.SIGUSR2)
+    assert d.proc.wait(20) == 0, d.log()
+    pid = int(re.search(r"SIGUSR2: started pid (\d+)", d.log()).group(1))
+    try:
+        assert notify.recv(256) == b"MAINPID=%d\n" % pid
+        assert "taken over from pid %d" % d.pid in d.log()
+        assert remaining(d) == 1000 - 4
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        assert gone(pid)
+        notify.close()
