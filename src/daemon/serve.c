@@ -30,9 +30,9 @@ struct daemon {
 	const char *path;
 	uv_loop_t loop;
 	uv_signal_t sighup, sigterm, sigint, sigusr2;
-	uv_process_t child;  /* SIGUSR2: the `serve --takeover` we started */
+	uv_process_t child; /* SIGUSR2: the `serve --takeover` we started */
 	bool child_running;
-	char exe[4096];      /* our binary's path at start: an upgrade replaces the file */
+	char exe[4096]; /* our binary's path at start: an upgrade replaces the file */
 	uv_async_t workers_done;
 	uv_timer_t deadline;
 	struct sl_policy *policy;
@@ -41,10 +41,10 @@ struct daemon {
 	struct sl_snapshot snap;
 	struct sl_server *server;
 	bool draining;
-	bool takeover;                   /* --takeover: start from a running sluice */
-	struct sl_takeover_host tk;      /* our control socket */
-	bool tk_on;                      /* tk was started */
-	struct sl_takeover_client tkc;   /* --takeover: the session with the old one */
+	bool takeover;                 /* --takeover: start from a running sluice */
+	struct sl_takeover_host tk;    /* our control socket */
+	bool tk_on;                    /* tk was started */
+	struct sl_takeover_client tkc; /* --takeover: the session with the old one */
 	char tk_path[SL_TK_PATH_MAX];
 	struct sl_evictlog evictlog; /* store-full log line, at most one per 10 s */
 };
@@ -195,8 +195,8 @@ static int take_over_counters(struct daemon *d)
 	if (snap[0] && memory) {
 		rc = sl_memory_store_load(d->store, snap, sl_clock_now());
 		if (rc < 0 && rc != SL_ENOENT) {
-			snprintf(why, sizeof(why), "the snapshot %.300s could not be loaded: %s", snap,
-			         sl_strerror(rc));
+			snprintf(why, sizeof(why), "the snapshot %.300s could not be loaded: %s",
+			         snap, sl_strerror(rc));
 			goto fail;
 		}
 		snprintf(tmp, sizeof(tmp), "%s.snap", d->tk_path);
@@ -224,7 +224,8 @@ static void child_exit(uv_process_t *p, int64_t status, int sig)
 		fprintf(stderr,
 		        "sluice: SIGUSR2: the takeover process %d exited with status %lld%s%s; "
 		        "serving on\n",
-		        p->pid, (long long)status, sig ? ", signal " : "", sig ? strsignal(sig) : "");
+		        p->pid, (long long)status, sig ? ", signal " : "",
+		        sig ? strsignal(sig) : "");
 	uv_close((uv_handle_t *)p, NULL);
 }
 
@@ -423,16 +424,15 @@ store_ready:
 	d.tk.committed = handed_over;
 	d.tk.arg = &d;
 	if (sl_takeover_host_start(&d.tk, d.tk_path, err, sizeof(err)) < 0)
-		fprintf(stderr, "sluice: %s: `serve --takeover` cannot take over from this process\n",
-		        err);
+		fprintf(stderr,
+		        "sluice: %s: `serve --takeover` cannot take over from this process\n", err);
 	else
 		d.tk_on = true;
 	if (d.takeover) {
 		sl_takeover_notify_mainpid();
 		fprintf(stderr, "sluice: serving %s with %u workers, taken over from pid %ld\n",
 		        d.path, sl_server_workers(d.server), (long)d.tkc.old_pid);
-	}
-	else
+	} else
 		fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
 		        sl_server_workers(d.server));
 	uv_run(&d.loop, UV_RUN_DEFAULT);

@@ -877,7 +877,8 @@ int sl_takeover_connect(struct sl_takeover_client *c, const char *path, char *er
 			    !sl_tk_addr_eq(&real, &s->addr)) {
 				for (size_t j = i + 1; j < m->n; j++)
 					close(fds[j]);
-				snprintf(err, cap, "socket %zu (%s) is not a listener on its address",
+				snprintf(err, cap,
+				         "socket %zu (%s) is not a listener on its address",
 				         c->nsocks - 1, s->name);
 				goto fail;
 			}
@@ -1007,8 +1008,8 @@ static void on_client(uv_poll_t *p, int status, int events)
 	/* BYE, the end, or anything else: the old process is done with us */
 	close_fds(fds, nfds);
 	free(m);
-	logf_("pid %ld finished (%llu connections and %llu releases taken over)",
-	      (long)c->old_pid, (unsigned long long)c->adopted, (unsigned long long)c->released);
+	logf_("pid %ld finished (%llu connections and %llu releases taken over)", (long)c->old_pid,
+	      (unsigned long long)c->adopted, (unsigned long long)c->released);
 	sl_takeover_client_close(c);
 }
 

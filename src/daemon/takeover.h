@@ -21,7 +21,7 @@
 #include "policy/policy.h"
 #include "store/store.h"
 
-#define SL_TK_PATH_MAX     108 /* bytes of a unix socket path, NUL included */
+#define SL_TK_PATH_MAX     108   /* bytes of a unix socket path, NUL included */
 #define SL_TK_STEP_TIMEOUT 10000 /* ms the host waits for each step of the client */
 #define SL_TK_ANSWER_MS    5000  /* ms the client waits for an answer of the host */
 #define SL_TK_SAVE_MS      60000 /* ms the client waits for the snapshot to be saved */
@@ -39,8 +39,8 @@ struct sl_takeover_host {
 	uv_loop_t *loop; /* the daemon's main loop */
 	struct sl_server *server;
 	struct sl_store *store;
-	struct sl_snapshot *snap; /* the periodic snapshot thread (restarted on abort) */
-	int64_t snapshot_interval; /* ns */
+	struct sl_snapshot *snap;     /* the periodic snapshot thread (restarted on abort) */
+	int64_t snapshot_interval;    /* ns */
 	void (*committed)(void *arg); /* the new process serves: drain, exit 0, no save */
 	void *arg;
 
@@ -92,7 +92,7 @@ struct sl_takeover_client {
 	unsigned old_workers;
 	struct sl_server_sock *socks; /* received */
 	size_t nsocks;
-	bool given; /* the fds of socks are the server's (sl_server_create_inherit) */
+	bool given;    /* the fds of socks are the server's (sl_server_create_inherit) */
 	uint16_t *map; /* old listener slot -> ours (UINT16_MAX: none) */
 	size_t nmap;
 	struct sl_server *server;

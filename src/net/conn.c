@@ -826,8 +826,8 @@ bool sl_conn_handoff(struct sl_conn *c)
 	dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dup < 0)
 		return false;
-	w->srv->handoff.conn(w->srv->handoff.arg, sl_listener_slot(c->l), dup,
-	                     c->rbuf + from, c->rlen - from);
+	w->srv->handoff.conn(w->srv->handoff.arg, sl_listener_slot(c->l), dup, c->rbuf + from,
+	                     c->rlen - from);
 	sl_conn_close(c); /* the socket stays open: the other process holds it */
 	return true;
 }

@@ -17,7 +17,7 @@
 #include <sluice/error.h>
 
 #define SL_MAX_LISTENERS 16
-#define SL_MAX_LSOCKS    64 /* listening sockets of a worker: inherited extras too */
+#define SL_MAX_LSOCKS    64    /* listening sockets of a worker: inherited extras too */
 #define SL_OUT_CAP       16384 /* bytes: response heads and local bodies */
 #define SL_LOGLINE       256   /* bytes of method+target kept for the access log */
 
@@ -217,8 +217,8 @@ struct sl_worker {
 	pthread_mutex_t mu;
 	struct sl_policy *next_policy;
 	bool want_drain, want_stop;
-	uint8_t want_takeover;         /* enum sl_tk_cmd, the latest asked */
-	struct sl_adopt *adopt;        /* connections to adopt (LIFO) */
+	uint8_t want_takeover;  /* enum sl_tk_cmd, the latest asked */
+	struct sl_adopt *adopt; /* connections to adopt (LIFO) */
 
 	struct sl_policy *policy; /* reference; what new requests use */
 	struct sl_listener listeners[SL_MAX_LSOCKS];
@@ -238,8 +238,8 @@ struct sl_worker {
 	bool draining, stopping;
 	bool paused;  /* takeover: no accepting, no new decision */
 	bool handoff; /* takeover: idle connections go to the new process */
-	bool closed; /* handles closed; written under mu */
-	size_t rcap; /* bytes: read buffer of a client connection */
+	bool closed;  /* handles closed; written under mu */
+	size_t rcap;  /* bytes: read buffer of a client connection */
 
 	struct sl_admin admin;
 	bool admin_on;
@@ -262,9 +262,9 @@ struct sl_server {
 	int64_t emfile_logged;    /* atomic: ns (sl_clock_now) of the last log line */
 	uint64_t emfile_reported; /* atomic: emfile at that line */
 	char logbuf_unused;
-	struct sl_server_handoff handoff; /* takeover sinks (sl_server_pause) */
-	bool fwd_release;                 /* atomic: releases go to handoff.release too */
-	unsigned adopt_next;              /* round robin of sl_server_adopt */
+	struct sl_server_handoff handoff;     /* takeover sinks (sl_server_pause) */
+	bool fwd_release;                     /* atomic: releases go to handoff.release too */
+	unsigned adopt_next;                  /* round robin of sl_server_adopt */
 	const struct sl_server_sock *inherit; /* during create only */
 	size_t ninherit;
 	bool *inherit_used;

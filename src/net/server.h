@@ -76,8 +76,7 @@ size_t sl_server_sockets(const struct sl_server *s, struct sl_server_sock *out, 
  * whose address no listener has is closed. Every fd is owned by the
  * server from the call on, used or closed, also on failure. */
 int sl_server_create_inherit(struct sl_server **out, struct sl_policy *p, struct sl_store *store,
-                             const struct sl_server_sock *inherit, size_t n, char *err,
-                             size_t cap);
+                             const struct sl_server_sock *inherit, size_t n, char *err, size_t cap);
 
 /* How a paused server gives its work away. Worker threads call these. */
 struct sl_server_handoff {

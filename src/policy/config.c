@@ -89,11 +89,16 @@ static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path);
 
 void cfg_server(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"workers",        "max_header_bytes",
-	                                   "max_body_bytes", "idle_timeout",
-	                                   "header_timeout", "upstream_timeout",
-	                                   "drain_timeout",  "max_connections",
-	                                   "access_log",     "control_socket",
+	static const char *const keys[] = {"workers",
+	                                   "max_header_bytes",
+	                                   "max_body_bytes",
+	                                   "idle_timeout",
+	                                   "header_timeout",
+	                                   "upstream_timeout",
+	                                   "drain_timeout",
+	                                   "max_connections",
+	                                   "access_log",
+	                                   "control_socket",
 	                                   NULL};
 	yaml_node_t *v[11];
 	struct sl_server_conf *s = &c->p->server;

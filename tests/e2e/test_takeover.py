@@ -246,6 +246,28 @@ def test_takeover_with_a_changed_config(sluice, takeover):
         requests.get(d.url("check", "/"), timeout=T)
 
 
+FEWER = """
+server: {{ workers: {workers} }}
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+store: {{ type: memory }}
+limits:
+  - {{ name: daily, key: ip, quota: 1000/day }}
+"""
+
+
+def test_takeover_by_fewer_workers_serves_every_inherited_socket(sluice, takeover):
+    """3 workers' SO_REUSEPORT sockets, 1 new worker: the kernel keeps
+    spreading connections over all 3 accept queues, so all 3 are served."""
+    d = serving(sluice(FEWER.replace("{workers}", "3")))
+    assert remaining(d) == 999
+    d.write_config(FEWER.replace("{workers}", "1"))
+    new = takeover(d)
+    assert d.proc.wait(20) == 0, d.log() + new.log()
+    for i in range(30):  # fresh connections: each may land on any queue
+        assert remaining(d) == 998 - i, new.log()
+
+
 def test_takeover_without_a_running_sluice_fails_clearly(sluice, takeover):
     d = serving(sluice(STATIC.replace("{snapshot}", "")))
     d.stop()
@@ -298,6 +320,15 @@ def test_control_socket_is_private_and_refuses_garbage(sluice):
         out = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, timeout=T,
                              user=65534, group=65534)
         assert out.stdout.decode().strip() == "refused", out
+        # and with the file opened up, the daemon itself refuses that uid
+        os.chmod(ctl, 0o666)
+        code = code.replace("print('connected')",
+                            "print('connected'); s.settimeout(5); print(s.recv(100))")
+        out = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, timeout=T,
+                             user=65534, group=65534)
+        assert out.stdout.decode().split() == ["connected", "b''"], out
+        assert wait_log(d.log, "refused a connection from uid 65534")
+        os.chmod(ctl, 0o600)
     # garbage from our own uid: refused, and the daemon serves on
     for junk in (b"GET / HTTP/1.0\r\n\r\n",
                  b"SLTK\x01\x01\x00\x00\xff\xff\x00\x00",     # a length that lies

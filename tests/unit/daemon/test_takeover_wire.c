@@ -154,11 +154,13 @@ static void releases_round_trip(void **unused)
 {
 	(void)unused;
 	struct sl_tk_enc e;
-	struct sl_tk_release r[3] = {
-	        {1, 1, 5, 60000000000LL, (const uint8_t *)"1.2.3.4", 7, "inflight", 8},
-	        {UINT64_MAX, 3, 50, 1, (const uint8_t *)"", 0, "", 0},
-	        {7, 2, 1, 2, (const uint8_t *)"k\0y", 3, "c", 1},
-	}, got;
+	struct sl_tk_release r[3] =
+	        {
+	                {1, 1, 5, 60000000000LL, (const uint8_t *)"1.2.3.4", 7, "inflight", 8},
+	                {UINT64_MAX, 3, 50, 1, (const uint8_t *)"", 0, "", 0},
+	                {7, 2, 1, 2, (const uint8_t *)"k\0y", 3, "c", 1},
+	        },
+	                     got;
 	sl_tk_begin(&e, buf, sizeof(buf), SL_TK_RELEASE);
 	sl_tk_list(&e);
 	for (int i = 0; i < 3; i++)
@@ -223,17 +225,17 @@ static void head_faults_are_refused(void **unused)
 		size_t at;
 		uint8_t v;
 	} faults[] = {
-	        {0, 'X'},        /* magic */
-	        {4, 2},          /* version */
-	        {5, 0},          /* type 0 */
-	        {5, 200},        /* unknown type */
-	        {6, 1},          /* flags */
-	        {8, 0},          /* length lies (low byte) */
-	        {11, 1},         /* length lies (high byte) */
-	        {SL_TK_HEAD, 3}, /* entry count (2 -> 3) */
-	        {SL_TK_HEAD + 4, 0}, /* kind 0 */
-	        {SL_TK_HEAD + 4, 9}, /* kind 9 */
-	        {SL_TK_HEAD + 5, 5}, /* family 5 */
+	        {0, 'X'},               /* magic */
+	        {4, 2},                 /* version */
+	        {5, 0},                 /* type 0 */
+	        {5, 200},               /* unknown type */
+	        {6, 1},                 /* flags */
+	        {8, 0},                 /* length lies (low byte) */
+	        {11, 1},                /* length lies (high byte) */
+	        {SL_TK_HEAD, 3},        /* entry count (2 -> 3) */
+	        {SL_TK_HEAD + 4, 0},    /* kind 0 */
+	        {SL_TK_HEAD + 4, 9},    /* kind 9 */
+	        {SL_TK_HEAD + 5, 5},    /* family 5 */
 	        {SL_TK_HEAD + 24, 200}, /* name length past the end */
 	};
 	assert_int_equal(sl_tk_parse(buf, n, 2, &m), 0);
