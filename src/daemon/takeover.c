@@ -513,8 +513,9 @@ static void commit(struct sl_takeover_host *h)
 	}
 	if (h->snap_tmp[0])
 		h->snap_tmp[0] = 0; /* the new process removes it once loaded */
-	logf_("handed over to pid %ld: draining the requests in flight, then exiting",
-	      (long)h->peer);
+	logf_("handed over to pid %ld after a pause of %.1f ms: draining the requests in "
+	      "flight, then exiting",
+	      (long)h->peer, (double)(uv_hrtime() - h->paused_at) / 1e6);
 	h->committed(h->arg);
 }
 
@@ -569,6 +570,7 @@ static void on_session(uv_poll_t *p, int status, int events)
 	if (h->state == H_SENT && type == SL_TK_READY) {
 		free(m);
 		h->state = H_PAUSING;
+		h->paused_at = uv_hrtime();
 		__atomic_store_n(&h->npaused, 0, __ATOMIC_RELEASE);
 		struct sl_server_handoff ho = {on_paused, on_conn, on_release, h};
 		sl_server_pause(h->server, &ho);

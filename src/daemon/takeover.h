@@ -56,8 +56,9 @@ struct sl_takeover_host {
 	bool started, session;
 	uint8_t state;
 	pid_t peer;
-	unsigned npaused; /* atomic: workers that paused */
-	uv_mutex_t mu;    /* guards the queues below (worker threads fill them) */
+	unsigned npaused;   /* atomic: workers that paused */
+	uint64_t paused_at; /* ns (uv_hrtime) the pause began: logged at commit */
+	uv_mutex_t mu;      /* guards the queues below (worker threads fill them) */
 	struct sl_tk_qconn *conns;
 	size_t nconns, capconns;
 	uint8_t *rel; /* encoded RELEASE entries */
