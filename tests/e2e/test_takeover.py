@@ -410,3 +410,56 @@ def test_sigusr2_starts_the_takeover_and_tells_systemd(sluice, monkeypatch, tmp_
         os.kill(pid, signal.SIGTERM)
         assert gone(pid)
         notify.close()
+
+
+def read_response(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = s.recv(65536)
+        if not b:
+            raise ConnectionError("closed before a response: %r" % data)
+        data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    n = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    while len(body) < n:
+        body += s.recv(65536)
+    return head.decode(), body[n:]
+
+
+def test_idle_connections_move_whole_even_mid_head(sluice, takeover):
+    """150 keep-alive connections idle at the handover (more than one
+    message of descriptors), one with half a head sent, one with a
+    pipelined second request not yet read: every one is answered by the
+    new process, on the same connection."""
+    d = serving(sluice(STATIC.replace("{snapshot}", "")))
+    port = d.ports["gateway"]
+    conns = []
+    for _ in range(150):
+        s = socket.create_connection(("127.0.0.1", port), timeout=T)
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, rest = read_response(s)
+        assert head.startswith("HTTP/1.1 200") and rest == b""
+        conns.append(s)
+    half = conns[0]
+    half.sendall(b"GET /half HTTP/1.1\r\nHo")
+    time.sleep(0.2)  # read by the old one, not complete
+    new = takeover(d)
+    assert d.proc.wait(20) == 0, d.log() + new.log()
+    half.sendall(b"st: x\r\n\r\n")
+    head, _ = read_response(half)
+    assert head.startswith("HTTP/1.1 200"), head
+    pipe = conns[1]
+    pipe.sendall(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    h1, rest = read_response(pipe)
+    assert h1.startswith("HTTP/1.1 200")
+    for s in conns[2:]:
+        s.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = read_response(s)
+        assert head.startswith("HTTP/1.1 200"), head
+        assert "Connection: close" not in head
+        s.close()
+    assert wait_log(new.log, "finished (150 connections"), new.log()
+    # 150 + 1 + 2 + 148 requests, every one counted once
+    assert remaining(d) == 1000 - 150 - 1 - 2 - 148 - 1
+    half.close()
+    pipe.close()
