@@ -114,7 +114,7 @@ static void release_done(struct sl_batch *b)
 	pending_done(c);
 	if (c->closing)
 		free_if_done(c);
-	else
+	else if (!(c->w->handoff && sl_conn_handoff(c))) /* a Redis release ended */
 		process(c);
 }
 

@@ -236,10 +236,11 @@ struct sl_worker {
 	unsigned max_conns;
 	unsigned nupconns; /* open upstream connections */
 	bool draining, stopping;
-	bool paused;  /* takeover: no accepting, no new decision */
-	bool handoff; /* takeover: idle connections go to the new process */
-	bool closed;  /* handles closed; written under mu */
-	size_t rcap;  /* bytes: read buffer of a client connection */
+	bool paused;      /* takeover: no accepting, no new decision */
+	bool pause_acked; /* ... and the takeover was told so */
+	bool handoff;     /* takeover: idle connections go to the new process */
+	bool closed;      /* handles closed; written under mu */
+	size_t rcap;      /* bytes: read buffer of a client connection */
 
 	struct sl_admin admin;
 	bool admin_on;

@@ -30,9 +30,14 @@ int64_t sl_worker_now(struct sl_worker *w)
 	return w->now;
 }
 
+static void pause_ack_maybe(struct sl_worker *w);
+
 static void pass_cb(uv_prepare_t *h)
 {
-	((struct sl_worker *)h->data)->now_valid = false;
+	struct sl_worker *w = h->data;
+	w->now_valid = false;
+	if (w->paused && !w->pause_acked)
+		pause_ack_maybe(w);
 }
 
 static void pass_check_cb(uv_check_t *h)
@@ -402,6 +407,21 @@ static void start_drain(struct sl_worker *w)
 	sl_worker_maybe_exit(w);
 }
 
+/* A paused worker tells the takeover it decides nothing any more once no
+ * admin request is still reading its body: /v1/decide decides at the end
+ * of the body, so one whose head came before the pause is let finish
+ * (and counted in the snapshot) first. Checked again every loop pass. */
+static void pause_ack_maybe(struct sl_worker *w)
+{
+	for (struct sl_list *n = w->active.next; n != &w->active; n = n->next) {
+		struct sl_conn *c = sl_container(n, struct sl_conn, link);
+		if (!c->closing && c->phase == SL_PH_ADMIN && !c->req_end)
+			return;
+	}
+	w->pause_acked = true;
+	w->srv->handoff.paused(w->srv->handoff.arg);
+}
+
 /* Takeover, on the worker (server.h): pause, resume, hand off. */
 static void takeover_cmd(struct sl_worker *w, uint8_t cmd)
 {
@@ -414,9 +434,10 @@ static void takeover_cmd(struct sl_worker *w, uint8_t cmd)
 		if (w->paused)
 			break;
 		w->paused = true;
+		w->pause_acked = false;
 		for (size_t i = 0; i < w->nlisteners; i++)
 			poll_off(&w->listeners[i]);
-		w->srv->handoff.paused(w->srv->handoff.arg);
+		pause_ack_maybe(w);
 		break;
 	case SL_TKC_RESUME:
 		if (!w->paused)
@@ -433,7 +454,7 @@ static void takeover_cmd(struct sl_worker *w, uint8_t cmd)
 		}
 		break;
 	case SL_TKC_HANDOFF:
-		if (!w->paused)
+		if (!w->paused || !w->pause_acked)
 			break;
 		w->handoff = true;
 		for (size_t i = 0; i < w->nlisteners; i++)

@@ -463,3 +463,25 @@ def test_idle_connections_move_whole_even_mid_head(sluice, takeover):
     assert remaining(d) == 1000 - 150 - 1 - 2 - 148 - 1
     half.close()
     pipe.close()
+
+
+def test_admin_decide_mid_body_is_decided_before_the_save(sluice, takeover):
+    """POST /v1/decide decides at the end of its body: one whose head came
+    before the pause holds the handover until its body is in, and is
+    counted in the snapshot the new process loads."""
+    d = serving(sluice(STATIC.replace("{snapshot}", "")))
+    body = b'{"ip":"127.0.0.1"}'
+    s = socket.create_connection(("127.0.0.1", d.ports["admin"]), timeout=T)
+    s.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+    time.sleep(0.2)
+    new = takeover(d)
+    assert wait_log(d.log, "asks to take over")
+    time.sleep(0.5)
+    assert d.proc.poll() is None and "handed over" not in d.log()
+    s.sendall(body[5:])
+    head, rest = read_response(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert d.proc.wait(20) == 0, d.log() + new.log()
+    assert remaining(d) == 1000 - 2, new.log()
+    s.close()
