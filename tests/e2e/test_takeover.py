@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from conftest import SLUICE, free_port, wait_port
+from conftest import ROOT, SLUICE, free_port, wait_port
 from test_proxy import Upstream
 
 T = 5
@@ -107,8 +107,8 @@ def serving(d):
     return d
 
 
-def remaining(d, path="/"):
-    r = requests.get(d.url("gateway", path), headers={"Connection": "close"}, timeout=T)
+def remaining(d, path="/", timeout=T):
+    r = requests.get(d.url("gateway", path), headers={"Connection": "close"}, timeout=timeout)
     assert r.status_code == 200, r.text
     return int(r.headers["X-RateLimit-Remaining"])
 
@@ -485,3 +485,32 @@ def test_admin_decide_mid_body_is_decided_before_the_save(sluice, takeover):
     assert d.proc.wait(20) == 0, d.log() + new.log()
     assert remaining(d) == 1000 - 2, new.log()
     s.close()
+
+
+def test_a_hung_new_one_is_given_up_and_the_old_serves_on(sluice, takeover):
+    """The new process stops answering once the old one saved (it sleeps
+    30 s there): after 10 s the old one gives up, accepts and decides
+    again, and the new one, waking, finds it gone and exits 1."""
+    d = serving(sluice(STATIC.replace("{snapshot}", ", snapshot: state.snap")))
+    assert remaining(d) == 999
+    new = takeover(d, env={"SLUICE_TAKEOVER_TEST_STALL": "saved"})
+    assert wait_log(d.log, "asks to take over")
+    t0 = time.monotonic()
+    results = []
+    t = threading.Thread(target=lambda: results.append(remaining(d, timeout=20)))
+    t.start()  # waits in the backlog while the old one is paused
+    assert wait_log(d.log, "did not answer in time", timeout=15), d.log()
+    assert 9 < time.monotonic() - t0 < 14
+    t.join(5)
+    assert results == [998]
+    assert remaining(d) == 997
+    new.kill()
+    new.wait(5)
+    assert d.proc.poll() is None
+
+
+def test_the_shipped_unit_lets_the_new_process_become_main():
+    with open(os.path.join(ROOT, "dist", "sluice.service.in")) as f:
+        unit = f.read()
+    assert re.search(r"^NotifyAccess=all$", unit, re.M)
+    assert "systemctl kill --kill-whom=main --signal=SIGUSR2 sluice" in unit
