@@ -6,3 +6,4 @@ for b in build/bench_*; do
 	[ -x "$b" ] && "$b"
 done
 bench/http_bench.sh # HTTP: wrk vs nginx (see BENCHMARKS.md)
+bench/takeover_bench.sh # upgrades: serve --takeover vs a restart under wrk (see BENCHMARKS.md)
