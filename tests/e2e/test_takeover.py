@@ -10,6 +10,7 @@ import http.client
 import http.server
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import requests
 
 from conftest import ROOT, SLUICE, free_port, wait_port
 from test_proxy import Upstream
+from test_redis import redis_servers  # noqa: F401 (fixture)
 
 T = 5
 
@@ -514,3 +516,29 @@ def test_the_shipped_unit_lets_the_new_process_become_main():
         unit = f.read()
     assert re.search(r"^NotifyAccess=all$", unit, re.M)
     assert "systemctl kill --kill-whom=main --signal=SIGUSR2 sluice" in unit
+
+
+REDIS = """
+server: {{ workers: 2 }}
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+store: {{ type: redis, url: "redis://127.0.0.1:REDISPORT" }}
+limits:
+  - {{ name: daily, key: ip, quota: 1000/day }}
+"""
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_takeover_on_the_redis_store_needs_no_snapshot(sluice, takeover, redis_servers):
+    """Both processes decide on Redis: nothing is saved or loaded, the
+    counter goes on, and the old one's Redis connections close cleanly."""
+    r = redis_servers()
+    d = serving(sluice(REDIS.replace("REDISPORT", str(r.port))))
+    for _ in range(3):
+        remaining(d)
+    new = takeover(d)
+    assert d.proc.wait(20) == 0, d.log() + new.log()
+    assert remaining(d) == 1000 - 4, new.log()
+    assert "counters loaded" not in new.log() and "not carried" not in new.log()
+    assert not [f for f in os.listdir(d.tmpdir) if f.endswith(".snap")]
