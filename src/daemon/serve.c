@@ -158,6 +158,8 @@ static void on_term(uv_signal_t *h, int sig)
 	}
 	if (d->tk_on && sl_takeover_host_busy(&d->tk))
 		sl_takeover_host_abort(&d->tk, sig == SIGINT ? "SIGINT" : "SIGTERM");
+	if (d->tk_on)
+		sl_takeover_host_refuse(&d->tk);
 	d->draining = true;
 	fprintf(stderr, "sluice: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	sl_server_drain(d->server);

@@ -239,6 +239,11 @@ void sl_takeover_host_abort(struct sl_takeover_host *h, const char *why)
 	host_abort(h, why, true);
 }
 
+void sl_takeover_host_refuse(struct sl_takeover_host *h)
+{
+	h->refusing = true;
+}
+
 bool sl_takeover_host_busy(const struct sl_takeover_host *h)
 {
 	return h->state != H_IDLE && h->state != H_COMMITTED;
@@ -539,11 +544,19 @@ static void on_session(uv_poll_t *p, int status, int events)
 	}
 	m = malloc(sizeof(*m));
 	if (!m || sl_tk_parse(h->buf, (size_t)n, nfds, m) < 0 || nfds) {
+		int v = sl_tk_version(h->buf, (size_t)n);
+		char why[120];
 		close_fds(fds, nfds);
 		free(m);
 		if (h->state == H_COMMITTED)
 			return;
-		host_abort(h, "a malformed message on the control socket", true);
+		if (v >= 0 && v != SL_TK_VERSION)
+			snprintf(why, sizeof(why),
+			         "it speaks takeover protocol version %d, this sluice version %d",
+			         v, SL_TK_VERSION);
+		else
+			snprintf(why, sizeof(why), "a malformed message on the control socket");
+		host_abort(h, why, true);
 		return;
 	}
 	uint8_t type = m->type;
@@ -603,8 +616,9 @@ static void on_accept(uv_poll_t *p, int status, int events)
 		close(fd);
 		return;
 	}
-	if (h->state != H_IDLE) {
-		send_simple(fd, h->buf, SL_TK_ABORT, "another takeover is under way");
+	if (h->state != H_IDLE || h->refusing) {
+		send_simple(fd, h->buf, SL_TK_ABORT,
+		            h->refusing ? "it is shutting down" : "another takeover is under way");
 		close(fd);
 		return;
 	}
@@ -773,9 +787,17 @@ static int client_recv(struct sl_takeover_client *c, int ms, struct sl_tk_msg *m
 		return -1;
 	}
 	if (sl_tk_parse(c->buf, (size_t)n, *nfds, m) < 0) {
+		int v = sl_tk_version(c->buf, (size_t)n);
 		close_fds(fds, *nfds);
 		*nfds = 0;
-		snprintf(err, cap, "a malformed message from the running sluice");
+		if (v >= 0 && v != SL_TK_VERSION)
+			snprintf(err, cap,
+			         "the running sluice speaks takeover protocol version %d, this one "
+			         "%d: "
+			         "restart it instead",
+			         v, SL_TK_VERSION);
+		else
+			snprintf(err, cap, "a malformed message from the running sluice");
 		return -1;
 	}
 	if (m->type == SL_TK_ABORT) {
@@ -822,7 +844,12 @@ int sl_takeover_connect(struct sl_takeover_client *c, const char *path, char *er
 	sl_tk_begin(&e, c->buf, SL_TK_MSG_MAX, SL_TK_HELLO);
 	sl_tk_u32(&e, (uint32_t)getpid());
 	if (send_msg(c->fd, c->buf, sl_tk_end(&e), NULL, 0) < 0) {
-		snprintf(err, cap, "control socket %s: %s", path, strerror(errno));
+		int e2 = errno;
+		/* refused at once: its reason may be waiting to be read */
+		if (client_recv(c, 500, m, fds, &nfds, err, cap) == 0) {
+			close_fds(fds, nfds);
+			snprintf(err, cap, "control socket %s: %s", path, strerror(e2));
+		}
 		goto fail;
 	}
 	for (;;) {

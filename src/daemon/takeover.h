@@ -54,6 +54,7 @@ struct sl_takeover_host {
 	uv_timer_t timer;
 	uv_async_t async;
 	bool started, session;
+	bool refusing; /* draining: every new session is refused */
 	uint8_t state;
 	pid_t peer;
 	unsigned npaused;   /* atomic: workers that paused */
@@ -76,6 +77,9 @@ bool sl_takeover_host_busy(const struct sl_takeover_host *h);
 
 /* Give up a takeover under way (why is logged); the host serves on. */
 void sl_takeover_host_abort(struct sl_takeover_host *h, const char *why);
+
+/* Refuse takeovers from now on (the daemon drains to exit). */
+void sl_takeover_host_refuse(struct sl_takeover_host *h);
 
 /* Whether the host handed over (then the exit must not save). */
 bool sl_takeover_host_committed(const struct sl_takeover_host *h);

@@ -201,6 +201,13 @@ int sl_tk_parse(const uint8_t *buf, size_t len, size_t nfds, struct sl_tk_msg *m
 	return 0;
 }
 
+int sl_tk_version(const uint8_t *buf, size_t len)
+{
+	if (len < 5 || memcmp(buf, SL_TK_MAGIC, 4) != 0)
+		return -1;
+	return buf[4];
+}
+
 void sl_tk_release_at(const struct sl_tk_msg *m, size_t i, struct sl_tk_release *out)
 {
 	struct rd r = {m->rel, m->rel_len, 0, false};

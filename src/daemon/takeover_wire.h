@@ -87,6 +87,10 @@ struct sl_tk_msg {
  * (m then undefined). Pure; views in m point into buf. */
 int sl_tk_parse(const uint8_t *buf, size_t len, size_t nfds, struct sl_tk_msg *m);
 
+/* The protocol version a message claims (its magic is ours), else -1: so
+ * a peer of another sluice version is told so, not just "malformed". */
+int sl_tk_version(const uint8_t *buf, size_t len);
+
 /* The i-th RELEASE entry of a parsed message (i < m->n). */
 void sl_tk_release_at(const struct sl_tk_msg *m, size_t i, struct sl_tk_release *out);
 

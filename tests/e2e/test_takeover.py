@@ -342,8 +342,16 @@ def test_control_socket_is_private_and_refuses_garbage(sluice):
         ans = s.recv(65536)
         assert ans == b"" or ans[:6] == b"SLTK\x01\x0a", ans  # closed, or ABORT
         s.close()
+    # a sluice of another protocol version is told so
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(T)
+    s.connect(ctl)
+    s.send(b"SLTK\x02\x01\x00\x00\x04\x00\x00\x00\x01\x00\x00\x00")
+    assert b"protocol version 2" in s.recv(65536)
+    s.close()
     assert remaining(d) == 999
     assert "malformed message" in d.log() or "unexpected message" in d.log()
+    assert "it speaks takeover protocol version 2, this sluice version 1" in d.log()
     # a stream socket is not even accepted by a SEQPACKET listener
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with pytest.raises(OSError):
@@ -542,3 +550,27 @@ def test_takeover_on_the_redis_store_needs_no_snapshot(sluice, takeover, redis_s
     assert remaining(d) == 1000 - 4, new.log()
     assert "counters loaded" not in new.log() and "not carried" not in new.log()
     assert not [f for f in os.listdir(d.tmpdir) if f.endswith(".snap")]
+
+
+class VerySlow(SlowHandler):
+    def do_GET(self):
+        time.sleep(2)
+        SlowHandler.do_GET(self)
+
+
+def test_a_draining_sluice_refuses_a_takeover(sluice, takeover):
+    up = Upstream(free_port(), VerySlow)
+    try:
+        d = serving(sluice(CONFIG, ports={"upstream": up.srv.server_address[1]}))
+        t = threading.Thread(target=lambda: requests.get(d.url("gateway", "/slow"), timeout=10))
+        t.start()
+        time.sleep(0.3)  # in flight
+        d.signal(signal.SIGTERM)
+        assert wait_log(d.log, "draining")
+        new = takeover(d)
+        assert new.wait(10) == 1
+        assert "the running sluice refused: it is shutting down" in new.log()
+        t.join(10)
+        assert d.proc.wait(10) == 0
+    finally:
+        up.close()
