@@ -577,3 +577,21 @@ def test_a_draining_sluice_refuses_a_takeover(sluice, takeover):
         assert d.proc.wait(10) == 0
     finally:
         up.close()
+
+
+def test_a_new_config_that_cannot_start_leaves_the_old_serving(sluice, takeover):
+    """The new config's extra listener is on a port another process holds:
+    the new one says why and exits 1, the old one never paused."""
+    d = serving(sluice(CHANGED_OLD))
+    assert remaining(d) == 999
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    d.write_config(CHANGED_NEW.replace("{upstream}", str(busy.getsockname()[1])))
+    new = takeover(d)
+    assert new.wait(15) == 1, new.log()
+    assert "already in use by another process" in new.log()
+    assert wait_log(d.log, "abandoned")
+    assert remaining(d) == 998
+    assert requests.get(d.url("check", "/"), timeout=T).status_code == 200
+    busy.close()
