@@ -170,9 +170,60 @@ static int send_simple(int fd, uint8_t *buf, uint8_t type, const char *text)
 	return send_msg(fd, buf, sl_tk_end(&e), NULL, 0);
 }
 
+static void no_done(struct sl_batch *b)
+{
+}
+
+/* Give back count concurrency releases encoded in p[0, len) (RELEASE
+ * entries) on a memory store st; any other store was released on by the
+ * process that took the slots. Returns how many were applied. */
+static uint64_t apply_releases(struct sl_store *st, const uint8_t *p, size_t len, size_t count)
+{
+	uint64_t done = 0;
+	size_t off = 0;
+
+	if (strcmp(st->ops->name, "memory") != 0)
+		return 0;
+	for (size_t i = 0; i < count; i++) {
+		struct sl_tk_release r;
+		struct sl_limit_spec spec;
+		struct sl_check chk;
+		struct sl_batch b;
+		char name[SL_TK_NAME];
+		size_t n = sl_tk_release_next(p + off, len - off, &r);
+
+		if (n == 0)
+			break;
+		off += n;
+		memset(&spec, 0, sizeof(spec));
+		spec.algo = SL_ALGO_CONCURRENCY;
+		spec.n = r.n;
+		spec.period = r.period;
+		memcpy(name, r.name, r.name_len);
+		name[r.name_len] = 0;
+		memset(&chk, 0, sizeof(chk));
+		chk.spec = &spec;
+		chk.limit_id = r.limit_id;
+		chk.name = name;
+		chk.key = (const char *)r.key;
+		chk.key_len = r.key_len;
+		chk.cost = r.cost;
+		memset(&b, 0, sizeof(b));
+		b.checks = &chk;
+		b.n = 1;
+		b.op = SL_OP_RELEASE;
+		b.now = sl_clock_now();
+		b.done = no_done;
+		if (sl_store_submit(st, &b) == 0)
+			done++;
+	}
+	return done;
+}
+
 /* ---- host ---- */
 
 static void host_abort(struct sl_takeover_host *h, const char *why, bool tell);
+static void flush(struct sl_takeover_host *h);
 
 static void step_timeout(uv_timer_t *t)
 {
@@ -193,7 +244,6 @@ static void drop_queues(struct sl_takeover_host *h)
 		free(h->conns[i].bytes);
 	}
 	h->nconns = 0;
-	h->rel_len = h->rel_count = 0;
 	uv_mutex_unlock(&h->mu);
 }
 
@@ -223,6 +273,7 @@ static void host_abort(struct sl_takeover_host *h, const char *why, bool tell)
 	if (st >= H_PAUSING) {
 		sl_server_resume(h->server);
 		drop_queues(h);
+		flush(h); /* releases forwarded meanwhile: our own store decides again */
 	}
 	if (st == H_SAVED) {
 		if (h->snap_tmp[0])
@@ -431,6 +482,8 @@ static void flush(struct sl_takeover_host *h)
 		}
 	}
 	free(q);
+	if (!live && rc) /* nobody to send them to: back into our own store */
+		apply_releases(h->store, rel, rl, rc);
 	/* releases: entries are self-delimiting (see takeover_wire.c) */
 	for (size_t off = 0, done = 0; live && done < rc && off < rl;) {
 		struct sl_tk_enc e;
@@ -462,8 +515,6 @@ static void save_and_tell(struct sl_takeover_host *h)
 	int rc = 0;
 
 	h->snap_tmp[0] = 0;
-	if (memory)
-		sl_server_forward_releases(h->server, true);
 	if (memory && path) {
 		/* stops the periodic thread for good: the new process writes this
 		 * file from now on, or the thread is restarted on abort */
@@ -586,6 +637,9 @@ static void on_session(uv_poll_t *p, int status, int events)
 		h->paused_at = uv_hrtime();
 		__atomic_store_n(&h->npaused, 0, __ATOMIC_RELEASE);
 		struct sl_server_handoff ho = {on_paused, on_conn, on_release, h};
+		/* a memory store's releases go to the new process from each
+		 * worker's pause on, so the save has exactly those before */
+		sl_server_forward_releases(h->server, strcmp(h->store->ops->name, "memory") == 0);
 		sl_server_pause(h->server, &ho);
 		arm_step(h);
 		return;
@@ -970,46 +1024,6 @@ static void adopt_conns(struct sl_takeover_client *c, const struct sl_tk_msg *m,
 	}
 }
 
-static void no_done(struct sl_batch *b)
-{
-}
-
-static void apply_releases(struct sl_takeover_client *c, const struct sl_tk_msg *m)
-{
-	if (strcmp(c->store->ops->name, "memory") != 0)
-		return; /* a shared store: the old process released there itself */
-	for (size_t i = 0; i < m->n; i++) {
-		struct sl_tk_release r;
-		struct sl_limit_spec spec;
-		struct sl_check chk;
-		struct sl_batch b;
-		char name[SL_TK_NAME];
-
-		sl_tk_release_at(m, i, &r);
-		memset(&spec, 0, sizeof(spec));
-		spec.algo = SL_ALGO_CONCURRENCY;
-		spec.n = r.n;
-		spec.period = r.period;
-		memcpy(name, r.name, r.name_len);
-		name[r.name_len] = 0;
-		memset(&chk, 0, sizeof(chk));
-		chk.spec = &spec;
-		chk.limit_id = r.limit_id;
-		chk.name = name;
-		chk.key = (const char *)r.key;
-		chk.key_len = r.key_len;
-		chk.cost = r.cost;
-		memset(&b, 0, sizeof(b));
-		b.checks = &chk;
-		b.n = 1;
-		b.op = SL_OP_RELEASE;
-		b.now = sl_clock_now();
-		b.done = no_done;
-		if (sl_store_submit(c->store, &b) == 0)
-			c->released++;
-	}
-}
-
 static void on_client(uv_poll_t *p, int status, int events)
 {
 	struct sl_takeover_client *c = p->data;
@@ -1029,7 +1043,7 @@ static void on_client(uv_poll_t *p, int status, int events)
 			return;
 		}
 		if (m->type == SL_TK_RELEASE) {
-			apply_releases(c, m);
+			c->released += apply_releases(c->store, m->rel, m->rel_len, m->n);
 			free(m);
 			return;
 		}

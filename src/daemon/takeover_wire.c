@@ -208,6 +208,12 @@ int sl_tk_version(const uint8_t *buf, size_t len)
 	return buf[4];
 }
 
+size_t sl_tk_release_next(const uint8_t *p, size_t len, struct sl_tk_release *out)
+{
+	struct rd r = {p, len, 0, false};
+	return get_release(&r, out) ? r.pos : 0;
+}
+
 void sl_tk_release_at(const struct sl_tk_msg *m, size_t i, struct sl_tk_release *out)
 {
 	struct rd r = {m->rel, m->rel_len, 0, false};

@@ -91,6 +91,10 @@ int sl_tk_parse(const uint8_t *buf, size_t len, size_t nfds, struct sl_tk_msg *m
  * a peer of another sluice version is told so, not just "malformed". */
 int sl_tk_version(const uint8_t *buf, size_t len);
 
+/* The RELEASE entry at p[0, len): its length in bytes, or 0 when p does not
+ * start with a whole entry. */
+size_t sl_tk_release_next(const uint8_t *p, size_t len, struct sl_tk_release *out);
+
 /* The i-th RELEASE entry of a parsed message (i < m->n). */
 void sl_tk_release_at(const struct sl_tk_msg *m, size_t i, struct sl_tk_release *out);
 

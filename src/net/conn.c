@@ -126,9 +126,11 @@ static void release(struct sl_conn *c)
 	c->release_pending = false;
 	if (sl_eval_release(&c->ev) == 0)
 		return;
-	if (__atomic_load_n(&c->w->srv->fwd_release, __ATOMIC_ACQUIRE))
+	if (c->w->fwd_release) { /* paused for a takeover: its store decides now */
 		c->w->srv->handoff.release(c->w->srv->handoff.arg, c->ev.batch.checks,
 		                           c->ev.batch.n);
+		return;
+	}
 	c->ev.batch.now = sl_worker_now(c->w);
 	c->ev.batch.loop = &c->w->loop;
 	c->ev.batch.done = release_done;

@@ -238,6 +238,7 @@ struct sl_worker {
 	bool draining, stopping;
 	bool paused;      /* takeover: no accepting, no new decision */
 	bool pause_acked; /* ... and the takeover was told so */
+	bool fwd_release; /* paused: releases go to srv->handoff.release, not the store */
 	bool handoff;     /* takeover: idle connections go to the new process */
 	bool closed;      /* handles closed; written under mu */
 	size_t rcap;      /* bytes: read buffer of a client connection */
@@ -264,7 +265,7 @@ struct sl_server {
 	uint64_t emfile_reported; /* atomic: emfile at that line */
 	char logbuf_unused;
 	struct sl_server_handoff handoff;     /* takeover sinks (sl_server_pause) */
-	bool fwd_release;                     /* atomic: releases go to handoff.release too */
+	bool fwd_release;                     /* atomic: the next pause forwards releases */
 	unsigned adopt_next;                  /* round robin of sl_server_adopt */
 	const struct sl_server_sock *inherit; /* during create only */
 	size_t ninherit;

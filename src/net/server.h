@@ -98,8 +98,11 @@ struct sl_server_handoff {
 void sl_server_pause(struct sl_server *s, const struct sl_server_handoff *h);
 /* Undo a pause: accept and decide again. Thread: main. */
 void sl_server_resume(struct sl_server *s);
-/* Forward concurrency releases through h->release from now on (they are
- * applied to the store as well). Thread: any. */
+/* Whether the next pause forwards concurrency releases: from its pause on,
+ * a worker gives them to h->release instead of the store (so the snapshot
+ * saved after every worker paused has exactly the releases before, and
+ * h->release exactly those after); a resume turns it off. Call before
+ * sl_server_pause. Thread: main. */
 void sl_server_forward_releases(struct sl_server *s, bool on);
 /* After a pause, hand everything over: every worker closes its listening
  * sockets, gives each connection that is between requests to h->conn

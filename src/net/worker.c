@@ -395,7 +395,7 @@ static void start_drain(struct sl_worker *w)
 	/* a takeover that never completed: what waited is decided here */
 	bool unpause = w->paused && !w->handoff;
 	if (unpause)
-		w->paused = false;
+		w->paused = w->fwd_release = false;
 	for (n = w->active.next; n != &w->active; n = next) {
 		struct sl_conn *c = sl_container(n, struct sl_conn, link);
 		next = n->next;
@@ -435,6 +435,7 @@ static void takeover_cmd(struct sl_worker *w, uint8_t cmd)
 			break;
 		w->paused = true;
 		w->pause_acked = false;
+		w->fwd_release = __atomic_load_n(&w->srv->fwd_release, __ATOMIC_ACQUIRE);
 		for (size_t i = 0; i < w->nlisteners; i++)
 			poll_off(&w->listeners[i]);
 		pause_ack_maybe(w);
@@ -443,6 +444,7 @@ static void takeover_cmd(struct sl_worker *w, uint8_t cmd)
 		if (!w->paused)
 			break;
 		w->paused = false;
+		w->fwd_release = false;
 		if (w->nconns < w->max_conns)
 			for (size_t i = 0; i < w->nlisteners; i++)
 				poll_on(&w->listeners[i]);

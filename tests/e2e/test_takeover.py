@@ -595,3 +595,31 @@ def test_a_new_config_that_cannot_start_leaves_the_old_serving(sluice, takeover)
     assert remaining(d) == 998
     assert requests.get(d.url("check", "/"), timeout=T).status_code == 200
     busy.close()
+
+
+def test_releases_during_an_abandoned_takeover_come_back_to_the_old_one(sluice, takeover):
+    """Slots of requests that end while the old one is paused are given to
+    the takeover, not to the old store; when the takeover is abandoned
+    (kill -9 of the new one), the old one applies them itself."""
+    up = Upstream(free_port(), VerySlow)
+    try:
+        d = serving(sluice(CONFIG, ports={"upstream": up.srv.server_address[1]}))
+        codes = []
+        ts = [threading.Thread(target=lambda: codes.append(
+            requests.get(d.url("gateway", "/slow"), timeout=20).status_code)) for _ in range(3)]
+        for t in ts:
+            t.start()
+        time.sleep(0.5)  # 3 slots held
+        new = takeover(d, env={"SLUICE_TAKEOVER_TEST_STALL": "saved"})
+        assert wait_log(d.log, "asks to take over")
+        for t in ts:
+            t.join(10)  # they end while the old one is paused
+        assert codes == [200, 200, 200]
+        new.kill()
+        new.wait(5)
+        assert wait_log(d.log, "abandoned")
+        r = requests.post(d.url("admin", "/v1/decide"), json={"ip": "127.0.0.1"}, timeout=T)
+        lim = {x["name"]: x for x in r.json()["limits"]}
+        assert lim["inflight"]["remaining"] == 49, r.json()
+    finally:
+        up.close()
