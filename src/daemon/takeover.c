@@ -690,6 +690,10 @@ static void on_accept(uv_poll_t *p, int status, int events)
 	uv_poll_start(&h->spoll, UV_READABLE | UV_DISCONNECT, on_session);
 	h->session = true;
 	h->state = H_HELLO;
+	/* the host speaks first, so a refusal (ABORT, close) is never a close
+	 * with the client's hello unread, which would reset the connection
+	 * and lose the reason */
+	send_simple(fd, h->buf, SL_TK_WELCOME, NULL);
 	arm_step(h);
 }
 
@@ -894,6 +898,13 @@ int sl_takeover_connect(struct sl_takeover_client *c, const char *path, char *er
 	}
 	struct timeval tv = {2, 0};
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (client_recv(c, SL_TK_ANSWER_MS, m, fds, &nfds, err, cap) < 0)
+		goto fail;
+	if (m->type != SL_TK_WELCOME) {
+		close_fds(fds, nfds);
+		snprintf(err, cap, "an unexpected message from the running sluice");
+		goto fail;
+	}
 	struct sl_tk_enc e;
 	sl_tk_begin(&e, c->buf, SL_TK_MSG_MAX, SL_TK_HELLO);
 	sl_tk_u32(&e, (uint32_t)getpid());

@@ -31,7 +31,8 @@ enum sl_tk_type {
 	SL_TK_BYE = 9,       /* old -> new: drained, exiting */
 	SL_TK_ABORT = 10,    /* either way: u16 len, reason; the handover is off */
 	SL_TK_COMMIT = 11,   /* old -> new: handed over, accept now */
-	SL_TK_TYPE_MAX = 11,
+	SL_TK_WELCOME = 12,  /* old -> new, first: a session (else ABORT, then close) */
+	SL_TK_TYPE_MAX = 12,
 };
 
 /* A listening socket (SOCKS entry; its fd is the entry's descriptor). */

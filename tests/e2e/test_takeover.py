@@ -103,6 +103,9 @@ def wait_log(read, text, timeout=15.0):
     return False
 
 
+WELCOME = b"SLTK\x01\x0c\x00\x00\x00\x00\x00\x00"  # version 1, type 12, no payload
+
+
 def serving(d):
     """d once its control socket is there (made after the listeners)."""
     assert wait_log(d.log, "serving"), d.log()
@@ -338,6 +341,7 @@ def test_control_socket_is_private_and_refuses_garbage(sluice):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         s.settimeout(T)
         s.connect(ctl)
+        assert s.recv(65536) == WELCOME  # the host speaks first
         s.send(junk)
         ans = s.recv(65536)
         assert ans == b"" or ans[:6] == b"SLTK\x01\x0a", ans  # closed, or ABORT
@@ -346,6 +350,7 @@ def test_control_socket_is_private_and_refuses_garbage(sluice):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.settimeout(T)
     s.connect(ctl)
+    assert s.recv(65536) == WELCOME
     s.send(b"SLTK\x02\x01\x00\x00\x04\x00\x00\x00\x01\x00\x00\x00")
     assert b"protocol version 2" in s.recv(65536)
     s.close()

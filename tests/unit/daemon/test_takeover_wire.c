@@ -58,7 +58,8 @@ static void hello_and_empty_messages_round_trip(void **unused)
 	assert_int_equal(sl_tk_parse(buf, n, 0, &m), 0);
 	assert_int_equal(m.type, SL_TK_HELLO);
 	assert_int_equal(m.pid, 4242);
-	const uint8_t types[] = {SL_TK_READY, SL_TK_STARTED, SL_TK_BYE, SL_TK_COMMIT};
+	const uint8_t types[] = {SL_TK_READY, SL_TK_STARTED, SL_TK_BYE, SL_TK_COMMIT,
+	                         SL_TK_WELCOME};
 	for (size_t i = 0; i < sizeof(types); i++) {
 		sl_tk_begin(&e, buf, sizeof(buf), types[i]);
 		n = sl_tk_end(&e);
