@@ -532,6 +532,8 @@ static void save_and_tell(struct sl_takeover_host *h)
 		host_abort(h, why, true);
 		return;
 	}
+	logf_("paused for pid %ld: %s%s", (long)h->peer, memory ? "counters saved to " : "",
+	      memory ? path : "a shared store, nothing to save");
 	sl_tk_begin(&e, h->buf, SL_TK_MSG_MAX, SL_TK_SAVED);
 	sl_tk_u8(&e, memory ? 1 : 0);
 	sl_tk_text(&e, memory ? path : "", memory ? strlen(path) : 0);

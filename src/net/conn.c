@@ -777,6 +777,13 @@ static void timer_cb(uv_timer_t *t)
 		c->timer_due = c->deadline;
 		return;
 	}
+	if (c->w->paused && c->phase == SL_PH_HEAD &&
+	    (what == T_IDLE || what == T_FIRST || what == T_HEADER)) {
+		/* a takeover's pause (bounded) holds it unread: the client is not
+		 * the slow one; look again in a second */
+		arm(c, what, 1000000000LL);
+		return;
+	}
 	c->timer_what = T_NONE;
 	switch (what) {
 	case T_IDLE:

@@ -628,3 +628,22 @@ def test_releases_during_an_abandoned_takeover_come_back_to_the_old_one(sluice, 
         assert lim["inflight"]["remaining"] == 49, r.json()
     finally:
         up.close()
+
+
+def test_a_connection_held_by_a_long_pause_is_not_timed_out(sluice, takeover):
+    """A connection accepted just before the pause, whose bytes the paused
+    old one does not read, outlives header_timeout while the pause lasts
+    (here a new one that hangs and is killed): it is answered after."""
+    d = serving(sluice(STATIC.replace("{snapshot}", "").replace(
+        "server: {{ workers: 2 }}", "server: {{ workers: 2, header_timeout: 1s }}")))
+    s = socket.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T)
+    time.sleep(0.2)  # accepted by the old one
+    new = takeover(d, env={"SLUICE_TAKEOVER_TEST_STALL": "saved"})
+    assert wait_log(d.log, "paused for pid %d" % new.pid), d.log()
+    time.sleep(1.5)  # past header_timeout
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    new.kill()
+    new.wait(5)
+    head, _ = read_response(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    s.close()
