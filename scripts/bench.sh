@@ -7,3 +7,4 @@ for b in build/bench_*; do
 done
 bench/http_bench.sh # HTTP: wrk vs nginx (see BENCHMARKS.md)
 bench/tls_bench.sh # HTTPS: wrk vs nginx with TLS (see BENCHMARKS.md)
+bench/takeover_bench.sh # upgrades: serve --takeover vs a restart under wrk (see BENCHMARKS.md)

@@ -18,6 +18,7 @@
 #include "daemon/evictlog.h"
 #include "daemon/serve.h"
 #include "daemon/snapshot.h"
+#include "daemon/takeover.h"
 #include "net/clock.h"
 #include "net/metrics.h"
 #include "net/server.h"
@@ -30,7 +31,10 @@
 struct daemon {
 	const char *path;
 	uv_loop_t loop;
-	uv_signal_t sighup, sigterm, sigint;
+	uv_signal_t sighup, sigterm, sigint, sigusr2;
+	uv_process_t child; /* SIGUSR2: the `serve --takeover` we started */
+	bool child_running;
+	char exe[4096]; /* our binary's path at start: an upgrade replaces the file */
 	uv_async_t workers_done;
 	uv_timer_t deadline;
 	struct sl_policy *policy;
@@ -40,6 +44,11 @@ struct daemon {
 	struct sl_server *server;
 	struct sl_usage *usage; /* NULL: history off */
 	bool draining;
+	bool takeover;                 /* --takeover: start from a running sluice */
+	struct sl_takeover_host tk;    /* our control socket */
+	bool tk_on;                    /* tk was started */
+	struct sl_takeover_client tkc; /* --takeover: the session with the old one */
+	char tk_path[SL_TK_PATH_MAX];
 	struct sl_evictlog evictlog; /* store-full log line, at most one per 10 s */
 };
 
@@ -191,10 +200,115 @@ static void on_term(uv_signal_t *h, int sig)
 			sl_server_stop(d->server); /* a second Ctrl-C: stop now */
 		return;
 	}
+	if (d->tk_on && sl_takeover_host_busy(&d->tk))
+		sl_takeover_host_abort(&d->tk, sig == SIGINT ? "SIGINT" : "SIGTERM");
+	if (d->tk_on)
+		sl_takeover_host_refuse(&d->tk);
 	d->draining = true;
 	fprintf(stderr, "sluice: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	sl_server_drain(d->server);
 	uv_timer_start(&d->deadline, on_deadline, ns > 0 ? (uint64_t)(ns / 1000000) : 0, 0);
+}
+
+/* A takeover is committed: the new process accepts and decides. Drain
+ * what is in flight within drain_timeout, then exit without saving. */
+static void handed_over(void *arg)
+{
+	struct daemon *d = arg;
+	int64_t ns = d->policy->server.drain_timeout;
+
+	d->draining = true;
+	uv_timer_start(&d->deadline, on_deadline, ns > 0 ? (uint64_t)(ns / 1000000) : 0, 0);
+}
+
+/* The new process's side of --takeover, from the received sockets to the
+ * loaded snapshot (takeover.h). Returns 0, or 1 after telling the old
+ * process why (it serves on). */
+static int take_over_counters(struct daemon *d)
+{
+	char snap[4096], tmp[SL_TK_PATH_MAX + 8], why[512];
+	bool memory = strcmp(d->store->ops->name, "memory") == 0;
+	/* tests/e2e/test_takeover.py stops here to kill -9 us mid-handover */
+	const char *stall = getenv("SLUICE_TAKEOVER_TEST_STALL");
+	int rc;
+
+	if (stall && strcmp(stall, "ready") == 0)
+		sleep(30);
+	if (sl_takeover_ready(&d->tkc, snap, sizeof(snap), why, sizeof(why)) < 0)
+		goto fail;
+	if (stall && strcmp(stall, "saved") == 0)
+		sleep(30);
+	if (snap[0] && memory) {
+		rc = sl_memory_store_load(d->store, snap, sl_clock_now());
+		if (rc < 0 && rc != SL_ENOENT) {
+			snprintf(why, sizeof(why), "the snapshot %.300s could not be loaded: %s",
+			         snap, sl_strerror(rc));
+			goto fail;
+		}
+		snprintf(tmp, sizeof(tmp), "%s.snap", d->tk_path);
+		if (strcmp(snap, tmp) == 0)
+			unlink(tmp);
+		fprintf(stderr, "sluice: takeover: counters loaded from %s\n", snap);
+	} else if (snap[0] || memory) {
+		fprintf(stderr,
+		        "sluice: takeover: the running sluice has a %s store and this one a %s "
+		        "store: counters are not carried over\n",
+		        snap[0] ? "memory" : "shared", memory ? "memory" : "shared");
+	}
+	return 0;
+fail:
+	fprintf(stderr, "sluice: takeover: %s; the running sluice serves on\n", why);
+	sl_takeover_fail(&d->tkc, why);
+	return 1;
+}
+
+static void child_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct daemon *d = p->data;
+	d->child_running = false;
+	if (status != 0 || sig != 0)
+		fprintf(stderr,
+		        "sluice: SIGUSR2: the takeover process %d exited with status %lld%s%s; "
+		        "serving on\n",
+		        p->pid, (long long)status, sig ? ", signal " : "",
+		        sig ? strsignal(sig) : "");
+	uv_close((uv_handle_t *)p, NULL);
+}
+
+/* SIGUSR2 (nginx's binary upgrade): start `EXE serve -c FILE --takeover`
+ * from the binary's path as it is now on disk, as our child, so under
+ * systemd it runs in the service's cgroup and tells systemd it is the
+ * main process once it serves (sl_takeover_notify_mainpid). */
+static void on_upgrade(uv_signal_t *h, int sig)
+{
+	struct daemon *d = h->data;
+	char *args[] = {d->exe, "serve", "-c", (char *)d->path, "--takeover", NULL};
+	uv_process_options_t o;
+	uv_stdio_container_t io[3];
+	int rc;
+
+	if (d->draining || d->child_running || !d->tk_on || sl_takeover_host_busy(&d->tk)) {
+		log_msg("SIGUSR2: ignored: a takeover or a drain is under way, or there is no "
+		        "control socket");
+		return;
+	}
+	memset(&o, 0, sizeof(o));
+	io[0].flags = UV_IGNORE;
+	io[1].flags = io[2].flags = UV_INHERIT_FD;
+	io[1].data.fd = 1;
+	io[2].data.fd = 2;
+	o.file = d->exe;
+	o.args = args;
+	o.stdio = io;
+	o.stdio_count = 3;
+	o.exit_cb = child_exit;
+	d->child.data = d;
+	if ((rc = uv_spawn(&d->loop, &d->child, &o)) < 0) {
+		fprintf(stderr, "sluice: SIGUSR2: cannot start %s: %s\n", d->exe, uv_strerror(rc));
+		return;
+	}
+	d->child_running = true;
+	fprintf(stderr, "sluice: SIGUSR2: started pid %d to take over\n", d->child.pid);
 }
 
 static void workers_done_cb(uv_async_t *h)
@@ -234,6 +348,8 @@ int sl_cmd_serve(int argc, char **argv)
 			d.path = argv[++i];
 		} else if (strncmp(argv[i], "--config=", 9) == 0) {
 			d.path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--takeover") == 0) {
+			d.takeover = true;
 		} else {
 			return sl_usage_error(sl_usage_serve, "serve", "%s '%s'",
 			                      argv[i][0] == '-' ? "unknown option"
@@ -258,6 +374,14 @@ int sl_cmd_serve(int argc, char **argv)
 	}
 	print_diag(diag); /* its warnings */
 	free(diag);
+	if (sl_takeover_path(d.policy, d.tk_path, sizeof(d.tk_path), err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		goto out_policy;
+	}
+	if (d.takeover && sl_takeover_connect(&d.tkc, d.tk_path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: takeover: %s\n", err);
+		goto out_policy;
+	}
 
 	if (d.policy->store.type == SL_STORE_REDIS) {
 		rc = sl_redis_store_create(&d.store, &d.policy->store);
@@ -276,20 +400,32 @@ int sl_cmd_serve(int argc, char **argv)
 		goto out_policy;
 	}
 	sl_memory_store_set_on_full(d.store, d.policy->store.on_full);
-	if (sl_snapshot_restore(d.store, sl_clock_now(), stderr) < 0)
+	/* taking over, the counters come from the running process's save */
+	if (!d.takeover && sl_snapshot_restore(d.store, sl_clock_now(), stderr) < 0)
 		goto out_store;
 store_ready:
 	d.boot = d.policy;
 	sl_policy_ref(d.boot);
 	err[0] = 0;
-	if (sl_server_create(&d.server, d.policy, d.store, err, sizeof(err)) < 0) {
+	if (d.takeover) {
+		rc = sl_server_create_inherit(&d.server, d.policy, d.store, d.tkc.socks,
+		                              d.tkc.nsocks, err, sizeof(err));
+		d.tkc.given = true;
+	} else {
+		rc = sl_server_create(&d.server, d.policy, d.store, err, sizeof(err));
+	}
+	if (rc < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
+		if (d.takeover)
+			sl_takeover_fail(&d.tkc, err);
 		goto out_store;
 	}
 	if (err[0]) /* created, with a note (connection caps lowered) */
 		fprintf(stderr, "sluice: %s\n", err);
 	if (d.policy->store.type == SL_STORE_REDIS)
 		sl_server_set_detach(d.server, sl_redis_store_detach);
+	if (d.takeover && take_over_counters(&d) != 0)
+		goto out_store;
 	if (d.policy->usage.enabled) {
 		/* A history that cannot open is logged, and the gateway serves
 		 * without it: counting is never worth refusing traffic. */
@@ -306,13 +442,30 @@ store_ready:
 	uv_signal_init(&d.loop, &d.sighup);
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
+	uv_signal_init(&d.loop, &d.sigusr2);
 	uv_async_init(&d.loop, &d.workers_done, workers_done_cb);
 	uv_timer_init(&d.loop, &d.deadline);
 	d.sighup.data = d.sigterm.data = d.sigint.data = d.workers_done.data = d.deadline.data = &d;
+	d.sigusr2.data = &d;
+	{
+		ssize_t n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
+		d.exe[n > 0 ? n : 0] = 0;
+		/* an upgrade that replaced the file leaves " (deleted)" on the link */
+		char *del = strstr(d.exe, " (deleted)");
+		if (del && del[10] == 0)
+			*del = 0;
+	}
+	uv_signal_start(&d.sigusr2, on_upgrade, SIGUSR2);
 	uv_signal_start(&d.sighup, on_reload, SIGHUP);
 	uv_signal_start(&d.sigterm, on_term, SIGTERM);
 	uv_signal_start(&d.sigint, on_term, SIGINT);
 	sl_evictlog_start(&d.evictlog, &d.loop, d.store);
+	if (d.takeover &&
+	    sl_takeover_started(&d.tkc, &d.loop, d.server, d.store, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: takeover: %s; the running sluice serves on\n", err);
+		sl_takeover_fail(&d.tkc, err);
+		_exit(1);
+	}
 
 	if (sl_server_start(d.server, wake_main, &d) < 0) {
 		log_msg("could not start the worker threads");
@@ -323,17 +476,41 @@ store_ready:
 		        "exit");
 	if (sl_snapshot_start(&d.snap, d.store, d.boot->store.snapshot_interval, stderr) < 0)
 		log_msg("could not start the snapshot thread: snapshots on drain only");
-	fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
-	        sl_server_workers(d.server));
+	d.tk.loop = &d.loop;
+	d.tk.server = d.server;
+	d.tk.store = d.store;
+	d.tk.snap = &d.snap;
+	d.tk.snapshot_interval = d.boot->store.snapshot_interval;
+	d.tk.committed = handed_over;
+	d.tk.arg = &d;
+	if (sl_takeover_host_start(&d.tk, d.tk_path, err, sizeof(err)) < 0)
+		fprintf(stderr,
+		        "sluice: %s: `serve --takeover` cannot take over from this process\n", err);
+	else
+		d.tk_on = true;
+	if (d.takeover) {
+		sl_takeover_notify_mainpid();
+		fprintf(stderr, "sluice: serving %s with %u workers, taken over from pid %ld\n",
+		        d.path, sl_server_workers(d.server), (long)d.tkc.old_pid);
+	} else
+		fprintf(stderr, "sluice: serving %s with %u workers\n", d.path,
+		        sl_server_workers(d.server));
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 
 	/* every worker left its loop */
 	sl_server_destroy(d.server);
 	sl_usage_close(d.usage); /* the last flush */
+	bool handed = d.tk_on && sl_takeover_host_committed(&d.tk);
+	if (d.tk_on)
+		sl_takeover_host_close(&d.tk);
+	if (d.takeover)
+		sl_takeover_client_close(&d.tkc);
 	uv_walk(&d.loop, close_walk, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&d.loop);
-	status = sl_snapshot_finish(&d.snap, sl_clock_now()) < 0 ? 1 : 0;
+	/* handed over: the snapshot was saved for the new process, which
+	 * writes that file from now on */
+	status = handed ? 0 : sl_snapshot_finish(&d.snap, sl_clock_now()) < 0 ? 1 : 0;
 	fprintf(stderr, "sluice: stopped\n");
 out_store:
 	d.store->ops->destroy(d.store);

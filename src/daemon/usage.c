@@ -31,12 +31,16 @@ void sl_usage_main(FILE *f)
 
 void sl_usage_serve(FILE *f)
 {
-	fputs("usage: sluice serve -c FILE\n"
+	fputs("usage: sluice serve -c FILE [--takeover]\n"
 	      "\n"
 	      "Run the daemon in the foreground with the config FILE. Logs go to stderr,\n"
 	      "the access log (server.access_log) to stdout.\n"
 	      "\n"
 	      "  -c, --config FILE  the YAML config (required)\n"
+	      "  --takeover         take the listening sockets, connections and counters\n"
+	      "                     over from the sluice running with FILE's control socket\n"
+	      "                     (server.control_socket), which then drains and exits 0:\n"
+	      "                     a zero-downtime upgrade or restart\n"
 	      "  -h, --help         this help\n"
 	      "\n"
 	      "signals: SIGHUP reloads FILE (a bad config is refused and the old one keeps\n"
@@ -54,6 +58,10 @@ void sl_usage_validate(FILE *f)
 	      "Prints \"FILE: ok\", or every error as file:line:col: message.\n"
 	      "\n"
 	      "  -c, --config FILE  the YAML config (required)\n"
+	      "  --takeover         take the listening sockets, connections and counters\n"
+	      "                     over from the sluice running with FILE's control socket\n"
+	      "                     (server.control_socket), which then drains and exits 0:\n"
+	      "                     a zero-downtime upgrade or restart\n"
 	      "  -h, --help         this help\n"
 	      "\n"
 	      "exit status: 0 valid, 1 invalid, 2 bad usage.\n",

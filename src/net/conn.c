@@ -11,10 +11,12 @@
  * On a TLS listener the same calls go through the connection's struct
  * sl_tls (src/tls), which keeps libuv's contract (sl_io_* in net-int.h). */
 #include <assert.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "net/net-int.h"
 
@@ -123,7 +125,7 @@ static void release_done(struct sl_batch *b)
 	pending_done(c);
 	if (c->closing)
 		free_if_done(c);
-	else
+	else if (!(c->w->handoff && sl_conn_handoff(c))) /* a Redis release ended */
 		process(c);
 }
 
@@ -135,6 +137,11 @@ static void release(struct sl_conn *c)
 	c->release_pending = false;
 	if (sl_eval_release(&c->ev) == 0)
 		return;
+	if (c->w->fwd_release) { /* paused for a takeover: its store decides now */
+		c->w->srv->handoff.release(c->w->srv->handoff.arg, c->ev.batch.checks,
+		                           c->ev.batch.n);
+		return;
+	}
 	c->ev.batch.now = sl_worker_now(c->w);
 	c->ev.batch.loop = &c->w->loop;
 	c->ev.batch.done = release_done;
@@ -636,7 +643,7 @@ static bool want_read(struct sl_conn *c)
 		return false;
 	switch (c->phase) {
 	case SL_PH_HEAD:
-		return !c->store_pending && !c->writing;
+		return !c->store_pending && !c->writing && !c->w->paused;
 	case SL_PH_LOCAL:
 		return true; /* the body is discarded, then the next one waits */
 	case SL_PH_ADMIN:
@@ -685,6 +692,8 @@ void sl_conn_request_done(struct sl_conn *c)
 	}
 	c->phase = SL_PH_HEAD;
 	c->req_end = c->resp_done = false;
+	if (w->handoff && sl_conn_handoff(c))
+		return;
 	arm(c, T_IDLE, w->policy->server.idle_timeout);
 }
 
@@ -702,8 +711,8 @@ static void process(struct sl_conn *c)
 
 	while (!c->closing) {
 		if (c->phase == SL_PH_HEAD) {
-			if (c->store_pending || c->writing)
-				break;
+			if (c->store_pending || c->writing || w->paused)
+				break; /* paused: a takeover decides what comes next */
 			if (c->hp.state == SL_HTTP_IDLE) {
 				if (c->rpos == c->rlen) {
 					if (w->draining) {
@@ -846,6 +855,13 @@ static void timer_cb(uv_timer_t *t)
 		c->timer_due = c->deadline;
 		return;
 	}
+	if (c->w->paused && c->phase == SL_PH_HEAD &&
+	    (what == T_IDLE || what == T_FIRST || what == T_HEADER)) {
+		/* a takeover's pause (bounded) holds it unread: the client is not
+		 * the slow one; look again in a second */
+		arm(c, what, 1000000000LL);
+		return;
+	}
 	c->timer_what = T_NONE;
 	switch (what) {
 	case T_IDLE:
@@ -883,12 +899,77 @@ void sl_conn_drain(struct sl_conn *c)
 		sl_conn_close(c);
 }
 
-/* Take a connection from the free list (or allocate one) for the socket
- * fd that on_readable accepted. */
+bool sl_conn_handoff(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	size_t from;
+	uv_os_fd_t fd;
+	int dup;
+
+	if (c->closing || c->phase != SL_PH_HEAD || c->writing || c->store_pending || c->up ||
+	    c->peer_eof || !c->keep_alive || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+		return false;
+	/* A TLS session cannot move to another process (its keys and sequence
+	 * numbers live here): an idle one is closed with close_notify, as any
+	 * idle keep-alive connection may be, and its client reconnects to the
+	 * new process. */
+	if (c->tls != NULL) {
+		sl_conn_close(c);
+		return true;
+	}
+	/* a head in progress is sent whole and parsed again over there */
+	from = c->hp.state == SL_HTTP_IDLE ? c->rpos : c->head_start;
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dup < 0)
+		return false;
+	w->srv->handoff.conn(w->srv->handoff.arg, sl_listener_slot(c->l), dup, c->rbuf + from,
+	                     c->rlen - from);
+	sl_conn_close(c); /* the socket stays open: the other process holds it */
+	return true;
+}
+
+static int accept_conn(struct sl_listener *l, int fd, const struct sockaddr_storage *peer,
+                       struct sl_conn **out);
+
+int sl_conn_adopt(struct sl_listener *l, int fd, const char *bytes, size_t n)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+	struct sl_conn *c = NULL;
+	int rc;
+
+	memset(&peer, 0, sizeof(peer));
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || len > sizeof(peer))
+		memset(&peer, 0, sizeof(peer));
+	rc = accept_conn(l, fd, &peer, &c);
+	if (rc < 0 || !c || c->closing)
+		return rc;
+	if (n > c->rcap) {
+		sl_conn_close(c);
+		return SL_EINVAL;
+	}
+	memcpy(c->rbuf, bytes, n);
+	c->rlen = n;
+	if (n)
+		process(c);
+	return 0;
+}
+
 int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage *peer)
+{
+	struct sl_conn *c;
+	return accept_conn(l, fd, peer, &c);
+}
+
+/* Take a connection from the free list (or allocate one) for the socket
+ * fd that on_readable accepted; *out is it (NULL on failure). */
+static int accept_conn(struct sl_listener *l, int fd, const struct sockaddr_storage *peer,
+                       struct sl_conn **out)
 {
 	struct sl_worker *w = l->w;
 	struct sl_conn *c;
+
+	*out = NULL;
 
 	if (!sl_list_empty(&w->free)) {
 		c = sl_container(w->free.next, struct sl_conn, link);
@@ -945,6 +1026,7 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	w->accepted++;
 	if (w->shard)
 		sl_metrics_conns(w->shard, w->nconns, w->accepted, w->nfree);
+	*out = c;
 	if (uv_tcp_open(&c->tcp, fd) < 0) {
 		close(fd);
 		sl_conn_close(c);

@@ -19,6 +19,7 @@
 #include <sluice/error.h>
 
 #define SL_MAX_LISTENERS 16
+#define SL_MAX_LSOCKS    64    /* listening sockets of a worker: inherited extras too */
 #define SL_OUT_CAP       16384 /* bytes: response heads and local bodies */
 #define SL_LOGLINE       256   /* bytes of method+target kept for the access log */
 
@@ -228,9 +229,11 @@ struct sl_worker {
 	pthread_mutex_t mu;
 	struct sl_policy *next_policy;
 	bool want_drain, want_stop;
+	uint8_t want_takeover;  /* enum sl_tk_cmd, the latest asked */
+	struct sl_adopt *adopt; /* connections to adopt (LIFO) */
 
 	struct sl_policy *policy; /* reference; what new requests use */
-	struct sl_listener listeners[SL_MAX_LISTENERS];
+	struct sl_listener listeners[SL_MAX_LSOCKS];
 	size_t nlisteners;
 	struct sl_upstream upstreams[SL_MAX_LISTENERS];
 	size_t nupstreams;
@@ -245,8 +248,12 @@ struct sl_worker {
 	unsigned max_conns;
 	unsigned nupconns; /* open upstream connections */
 	bool draining, stopping;
-	bool closed; /* handles closed; written under mu */
-	size_t rcap; /* bytes: read buffer of a client connection */
+	bool paused;      /* takeover: no accepting, no new decision */
+	bool pause_acked; /* ... and the takeover was told so */
+	bool fwd_release; /* paused: releases go to srv->handoff.release, not the store */
+	bool handoff;     /* takeover: idle connections go to the new process */
+	bool closed;      /* handles closed; written under mu */
+	size_t rcap;      /* bytes: read buffer of a client connection */
 
 	struct sl_admin admin;
 	bool admin_on;
@@ -271,6 +278,29 @@ struct sl_server {
 	int64_t emfile_logged;    /* atomic: ns (sl_clock_now) of the last log line */
 	uint64_t emfile_reported; /* atomic: emfile at that line */
 	char logbuf_unused;
+	struct sl_server_handoff handoff;     /* takeover sinks (sl_server_pause) */
+	bool fwd_release;                     /* atomic: the next pause forwards releases */
+	unsigned adopt_next;                  /* round robin of sl_server_adopt */
+	const struct sl_server_sock *inherit; /* during create only */
+	size_t ninherit;
+	bool *inherit_used;
+};
+
+/* Takeover commands to a worker (worker.c). */
+enum sl_tk_cmd {
+	SL_TKC_NONE = 0,
+	SL_TKC_PAUSE,
+	SL_TKC_RESUME,
+	SL_TKC_HANDOFF,
+};
+
+/* A connection handed over from another process, queued for a worker. */
+struct sl_adopt {
+	struct sl_adopt *next;
+	unsigned index; /* listener slot */
+	int fd;
+	size_t n; /* bytes that follow */
+	char bytes[];
 };
 
 /* Socket I/O of a connection that may be TLS (t non-NULL): the plain path
@@ -302,6 +332,9 @@ void sl_worker_conn_freed(struct sl_worker *w);
  * free list (the list is kept to SL_FREE_KEEP). */
 bool sl_worker_keep_conn(struct sl_worker *w);
 void sl_worker_maybe_exit(struct sl_worker *w);
+/* The listener slot of l that every worker has (an extra inherited socket
+ * reports the slot of the configured listener it serves). */
+unsigned sl_listener_slot(const struct sl_listener *l);
 /* accesslog.c: the access log line of c's request (after its response). */
 void sl_access_log(struct sl_conn *c);
 
@@ -311,6 +344,13 @@ void sl_access_log(struct sl_conn *c);
 int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage *peer);
 void sl_conn_close(struct sl_conn *c);
 void sl_conn_drain(struct sl_conn *c);
+/* sl_conn_accept for a connection handed over by another process, with
+ * bytes[0, n) it already sent (copied; at most the read buffer). */
+int sl_conn_adopt(struct sl_listener *l, int fd, const char *bytes, size_t n);
+/* Give c to the takeover sink if it is between requests (nothing in
+ * flight, no answer being written): returns true, c is closing (its
+ * socket lives on in the other process). Otherwise false, c untouched. */
+bool sl_conn_handoff(struct sl_conn *c);
 /* Proxy callbacks into the client connection. */
 void sl_conn_process(struct sl_conn *c);
 void sl_conn_update_read(struct sl_conn *c);

@@ -7,7 +7,10 @@
 #ifndef SLUICE_NET_SERVER_H
 #define SLUICE_NET_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sluice/batch-t.h>
 #include "policy/policy.h"
 #include "store/store.h"
 
@@ -59,5 +62,66 @@ unsigned sl_server_workers(const struct sl_server *s);
 /* The server's metrics, for the daemon's own series (config loads,
  * subsystem gauges): see metrics.h. Valid until sl_server_destroy. */
 struct sl_metrics *sl_server_metrics(struct sl_server *s);
+/* ---- takeover (daemon/takeover.c; docs/daemon.md "Upgrades and restarts") ---- */
+
+/* A listening socket of one worker. */
+struct sl_server_sock {
+	int fd;
+	unsigned index; /* listener slot: the same listener on every worker */
+	uint8_t kind;   /* 1 proxy, 2 check, 3 admin */
+	char name[64];
+	struct sockaddr_storage addr;
+	socklen_t addrlen; /* bytes */
+};
+
+/* The listening sockets of every worker (borrowed: the server owns the
+ * fds) into out[0, cap); returns how many there are. Thread: main. */
+size_t sl_server_sockets(const struct sl_server *s, struct sl_server_sock *out, size_t cap);
+
+/* sl_server_create that takes over inherit[0, n): a listener whose address
+ * is that of an inherited socket listens on it instead of binding (one per
+ * worker; more of them than workers are spread over the workers, so no
+ * accept queue is closed with connections in it); an inherited socket
+ * whose address no listener has is closed. Every fd is owned by the
+ * server from the call on, used or closed, also on failure. */
+int sl_server_create_inherit(struct sl_server **out, struct sl_policy *p, struct sl_store *store,
+                             const struct sl_server_sock *inherit, size_t n, char *err, size_t cap);
+
+/* How a paused server gives its work away. Worker threads call these. */
+struct sl_server_handoff {
+	/* a worker stopped accepting and deciding (once per worker per pause) */
+	void (*paused)(void *arg);
+	/* an idle client connection: fd (owned by the callee from now on),
+	 * its listener slot, and bytes it sent that were not decided yet
+	 * (borrowed for the call) */
+	void (*conn)(void *arg, unsigned index, int fd, const char *bytes, size_t n);
+	/* concurrency slots given back once forwarding is on (checks borrowed) */
+	void (*release)(void *arg, const struct sl_check *checks, size_t n);
+	void *arg;
+};
+
+/* Pause: every worker stops accepting (its sockets stay open) and stops
+ * deciding: no head is parsed any more; requests in flight go on, and a
+ * connection that is between requests waits as it is. h (copied) is what
+ * sl_server_handoff uses later. Thread: main. */
+void sl_server_pause(struct sl_server *s, const struct sl_server_handoff *h);
+/* Undo a pause: accept and decide again. Thread: main. */
+void sl_server_resume(struct sl_server *s);
+/* Whether the next pause forwards concurrency releases: from its pause on,
+ * a worker gives them to h->release instead of the store (so the snapshot
+ * saved after every worker paused has exactly the releases before, and
+ * h->release exactly those after); a resume turns it off. Call before
+ * sl_server_pause. Thread: main. */
+void sl_server_forward_releases(struct sl_server *s, bool on);
+/* After a pause, hand everything over: every worker closes its listening
+ * sockets, gives each connection that is between requests to h->conn
+ * (now, or once its request in flight ends) and leaves its loop when it
+ * has none left, as after a drain. Thread: main. */
+void sl_server_handoff(struct sl_server *s);
+/* Serve a connection handed over from another process on listener slot
+ * index, with bytes[0, n) already received (copied): a worker takes it
+ * (round robin). fd is owned by the server from the call on. Returns 0 or
+ * SL_ENOMEM/SL_EINVAL (fd closed). Thread: main, after sl_server_start. */
+int sl_server_adopt(struct sl_server *s, unsigned index, int fd, const char *bytes, size_t n);
 
 #endif

@@ -8,6 +8,7 @@
  * port in use is a startup error, not a thread that dies later. */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -29,9 +30,14 @@ int64_t sl_worker_now(struct sl_worker *w)
 	return w->now;
 }
 
+static void pause_ack_maybe(struct sl_worker *w);
+
 static void pass_cb(uv_prepare_t *h)
 {
-	((struct sl_worker *)h->data)->now_valid = false;
+	struct sl_worker *w = h->data;
+	w->now_valid = false;
+	if (w->paused && !w->pause_acked)
+		pause_ack_maybe(w);
 }
 
 static void pass_check_cb(uv_check_t *h)
@@ -81,7 +87,7 @@ static void on_readable(uv_poll_t *h, int status, int events);
 
 static void poll_on(struct sl_listener *l)
 {
-	if (l->closed || l->polling || l->w->accept_paused || l->w->draining)
+	if (l->closed || l->polling || l->w->accept_paused || l->w->draining || l->w->paused)
 		return;
 	if (uv_poll_start(&l->poll, UV_READABLE, on_readable) == 0)
 		l->polling = true;
@@ -143,7 +149,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
 	struct sl_listener *l = h->data;
 	struct sl_worker *w = l->w;
 
-	if (w->draining)
+	if (w->draining || w->paused)
 		return;
 	if (status < 0) { /* a poll error: level-triggered, it would fire again at once */
 		accept_pause(w, -status);
@@ -190,6 +196,59 @@ static void on_readable(uv_poll_t *h, int status, int events)
 	}
 }
 
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port &&
+		       memcmp(&x->sin_addr, &y->sin_addr, sizeof(x->sin_addr)) == 0;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+unsigned sl_listener_slot(const struct sl_listener *l)
+{
+	const struct sl_worker *w = l->w;
+	unsigned idx = (unsigned)(l - w->listeners);
+
+	for (unsigned j = 0; j < idx; j++)
+		if (same_addr(&w->listeners[j].addr, &l->addr))
+			return j;
+	return idx;
+}
+
+/* An inherited socket (sl_server_create_inherit) listening on ss and not
+ * used yet: its fd, now the listener's; -1 when there is none. */
+static int take_inherited(struct sl_server *s, const struct sockaddr_storage *ss)
+{
+	for (size_t i = 0; i < s->ninherit; i++)
+		if (!s->inherit_used[i] && same_addr(&s->inherit[i].addr, ss)) {
+			int fd = s->inherit[i].fd;
+			s->inherit_used[i] = true;
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+			return fd;
+		}
+	return -1;
+}
+
+/* Whether ss is the address of an inherited socket: then it is in use by
+ * us, not by another process, and a fresh socket joins its SO_REUSEPORT
+ * group. */
+static bool inherited_addr(const struct sl_server *s, const struct sockaddr_storage *ss)
+{
+	for (size_t i = 0; i < s->ninherit; i++)
+		if (same_addr(&s->inherit[i].addr, ss))
+			return true;
+	return false;
+}
+
 static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size_t cap)
 {
 	struct sockaddr_storage ss;
@@ -213,7 +272,9 @@ static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size
 	}
 	l->addr = ss;
 	l->addrlen = slen;
-	if (w->index == 0 && (rc = probe_free(&ss, slen)) != 0) {
+	if ((fd = take_inherited(w->srv, &ss)) >= 0)
+		goto have_fd;
+	if (w->index == 0 && !inherited_addr(w->srv, &ss) && (rc = probe_free(&ss, slen)) != 0) {
 		if (rc == EADDRINUSE)
 			snprintf(err, cap,
 			         "listener %s: %s is already in use by another process (is another "
@@ -234,6 +295,7 @@ static int listen_on(struct sl_worker *w, struct sl_listener *l, char *err, size
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, slen) < 0 || listen(fd, 1024) < 0)
 		goto fail_fd;
+have_fd:
 	l->w = w;
 	l->fd = fd;
 	if ((rc = uv_poll_init(&w->loop, &l->poll, fd)) < 0) {
@@ -274,7 +336,7 @@ static void detach_cb(uv_timer_t *t)
 
 void sl_worker_maybe_exit(struct sl_worker *w)
 {
-	if (!w->draining || w->closed || w->nconns || w->nupconns)
+	if ((!w->draining && !w->handoff) || w->closed || w->nconns || w->nupconns)
 		return;
 	pthread_mutex_lock(&w->mu);
 	w->closed = true;
@@ -330,12 +392,99 @@ static void start_drain(struct sl_worker *w)
 	w->draining = true;
 	for (size_t i = 0; i < w->nlisteners; i++)
 		close_listener(&w->listeners[i]);
+	/* a takeover that never completed: what waited is decided here */
+	bool unpause = w->paused && !w->handoff;
+	if (unpause)
+		w->paused = w->fwd_release = false;
 	for (n = w->active.next; n != &w->active; n = next) {
+		struct sl_conn *c = sl_container(n, struct sl_conn, link);
 		next = n->next;
-		sl_conn_drain(sl_container(n, struct sl_conn, link));
+		sl_conn_drain(c);
+		if (unpause && !c->closing && c->phase == SL_PH_HEAD)
+			sl_conn_process(c);
 	}
 	sl_upstream_close_idle(w);
 	sl_worker_maybe_exit(w);
+}
+
+/* A paused worker tells the takeover it decides nothing any more once no
+ * admin request is still reading its body: /v1/decide decides at the end
+ * of the body, so one whose head came before the pause is let finish
+ * (and counted in the snapshot) first. Checked again every loop pass. */
+static void pause_ack_maybe(struct sl_worker *w)
+{
+	for (struct sl_list *n = w->active.next; n != &w->active; n = n->next) {
+		struct sl_conn *c = sl_container(n, struct sl_conn, link);
+		if (!c->closing && c->phase == SL_PH_ADMIN && !c->req_end)
+			return;
+	}
+	w->pause_acked = true;
+	w->srv->handoff.paused(w->srv->handoff.arg);
+}
+
+/* Takeover, on the worker (server.h): pause, resume, hand off. */
+static void takeover_cmd(struct sl_worker *w, uint8_t cmd)
+{
+	struct sl_list *n, *next;
+
+	if (w->draining || w->handoff)
+		return;
+	switch (cmd) {
+	case SL_TKC_PAUSE:
+		if (w->paused)
+			break;
+		w->paused = true;
+		w->pause_acked = false;
+		w->fwd_release = __atomic_load_n(&w->srv->fwd_release, __ATOMIC_ACQUIRE);
+		for (size_t i = 0; i < w->nlisteners; i++)
+			poll_off(&w->listeners[i]);
+		pause_ack_maybe(w);
+		break;
+	case SL_TKC_RESUME:
+		if (!w->paused)
+			break;
+		w->paused = false;
+		w->fwd_release = false;
+		if (w->nconns < w->max_conns)
+			for (size_t i = 0; i < w->nlisteners; i++)
+				poll_on(&w->listeners[i]);
+		for (n = w->active.next; n != &w->active; n = next) {
+			struct sl_conn *c = sl_container(n, struct sl_conn, link);
+			next = n->next;
+			if (!c->closing && c->phase == SL_PH_HEAD)
+				sl_conn_process(c);
+		}
+		break;
+	case SL_TKC_HANDOFF:
+		if (!w->paused || !w->pause_acked)
+			break;
+		w->handoff = true;
+		for (size_t i = 0; i < w->nlisteners; i++)
+			close_listener(&w->listeners[i]);
+		for (n = w->active.next; n != &w->active; n = next) {
+			next = n->next;
+			sl_conn_handoff(sl_container(n, struct sl_conn, link));
+		}
+		sl_upstream_close_idle(w);
+		sl_worker_maybe_exit(w);
+		break;
+	default:
+		break;
+	}
+}
+
+static void adopt_all(struct sl_worker *w, struct sl_adopt *a)
+{
+	while (a) {
+		struct sl_adopt *next = a->next;
+		if (w->draining || w->handoff || a->index >= w->nlisteners ||
+		    w->listeners[a->index].closed)
+			close(a->fd);
+		else
+			sl_conn_adopt(&w->listeners[a->index], a->fd, a->bytes, a->n);
+		free(a);
+		a = next;
+	}
 }
 
 static void async_cb(uv_async_t *h)
@@ -343,6 +492,8 @@ static void async_cb(uv_async_t *h)
 	struct sl_worker *w = h->data;
 	struct sl_policy *p;
 	bool drain, stop;
+	uint8_t tk;
+	struct sl_adopt *adopt;
 	struct sl_list *n, *next;
 
 	pthread_mutex_lock(&w->mu);
@@ -350,12 +501,19 @@ static void async_cb(uv_async_t *h)
 	w->next_policy = NULL;
 	drain = w->want_drain;
 	stop = w->want_stop;
+	tk = w->want_takeover;
+	w->want_takeover = SL_TKC_NONE;
+	adopt = w->adopt;
+	w->adopt = NULL;
 	pthread_mutex_unlock(&w->mu);
 	if (p) {
 		sl_policy_unref(w->policy);
 		w->policy = p;
 		sl_worker_tls_refresh(w);
 	}
+	if (tk && !drain && !stop)
+		takeover_cmd(w, tk);
+	adopt_all(w, adopt);
 	if (drain || stop)
 		start_drain(w);
 	if (stop && !w->stopping) {
@@ -536,15 +694,68 @@ static void clamp_connections(struct sl_server *s, const struct sl_policy *p, ch
 		s->workers[i].max_conns = fit;
 }
 
+/* Inherited sockets left over once every worker took its own: one whose
+ * address a listener has is served too, by the workers in turn (closing
+ * it would reset the connections queued on it); any other is closed. */
+static int place_leftovers(struct sl_server *s, char *err, size_t cap)
+{
+	const struct sl_worker *w0 = &s->workers[0];
+	unsigned next = 0;
+	int rc;
+
+	for (size_t i = 0; i < s->ninherit; i++) {
+		size_t slot = w0->nlisteners;
+		if (s->inherit_used[i])
+			continue;
+		s->inherit_used[i] = true;
+		for (size_t j = 0; j < w0->nlisteners; j++)
+			if (same_addr(&w0->listeners[j].addr, &s->inherit[i].addr))
+				slot = j;
+		struct sl_worker *w = &s->workers[next++ % s->nworkers];
+		if (slot == w0->nlisteners || w->nlisteners >= SL_MAX_LSOCKS) {
+			close(s->inherit[i].fd);
+			continue;
+		}
+		struct sl_listener *l = &w->listeners[w->nlisteners++];
+		*l = w->listeners[slot];
+		l->fd = s->inherit[i].fd;
+		l->polling = l->closed = false;
+		fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
+		if ((rc = uv_poll_init(&w->loop, &l->poll, l->fd)) < 0) {
+			snprintf(err, cap, "listener %s on %s: %s", l->name, l->listen,
+			         uv_strerror(rc));
+			return SL_EIO;
+		}
+		l->poll.data = l;
+		poll_on(l);
+	}
+	return 0;
+}
+
 int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store, char *err,
                      size_t cap)
+{
+	return sl_server_create_inherit(out, p, store, NULL, 0, err, cap);
+}
+
+int sl_server_create_inherit(struct sl_server **out, struct sl_policy *p, struct sl_store *store,
+                             const struct sl_server_sock *inherit, size_t ninherit, char *err,
+                             size_t cap)
 {
 	struct sl_server *s = calloc(1, sizeof(*s));
 	unsigned n = p->server.workers;
 	int rc;
 
 	*out = NULL;
-	if (!s) {
+	if (s && ninherit) {
+		s->inherit = inherit;
+		s->ninherit = ninherit;
+		s->inherit_used = calloc(ninherit, sizeof(bool));
+	}
+	if (!s || (ninherit && !s->inherit_used)) {
+		for (size_t i = 0; i < ninherit; i++)
+			close(inherit[i].fd);
+		free(s);
 		snprintf(err, cap, "out of memory");
 		return SL_ENOMEM;
 	}
@@ -576,11 +787,18 @@ int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_stor
 		if (rc < 0)
 			goto fail;
 	}
+	if (ninherit && (rc = place_leftovers(s, err, cap)) < 0)
+		goto fail;
+	free(s->inherit_used);
+	s->inherit_used = NULL;
+	s->inherit = NULL;
+	s->ninherit = 0;
 	clamp_connections(s, p, err, cap);
 	*out = s;
 	return 0;
 fail:
-	/* startup failure: the process exits; loops are left to the OS */
+	/* startup failure: the process exits; loops are left to the OS (the
+	 * inherited sockets too: the process that passed them still has them) */
 	return rc;
 }
 
@@ -698,6 +916,97 @@ void sl_server_stop(struct sl_server *s)
 	command(s, true);
 }
 
+size_t sl_server_sockets(const struct sl_server *s, struct sl_server_sock *out, size_t cap)
+{
+	size_t k = 0;
+
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		const struct sl_worker *w = &s->workers[i];
+		for (size_t j = 0; j < w->nlisteners; j++) {
+			const struct sl_listener *l = &w->listeners[j];
+			if (l->fd < 0 || l->closed)
+				continue;
+			if (k < cap) {
+				struct sl_server_sock *o = &out[k];
+				o->fd = l->fd;
+				o->index = (unsigned)j;
+				o->kind = l->kind;
+				copy(o->name, sizeof(o->name), l->name);
+				o->addr = l->addr;
+				o->addrlen = l->addrlen;
+			}
+			k++;
+		}
+	}
+	return k;
+}
+
+static void takeover_command(struct sl_server *s, uint8_t cmd)
+{
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct sl_worker *w = &s->workers[i];
+		pthread_mutex_lock(&w->mu);
+		w->want_takeover = cmd;
+		if (!w->closed)
+			uv_async_send(&w->async);
+		pthread_mutex_unlock(&w->mu);
+	}
+}
+
+void sl_server_pause(struct sl_server *s, const struct sl_server_handoff *h)
+{
+	s->handoff = *h;
+	takeover_command(s, SL_TKC_PAUSE);
+}
+
+void sl_server_resume(struct sl_server *s)
+{
+	sl_server_forward_releases(s, false);
+	takeover_command(s, SL_TKC_RESUME);
+}
+
+void sl_server_forward_releases(struct sl_server *s, bool on)
+{
+	__atomic_store_n(&s->fwd_release, on, __ATOMIC_RELEASE);
+}
+
+void sl_server_handoff(struct sl_server *s)
+{
+	takeover_command(s, SL_TKC_HANDOFF);
+}
+
+int sl_server_adopt(struct sl_server *s, unsigned index, int fd, const char *bytes, size_t n)
+{
+	struct sl_worker *w = &s->workers[s->adopt_next++ % s->nworkers];
+	struct sl_adopt *a;
+
+	if (index >= w->nlisteners || n > w->rcap) {
+		close(fd);
+		return SL_EINVAL;
+	}
+	a = malloc(sizeof(*a) + n);
+	if (!a) {
+		close(fd);
+		return SL_ENOMEM;
+	}
+	a->index = index;
+	a->fd = fd;
+	a->n = n;
+	memcpy(a->bytes, bytes, n);
+	pthread_mutex_lock(&w->mu);
+	if (w->closed) {
+		pthread_mutex_unlock(&w->mu);
+		close(fd);
+		free(a);
+		return SL_EINVAL;
+	}
+	a->next = w->adopt;
+	w->adopt = a;
+	uv_async_send(&w->async);
+	pthread_mutex_unlock(&w->mu);
+	return 0;
+}
+
 void sl_server_destroy(struct sl_server *s)
 {
 	for (unsigned i = 0; i < s->nworkers; i++) {
@@ -721,6 +1030,12 @@ void sl_server_destroy(struct sl_server *s)
 		for (size_t j = 0; j < w->nupstreams; j++) {
 			sl_tls_session_drop(&w->upstreams[j].tls_sess);
 			sl_tls_ctx_unref(w->upstreams[j].tls_ctx);
+		}
+		while (w->adopt) { /* handed over after this worker closed */
+			struct sl_adopt *a = w->adopt;
+			w->adopt = a->next;
+			close(a->fd);
+			free(a);
 		}
 		if (w->next_policy)
 			sl_policy_unref(w->next_policy);

@@ -86,14 +86,21 @@ static void access_log(struct cfg *c, const yaml_node_t *n, struct sl_server_con
 	}
 }
 
+
 void cfg_server(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"workers",        "max_header_bytes",
-	                                   "max_body_bytes", "idle_timeout",
-	                                   "header_timeout", "upstream_timeout",
-	                                   "drain_timeout",  "max_connections",
-	                                   "access_log",     NULL};
-	yaml_node_t *v[10];
+	static const char *const keys[] = {"workers",
+	                                   "max_header_bytes",
+	                                   "max_body_bytes",
+	                                   "idle_timeout",
+	                                   "header_timeout",
+	                                   "upstream_timeout",
+	                                   "drain_timeout",
+	                                   "max_connections",
+	                                   "access_log",
+	                                   "control_socket",
+	                                   NULL};
+	yaml_node_t *v[11];
 	struct sl_server_conf *s = &c->p->server;
 	if (!cfg_fields(c, n, "server", keys, v))
 		return;
@@ -127,6 +134,9 @@ void cfg_server(struct cfg *c, const yaml_node_t *n)
 		s->max_connections = (unsigned)u;
 	if (v[8])
 		access_log(c, v[8], s);
+	if (v[9])
+		s->control_socket =
+		        cfg_relative(c, v[9], cfg_strdup(c, v[9], "server.control_socket"));
 }
 
 /* A listen address the loader checks as the server will bind it

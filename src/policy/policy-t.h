@@ -215,6 +215,7 @@ struct sl_server_conf {
 	int64_t upstream_timeout; /* ns, default 30 s; over: 504 */
 	unsigned max_connections; /* per worker, default 10000 */
 	int64_t drain_timeout;    /* ns, default 10 s */
+	char *control_socket;     /* takeover socket (docs/daemon.md); NULL: derived */
 	bool access_log;
 	uint8_t access_log_format; /* enum sl_log_format */
 	/* query parameters whose values the access log replaces by "redacted"

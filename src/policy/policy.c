@@ -53,6 +53,7 @@ void sl_policy_free(struct sl_policy *p)
 	free(p->admin.listen);
 	free(p->admin.token);
 	free(p->store.snapshot);
+	free(p->server.control_socket);
 	free(p->store.url);
 	free(p->identify.trusted);
 	for (size_t i = 0; i < p->identify.nkey_from; i++)
