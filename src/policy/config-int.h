@@ -101,6 +101,18 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n);
 /* After every limit is known: resolve {limits.NAME.*} in queued templates. */
 void cfg_resolve_templates(struct cfg *c);
 
+/* config-limits.c: the counter id of limit l for plan (or ""), spec s */
+uint64_t cfg_limit_id(const struct sl_limit *l, const char *plan, const struct sl_limit_spec *s);
+/* Compile node n (a value or a {rate|quota|sliding|concurrency, burst,
+ * queue} map) as an override of l into *out; false with an error. */
+bool cfg_override_spec(struct cfg *c, const struct sl_limit *l, yaml_node_t *n,
+                       struct sl_limit_spec *out);
+/* Warn of per-plan maps that leave out a plan other maps list. */
+void cfg_warn_plan_maps(struct cfg *c);
+/* path (owned) made relative to the config file's directory (config.c). */
+char *cfg_relative_path(struct cfg *c, const yaml_node_t *n, char *path);
+void cfg_accounts(struct cfg *c, const yaml_node_t *n);
+
 /* policy.c */
 void sl_policy_free(struct sl_policy *p);
 

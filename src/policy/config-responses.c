@@ -66,10 +66,11 @@ static void preset(struct cfg *c, yaml_node_t *n)
 
 void cfg_responses(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"preset", "headers", "rejected", "unauthorized", NULL};
+	static const char *const keys[] = {"preset",       "headers",   "rejected",
+	                                   "unauthorized", "suspended", NULL};
 	static const char *const rkeys[] = {"status", "headers", "body", "content_type", NULL};
 	static const char *const ukeys[] = {"body", NULL};
-	yaml_node_t *v[4], *rv[4], *uv[1];
+	yaml_node_t *v[5], *rv[4], *uv[1];
 	struct sl_responses *r = &c->p->responses;
 	if (!cfg_fields(c, n, "responses", keys, v))
 		return;
@@ -103,6 +104,9 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n)
 	if (v[3] && !cfg_is_null(v[3]) &&
 	    cfg_fields(c, v[3], "responses.unauthorized", ukeys, uv) && uv[0])
 		r->unauthorized_body = cfg_template(c, uv[0], "unauthorized.body", false);
+	if (v[4] && !cfg_is_null(v[4]) &&
+	    cfg_fields(c, v[4], "responses.suspended", ukeys, uv) && uv[0])
+		r->suspended_body = cfg_template(c, uv[0], "suspended.body", false);
 }
 
 static const struct sl_limit *find_limit(const struct sl_policy *p, const char *name)

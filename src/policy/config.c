@@ -319,6 +319,11 @@ static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
 	return out;
 }
 
+char *cfg_relative_path(struct cfg *c, const yaml_node_t *n, char *path)
+{
+	return config_relative(c, n, path);
+}
+
 void cfg_store(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {
@@ -462,8 +467,8 @@ static void walk(struct cfg *c, yaml_node_t *root)
 {
 	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
 	                                   "identify",  "plans",     "limits", "routes",
-	                                   "responses", "normalize", NULL};
-	yaml_node_t *v[10];
+	                                   "responses", "normalize", "accounts", NULL};
+	yaml_node_t *v[11];
 	if (!cfg_fields(c, root, "the top level", keys, v))
 		return;
 	if (v[0])
@@ -490,6 +495,9 @@ static void walk(struct cfg *c, yaml_node_t *root)
 		c->p->responses.preset_xratelimit = true;
 	cfg_resolve_templates(c);
 	warn_check_only_concurrency(c);
+	cfg_warn_plan_maps(c);
+	if (v[10])
+		cfg_accounts(c, v[10]);
 }
 
 static char *read_file(const char *path, size_t *len, struct cfg *c)

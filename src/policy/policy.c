@@ -81,5 +81,8 @@ void sl_policy_free(struct sl_policy *p)
 	sl_template_free(p->responses.rejected_body);
 	free(p->responses.rejected_content_type);
 	sl_template_free(p->responses.unauthorized_body);
+	sl_template_free(p->responses.suspended_body);
+	free(p->account_store.path);
+	free(p->account_store.key_prefix);
 	free(p);
 }
