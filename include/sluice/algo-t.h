@@ -54,7 +54,8 @@ struct sl_limit_spec {
 /* State of one (limit, key). All zero is the fresh state. `expires` is the
  * time at or after which the state is equivalent to fresh, for every
  * algorithm, so a table can reclaim it without knowing the algorithm:
- *   rate:        expires = TAT, v = 0
+ *   rate:        expires = TAT, v = the interval T (ns) it was committed
+ *                under (0: unknown); see gcra.c
  *   quota:       expires = end of the current window (ns), v = used units
  *   sliding:     expires = start of window w+2 where w is the current
  *                window index, v = (previous count << 32) | current count

@@ -32,6 +32,14 @@ int main(int argc, char **argv)
 				sl_usage_validate(stdout);
 				return 0;
 			}
+			if (strcmp(argv[2], "accounts") == 0) {
+				sl_usage_accounts(stdout);
+				return 0;
+			}
+			if (strcmp(argv[2], "keys") == 0) {
+				sl_usage_keys(stdout);
+				return 0;
+			}
 			return sl_usage_error(sl_usage_main, NULL, "unknown command '%s'", argv[2]);
 		}
 		sl_usage_main(stdout);
@@ -41,6 +49,10 @@ int main(int argc, char **argv)
 		return sl_cmd_validate(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") == 0)
 		return sl_cmd_serve(argc - 1, argv + 1);
+	if (strcmp(argv[1], "accounts") == 0)
+		return sl_cmd_accounts(argc - 1, argv + 1);
+	if (strcmp(argv[1], "keys") == 0)
+		return sl_cmd_keys(argc - 1, argv + 1);
 	if (argv[1][0] == '-')
 		return sl_usage_error(sl_usage_main, NULL, "unknown option '%s'", argv[1]);
 	return sl_usage_error(sl_usage_main, NULL, "unknown command '%s'", argv[1]);

@@ -98,6 +98,17 @@ static void report_store_changes(const struct sl_store_conf *run, const struct s
 		        what[i]);
 }
 
+/* Server settings read once at start (the workers and their connection
+ * tables are sized by them). */
+static void report_server_changes(const struct sl_server_conf *run, const struct sl_server_conf *p)
+{
+	if (run->workers != p->workers)
+		fprintf(stderr, "sluice: reload: server.workers change takes effect on restart\n");
+	if (run->max_connections != p->max_connections)
+		fprintf(stderr,
+		        "sluice: reload: server.max_connections change takes effect on restart\n");
+}
+
 static void on_reload(uv_signal_t *h, int sig)
 {
 	struct daemon *d = h->data;
@@ -136,6 +147,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		p->live = sl_accounts_src(d->accounts);
 	}
 	report_store_changes(&d->boot->store, &p->store);
+	report_server_changes(&d->boot->server, &p->server);
 	err[0] = 0;
 	if (sl_server_set_policy(d->server, p, err, sizeof(err)) != 0)
 		fprintf(stderr, "sluice: reload: %s\n", err);

@@ -16,6 +16,9 @@ void sl_usage_main(FILE *f)
 	      "  serve -c FILE      run the daemon in the foreground (SIGHUP reloads FILE,\n"
 	      "                     SIGTERM/SIGINT drain and stop)\n"
 	      "  validate -c FILE   check a config; exit 1 with file:line:col errors\n"
+	      "  accounts VERB      customers of a running daemon: add, list, show, set,\n"
+	      "                     suspend, resume, delete\n"
+	      "  keys VERB          their API keys: issue, list, rotate, revoke\n"
 	      "  help [COMMAND]     this help, or one command's\n"
 	      "\n"
 	      "options:\n"
@@ -54,6 +57,51 @@ void sl_usage_validate(FILE *f)
 	      "  -h, --help         this help\n"
 	      "\n"
 	      "exit status: 0 valid, 1 invalid, 2 bad usage.\n",
+	      f);
+}
+
+#define DAEMON_OPTS                                                                                \
+	"the daemon: -c, --config FILE (its config: admin.listen and admin.token) or\n"            \
+	"  --admin http://HOST:PORT; the token is $SLUICE_ADMIN_TOKEN, else admin.token.\n"        \
+	"  --json  print the API's JSON instead of a table;  -h, --help  this help\n"
+
+void sl_usage_accounts(FILE *f)
+{
+	fputs("usage: sluice accounts VERB [ACCOUNT] [OPTIONS] (-c FILE | --admin URL)\n"
+	      "\n"
+	      "The accounts of a running daemon's account store (its admin API).\n"
+	      "\n"
+	      "  add ACCOUNT --plan PLAN [--title T] [--override LIMIT=VALUE]... [--meta K=V]...\n"
+	      "  list [--plan PLAN] [--limit N] [--after CURSOR] [--all]\n"
+	      "  show ACCOUNT\n"
+	      "  set ACCOUNT [--plan P] [--title T] [--status active|suspended]\n"
+	      "              [--override LIMIT=VALUE]... (LIMIT= removes one) [--meta K=V]...\n"
+	      "  suspend ACCOUNT       its keys answer 403 (responses.suspended)\n"
+	      "  resume ACCOUNT\n"
+	      "  delete ACCOUNT        its keys answer 401 from the next request\n"
+	      "\n"
+	      "An override VALUE is written as in the config: 20000/min, unlimited, 50,\n"
+	      "'{rate: 900/min, burst: 15, queue: 5}'.\n"
+	      "\n" DAEMON_OPTS "\n"
+	      "exit status: 0 done, 1 refused (the API's error is printed) or unreachable,\n"
+	      "2 bad usage.\n",
+	      f);
+}
+
+void sl_usage_keys(FILE *f)
+{
+	fputs("usage: sluice keys VERB (ACCOUNT | KEY_ID) [OPTIONS] (-c FILE | --admin URL)\n"
+	      "\n"
+	      "API keys of a running daemon's accounts. A new key is printed once, on\n"
+	      "stdout; sluice keeps only its SHA-256.\n"
+	      "\n"
+	      "  issue ACCOUNT [--label L] [--expires 2027-01-01T00:00:00Z|never]\n"
+	      "  list ACCOUNT\n"
+	      "  rotate KEY_ID [--grace 24h]   a new key; the old one works until the grace ends\n"
+	      "  revoke KEY_ID                 401 from the next request\n"
+	      "\n" DAEMON_OPTS "\n"
+	      "exit status: 0 done, 1 refused (the API's error is printed) or unreachable,\n"
+	      "2 bad usage.\n",
 	      f);
 }
 

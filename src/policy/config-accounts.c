@@ -80,14 +80,12 @@ static const struct sl_limit *limit_named(const struct sl_policy *p, const char 
 	return NULL;
 }
 
-/* The counter id an override uses: the limit's own when the algorithm is
- * the limit's (so usage carries over: DESIGN.md section 8), else one of
- * its own. */
+/* The counter id an override uses: the limit's own for the same
+ * algorithm (DESIGN.md section 8: (name, algorithm, key parts)), so an
+ * override keeps the usage the plan's value counted. */
 static uint64_t override_id(const struct sl_limit *l, const struct sl_limit_spec *s)
 {
-	if (!l->per_plan && l->spec.algo == s->algo)
-		return l->limit_id;
-	return cfg_limit_id(l, "", s);
+	return cfg_limit_id(l, s);
 }
 
 int sl_policy_override(const struct sl_policy *p, const char *limit, const char *value_yaml,

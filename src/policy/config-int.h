@@ -101,8 +101,8 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n);
 /* After every limit is known: resolve {limits.NAME.*} in queued templates. */
 void cfg_resolve_templates(struct cfg *c);
 
-/* config-limits.c: the counter id of limit l for plan (or ""), spec s */
-uint64_t cfg_limit_id(const struct sl_limit *l, const char *plan, const struct sl_limit_spec *s);
+/* config-limits.c: the counter id of limit l with spec s (DESIGN.md 8) */
+uint64_t cfg_limit_id(const struct sl_limit *l, const struct sl_limit_spec *s);
 /* Compile node n (a value or a {rate|quota|sliding|concurrency, burst,
  * queue} map) as an override of l into *out; false with an error. */
 bool cfg_override_spec(struct cfg *c, const struct sl_limit *l, yaml_node_t *n,

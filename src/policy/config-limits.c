@@ -1,10 +1,16 @@
 /* Loader sections `limits` and `routes`: each limit compiles to one
  * struct sl_limit_spec (or one per plan for a per-plan map) through the
  * core spec builders of <sluice/algo.h>. The decision a reader must know is
- * the limit_id: an XXH3 hash of (limit name, plan name, key descriptors,
- * every compiled algorithm parameter). A reload that leaves a limit as it
- * was produces the same id, so its counters carry over; changing its rate,
- * burst, window or key changes the id and starts it fresh. */
+ * the limit_id, a counter's identity (DESIGN.md section 8): an XXH3 hash of
+ * (limit name, algorithm, key descriptors) and nothing else, the same for
+ * every plan of a per-plan limit. So a plan change, an override or an edit
+ * of a limit's numbers (also through a reload) keeps what was used, and
+ * only a new algorithm or new key descriptors start it fresh. One number
+ * is identity too: a sliding window's period, whose windows are the grid
+ * its two counts belong to (a count of one grid cannot be read in
+ * another's). The core algorithms read a state under changed numbers
+ * soundly (a rate limit's backlog is rescaled to the new interval, see
+ * gcra.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -109,7 +115,7 @@ static void parse_key(struct cfg *c, const yaml_node_t *n, struct sl_limit *l)
 	l->before_key = pre_all && l->nkey > 0;
 }
 
-uint64_t cfg_limit_id(const struct sl_limit *l, const char *plan, const struct sl_limit_spec *s)
+uint64_t cfg_limit_id(const struct sl_limit *l, const struct sl_limit_spec *s)
 {
 	unsigned char buf[512];
 	size_t n = 0;
@@ -122,7 +128,6 @@ uint64_t cfg_limit_id(const struct sl_limit *l, const char *plan, const struct s
 		}                                                                                  \
 	} while (0)
 	PUT(l->name, strlen(l->name) + 1);
-	PUT(plan, strlen(plan) + 1);
 	for (unsigned i = 0; i < l->nkey; i++) {
 		PUT(&l->key[i].kind, 1);
 		if (l->key[i].arg)
@@ -130,13 +135,8 @@ uint64_t cfg_limit_id(const struct sl_limit *l, const char *plan, const struct s
 		PUT("", 1);
 	}
 	PUT(&s->algo, sizeof(s->algo));
-	PUT(&s->calendar, sizeof(s->calendar));
-	PUT(&s->tz_offset, sizeof(s->tz_offset));
-	PUT(&s->n, sizeof(s->n));
-	PUT(&s->period, sizeof(s->period));
-	PUT(&s->interval, sizeof(s->interval));
-	PUT(&s->burst, sizeof(s->burst));
-	PUT(&s->queue, sizeof(s->queue));
+	if (s->algo == SL_ALGO_SLIDING)
+		PUT(&s->period, sizeof(s->period));
 #undef PUT
 	uint64_t h = XXH3_64bits(buf, n);
 	return h ? h : 1; /* 0 stays "no limit here" */
@@ -391,7 +391,7 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 		yaml_node_t *b = cfg_is_map(v[F_BURST]) ? NULL : v[F_BURST];
 		yaml_node_t *q = cfg_is_map(v[F_QUEUE]) ? NULL : v[F_QUEUE];
 		if (build_spec(c, l, f, val, b, q, tz, lease, &l->spec))
-			l->limit_id = cfg_limit_id(l, "", &l->spec);
+			l->limit_id = cfg_limit_id(l, &l->spec);
 		return;
 	}
 	/* per-plan map */
@@ -416,7 +416,7 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 			continue; /* plan absent: the limit is skipped for it (algo 0) */
 		if (build_spec(c, l, f, pv, for_plan(c, v[F_BURST], pl),
 		               for_plan(c, v[F_QUEUE], pl), tz, lease, &l->plan_spec[i]))
-			l->plan_limit_id[i] = cfg_limit_id(l, pl, &l->plan_spec[i]);
+			l->plan_limit_id[i] = cfg_limit_id(l, &l->plan_spec[i]);
 	}
 }
 

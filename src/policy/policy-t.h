@@ -62,7 +62,8 @@ struct sl_limit {
 	 * algo is 0 where the plan is absent from the map (limit skipped). */
 	bool per_plan;
 	struct sl_limit_spec spec;
-	uint64_t limit_id;               /* XXH3 of (name, plan, key parts, spec); never 0 */
+	uint64_t limit_id;               /* counter identity: XXH3 of (name, algo, key parts
+	                                  * [, sliding period]); never 0 (config-limits.c) */
 	struct sl_limit_spec *plan_spec; /* [npolicy plans] or NULL */
 	uint64_t *plan_limit_id;         /* [npolicy plans] or NULL */
 	int status;                  /* rejection status, e.g. 403; 0: responses.rejected_status */

@@ -319,6 +319,24 @@ static void emit_xratelimit(const struct rctx *x, sl_header_emit_fn emit, void *
 	}
 }
 
+/* Retry-After of the denying check (the preset's field), unless a
+ * configured header of that name replaces it. */
+static void emit_retry_after(const struct rctx *x, sl_header_emit_fn emit, void *arg)
+{
+	const struct sl_responses *r = &x->ev->policy->responses;
+	bool any = r->nheaders > 0 || r->nrejected_headers > 0;
+	char buf[64];
+	long n;
+
+	if (x->idx < 0 || !check_shown(&x->ev->checks[x->idx]))
+		return;
+	if (any && overridden(x, "Retry-After"))
+		return;
+	n = shown_field(x, x->idx, SL_TPL_RETRY_AFTER, buf, sizeof(buf));
+	if (n >= 0)
+		emit(arg, (struct sl_str){"Retry-After", 11}, (struct sl_str){buf, (size_t)n});
+}
+
 /* An RFC 8941 sf-string: printable ASCII, '"' and '\' escaped, the rest
  * dropped (limit names are identifiers, so nothing is lost in practice). */
 static void sb_sf_string(struct sl_buf *b, const char *s)
@@ -337,8 +355,10 @@ static void sb_sf_string(struct sl_buf *b, const char *s)
 }
 
 /* draft-ietf-httpapi-ratelimit-headers-10: one RateLimit-Policy and one
- * RateLimit field listing every matched limit with a finite quota. An item
- * that does not fit in HDR_MAX is left out, never cut. */
+ * RateLimit field listing every matched limit with a finite quota. A
+ * concurrency limit counts in-flight requests, not requests per window:
+ * its item says qu="concurrent-requests" (the draft's quota unit) and has
+ * no window. An item that does not fit in HDR_MAX is left out, never cut. */
 static void emit_ietf(const struct rctx *x, sl_header_emit_fn emit, void *arg)
 {
 	const struct sl_eval *ev = x->ev;
@@ -348,7 +368,8 @@ static void emit_ietf(const struct rctx *x, sl_header_emit_fn emit, void *arg)
 	for (size_t i = 0; i < ev->nchecks; i++) {
 		const struct sl_check *c = &ev->checks[i];
 		size_t plen = pol.len, rlen = rl.len;
-		int64_t w = ceil_sec(window_ns(c));
+		bool conc = c->spec != NULL && c->spec->algo == SL_ALGO_CONCURRENCY;
+		int64_t w = conc ? 0 : ceil_sec(window_ns(c));
 
 		if (sl_check_unlimited(c) || c->spec == NULL || c->spec->algo == SL_ALGO_DENY)
 			continue;
@@ -357,6 +378,8 @@ static void emit_ietf(const struct rctx *x, sl_header_emit_fn emit, void *arg)
 		sb_sf_string(&pol, ev->limits[i]->name);
 		sl_buf_str(&pol, ";q=");
 		sl_buf_u64(&pol, c->res.limit);
+		if (conc)
+			sl_buf_str(&pol, ";qu=\"concurrent-requests\"");
 		if (w > 0) {
 			sl_buf_str(&pol, ";w=");
 			sl_buf_u64(&pol, (uint64_t)w);
@@ -411,8 +434,13 @@ void sl_render_headers(const struct sl_eval *ev, sl_header_emit_fn emit, void *a
 	xr = r->preset_xratelimit || (!r->preset_ietf && r->nheaders == 0);
 	if (xr)
 		emit_xratelimit(&x, emit, arg);
-	if (r->preset_ietf)
+	if (r->preset_ietf) {
 		emit_ietf(&x, emit, arg);
+		/* RFC 9110 10.2.3 on a rejection, as the x-ratelimit preset
+		 * sends it (and not twice when both presets are on) */
+		if (x.rejected && !xr)
+			emit_retry_after(&x, emit, arg);
+	}
 	emit_templates(&x, r->headers, r->nheaders, emit, arg);
 	if (x.rejected)
 		emit_templates(&x, r->rejected_headers, r->nrejected_headers, emit, arg);
@@ -468,8 +496,9 @@ static long default_body(const struct rctx *x, char *buf, size_t cap)
 	int st = x->ev->decision.status;
 
 	if (x->ev->decision.store_error && st == 503) {
-		sl_buf_str(&b,
-		       "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
+		sl_buf_str(
+		        &b,
+		        "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
 	} else if (x->suspended) {
 		sl_buf_str(&b, "{\"error\":\"account_suspended\"}");
 	} else if (x->unauthorized) {
@@ -478,8 +507,8 @@ static long default_body(const struct rctx *x, char *buf, size_t cap)
 		sl_buf_str(&b, "}");
 	} else {
 		sl_buf_str(&b, st == 429   ? "{\"error\":\"rate_limited\""
-		           : st == 403 ? "{\"error\":\"forbidden\""
-		                       : "{\"error\":\"denied\"");
+		               : st == 403 ? "{\"error\":\"forbidden\""
+		                           : "{\"error\":\"denied\"");
 		sb_json_var(&b, x, "message", SL_TPL_MESSAGE);
 		sb_json_var(&b, x, "denied_by", SL_TPL_DENIED_BY);
 		sb_json_var(&b, x, "limit", SL_TPL_LIMIT);

@@ -55,6 +55,7 @@ plans:
 limits:
   - { name: per-ip, key: ip, rate: 1000/min }
   - { name: per-key, key: key, rate: { free: 3/min, pro: 100/min } }
+  - { name: tier, key: account, rate: { free: 10/min, pro: 1000/min } }
 routes:
   - name: login
     match: { method: POST, path: /login }
@@ -66,6 +67,7 @@ routes:
           message: "premium needs the Pro plan" }
 responses:
   preset: x-ratelimit
+  headers: { X-RateLimit-Tier-Remaining: "{limits.tier.remaining}" }
   rejected:
     status: 429
     headers: { X-RateLimit-DeniedBy: "{denied_by}" }
@@ -228,6 +230,42 @@ def test_allowed_request_reaches_the_api_with_the_rate_limit_headers(stack):
     assert r.headers["X-RateLimit-Remaining"] == "98"
     assert r.json()["headers"]["x-ratelimit-remaining"] == "98"
     assert api.count() == 2
+
+
+def test_every_header_sluice_sends_on_200_is_copied(stack):
+    caddy, _, api = stack
+    r = get(caddy, "/items")
+    assert r.status_code == 200
+    assert r.headers["X-RateLimit-Tier-Remaining"] == "999"
+    assert r.json()["headers"]["x-ratelimit-tier-remaining"] == "999"
+    r = get(caddy, "/items", key="sk_tiny")
+    assert r.status_code == 200
+    assert r.headers["X-RateLimit-Tier-Remaining"] == "9"
+    assert r.json()["headers"]["x-ratelimit-tier-remaining"] == "9"
+
+
+def listening_addresses(port):
+    """Local addresses of the sockets listening on TCP `port`."""
+    out = []
+    for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = open(path).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            addr, p = f[1].split(":")
+            if f[3] == "0A" and int(p, 16) == port:
+                out.append(addr)
+    return out
+
+
+def test_the_example_listens_on_loopback_only(stack):
+    caddy, _, _ = stack
+    addrs = listening_addresses(caddy.port)
+    assert addrs, "nothing listens on %d" % caddy.port
+    # 127.0.0.1 in /proc's little-endian hex; never 0.0.0.0 or ::
+    assert set(addrs) == {"0100007F"}, addrs
 
 
 def test_route_limit_counts_only_post_login_and_answers_sluices_429(stack):

@@ -138,3 +138,27 @@ def test_sigterm_with_idle_keepalive_connections_exits_promptly(sluice):
     assert time.monotonic() - t0 < 2
     for s in socks:
         s.close()
+
+
+def test_reload_says_which_changes_wait_for_a_restart(sluice):
+    """A reload that changes what is fixed at start (workers, connection
+    tables, listeners, the store) applies the rest and names each deferred
+    setting in one line; the running values keep serving."""
+    d = sluice(BASE)
+    assert requests.get(d.url("gateway", "/"), timeout=T).status_code == 200
+    changed = (BASE.replace("workers: 2", "workers: 3, max_connections: 500")
+               .replace("snapshot: state.snap", "snapshot: other.snap")
+               + "responses:\n  headers:\n    X-Config: \"three\"\n")
+    d.write_config(changed)
+    d.signal(signal.SIGHUP)
+    assert wait_log(d, r"reloaded"), d.log()
+    log = d.log()
+    for what in ("server.workers", "server.max_connections", "store.snapshot"):
+        assert re.search(r"reload: %s change takes effect on restart" % re.escape(what), log), log
+    # the rest applied at once
+    r = requests.get(d.url("gateway", "/"), timeout=T)
+    assert r.headers["X-Config"] == "three"
+    assert d.stop() == 0
+    # the running snapshot path was kept: written on drain where it was
+    assert os.path.exists(os.path.join(d.tmpdir, "state.snap"))
+    assert not os.path.exists(os.path.join(d.tmpdir, "other.snap"))

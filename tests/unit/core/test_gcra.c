@@ -52,7 +52,7 @@ static void run_steps(const struct sl_limit_spec *spec, const struct step *steps
 			CHECK(i, next.v, st.v);
 		} else {
 			CHECK(i, next.expires, s->now + s->reset_after); /* expires = TAT */
-			CHECK(i, next.v, 0);
+			CHECK(i, next.v, (uint64_t)spec->interval); /* the T it was committed under */
 		}
 		st = next;
 	}
@@ -206,7 +206,7 @@ static void gcra_seed4_burst_queue_passes_15_delays_5_rejects_3(void **state)
 	assert_int_equal(delayed, 5);
 	assert_int_equal(rejected, 3);
 	assert_int_equal(st.expires, T0 + 20 * t);
-	assert_int_equal(st.v, 0);
+	assert_int_equal(st.v, (uint64_t)t);
 	/* one T later the queue has one free place again */
 	assert_int_equal(sl_algo_eval(&s, &st, T0 + t, 1, &next, &r), SL_DELAYED);
 	assert_int_equal(r.delay, 5 * t);
@@ -313,6 +313,53 @@ static void gcra_refund_gives_back_intervals_but_never_past_fresh(void **state)
 	assert_int_equal(fresh.v, 0);
 }
 
+/* DESIGN.md section 8: the counter outlives a change of the limit's
+ * numbers, keeping the units used. 6 of 30/hour moved to 100/hour is 6
+ * used of 100 (94 left), not the 20 the raw backlog would read as; moved
+ * back it is 6 of 30 again. A refund under the new numbers rescales too;
+ * a state written before T was kept (v = 0) reads as it is. */
+static void gcra_numbers_change_keeps_units_used(void **state)
+{
+	struct sl_limit_spec a, b, c;
+	struct sl_state st = {0, 0}, next;
+	struct sl_result r;
+	const int64_t H = 3600 * S;
+
+	(void)state;
+	assert_int_equal(sl_spec_rate(&a, 30, H, 0, 0), SL_OK);
+	assert_int_equal(sl_spec_rate(&b, 100, H, 0, 0), SL_OK);
+	assert_int_equal(sl_spec_rate(&c, 30, H, 60, 0), SL_OK); /* burst raised */
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(sl_algo_eval(&a, &st, T0, 1, &next, &r), SL_ALLOWED);
+		st = next;
+	}
+	assert_int_equal(r.remaining, 24);
+	assert_int_equal(st.v, (uint64_t)a.interval);
+	sl_algo_eval(&b, &st, T0, 0, &next, &r); /* peek under 100/hour */
+	assert_int_equal(r.remaining, 94);
+	assert_int_equal(sl_algo_eval(&b, &st, T0, 1, &next, &r), SL_ALLOWED);
+	assert_int_equal(r.remaining, 93);
+	assert_int_equal(next.v, (uint64_t)b.interval);
+	assert_int_equal(next.expires, T0 + 7 * b.interval);
+	st = next;
+	sl_algo_eval(&a, &st, T0, 0, &next, &r); /* and back: 7 of 30 */
+	assert_int_equal(r.remaining, 23);
+	sl_algo_eval(&c, &st, T0, 0, &next, &r); /* burst 60: 7 of 60 */
+	assert_int_equal(r.remaining, 53);
+	sl_algo_refund(&a, &st, T0, 2); /* refund under 30/hour: 5 used */
+	assert_int_equal(st.v, (uint64_t)a.interval);
+	assert_int_equal(st.expires, T0 + 5 * a.interval);
+	/* an old state without T: the backlog as it stands */
+	st = (struct sl_state){T0 + 3 * b.interval, 0};
+	sl_algo_eval(&a, &st, T0, 0, &next, &r);
+	assert_int_equal(r.remaining, 29); /* 3 T of 100/hour < 1 T of 30/hour */
+	/* extreme intervals never overflow */
+	st = (struct sl_state){INT64_MAX, 1};
+	assert_int_equal(sl_spec_rate(&c, 1, INT64_MAX / 2, 0, 0), SL_OK);
+	sl_algo_eval(&c, &st, 0, 0, &next, &r);
+	assert_int_equal(r.remaining, 0);
+}
+
 static void unlimited_and_deny_report_their_fixed_answers(void **state)
 {
 	struct sl_limit_spec s;
@@ -350,6 +397,7 @@ int main(void)
 	        cmocka_unit_test(gcra_clock_going_backwards_does_not_grant_capacity),
 	        cmocka_unit_test(gcra_huge_limits_and_costs_never_overflow),
 	        cmocka_unit_test(gcra_refund_gives_back_intervals_but_never_past_fresh),
+	        cmocka_unit_test(gcra_numbers_change_keeps_units_used),
 	        cmocka_unit_test(unlimited_and_deny_report_their_fixed_answers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

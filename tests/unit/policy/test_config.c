@@ -204,8 +204,8 @@ static void limits_compile_to_specs(void **state)
 	assert_int_equal(l[2].plan_spec[1].burst, 200);
 	assert_int_equal(l[2].plan_spec[2].algo, 0);
 	assert_int_equal(l[2].plan_limit_id[2], 0);
-	assert_true(l[2].plan_limit_id[0] && l[2].plan_limit_id[1] &&
-	            l[2].plan_limit_id[0] != l[2].plan_limit_id[1]);
+	/* one counter whatever the plan: a plan change keeps what was used */
+	assert_true(l[2].plan_limit_id[0] && l[2].plan_limit_id[0] == l[2].plan_limit_id[1]);
 	/* hourly: calendar quota with tz, unlimited for elite, message */
 	assert_int_equal(l[3].plan_spec[0].algo, SL_ALGO_QUOTA);
 	assert_int_equal(l[3].plan_spec[0].calendar, SL_CAL_HOUR);
@@ -390,25 +390,40 @@ static uint64_t id_of(const char *yaml, size_t limit)
 	return id;
 }
 
-static void limit_ids_survive_reload_and_change_with_the_limit(void **state)
+/* DESIGN.md section 8: a counter belongs to (limit name, descriptor
+ * values); only the algorithm or the key descriptors (and a sliding
+ * window's period, its grid) start a limit fresh. */
+static void limit_ids_are_name_algorithm_and_key(void **state)
 {
 	(void)state;
 	const char *a = "limits:\n  - { name: x, key: ip, rate: 10/s }\n  - { name: y, key: ip, "
 	                "rate: 5/s }\n";
 	const char *b = "limits:\n  - { name: x, key: ip, rate: 10/s }\n  - { name: y, key: ip, "
 	                "rate: 6/s }\n";
-	const char *c = "limits:\n  - { name: x, key: ip, rate: 10/s, burst: 20 }\n  - { name: y, "
-	                "key: ip, rate: 5/s }\n";
+	const char *c = "limits:\n  - { name: x, key: ip, rate: 10/s, burst: 20, queue: 3 }\n"
+	                "  - { name: y, key: ip, rate: 5/s }\n";
 	const char *d = "limits:\n  - { name: x, key: key, rate: 10/s }\n  - { name: y, key: ip, "
 	                "rate: 5/s }\n";
 	const char *e = "limits:\n  - { name: z, key: ip, rate: 10/s }\n  - { name: y, key: ip, "
 	                "rate: 5/s }\n";
+	const char *f = "limits:\n  - { name: x, key: ip, quota: 10/day }\n";
+	const char *g = "limits:\n  - { name: x, key: ip, quota: 500/day }\n";
+	const char *h = "limits:\n  - { name: x, key: ip, sliding: 10/min }\n";
+	const char *i = "limits:\n  - { name: x, key: ip, sliding: 99/min }\n";
+	const char *j = "limits:\n  - { name: x, key: ip, sliding: 10/hour }\n";
+	const char *k = "limits:\n  - { name: x, key: [ip, route], rate: 10/s }\n";
 	assert_true(id_of(a, 0) == id_of(a, 0));
-	assert_true(id_of(a, 0) == id_of(b, 0)); /* x unchanged */
-	assert_true(id_of(a, 1) != id_of(b, 1)); /* y changed */
-	assert_true(id_of(a, 0) != id_of(c, 0)); /* burst */
+	assert_true(id_of(a, 0) == id_of(b, 0));
+	assert_true(id_of(a, 1) == id_of(b, 1)); /* rate edited: kept */
+	assert_true(id_of(a, 0) == id_of(c, 0)); /* burst, queue: kept */
+	assert_true(id_of(f, 0) == id_of(g, 0)); /* quota numbers: kept */
+	assert_true(id_of(h, 0) == id_of(i, 0)); /* sliding N: kept */
+	assert_true(id_of(h, 0) != id_of(j, 0)); /* sliding period: its grid */
 	assert_true(id_of(a, 0) != id_of(d, 0)); /* key */
+	assert_true(id_of(a, 0) != id_of(k, 0)); /* key parts */
 	assert_true(id_of(a, 0) != id_of(e, 0)); /* name */
+	assert_true(id_of(a, 0) != id_of(f, 0)); /* algorithm */
+	assert_true(id_of(f, 0) != id_of(h, 0));
 }
 
 static void every_example_loads(void **state)
@@ -491,7 +506,7 @@ int main(void)
 	        cmocka_unit_test(defaults_of_a_minimal_config),
 	        cmocka_unit_test(snapshot_interval_and_path_relative_to_the_config),
 	        cmocka_unit_test(store_on_full_modes),
-	        cmocka_unit_test(limit_ids_survive_reload_and_change_with_the_limit),
+	        cmocka_unit_test(limit_ids_are_name_algorithm_and_key),
 	        cmocka_unit_test(every_example_loads),
 	        cmocka_unit_test(seed_examples_compile_as_documented),
 	};

@@ -246,6 +246,39 @@ static void ietf_preset_fields(void **state)
 	                    "X-Daily-Remaining: 934\n");
 }
 
+/* draft -10: a 429 under the ietf preset alone carries Retry-After too
+ * (once, also with both presets), and a concurrency limit is advertised in
+ * its own quota unit, without a window. */
+static void ietf_preset_retry_after_and_concurrency_unit(void **state)
+{
+	struct sl_limit_spec conc = {.algo = SL_ALGO_CONCURRENCY, .n = 5, .period = SL_NS_PER_MIN};
+
+	fx_init(&F);
+	F.p.responses.preset_ietf = true;
+	decide_429();
+	assert_non_null(strstr(headers(), "Retry-After: 2\n"));
+	F.p.responses.preset_xratelimit = true;
+	{
+		const char *h = headers(), *first = strstr(h, "Retry-After:");
+
+		assert_non_null(first);
+		assert_null(strstr(first + 1, "Retry-After:"));
+	}
+	/* a configured Retry-After replaces the preset's */
+	F.p.responses.preset_xratelimit = false;
+	rejected_header("Retry-After", "{retry_after}0");
+	assert_non_null(strstr(headers(), "Retry-After: 20\n"));
+	assert_null(strstr(headers(), "Retry-After: 2\n"));
+
+	fx_init(&F);
+	F.p.responses.preset_ietf = true;
+	F.limits[0].spec = conc;
+	decide_200();
+	fx_result(&EV, "ip", 5, 4, 0, 0);
+	sl_eval_finish(&EV);
+	assert_non_null(strstr(headers(), "\"ip\";q=5;qu=\"concurrent-requests\", "));
+}
+
 static void window_and_time_variables(void **state)
 {
 	static const struct {
@@ -514,6 +547,7 @@ int main(void)
 	        T(unlimited_values_do_not_resolve),
 	        T(header_values_never_carry_crlf),
 	        T(ietf_preset_fields),
+	        T(ietf_preset_retry_after_and_concurrency_unit),
 	        T(window_and_time_variables),
 	        T(quota_reset_is_on_the_window_boundary),
 	        T(message_variable_renders_the_limit_message),
