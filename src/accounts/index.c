@@ -256,7 +256,7 @@ static int rebuild(struct sl_acx *x, bool keys, size_t want)
 		if (keys) {
 			h = key_hash(((struct sl_acx_key *)p)->sha256);
 		} else {
-			size_t len;
+			size_t len = 0;
 			const char *nm = cell_name(p, &len);
 			h = name_hash(x, nm, len);
 		}
@@ -314,7 +314,7 @@ static long find_name(struct sl_acx *x, struct sl_acx_table *t, const char *name
 	*free_at = -1;
 	for (size_t i = name_hash(x, name, len) & t->mask;; i = (i + 1) & t->mask) {
 		struct sl_acx_cell *c = atomic_load_explicit(&t->slot[i], memory_order_acquire);
-		size_t n;
+		size_t n = 0;
 		const char *nm;
 		if (c == NULL) {
 			if (*free_at < 0)

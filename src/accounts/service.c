@@ -598,6 +598,7 @@ static void op_list(struct sl_accounts *a, struct sl_acc_req *r)
 		}
 		cJSON *acc = account_json(st);
 		snprintf(last, sizeof(last), "%s", (const char *)sqlite3_column_text(st, 0));
+		cJSON_AddItemToObject(acc, "keys", keys_of(a, last, r->now));
 		cJSON_AddItemToArray(arr, acc);
 		n++;
 	}
