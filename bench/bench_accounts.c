@@ -85,8 +85,9 @@ static int generate(const char *path)
 	             NULL, NULL, NULL);
 	sqlite3_prepare_v2(db, "INSERT INTO accounts VALUES(?,?,?,'active','{}','{}',0)", -1, &a,
 	                   NULL);
-	sqlite3_prepare_v2(db, "INSERT INTO keys(id,sha256,account,prefix,created) "
-	                       "VALUES(?,?,?,?,0)",
+	sqlite3_prepare_v2(db,
+	                   "INSERT INTO keys(id,sha256,account,prefix,created) "
+	                   "VALUES(?,?,?,?,0)",
 	                   -1, &k, NULL);
 	for (unsigned i = 0; i < ACCOUNTS; i++) {
 		snprintf(name, sizeof(name), "customer-%07u", i);

@@ -98,12 +98,12 @@ struct sl_acc_req {
 	int op; /* enum sl_acc_op */
 	char account[SL_LIVE_NAME_MAX + 1];
 	char id[SL_ACC_ID_MAX];
-	cJSON *body;                          /* request object (owned), or NULL */
-	char plan[SL_LIVE_PLAN_MAX + 1];      /* list filter, "" none */
-	char after[SL_LIVE_NAME_MAX + 1];     /* list cursor, "" none */
-	unsigned limit;                       /* list page size, 1..1000 */
-	struct sl_policy *policy;             /* a reference, dropped by the caller */
-	int64_t now;                          /* ns, unix timeline */
+	cJSON *body;                      /* request object (owned), or NULL */
+	char plan[SL_LIVE_PLAN_MAX + 1];  /* list filter, "" none */
+	char after[SL_LIVE_NAME_MAX + 1]; /* list cursor, "" none */
+	unsigned limit;                   /* list page size, 1..1000 */
+	struct sl_policy *policy;         /* a reference, dropped by the caller */
+	int64_t now;                      /* ns, unix timeline */
 	int status;
 	char *out;
 	size_t outlen;

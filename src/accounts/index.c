@@ -156,7 +156,8 @@ static void retire(struct sl_acx *x, void *p, uint8_t kind)
 		x->retired = nr;
 		x->capretired = cap;
 	}
-	x->retired[x->nretired++] = (struct sl_acx_retired){p, kind, atomic_fetch_add(&x->epoch, 1)};
+	x->retired[x->nretired++] =
+	        (struct sl_acx_retired){p, kind, atomic_fetch_add(&x->epoch, 1)};
 }
 
 size_t sl_acx_reclaim(struct sl_acx *x)

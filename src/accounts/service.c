@@ -1,5 +1,9 @@
 /* The accounts thread: the one owner of the durable store (sqlite: one
- * file, WAL, synchronous=FULL) and the one writer of the in-memory index.
+ * file, WAL, synchronous=NORMAL: a commit is in the OS before it is
+ * answered, so a crash of the process loses nothing, and no fsync per
+ * commit keeps an issued key usable within milliseconds; a power loss may
+ * lose the commits since the last checkpoint) and the one writer of the
+ * in-memory index.
  * Admin operations arrive on a queue, run here one at a time, and hand
  * their answer back through the request's done().
  *
@@ -21,11 +25,11 @@
 #include "accounts/accounts.h"
 #include "policy/units.h"
 
-#define PAGE_MAX      1000  /* accounts per list page */
-#define METADATA_MAX  16384 /* bytes of an account's metadata JSON */
-#define TITLE_MAX     256   /* bytes */
-#define LABEL_MAX     128   /* bytes */
-#define OP_RELOAD     100   /* internal: sl_accounts_reload */
+#define PAGE_MAX     1000  /* accounts per list page */
+#define METADATA_MAX 16384 /* bytes of an account's metadata JSON */
+#define TITLE_MAX    256   /* bytes */
+#define LABEL_MAX    128   /* bytes */
+#define OP_RELOAD    100   /* internal: sl_accounts_reload */
 
 struct sl_accounts {
 	struct sl_account_src src; /* first: sl_accounts_of */
@@ -457,7 +461,7 @@ static int publish(struct sl_accounts *a, const struct sl_policy *p, const cJSON
 
 static void op_create(struct sl_accounts *a, struct sl_acc_req *r)
 {
-	static const char *const fields[] = {"account", "plan",   "title", "overrides",
+	static const char *const fields[] = {"account",  "plan",   "title", "overrides",
 	                                     "metadata", "status", NULL};
 	struct sl_live_override ov[SL_LIVE_OVERRIDES];
 	const char *name, *plan, *title, *status;
@@ -485,7 +489,8 @@ static void op_create(struct sl_accounts *a, struct sl_acc_req *r)
 	overrides = cJSON_GetObjectItemCaseSensitive(r->body, "overrides");
 	if (overrides && !cJSON_IsNull(overrides) && !cJSON_IsObject(overrides))
 		return bad(r, "overrides", "overrides must be an object of limit name to value");
-	if (overrides && cJSON_IsObject(overrides) && compile_overrides(r, r->policy, overrides, ov) < 0)
+	if (overrides && cJSON_IsObject(overrides) &&
+	    compile_overrides(r, r->policy, overrides, ov) < 0)
 		return;
 	meta = cJSON_GetObjectItemCaseSensitive(r->body, "metadata");
 	if (meta && !cJSON_IsNull(meta) && !cJSON_IsObject(meta))
@@ -496,8 +501,8 @@ static void op_create(struct sl_accounts *a, struct sl_acc_req *r)
 	cJSON *clean = cJSON_CreateObject();
 	const cJSON *it;
 	if (overrides && cJSON_IsObject(overrides))
-		cJSON_ArrayForEach(it, overrides) if (!cJSON_IsNull(it)) cJSON_AddItemToObject(
-		        clean, it->string, cJSON_Duplicate(it, true));
+		cJSON_ArrayForEach(it, overrides) if (!cJSON_IsNull(it))
+		        cJSON_AddItemToObject(clean, it->string, cJSON_Duplicate(it, true));
 	ovtext = cJSON_PrintUnformatted(clean);
 	cJSON_Delete(clean);
 	metatext = meta && cJSON_IsObject(meta) ? cJSON_PrintUnformatted(meta) : strdup("{}");
@@ -612,8 +617,8 @@ static void op_list(struct sl_accounts *a, struct sl_acc_req *r)
 
 static void op_patch(struct sl_accounts *a, struct sl_acc_req *r)
 {
-	static const char *const fields[] = {"plan", "title", "overrides", "metadata", "status",
-	                                     NULL};
+	static const char *const fields[] = {"plan",     "title",  "overrides",
+	                                     "metadata", "status", NULL};
 	struct sl_live_override ov[SL_LIVE_OVERRIDES];
 	const char *plan, *title, *status;
 	const cJSON *overrides, *meta, *it;
@@ -651,11 +656,12 @@ static void op_patch(struct sl_accounts *a, struct sl_acc_req *r)
 		{
 			cJSON_DeleteItemFromObjectCaseSensitive(merged, it->string);
 			if (!cJSON_IsNull(it))
-				cJSON_AddItemToObject(merged, it->string, cJSON_Duplicate(it, true));
+				cJSON_AddItemToObject(merged, it->string,
+				                      cJSON_Duplicate(it, true));
 		}
 	else if (overrides && cJSON_IsNull(overrides))
 		cJSON_ArrayForEach(it, cJSON_GetObjectItem(cur, "overrides"))
-			cJSON_DeleteItemFromObjectCaseSensitive(merged, it->string);
+		        cJSON_DeleteItemFromObjectCaseSensitive(merged, it->string);
 	/* every override the account will hold must compile (the new ones
 	 * name the field they came in; old ones failing means a reload
 	 * changed the limit: they are reported the same way) */
@@ -719,7 +725,8 @@ static void op_delete(struct sl_accounts *a, struct sl_acc_req *r)
 	int rc;
 
 	if (r->body && cJSON_GetArraySize(r->body) > 0)
-		return bad(r, cJSON_GetArrayItem(r->body, 0)->string, "DELETE takes no body fields");
+		return bad(r, cJSON_GetArrayItem(r->body, 0)->string,
+		           "DELETE takes no body fields");
 	if (is_static(r))
 		return;
 	if (!begin_write(a, r))
@@ -896,8 +903,7 @@ struct key_row {
 static int load_key(struct sl_accounts *a, const char *id, struct key_row *k, cJSON **json,
                     int64_t now)
 {
-	sqlite3_stmt *st =
-	        prep(a, "SELECT " KEY_COLS ", sha256 FROM keys WHERE id = ?");
+	sqlite3_stmt *st = prep(a, "SELECT " KEY_COLS ", sha256 FROM keys WHERE id = ?");
 	int rc = SL_ENOENT;
 
 	if (st == NULL)
@@ -1075,7 +1081,8 @@ static int load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 			if (n < 0) {
 				if (a->log)
 					fprintf(a->log,
-					        "sluice: accounts: account '%s': its overrides do not "
+					        "sluice: accounts: account '%s': its overrides do "
+					        "not "
 					        "compile against this config and are not applied\n",
 					        name);
 				n = 0;
@@ -1149,7 +1156,8 @@ static void op_reload(struct sl_accounts *a, struct sl_acc_req *r)
 		if (sl_policy_plan_index(r->policy, plan, strlen(plan)) < 0 && used < sizeof(msg))
 			used += (size_t)snprintf(msg + used, sizeof(msg) - used,
 			                         "%splan '%s' (%lld stored accounts)",
-			                         used ? ", " : "", plan, sqlite3_column_int64(st, 1));
+			                         used ? ", " : "", plan,
+			                         sqlite3_column_int64(st, 1));
 	}
 	sqlite3_finalize(st);
 	if (used) {
@@ -1345,7 +1353,7 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 		goto fail;
 	}
 	sqlite3_busy_timeout(a->db, 2000);
-	if (!exec(a, "PRAGMA journal_mode=WAL") || !exec(a, "PRAGMA synchronous=FULL") ||
+	if (!exec(a, "PRAGMA journal_mode=WAL") || !exec(a, "PRAGMA synchronous=NORMAL") ||
 	    !exec(a, schema)) {
 		snprintf(err, cap, "accounts store %s: %s", a->path, sqlite3_errmsg(a->db));
 		goto fail;

@@ -38,7 +38,7 @@ struct daemon {
 	struct sl_snapshot snap;
 	struct sl_server *server;
 	bool draining;
-	struct sl_evictlog evictlog; /* store-full log line, at most one per 10 s */
+	struct sl_evictlog evictlog;  /* store-full log line, at most one per 10 s */
 	struct sl_accounts *accounts; /* the live account store, or NULL */
 };
 

@@ -34,8 +34,8 @@ void cfg_accounts(struct cfg *c, const yaml_node_t *n)
 		else if (s && !strcmp(s, "none"))
 			a->store = SL_ACCOUNTS_NONE;
 		else if (s)
-			cfg_err(c, v[0], "unknown accounts.store '%s' (expected sqlite, redis or none)",
-			        s);
+			cfg_err(c, v[0],
+			        "unknown accounts.store '%s' (expected sqlite, redis or none)", s);
 	}
 	if (v[1]) {
 		if (a->store != SL_ACCOUNTS_SQLITE)
@@ -51,7 +51,8 @@ void cfg_accounts(struct cfg *c, const yaml_node_t *n)
 			     (*q >= '0' && *q <= '9') || *q == '_' || *q == '-';
 		if (s && !ok)
 			cfg_err(c, v[2],
-			        "accounts.key_prefix '%s': expected at most 32 letters, digits, '_' "
+			        "accounts.key_prefix '%s': expected at most 32 letters, digits, "
+			        "'_' "
 			        "or '-'",
 			        s);
 		else if (s)
@@ -75,7 +76,8 @@ static const struct sl_limit *limit_named(const struct sl_policy *p, const char 
 			return &p->limits[i];
 	for (size_t r = 0; r < p->nroutes; r++)
 		for (size_t i = 0; i < p->routes[r].nlimits; i++)
-			if (p->routes[r].limits[i].name && !strcmp(p->routes[r].limits[i].name, name))
+			if (p->routes[r].limits[i].name &&
+			    !strcmp(p->routes[r].limits[i].name, name))
 				return &p->routes[r].limits[i];
 	return NULL;
 }

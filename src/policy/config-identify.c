@@ -283,7 +283,8 @@ static void identify_accounts(struct cfg *c, const yaml_node_t *n)
 				/* the key's digest, so no plaintext key sits in the file */
 				if (!parse_sha256_hex(ks + 7, e->sha256)) {
 					cfg_err(c, kn,
-					        "API key 'sha256:...': expected 64 hex digits after "
+					        "API key 'sha256:...': expected 64 hex digits "
+					        "after "
 					        "sha256:");
 					continue;
 				}

@@ -371,8 +371,8 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 	if (f < 0 || !l->name)
 		return;
 
-	l->field_algo = f == F_RATE    ? SL_ALGO_RATE
-	                : f == F_QUOTA ? SL_ALGO_QUOTA
+	l->field_algo = f == F_RATE      ? SL_ALGO_RATE
+	                : f == F_QUOTA   ? SL_ALGO_QUOTA
 	                : f == F_SLIDING ? SL_ALGO_SLIDING
 	                                 : SL_ALGO_CONCURRENCY;
 	l->tz_offset = tz;
@@ -606,7 +606,8 @@ bool cfg_override_spec(struct cfg *c, const struct sl_limit *l, yaml_node_t *n,
 				continue;
 			if (fields[i] != f) {
 				cfg_err(c, v[i],
-				        "limit '%s' is a %s limit: its override gives %s (or a plain "
+				        "limit '%s' is a %s limit: its override gives %s (or a "
+				        "plain "
 				        "value), not %s",
 				        l->name, algo_field[f], algo_field[f], keys[i]);
 				return false;
@@ -652,11 +653,13 @@ void cfg_warn_plan_maps(struct cfg *c)
 					if (pass == 0 && has)
 						listed[k] = true;
 					else if (pass == 1 && !has && listed[k])
-						cfg_warn_at(c, l->line, l->col,
-						            "limit '%s': plan '%s' is missing from its "
-						            "per-plan map but other per-plan limits list "
-						            "it: the limit is skipped for that plan",
-						            l->name, p->plans[k].name);
+						cfg_warn_at(
+						        c, l->line, l->col,
+						        "limit '%s': plan '%s' is missing from its "
+						        "per-plan map but other per-plan limits "
+						        "list "
+						        "it: the limit is skipped for that plan",
+						        l->name, p->plans[k].name);
 				}
 			}
 		}

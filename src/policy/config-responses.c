@@ -104,8 +104,8 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n)
 	if (v[3] && !cfg_is_null(v[3]) &&
 	    cfg_fields(c, v[3], "responses.unauthorized", ukeys, uv) && uv[0])
 		r->unauthorized_body = cfg_template(c, uv[0], "unauthorized.body", false);
-	if (v[4] && !cfg_is_null(v[4]) &&
-	    cfg_fields(c, v[4], "responses.suspended", ukeys, uv) && uv[0])
+	if (v[4] && !cfg_is_null(v[4]) && cfg_fields(c, v[4], "responses.suspended", ukeys, uv) &&
+	    uv[0])
 		r->suspended_body = cfg_template(c, uv[0], "suspended.body", false);
 }
 

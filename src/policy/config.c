@@ -465,8 +465,8 @@ static void warn_check_only_concurrency(struct cfg *c)
 
 static void walk(struct cfg *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
-	                                   "identify",  "plans",     "limits", "routes",
+	static const char *const keys[] = {"server",    "listeners", "admin",    "store",
+	                                   "identify",  "plans",     "limits",   "routes",
 	                                   "responses", "normalize", "accounts", NULL};
 	yaml_node_t *v[11];
 	if (!cfg_fields(c, root, "the top level", keys, v))

@@ -770,9 +770,8 @@ int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_r
 		ev->account = account_by_name(p, req->account);
 		if (ev->account != NULL) {
 			ev->plan = plan_of(p, ev->account);
-		} else if (p->live != NULL &&
-		           p->live->by_name(p->live, req->account.p, req->account.len, &ev->live) ==
-		                   1) {
+		} else if (p->live != NULL && p->live->by_name(p->live, req->account.p,
+		                                               req->account.len, &ev->live) == 1) {
 			uint8_t ks = ev->key_state;
 
 			use_live(ev, p);

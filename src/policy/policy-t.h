@@ -250,9 +250,9 @@ enum sl_accounts_store_kind {
 
 /* `accounts:` (DESIGN.md section 6, config-accounts.c). */
 struct sl_accounts_conf {
-	uint8_t store;    /* enum sl_accounts_store_kind; absent section: none */
-	char *path;       /* sqlite file, made relative to the config's directory */
-	char *key_prefix; /* generated keys start with it; default "sk_live_" */
+	uint8_t store;      /* enum sl_accounts_store_kind; absent section: none */
+	char *path;         /* sqlite file, made relative to the config's directory */
+	char *key_prefix;   /* generated keys start with it; default "sk_live_" */
 	unsigned line, col; /* where `accounts:` was declared, or 0 */
 };
 
@@ -282,7 +282,7 @@ struct sl_policy {
 	struct sl_responses responses;
 	struct sl_normalize_conf normalize;
 	struct sl_accounts_conf account_store; /* `accounts:` */
-	const struct sl_account_src *live; /* NULL: no live account store */
+	const struct sl_account_src *live;     /* NULL: no live account store */
 };
 
 #endif

@@ -122,15 +122,15 @@ struct sl_request {
 
 /* The decision for one request, after sl_eval_finish. */
 struct sl_decision {
-	int status;      /* 200, 401, 403, 429 (or the limit's status) */
-	int64_t delay;   /* ns to hold the request before answering/forwarding */
-	int denied;      /* index into checks of the denying limit, or -1 */
-	int primary;     /* most restrictive matched limit (denying one when denied), or -1 */
-	int64_t now;     /* ns the decision was made at */
+	int status;    /* 200, 401, 403, 429 (or the limit's status) */
+	int64_t delay; /* ns to hold the request before answering/forwarding */
+	int denied;    /* index into checks of the denying limit, or -1 */
+	int primary;   /* most restrictive matched limit (denying one when denied), or -1 */
+	int64_t now;   /* ns the decision was made at */
 	bool unauthorized_unknown; /* 401 because the key is unknown (vs missing) */
 	/* Added by eval.c: */
 	bool store_error; /* the store failed; status is 503 (on_error: deny) or
-			   * 200/401 without rate-limit headers (on_error: allow) */
+	                   * 200/401 without rate-limit headers (on_error: allow) */
 	bool suspended;   /* 403: the key's account is suspended (responses.suspended) */
 };
 
@@ -164,7 +164,7 @@ struct sl_eval {
 	size_t scratchused;
 	/* Added by identity.c / eval.c: */
 	struct sl_str account_name; /* {account}: the policy's name or a copy of
-				     * req->account; len 0: no account */
+	                             * req->account; len 0: no account */
 	uint8_t key_state;          /* enum sl_key_state */
 	uint8_t key_sha256[32];     /* SHA-256 of key when key_state != SL_KEY_NONE */
 	/* Added by normalize (eval.c, docs/normalize.md): the canonical path and
@@ -192,7 +192,7 @@ struct sl_eval {
  * source (header, Authorization, query parameter) given twice (answer
  * 400). Thread: any. */
 int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
-		  int64_t now);
+                  int64_t now);
 
 /* After the batch completed: compute ev->decision from the batch status,
  * the pending 401 and the limits' statuses; returns ev->decision.status. A

@@ -63,11 +63,11 @@ static void account_changes_reach_every_key_at_once(void **state)
 	assert_int_equal(sl_acx_put_account(x, "a", 1, "free", false, NULL, 0), 0);
 	assert_int_equal(sl_acx_put_key(x, k, "a", 1, INT64_MAX), 0);
 	memset(ov, 0, sizeof(ov));
-	strcpy(ov[0].limit, "tier");
+	snprintf(ov[0].limit, sizeof(ov[0].limit), "tier");
 	ov[0].limit_id = 42;
 	ov[0].spec.algo = 1;
 	ov[0].spec.n = 20000;
-	strcpy(ov[1].limit, "hourly");
+	snprintf(ov[1].limit, sizeof(ov[1].limit), "hourly");
 	ov[1].spec.algo = 5;
 	assert_int_equal(sl_acx_put_account(x, "a", 1, "pro", true, ov, 2), 0);
 	assert_int_equal(x->naccounts, 1);
@@ -129,8 +129,8 @@ static void growth_and_churn_keep_every_entry(void **state)
 	for (unsigned i = 0; i < N; i++) {
 		int n = snprintf(name, sizeof(name), "acct-%u", i / 2);
 		if (i % 2 == 0)
-			assert_int_equal(sl_acx_put_account(x, name, (size_t)n, "free", false, NULL, 0),
-			                 0);
+			assert_int_equal(
+			        sl_acx_put_account(x, name, (size_t)n, "free", false, NULL, 0), 0);
 		sha_of(i, k);
 		assert_int_equal(sl_acx_put_key(x, k, name, (size_t)n, INT64_MAX), 0);
 	}

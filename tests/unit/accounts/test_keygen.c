@@ -27,7 +27,7 @@ static void keys_are_prefix_and_32_base62(void **state)
 			seen[(unsigned char)c]++;
 		}
 		assert_string_not_equal(k, prev);
-		strcpy(prev, k);
+		snprintf(prev, sizeof(prev), "%s", k);
 	}
 	/* 64000 draws: each of the 62 characters about 1032 times */
 	for (int c = 0; c < 128; c++)

@@ -36,8 +36,7 @@ static void plan_missing_from_some_maps_is_a_warning_at_the_limit(void **state)
 	assert_true(find_diag(line, col, "warning: limit 'tier': plan 'custom' is missing") >= 0);
 	pos_of(plans_yaml, "name: daily", 1, &line, &col);
 	assert_true(find_diag(line, col, "warning: limit 'daily': plan 'pro' is missing") >= 0);
-	assert_true(find_diag(line, col, "warning: limit 'daily': plan 'custom' is missing") >=
-	            0);
+	assert_true(find_diag(line, col, "warning: limit 'daily': plan 'custom' is missing") >= 0);
 	sl_policy_unref(p);
 }
 
@@ -46,13 +45,14 @@ static void plans_in_every_map_are_no_warning(void **state)
 	struct sl_policy *p = NULL;
 
 	(void)state;
-	assert_int_equal(load_text("plans: { free: {}, pro: {} }\n"
-	                           "limits:\n"
-	                           "  - { name: a, key: account, rate: { free: 1/s, pro: 2/s } }\n"
-	                           "  - { name: b, key: account, quota: { free: 1/day, pro: 2/day } }\n"
-	                           "  - { name: c, key: ip, rate: 5/s }\n",
-	                           &p),
-	                 0);
+	assert_int_equal(
+	        load_text("plans: { free: {}, pro: {} }\n"
+	                  "limits:\n"
+	                  "  - { name: a, key: account, rate: { free: 1/s, pro: 2/s } }\n"
+	                  "  - { name: b, key: account, quota: { free: 1/day, pro: 2/day } }\n"
+	                  "  - { name: c, key: ip, rate: 5/s }\n",
+	                  &p),
+	        0);
 	assert_int_equal(fixture_diag.nwarn, 0);
 	sl_policy_unref(p);
 }
@@ -61,7 +61,8 @@ static void accounts_section_defaults_and_errors(void **state)
 {
 	struct sl_policy *p = NULL;
 	size_t line, col;
-	static const char bad[] = "accounts: { store: mysql, key_prefix: \"sk live\", colour: 1 }\n";
+	static const char bad[] =
+	        "accounts: { store: mysql, key_prefix: \"sk live\", colour: 1 }\n";
 
 	(void)state;
 	assert_int_equal(load_text("accounts: {}\n", &p), 0);
@@ -97,7 +98,8 @@ static void sha256_keys_are_digests_not_text(void **state)
 	        "  accounts:\n"
 	        "    - account: a\n"
 	        "      plan: free\n"
-	        "      keys: [\"sha256:9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\"]\n";
+	        "      keys: "
+	        "[\"sha256:9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\"]\n";
 	static const char bad[] = "plans: { free: {} }\n"
 	                          "identify:\n"
 	                          "  accounts:\n"
