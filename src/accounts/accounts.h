@@ -127,7 +127,7 @@ int sl_acc_new_key(const char *prefix, char *out, size_t cap);
 int sl_acc_new_id(char *out, size_t cap);
 void sl_acc_sha256(const char *s, size_t len, uint8_t out[32]);
 /* RFC 3339 "2027-01-01T00:00:00Z" (also with fraction or +hh:mm) to unix
- * seconds; 0 or SL_EINVAL. */
+ * seconds, years 1970 to 2200 (so that ns fit an int64); 0 or SL_EINVAL. */
 int sl_acc_parse_time(const char *s, int64_t *unix_s);
 void sl_acc_format_time(int64_t unix_s, char out[32]);
 

@@ -100,7 +100,7 @@ int sl_acc_parse_time(const char *s, int64_t *unix_s)
 		return SL_EINVAL;
 	}
 	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60 ||
-	    y < 1970)
+	    y < 1970 || y > 2200)
 		return SL_EINVAL;
 	tm.tm_year = y - 1900;
 	tm.tm_mon = mo - 1;

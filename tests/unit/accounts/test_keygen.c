@@ -57,6 +57,7 @@ static const struct {
         {"2027-01-01T00:00:00Zjunk", SL_EINVAL, 0},
         {"2027-01-01T24:00:00Z", SL_EINVAL, 0},
         {"2027-01-01T00:00:00.Z", SL_EINVAL, 0},
+        {"4054-01-01T00:00:00Z", SL_EINVAL, 0}, /* ns would not fit an int64 */
         {"tomorrow", SL_EINVAL, 0},
         {"", SL_EINVAL, 0},
 };
