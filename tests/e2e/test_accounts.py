@@ -500,3 +500,33 @@ def test_decide_by_account_name_uses_the_live_store(d):
     r = admin(d, "POST", "/v1/decide", {"account": "bot", "path": "/x"})
     dec = r.json()
     assert dec["status"] == 200 and limit_of(dec, "hourly")["limit"] == 100
+
+
+def test_example_accounts_yaml_onboarding_as_in_the_readme(sluice, example):
+    from conftest import SLUICE
+    import subprocess
+    d = sluice(example("accounts.yaml"))
+
+    def run(*args):
+        p = subprocess.run([SLUICE, *args, "-c", d.config_path], capture_output=True,
+                           text=True, timeout=10)
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+        return p.stdout
+
+    assert "Acme Ltd" in run("accounts", "add", "acme", "--plan", "free", "--title", "Acme Ltd")
+    key = run("keys", "issue", "acme", "--label", "prod").split()[0]
+    assert key.startswith("sk_live_")
+    r = requests.get(d.url("gateway", "/hello"), headers={"X-Api-Key": key}, timeout=5)
+    assert r.status_code == 200 and r.headers["X-RateLimit-Limit"] == "10"
+    run("accounts", "set", "acme", "--plan", "pro")
+    r = requests.get(d.url("gateway", "/hello"), headers={"X-Api-Key": key}, timeout=5)
+    assert r.status_code == 200
+    dec = decide(d, key)
+    assert limit_of(dec, "burst")["limit"] == 100
+    assert limit_of(dec, "hourly")["limit"] == 10000
+    assert limit_of(dec, "hourly")["remaining"] == 10000 - 3  # the move kept 2 used
+    run("accounts", "suspend", "acme")
+    r = requests.get(d.url("gateway", "/hello"), headers={"X-Api-Key": key}, timeout=5)
+    assert r.status_code == 403 and r.json() == {"error": "account_suspended", "account": "acme"}
+    shown = json.loads(run("keys", "list", "acme", "--json"))
+    assert [k["prefix"] for k in shown["keys"]] == [key[:12]]
