@@ -16,7 +16,10 @@
  *     every one of WORKERS reader threads, spinning on lookups as a worker
  *     would on requests, found the key: median and max of ISSUES issues
  *     (target <= 10 ms).
- * The file goes to $TMPDIR (or /tmp) and is removed. */
+ * The file goes to $TMPDIR (or /tmp) and is removed; with
+ * BENCH_ACCOUNTS_KEEP=FILE it is written there and kept (for
+ * bench/http_bench.sh ACCOUNTS_DB=FILE: the HTTP ratio with the store
+ * loaded). */
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -179,7 +182,12 @@ int main(void)
 	struct mallinfo2 m0, m1;
 	size_t nacc, nkeys, bytes;
 
-	snprintf(path, sizeof(path), "%s/bench-accounts-%d.db", tmp, (int)getpid());
+	const char *keep = getenv("BENCH_ACCOUNTS_KEEP");
+	if (keep != NULL)
+		snprintf(path, sizeof(path), "%s", keep);
+	else
+		snprintf(path, sizeof(path), "%s/bench-accounts-%d.db", tmp, (int)getpid());
+	unlink(path);
 	t0 = now_ns();
 	if (generate(path) != 0) {
 		fprintf(stderr, "bench_accounts: cannot write %s\n", path);
@@ -312,6 +320,8 @@ int main(void)
 	       (long long)lat[ISSUES / 2] / 1000, (long long)lat[ISSUES - 1] / 1000);
 	sl_accounts_close(acc);
 	sl_policy_unref(p);
+	if (keep != NULL)
+		return 0;
 	unlink(path);
 	snprintf(yaml, sizeof(yaml), "%s-wal", path);
 	unlink(yaml);

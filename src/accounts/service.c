@@ -1353,6 +1353,9 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 		goto fail;
 	}
 	sqlite3_busy_timeout(a->db, 2000);
+	/* the load reads the whole file once: mapped, not copied through the
+	 * page cache (at most 1 GiB of address space) */
+	exec(a, "PRAGMA mmap_size=1073741824");
 	if (!exec(a, "PRAGMA journal_mode=WAL") || !exec(a, "PRAGMA synchronous=NORMAL") ||
 	    !exec(a, schema)) {
 		snprintf(err, cap, "accounts store %s: %s", a->path, sqlite3_errmsg(a->db));
