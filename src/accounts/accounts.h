@@ -66,6 +66,9 @@ void sl_accounts_close(struct sl_accounts *a);
 
 const struct sl_account_src *sl_accounts_src(struct sl_accounts *a);
 struct sl_accounts *sl_accounts_of(const struct sl_account_src *src);
+/* CPU time (ms) the load at open took, the figure other load on the
+ * machine does not inflate. */
+int64_t sl_accounts_load_cpu_ms(const struct sl_accounts *a);
 /* Keys and accounts in the index. */
 void sl_accounts_counts(struct sl_accounts *a, size_t *naccounts, size_t *nkeys, size_t *bytes);
 

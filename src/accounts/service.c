@@ -45,6 +45,7 @@ struct sl_accounts {
 	pthread_cond_t cv;
 	struct sl_acc_req *head, *tail;
 	bool stop, running;
+	int64_t load_cpu_ms; /* ms of CPU the start's load took */
 };
 
 /* ---- lookups (any thread) ---- */
@@ -69,6 +70,11 @@ const struct sl_account_src *sl_accounts_src(struct sl_accounts *a)
 struct sl_accounts *sl_accounts_of(const struct sl_account_src *src)
 {
 	return (struct sl_accounts *)src;
+}
+
+int64_t sl_accounts_load_cpu_ms(const struct sl_accounts *a)
+{
+	return a->load_cpu_ms;
 }
 
 void sl_accounts_counts(struct sl_accounts *a, size_t *naccounts, size_t *nkeys, size_t *bytes)
@@ -1050,7 +1056,10 @@ static int load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 	sqlite3_stmt *st;
 	size_t nacc = 0, nkeys = 0, missing_plan = 0;
 	int rc = 0;
+	struct timespec t0, t1, t2, c0, c2;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	exec(a, "BEGIN");
 	st = prep(a, "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM keys)");
 	if (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -1094,6 +1103,7 @@ static int load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 			break;
 	}
 	sqlite3_finalize(st);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	st = rc ? NULL
 	        : prep(a, "SELECT sha256, account, expires, until FROM keys WHERE until IS NULL "
 	                  "OR until > ?");
@@ -1119,6 +1129,20 @@ static int load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 		snprintf(err, cap, "loading the account store: %s", sl_strerror(rc));
 		return rc;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c2);
+	a->load_cpu_ms = (c2.tv_sec - c0.tv_sec) * 1000 + (c2.tv_nsec - c0.tv_nsec) / 1000000;
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: loaded %zu accounts in %lld ms and %zu keys in %lld ms "
+		        "(%lld ms of CPU) from %s\n",
+		        a->idx->naccounts,
+		        (long long)((t1.tv_sec - t0.tv_sec) * 1000 +
+		                    (t1.tv_nsec - t0.tv_nsec) / 1000000),
+		        a->idx->nkeys,
+		        (long long)((t2.tv_sec - t1.tv_sec) * 1000 +
+		                    (t2.tv_nsec - t1.tv_nsec) / 1000000),
+		        (long long)a->load_cpu_ms, a->path);
 	if (missing_plan && a->log)
 		fprintf(a->log,
 		        "sluice: accounts: %zu stored accounts are on plans the config does not "
