@@ -192,8 +192,17 @@ static bool segment(const char **p, const char *end, char *out, size_t cap)
 	return true;
 }
 
-/* Query parameter name of q into out (cap bytes, as given: the values the
- * API takes need no decoding). -1 absent, -2 too long, else its length. */
+static int hex(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	                              : -1;
+}
+
+/* Query parameter name of q into out (cap bytes), %XX escapes decoded ('+'
+ * stays '+': account names have no spaces but may have a '+'). -1 absent,
+ * -2 too long or a NUL escape, else its length. */
 static long query_value(struct sl_str q, const char *name, char *out, size_t cap)
 {
 	size_t nl = strlen(name), i = 0;
@@ -203,12 +212,23 @@ static long query_value(struct sl_str q, const char *name, char *out, size_t cap
 		while (j < q.len && q.p[j] != '&')
 			j++;
 		if (j - i > nl && memcmp(q.p + i, name, nl) == 0 && q.p[i + nl] == '=') {
-			size_t vl = j - i - nl - 1;
-			if (vl >= cap)
-				return -2;
-			memcpy(out, q.p + i + nl + 1, vl);
-			out[vl] = '\0';
-			return (long)vl;
+			const char *v = q.p + i + nl + 1;
+			size_t vl = j - i - nl - 1, o = 0;
+			for (size_t k = 0; k < vl; k++) {
+				char c = v[k];
+				if (c == '%' && k + 2 < vl && hex(v[k + 1]) >= 0 &&
+				    hex(v[k + 2]) >= 0) {
+					c = (char)(hex(v[k + 1]) << 4 | hex(v[k + 2]));
+					k += 2;
+					if (c == '\0')
+						return -2;
+				}
+				if (o + 1 >= cap)
+					return -2;
+				out[o++] = c;
+			}
+			out[o] = '\0';
+			return (long)o;
 		}
 		i = j + 1;
 	}

@@ -406,6 +406,14 @@ def test_list_pages_with_a_cursor(d):
     assert seen == ["page%d" % i for i in range(5)]
     pro = admin(d, "GET", "/v1/accounts?plan=pro").json()
     assert [a["account"] for a in pro["accounts"]] == ["page1", "page3"]
+    # a cursor with an escaped character, as clients send it
+    create(d, "page@x")
+    r = admin(d, "GET", "/v1/accounts?limit=1&after=page4")
+    assert [a["account"] for a in r.json()["accounts"]] == ["page@x"]
+    r = admin(d, "GET", "/v1/accounts?after=page%40x")
+    assert r.json() == {"accounts": [], "next": None}
+    r = admin(d, "GET", "/v1/accounts?after=page%404")
+    assert [a["account"] for a in r.json()["accounts"]] == ["page@x"]
 
 
 def test_key_expiry(d):
