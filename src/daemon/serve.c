@@ -145,6 +145,8 @@ static void on_reload(uv_signal_t *h, int sig)
 			return;
 		}
 		p->live = sl_accounts_src(d->accounts);
+	} else if (p->account_store.store != SL_ACCOUNTS_NONE) {
+		log_msg("reload: the accounts: section takes effect on restart");
 	}
 	report_store_changes(&d->boot->store, &p->store);
 	report_server_changes(&d->boot->server, &p->server);
