@@ -112,7 +112,14 @@ struct sl_acc_req {
 	size_t outlen;
 	void (*done)(struct sl_acc_req *r);
 	void *arg;
-	struct sl_acc_req *next; /* private: the queue */
+	/* private: the queue, and (store: redis) the journal */
+	struct sl_acc_req *next;
+	bool replay;  /* applying another node's change from the journal */
+	bool retry;   /* the journal moved under the write: run it again */
+	bool has_gen; /* the key the operation made (journalled, never its text) */
+	uint8_t gen_sha[32];
+	char gen_id[SL_ACC_ID_MAX];
+	char gen_prefix[16];
 };
 
 /* Queue r for the accounts thread. Returns 0, or SL_EIO when the thread

@@ -16,10 +16,12 @@
  * writable, so an operator's chmod or a removed file answers 503 at once
  * instead of writes that vanish at the next start. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <hiredis/hiredis.h>
 #include <sqlite3.h>
 #include <sluice/error.h>
 #include "accounts/accounts.h"
@@ -46,7 +48,19 @@ struct sl_accounts {
 	struct sl_acc_req *head, *tail;
 	bool stop, running;
 	int64_t load_cpu_ms; /* ms of CPU the start's load took */
+	/* store: redis (journal.c's part of this file, below) */
+	bool redis;
+	redisContext *rc;
+	char rhost[256];
+	int rport;
+	long long applied;        /* journal entries applied to this node */
+	int64_t polled;           /* ns (monotonic) of the last look at the journal */
+	struct sl_policy *policy; /* what replays compile against (a reference) */
 };
+
+static void catch_up(struct sl_accounts *a);
+static bool journal(struct sl_accounts *a, struct sl_acc_req *r);
+static void run(struct sl_accounts *a, struct sl_acc_req *r);
 
 /* ---- lookups (any thread) ---- */
 
@@ -168,6 +182,8 @@ static bool writable(struct sl_accounts *a)
 {
 	struct stat sb;
 
+	if (a->redis)
+		return true; /* the journal in Redis is the store; sqlite is memory */
 	if (stat(a->path, &sb) != 0 || sb.st_dev != a->dev || sb.st_ino != a->ino)
 		return false;
 	return (sb.st_mode & 0222) != 0;
@@ -189,6 +205,11 @@ static bool begin_write(struct sl_accounts *a, struct sl_acc_req *r)
 
 static bool commit(struct sl_accounts *a, struct sl_acc_req *r)
 {
+	/* store: redis: the change is in force once it is in the journal */
+	if (a->redis && !r->replay && !journal(a, r)) {
+		exec(a, "ROLLBACK");
+		return false;
+	}
 	if (!exec(a, "COMMIT")) {
 		exec(a, "ROLLBACK");
 		unavailable(r, "the account store could not commit the change");
@@ -798,11 +819,25 @@ static int insert_key(struct sl_accounts *a, struct sl_acc_req *r, const char *a
 	sqlite3_stmt *st;
 	int rc;
 
-	if (sl_acc_new_key(a->key_prefix, key, sizeof(key)) != 0 ||
-	    sl_acc_new_id(id, SL_ACC_ID_MAX) != 0)
-		return SQLITE_ERROR;
-	sl_acc_sha256(key, strlen(key), sha);
-	snprintf(prefix, sizeof(prefix), "%.12s", key);
+	if (r->replay) {
+		/* another node made this key: its digest, id and prefix */
+		if (!r->has_gen)
+			return SQLITE_ERROR;
+		memcpy(sha, r->gen_sha, 32);
+		snprintf(id, SL_ACC_ID_MAX, "%s", r->gen_id);
+		snprintf(prefix, sizeof(prefix), "%s", r->gen_prefix);
+		key[0] = '\0';
+	} else {
+		if (sl_acc_new_key(a->key_prefix, key, sizeof(key)) != 0 ||
+		    sl_acc_new_id(id, SL_ACC_ID_MAX) != 0)
+			return SQLITE_ERROR;
+		sl_acc_sha256(key, strlen(key), sha);
+		snprintf(prefix, sizeof(prefix), "%.12s", key);
+		r->has_gen = true;
+		memcpy(r->gen_sha, sha, 32);
+		snprintf(r->gen_id, sizeof(r->gen_id), "%s", id);
+		snprintf(r->gen_prefix, sizeof(r->gen_prefix), "%s", prefix);
+	}
 	st = prep(a, "INSERT INTO keys(id, sha256, account, prefix, label, created, expires) "
 	             "VALUES(?,?,?,?,?,?,?)");
 	if (st == NULL)
@@ -827,7 +862,8 @@ static int insert_key(struct sl_accounts *a, struct sl_acc_req *r, const char *a
 	bind_text(st, 1, id);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		*k = key_json(st, r->now);
-		cJSON_AddStringToObject(*k, "key", key);
+		if (key[0])
+			cJSON_AddStringToObject(*k, "key", key);
 	}
 	sqlite3_finalize(st);
 	memset(key, 0, sizeof(key));
@@ -1196,6 +1232,12 @@ static void op_reload(struct sl_accounts *a, struct sl_acc_req *r)
 		cJSON_Delete(o);
 	}
 	sqlite3_finalize(st);
+	if (a->redis) {
+		/* later replays compile against the new config */
+		sl_policy_ref(r->policy);
+		sl_policy_unref(a->policy);
+		a->policy = r->policy;
+	}
 	r->status = 200;
 }
 
@@ -1228,9 +1270,299 @@ int sl_accounts_reload(struct sl_accounts *a, struct sl_policy *p, char *err, si
 	return rc;
 }
 
+/* ---- store: redis: a journal every node applies ---- */
+
+/* The accounts of store: redis are a journal in the store's Redis: a list
+ * (sluice:accounts:log) of every change as it was made (operation, names,
+ * body, time, and for a new key its digest, id and prefix, never its
+ * text) and a counter (sluice:accounts:ver) of its length. Each node
+ * applies the journal, in order, to an sqlite database in memory and to
+ * its index, with the very operations above: at start the whole journal,
+ * then whatever was added, polled every 100 ms. A write is validated
+ * against this node's copy, appended only if the journal did not move
+ * meanwhile (WATCH/MULTI), and otherwise run again on top of what won. */
+
+#define J_LOG "sluice:accounts:log"
+#define J_VER "sluice:accounts:ver"
+
+static bool redis_ok(struct sl_accounts *a)
+{
+	struct timeval tv = {1, 0};
+
+	if (a->rc != NULL && a->rc->err == 0)
+		return true;
+	if (a->rc != NULL)
+		redisFree(a->rc);
+	a->rc = redisConnectWithTimeout(a->rhost, a->rport, tv);
+	if (a->rc == NULL || a->rc->err) {
+		if (a->rc) {
+			redisFree(a->rc);
+			a->rc = NULL;
+		}
+		return false;
+	}
+	redisSetTimeout(a->rc, tv);
+	return true;
+}
+
+static redisReply *cmd(struct sl_accounts *a, const char *fmt, ...)
+{
+	va_list ap;
+	redisReply *rep;
+
+	if (!redis_ok(a))
+		return NULL;
+	va_start(ap, fmt);
+	rep = redisvCommand(a->rc, fmt, ap);
+	va_end(ap);
+	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+		if (rep)
+			freeReplyObject(rep);
+		else {
+			redisFree(a->rc); /* the connection is unusable after an I/O error */
+			a->rc = NULL;
+		}
+		return NULL;
+	}
+	return rep;
+}
+
+/* The integer of rep (freed here): -1 when there is none (Redis down). */
+static long long reply_int(redisReply *rep)
+{
+	long long v = 0; /* nil: no journal yet */
+
+	if (rep == NULL)
+		return -1;
+	if (rep->type == REDIS_REPLY_INTEGER)
+		v = rep->integer;
+	else if (rep->type == REDIS_REPLY_STRING)
+		v = strtoll(rep->str, NULL, 10);
+	freeReplyObject(rep);
+	return v;
+}
+
+static char *record_of(const struct sl_acc_req *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	char hex[65], *text;
+
+	cJSON_AddNumberToObject(o, "op", r->op);
+	cJSON_AddStringToObject(o, "account", r->account);
+	cJSON_AddStringToObject(o, "id", r->id);
+	/* ns as text: a double would round them */
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)r->now);
+	cJSON_AddStringToObject(o, "now", now);
+	if (r->body)
+		cJSON_AddItemToObject(o, "body", cJSON_Duplicate(r->body, true));
+	if (r->has_gen) {
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", r->gen_sha[i]);
+		cJSON_AddStringToObject(o, "sha256", hex);
+		cJSON_AddStringToObject(o, "key_id", r->gen_id);
+		cJSON_AddStringToObject(o, "prefix", r->gen_prefix);
+	}
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* Append r to the journal if nobody else did since this node last caught
+ * up. False with the answer written: 503 (Redis down), or r->retry set
+ * (the journal moved: the caller rolls back, catches up and runs r again). */
+static bool journal(struct sl_accounts *a, struct sl_acc_req *r)
+{
+	char *rec = record_of(r);
+	redisReply *rep;
+	long long ver;
+
+	if (rec == NULL || (rep = cmd(a, "WATCH %s", J_VER)) == NULL) {
+		free(rec);
+		unavailable(r, "the account store (Redis) is unreachable: changes are refused, "
+		               "lookups keep serving from memory");
+		return false;
+	}
+	freeReplyObject(rep);
+	ver = reply_int(cmd(a, "GET %s", J_VER));
+	if (ver < 0)
+		goto down;
+	if (ver != a->applied) {
+		rep = cmd(a, "UNWATCH");
+		if (rep)
+			freeReplyObject(rep);
+		free(rec);
+		r->retry = true;
+		unavailable(r, "the account store kept changing; try again");
+		return false;
+	}
+	rep = cmd(a, "MULTI");
+	if (rep == NULL)
+		goto down;
+	freeReplyObject(rep);
+	rep = cmd(a, "RPUSH %s %s", J_LOG, rec);
+	if (rep == NULL)
+		goto down;
+	freeReplyObject(rep);
+	rep = cmd(a, "INCR %s", J_VER);
+	if (rep == NULL)
+		goto down;
+	freeReplyObject(rep);
+	rep = cmd(a, "EXEC");
+	free(rec);
+	rec = NULL;
+	if (rep == NULL) {
+		unavailable(r, "the account store (Redis) failed the change");
+		return false;
+	}
+	if (rep->type == REDIS_REPLY_NIL) {
+		freeReplyObject(rep);
+		r->retry = true;
+		unavailable(r, "the account store kept changing; try again");
+		return false;
+	}
+	freeReplyObject(rep);
+	a->applied++;
+	return true;
+down:
+	free(rec);
+	unavailable(r, "the account store (Redis) is unreachable: changes are refused, lookups "
+	               "keep serving from memory");
+	return false;
+}
+
+static int unhex(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static void replay(struct sl_accounts *a, const char *text, size_t len)
+{
+	cJSON *o = cJSON_ParseWithLength(text, len);
+	struct sl_acc_req r;
+	const char *sha;
+
+	if (o == NULL)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.replay = true;
+	r.op = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "op"));
+	snprintf(r.account, sizeof(r.account), "%s",
+	         cJSON_GetStringValue(cJSON_GetObjectItem(o, "account")) ?: "");
+	snprintf(r.id, sizeof(r.id), "%s",
+	         cJSON_GetStringValue(cJSON_GetObjectItem(o, "id")) ?: "");
+	r.now = strtoll(cJSON_GetStringValue(cJSON_GetObjectItem(o, "now")) ?: "0", NULL, 10);
+	r.body = cJSON_DetachItemFromObject(o, "body");
+	r.policy = a->policy;
+	sha = cJSON_GetStringValue(cJSON_GetObjectItem(o, "sha256"));
+	if (sha && strlen(sha) == 64) {
+		r.has_gen = true;
+		for (int i = 0; i < 32; i++)
+			r.gen_sha[i] = (uint8_t)(unhex(sha[2 * i]) << 4 | unhex(sha[2 * i + 1]));
+		snprintf(r.gen_id, sizeof(r.gen_id), "%s",
+		         cJSON_GetStringValue(cJSON_GetObjectItem(o, "key_id")) ?: "");
+		snprintf(r.gen_prefix, sizeof(r.gen_prefix), "%s",
+		         cJSON_GetStringValue(cJSON_GetObjectItem(o, "prefix")) ?: "");
+	}
+	cJSON_Delete(o);
+	if (r.op >= SL_ACC_CREATE && r.op <= SL_ACC_KEY_REVOKE)
+		run(a, &r);
+	sl_acc_req_clear(&r);
+}
+
+/* Apply what the journal holds beyond this node's copy (bounded: at most
+ * 1000 entries a pass, the rest on the next). Redis down: nothing, the
+ * copy keeps serving. */
+static void catch_up(struct sl_accounts *a)
+{
+	long long ver = reply_int(cmd(a, "GET %s", J_VER));
+	redisReply *rep;
+
+	if (ver <= a->applied)
+		return;
+	long long last = ver - 1 < a->applied + 999 ? ver - 1 : a->applied + 999;
+	rep = cmd(a, "LRANGE %s %lld %lld", J_LOG, a->applied, last);
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+		if (rep)
+			freeReplyObject(rep);
+		return;
+	}
+	for (size_t i = 0; i < rep->elements; i++) {
+		if (rep->element[i]->type == REDIS_REPLY_STRING)
+			replay(a, rep->element[i]->str, rep->element[i]->len);
+		a->applied++;
+	}
+	freeReplyObject(rep);
+}
+
+static int open_redis(struct sl_accounts *a, const struct sl_policy *p, char *err, size_t cap)
+{
+	const char *url = p->store.url ? p->store.url : "redis://127.0.0.1:6379";
+	const char *h = strncmp(url, "redis://", 8) == 0 ? url + 8 : url;
+	const char *colon = strrchr(h, ':'), *slash;
+	size_t hl;
+
+	if (strchr(h, '@') != NULL) {
+		snprintf(err, cap,
+		         "accounts.store: redis: a URL with credentials is not supported");
+		return SL_EINVAL;
+	}
+	hl = colon ? (size_t)(colon - h) : strcspn(h, "/");
+	if (hl == 0 || hl >= sizeof(a->rhost)) {
+		snprintf(err, cap, "accounts.store: redis: bad store.url '%s'", url);
+		return SL_EINVAL;
+	}
+	memcpy(a->rhost, h, hl);
+	a->rhost[hl] = '\0';
+	a->rport = colon ? (int)strtol(colon + 1, NULL, 10) : 6379;
+	slash = colon ? strchr(colon, '/') : NULL;
+	(void)slash;
+	if (sqlite3_open_v2(":memory:", &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	            SQLITE_OK ||
+	    !exec(a, schema)) {
+		snprintf(err, cap, "accounts: cannot make the in-memory copy");
+		return SL_ENOMEM;
+	}
+	a->redis = true;
+	sl_policy_ref((struct sl_policy *)p);
+	a->policy = (struct sl_policy *)p;
+	if (!redis_ok(a)) {
+		snprintf(err, cap, "accounts.store: redis: cannot reach %s:%d", a->rhost, a->rport);
+		return SL_EIO;
+	}
+	for (long long before = -1; before != a->applied;) {
+		before = a->applied;
+		catch_up(a);
+	}
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: %lld journal entries from %s:%d: %zu accounts, %zu "
+		        "keys\n",
+		        a->applied, a->rhost, a->rport, a->idx->naccounts, a->idx->nkeys);
+	return 0;
+}
+
 /* ---- the thread ---- */
 
+static void run_once(struct sl_accounts *a, struct sl_acc_req *r);
+
+/* One operation; with store: redis, a write that lost the race for the
+ * journal is run again on top of what won (a few times at most). */
 static void run(struct sl_accounts *a, struct sl_acc_req *r)
+{
+	for (int i = 0; i < 5; i++) {
+		r->retry = false;
+		r->has_gen = r->replay && r->has_gen;
+		free(r->out);
+		r->out = NULL;
+		run_once(a, r);
+		if (!r->retry)
+			return;
+		catch_up(a); /* what won the race, then this change again */
+	}
+}
+
+static void run_once(struct sl_accounts *a, struct sl_acc_req *r)
 {
 	r->status = 500;
 	r->out = NULL;
@@ -1288,11 +1620,27 @@ static void *thread_main(void *arg)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;
 			}
-			if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) == ETIMEDOUT) {
+			if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) == ETIMEDOUT)
+				break;
+		}
+		if (a->redis) {
+			/* other nodes' changes: every 100 ms, however busy this
+			 * thread is with its own node's requests */
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			int64_t t = (int64_t)now.tv_sec * SL_NS_PER_SEC + now.tv_nsec;
+			if (t - a->polled >= 100 * 1000000LL) {
+				a->polled = t;
 				pthread_mutex_unlock(&a->mu);
-				sl_acx_reclaim(a->idx);
+				catch_up(a);
 				pthread_mutex_lock(&a->mu);
 			}
+		}
+		if (a->head == NULL && !a->stop) {
+			pthread_mutex_unlock(&a->mu);
+			sl_acx_reclaim(a->idx);
+			pthread_mutex_lock(&a->mu);
+			continue;
 		}
 		if (a->head == NULL && a->stop)
 			break;
@@ -1347,8 +1695,8 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 	int rc = SL_EIO;
 
 	*out = NULL;
-	if (c->store != SL_ACCOUNTS_SQLITE) {
-		snprintf(err, cap, "accounts.store: only sqlite is implemented in this build");
+	if (c->store != SL_ACCOUNTS_SQLITE && c->store != SL_ACCOUNTS_REDIS) {
+		snprintf(err, cap, "accounts.store: none has no store to open");
 		return SL_EINVAL;
 	}
 	a = calloc(1, sizeof(*a));
@@ -1369,6 +1717,12 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 		a->idx = NULL;
 		rc = SL_ENOMEM;
 		goto fail;
+	}
+	if (c->store == SL_ACCOUNTS_REDIS) {
+		rc = open_redis(a, p, err, cap);
+		if (rc != 0)
+			goto fail;
+		goto start;
 	}
 	if (sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK) {
@@ -1395,6 +1749,7 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 	rc = load_all(a, p, (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec, err, cap);
 	if (rc != 0)
 		goto fail;
+start:
 	a->running = true;
 	if (pthread_create(&a->thread, NULL, thread_main, a) != 0) {
 		a->running = false;
@@ -1405,6 +1760,10 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 	*out = a;
 	return 0;
 fail:
+	if (a->rc)
+		redisFree(a->rc);
+	if (a->policy)
+		sl_policy_unref(a->policy);
 	if (a->db)
 		sqlite3_close(a->db);
 	if (a->idx) {
@@ -1427,6 +1786,10 @@ void sl_accounts_close(struct sl_accounts *a)
 	pthread_cond_signal(&a->cv);
 	pthread_mutex_unlock(&a->mu);
 	pthread_join(a->thread, NULL);
+	if (a->rc)
+		redisFree(a->rc);
+	if (a->policy)
+		sl_policy_unref(a->policy);
 	sqlite3_close(a->db);
 	sl_acx_destroy(a->idx);
 	free(a->idx);

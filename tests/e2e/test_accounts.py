@@ -17,6 +17,8 @@ import time
 import pytest
 import requests
 
+from test_redis import REDIS_SERVER, redis_servers  # noqa: F401 (a fixture)
+
 CONFIG = """
 listeners:
   - name: api
@@ -538,3 +540,97 @@ def test_example_accounts_yaml_onboarding_as_in_the_readme(sluice, example):
     assert r.status_code == 403 and r.json() == {"error": "account_suspended", "account": "acme"}
     shown = json.loads(run("keys", "list", "acme", "--json"))
     assert [k["prefix"] for k in shown["keys"]] == [key[:12]]
+
+
+# ---- accounts.store: redis: two nodes on one redis-server ----
+
+REDIS_CONFIG = """
+listeners:
+  - name: api
+    listen: 127.0.0.1:{gateway}
+    mode: proxy
+    upstream: static
+admin:
+  listen: 127.0.0.1:{admin}
+store: {{type: redis, url: "redis://127.0.0.1:%d"}}
+plans:
+  basic: {{title: Basic}}
+  pro: {{title: Pro}}
+accounts:
+  store: redis
+limits:
+  - name: hourly
+    key: account
+    quota: {{basic: 30/hour, pro: 100/hour}}
+"""
+
+
+def until(pred, timeout):
+    """Seconds until pred() held (polled every 10 ms), or None."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.01)
+    return None
+
+
+@pytest.fixture
+def two_nodes(sluice, redis_servers):
+    r = redis_servers()
+    cfg = REDIS_CONFIG % r.port
+    return r, cfg, sluice(cfg), sluice(cfg)
+
+
+def test_redis_a_key_issued_on_one_node_works_on_the_other_within_1s(two_nodes):
+    r, cfg, a, b = two_nodes
+    create(a, "shared", plan="pro")
+    k = issue(a, "shared")
+    assert get(a, k["key"]).status_code == 200
+    t = until(lambda: get(b, k["key"]).status_code == 200, 1.0)
+    assert t is not None, "node b never accepted the key"
+    # both nodes count on the same Redis quota
+    assert limit_of(decide(b, k["key"]), "hourly")["remaining"] == 100 - 3
+    # a change on b reaches a: suspension, then revocation
+    assert admin(b, "PATCH", "/v1/accounts/shared", {"status": "suspended"}).status_code == 200
+    assert until(lambda: get(a, k["key"]).status_code == 403, 1.0) is not None
+    assert admin(b, "PATCH", "/v1/accounts/shared", {"status": "active"}).status_code == 200
+    assert admin(a, "DELETE", "/v1/keys/%s" % k["id"]).status_code == 204
+    assert get(a, k["key"]).status_code == 401
+    assert until(lambda: get(b, k["key"]).status_code == 401, 1.0) is not None
+    # both nodes answer the same account, and a conflicting create loses
+    assert admin(b, "GET", "/v1/accounts/shared").json()["keys"][0]["revoked"] is True
+    assert admin(b, "POST", "/v1/accounts",
+                 {"account": "shared", "plan": "basic"}).status_code == 409
+
+
+def test_redis_a_restarted_node_replays_every_change(two_nodes, sluice):
+    r, cfg, a, b = two_nodes
+    create(a, "early")
+    k = issue(a, "early")
+    admin(a, "PATCH", "/v1/accounts/early", {"plan": "pro", "overrides": {"hourly": "7/hour"}})
+    assert b.stop() == 0
+    c = sluice(cfg)
+    assert get(c, k["key"]).status_code == 200
+    assert limit_of(decide(c, k["key"]), "hourly")["limit"] == 7
+    assert admin(c, "GET", "/v1/accounts/early").json()["plan"] == "pro"
+
+
+def test_redis_down_writes_503_lookups_keep_serving(two_nodes):
+    r, cfg, a, b = two_nodes
+    create(a, "steady")
+    k = issue(a, "steady")
+    assert until(lambda: get(b, k["key"]).status_code == 200, 1.0) is not None
+    r.pause()
+    try:
+        resp = admin(a, "POST", "/v1/accounts", {"account": "new", "plan": "basic"})
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"] == "store_unavailable"
+        # lookups never touch Redis (the counters do: store.on_error allow)
+        assert get(a, k["key"]).status_code == 200
+        assert admin(a, "GET", "/v1/accounts/new").status_code == 404
+    finally:
+        r.resume()
+    assert until(lambda: admin(a, "POST", "/v1/accounts",
+                               {"account": "new", "plan": "basic"}).status_code == 201, 5.0)
+    assert until(lambda: admin(b, "GET", "/v1/accounts/new").status_code == 200, 1.0) is not None
