@@ -2,8 +2,9 @@
  * data, changed through the admin API, in force on every worker from the
  * next request.
  *
- *   sl_accounts_open()    open the durable store (sqlite), load it whole
- *                         into the in-memory index, start the accounts thread
+ *   sl_accounts_open()    open the durable store (sqlite, or the journal in
+ *                         Redis), load it whole into the in-memory index,
+ *                         start the accounts thread
  *   sl_accounts_src()     what the policy's evaluation looks keys up in
  *   sl_accounts_submit()  one admin operation, run on the accounts thread
  *
@@ -55,7 +56,8 @@ int sl_acx_by_name(struct sl_acx *x, const char *name, size_t len, struct sl_liv
 struct sl_accounts;
 
 /* Open the store p->account_store names (sqlite: the file, created when
- * missing), load it into a fresh index, start the accounts thread. log
+ * missing; redis: the journal at p->store.url, replayed), load it into a
+ * fresh index, start the accounts thread. log
  * gets one line per notable event (plans no longer declared, etc.).
  * Returns 0, or a negative code with a message in err. Thread: main. */
 int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *log, char *err,
