@@ -1,16 +1,18 @@
 #!/bin/sh
 # Installs every Debian package that building, testing, benchmarking,
 # packaging (lintian checks the .deb; dpkg-dev comes with build-essential)
-# and running sluice needs. Idempotent: packages already present are
-# skipped, and apt is not touched at all when nothing is missing. Works as
-# root or, when not root, through sudo.
+# and running sluice needs (prometheus: for its promtool, which checks
+# /metrics in the e2e tests; its service is not started). Idempotent:
+# packages already present are skipped, and apt is not touched at all when
+# nothing is missing. Works as root or, when not root, through sudo.
 set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-dev
 libuv1-dev node-llhttp libyaml-dev libcjson-dev libhiredis-dev
 libsqlite3-dev libssl-dev libxxhash-dev libcmocka-dev
 python3 python3-pytest python3-requests python3-redis python3-yaml
-redis-server redis-tools nginx caddy wrk curl procps
+redis-server redis-tools nginx caddy wrk curl procps openssl ca-certificates
+prometheus
 lintian"
 
 missing=""

@@ -1,6 +1,8 @@
 /* The admin API client of the CLI (adminclient.h). The address comes from
  * the same config the daemon runs (admin.listen, resolved as the server
- * resolves it), so `sluice accounts list -c FILE` reaches that daemon. */
+ * resolves it), so `sluice accounts list -c FILE` reaches that daemon.
+ * Only the `admin` section is read: the CLI must not need what the daemon
+ * alone may read (a TLS key, the account database). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,43 +14,106 @@
 #include <unistd.h>
 #include "daemon/adminclient.h"
 #include "policy/listen.h"
-#include "policy/policy.h"
+#include <yaml.h>
 
 #define REPLY_MAX  (64u << 20) /* bytes: the largest answer read */
 #define TIMEOUT_MS 10000
 
+/* The scalar at key `name` of mapping n, or NULL. */
+static const char *map_scalar(yaml_document_t *doc, yaml_node_t *n, const char *name)
+{
+	if (n == NULL || n->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = yaml_document_get_node(doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(doc, p->value);
+
+		if (k && k->type == YAML_SCALAR_NODE && !strcmp((char *)k->data.scalar.value, name))
+			return v && v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value
+			                                        : NULL;
+	}
+	return NULL;
+}
+
+static yaml_node_t *map_get(yaml_document_t *doc, yaml_node_t *n, const char *name)
+{
+	if (n == NULL || n->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = yaml_document_get_node(doc, p->key);
+
+		if (k && k->type == YAML_SCALAR_NODE && !strcmp((char *)k->data.scalar.value, name))
+			return yaml_document_get_node(doc, p->value);
+	}
+	return NULL;
+}
+
+/* admin.listen (default 127.0.0.1:9901, "" for off) and admin.token of the
+ * config at path. Returns 0 or -1 with err. */
+static int read_admin(const char *path, char *listen, size_t lcap, char *token, size_t tcap,
+                      char *err, size_t cap)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *admin;
+	const char *l, *t;
+	FILE *f = fopen(path, "rb");
+	int rc = -1;
+
+	if (f == NULL) {
+		snprintf(err, cap, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!yaml_parser_initialize(&parser)) {
+		fclose(f);
+		snprintf(err, cap, "out of memory");
+		return -1;
+	}
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &doc)) {
+		snprintf(err, cap, "%s:%zu:%zu: %s (sluice validate -c %s says more)", path,
+		         parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+		         parser.problem ? parser.problem : "not YAML", path);
+		goto out;
+	}
+	admin = map_get(&doc, yaml_document_get_root_node(&doc), "admin");
+	l = map_scalar(&doc, admin, "listen");
+	t = map_scalar(&doc, admin, "token");
+	snprintf(listen, lcap, "%s", l == NULL ? "127.0.0.1:9901" : strcmp(l, "off") ? l : "");
+	snprintf(token, tcap, "%s", t ? t : "");
+	yaml_document_delete(&doc);
+	rc = 0;
+out:
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return rc;
+}
+
 int sl_admin_target_init(struct sl_admin_target *t, const char *config, const char *url, char *err,
                          size_t cap)
 {
-	static struct sl_diag diag;
-	struct sl_policy *p = NULL;
-	const char *listen = NULL, *env = getenv("SLUICE_ADMIN_TOKEN");
-	char rerr[128];
+	const char *env = getenv("SLUICE_ADMIN_TOKEN");
+	char listen[300] = "", rerr[128];
 
 	memset(t, 0, sizeof(*t));
 	t->timeout_ms = TIMEOUT_MS;
-	if (config != NULL) {
-		if (sl_policy_load(config, &p, &diag) != 0) {
-			snprintf(err, cap, "%s",
-			         diag.n > 0 ? diag.msg[0] : "the config does not load");
-			return -1;
-		}
-		listen = p->admin.listen;
-		if (p->admin.token != NULL)
-			snprintf(t->token, sizeof(t->token), "%s", p->admin.token);
-	}
+	if (config != NULL &&
+	    read_admin(config, listen, sizeof(listen), t->token, sizeof(t->token), err, cap) != 0)
+		return -1;
 	if (url != NULL) {
 		if (strncmp(url, "http://", 7) != 0) {
 			snprintf(err, cap, "--admin %s: expected http://HOST:PORT", url);
-			goto fail;
+			return -1;
 		}
-		listen = url + 7;
+		snprintf(listen, sizeof(listen), "%s", url + 7);
 	}
-	if (listen == NULL) {
+	if (listen[0] == '\0') {
 		snprintf(err, cap, "%s",
-		         config ? "the config has no admin listener (admin.listen)"
+		         config ? "the config has no admin listener (admin.listen: off)"
 		                : "no daemon named: give -c FILE or --admin URL");
-		goto fail;
+		return -1;
 	}
 	snprintf(t->hostport, sizeof(t->hostport), "%s", listen);
 	{
@@ -59,17 +124,11 @@ int sl_admin_target_init(struct sl_admin_target *t, const char *config, const ch
 	}
 	if (sl_listen_resolve(t->hostport, &t->addr, &t->addrlen, rerr, sizeof(rerr)) != 0) {
 		snprintf(err, cap, "admin address %s: %s", t->hostport, rerr);
-		goto fail;
+		return -1;
 	}
 	if (env != NULL && env[0] != '\0')
 		snprintf(t->token, sizeof(t->token), "%s", env);
-	if (p)
-		sl_policy_unref(p);
 	return 0;
-fail:
-	if (p)
-		sl_policy_unref(p);
-	return -1;
 }
 
 /* Wait for fd to be ready for ev; 0, or -1 with errno (ETIMEDOUT). */

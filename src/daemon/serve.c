@@ -20,6 +20,7 @@
 #include "daemon/serve.h"
 #include "daemon/snapshot.h"
 #include "net/clock.h"
+#include "net/metrics.h"
 #include "net/server.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -72,7 +73,7 @@ static bool same_str(const char *a, const char *b)
 /* Only store.on_error applies at once: the store was built from `run`. */
 static void report_store_changes(const struct sl_store_conf *run, const struct sl_store_conf *p)
 {
-	const char *what[9];
+	const char *what[12];
 	size_t n = 0;
 
 	if (run->type != p->type)
@@ -93,6 +94,12 @@ static void report_store_changes(const struct sl_store_conf *run, const struct s
 		what[n++] = "pool";
 	if (run->local_cache != p->local_cache)
 		what[n++] = "local_cache";
+	if (run->mode != p->mode)
+		what[n++] = "mode";
+	if (run->sync != p->sync)
+		what[n++] = "sync";
+	if (run->strict != p->strict)
+		what[n++] = "strict_below";
 	for (size_t i = 0; i < n; i++)
 		fprintf(stderr, "sluice: reload: store.%s change takes effect on restart\n",
 		        what[i]);
@@ -107,6 +114,19 @@ static void report_server_changes(const struct sl_server_conf *run, const struct
 	if (run->max_connections != p->max_connections)
 		fprintf(stderr,
 		        "sluice: reload: server.max_connections change takes effect on restart\n");
+}
+
+/* /metrics of a config load: the result, and for a policy in force its
+ * hash, load time and what it holds. */
+static void config_metrics(struct daemon *d, bool ok, const struct sl_policy *p)
+{
+	struct sl_metrics *m = sl_server_metrics(d->server);
+
+	sl_metrics_config(m, ok, p ? p->source_hash : 0, sl_clock_now());
+	if (p == NULL)
+		return;
+	sl_metrics_set_gauge(m, SL_GAUGE_ACCOUNTS, (int64_t)p->naccounts);
+	sl_metrics_set_gauge(m, SL_GAUGE_KEYS, (int64_t)p->nkeys);
 }
 
 static void on_reload(uv_signal_t *h, int sig)
@@ -129,6 +149,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		        "sluice: reload of %s failed (%zu errors); the old config keeps serving\n",
 		        d->path, diag->n);
 		free(diag);
+		config_metrics(d, false, NULL);
 		return;
 	}
 	print_diag(diag); /* its warnings */
@@ -157,6 +178,7 @@ static void on_reload(uv_signal_t *h, int sig)
 		sl_memory_store_set_on_full(d->store, p->store.on_full);
 	sl_policy_unref(d->policy);
 	d->policy = p;
+	config_metrics(d, true, p);
 	fprintf(stderr, "sluice: reloaded %s\n", d->path);
 }
 
@@ -284,6 +306,7 @@ store_ready:
 		fprintf(stderr, "sluice: %s\n", err);
 	if (d.policy->store.type == SL_STORE_REDIS)
 		sl_server_set_detach(d.server, sl_redis_store_detach);
+	config_metrics(&d, true, d.policy);
 
 	uv_loop_init(&d.loop);
 	uv_signal_init(&d.loop, &d.sighup);

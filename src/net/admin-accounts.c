@@ -279,11 +279,26 @@ static int list_query(struct sl_admin_call *c, const struct sl_admin_req *req, s
 	return 0;
 }
 
+static bool no_store(struct sl_admin_call *c, const struct sl_admin_req *req)
+{
+	if (req->policy != NULL && req->policy->live != NULL)
+		return false;
+	sl_admin_respond_error(&c->resp, 503, "no_account_store",
+	                       "this daemon has no account store: add accounts: {store: sqlite} "
+	                       "to the config and restart");
+	return true;
+}
+
 static int submit(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req,
                   struct job *j, bool with_body)
 {
-	struct sl_accounts *acc = sl_accounts_of(req->policy->live);
+	struct sl_accounts *acc;
 
+	if (no_store(c, req)) {
+		free(j);
+		return 0;
+	}
+	acc = sl_accounts_of(req->policy->live);
 	if (with_body && req->body.len > 0) {
 		j->r.body = sl_admin_parse_object(&c->resp, req);
 		if (j->r.body == NULL) {
@@ -334,24 +349,12 @@ static struct job *job_new(struct sl_admin_call *c)
 	return j;
 }
 
-static bool no_store(struct sl_admin_call *c, const struct sl_admin_req *req)
-{
-	if (req->policy != NULL && req->policy->live != NULL)
-		return false;
-	sl_admin_respond_error(&c->resp, 503, "no_account_store",
-	                       "this daemon has no account store: add accounts: {store: sqlite} "
-	                       "to the config and restart");
-	return true;
-}
-
 int sl_admin_accounts(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req)
 {
 	const char *p = req->path.p + strlen("/v1/accounts"), *end = req->path.p + req->path.len;
 	char name[SL_LIVE_NAME_MAX + 1];
 	struct job *j;
 
-	if (no_store(c, req))
-		return 0;
 	if (p == end) {
 		bool post = is(req->method, "POST");
 		if (!post && !is(req->method, "GET"))
@@ -402,8 +405,6 @@ int sl_admin_keys(struct sl_admin *a, struct sl_admin_call *c, const struct sl_a
 	char id[SL_ACC_ID_MAX];
 	struct job *j;
 
-	if (no_store(c, req))
-		return 0;
 	if (p == end || !segment(&p, end, id, sizeof(id))) {
 		sl_admin_respond_error(&c->resp, 404, "not_found", "no such key");
 		return 0;

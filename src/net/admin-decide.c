@@ -113,6 +113,7 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 	sl_buf_str(&w, ",\"limits\":[");
 	for (size_t i = 0; i < ev->nchecks; i++) {
 		const struct sl_result *r = &ev->checks[i].res;
+		int64_t at;
 		if (i > 0)
 			sl_buf_put(&w, ",", 1);
 		sl_buf_str(&w, "{\"name\":");
@@ -127,8 +128,9 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 		sl_buf_str(&w, ",\"remaining\":");
 		sl_buf_u64(&w, r->remaining);
 		sl_buf_str(&w, ",\"reset\":");
-		sl_buf_i64(&w, ceil_div(d->now + (r->reset_after > 0 ? r->reset_after : 0),
-		                        SL_NS_PER_SEC));
+		if (__builtin_add_overflow(d->now, r->reset_after > 0 ? r->reset_after : 0, &at))
+			at = INT64_MAX; /* saturates, as the headers' {reset} */
+		sl_buf_i64(&w, ceil_div(at, SL_NS_PER_SEC));
 		sl_buf_str(&w, "}");
 	}
 	sl_buf_str(&w, "]}");
@@ -194,7 +196,8 @@ static void decide_complete(struct sl_admin_call *c)
 		c->rel_table = NULL;
 	}
 	render_decision(c, lease);
-	sl_metrics_eval(a->shard, "admin", ev, (int64_t)(uv_hrtime() - c->start));
+	if (ev->batch.op != SL_OP_PEEK) /* a peek decides nothing */
+		sl_metrics_eval(a->shard, "admin", ev, (int64_t)(uv_hrtime() - c->start));
 }
 
 static void decide_done(struct sl_batch *b)
@@ -238,11 +241,61 @@ static int reserve_lease(struct sl_admin *a, struct sl_admin_call *c)
 	return 0;
 }
 
+/* The first member of o that /v1/decide does not know, or NULL: a typo
+ * ("acount") silently dropped would decide for nobody. */
+static const char *unknown_field(const cJSON *o)
+{
+	static const char *const known[] = {"ip",   "key",  "account", "plan", "method",
+	                                    "path", "host", "headers", "cost", NULL};
+	const cJSON *e;
+
+	cJSON_ArrayForEach(e, o)
+	{
+		size_t i = 0;
+
+		while (known[i] != NULL && strcmp(known[i], e->string) != 0)
+			i++;
+		if (known[i] == NULL)
+			return e->string;
+	}
+	return NULL;
+}
+
+static bool plan_known(const struct sl_policy *p, struct sl_str name)
+{
+	for (size_t i = 0; i < p->nplans; i++)
+		if (strlen(p->plans[i].name) == name.len &&
+		    memcmp(p->plans[i].name, name.p, name.len) == 0)
+			return true;
+	return false;
+}
+
+/* Whether accounts are data the policy knows (static accounts or keys),
+ * so that a name it does not know is a caller's mistake rather than a
+ * free-form account descriptor (docs/admin.md). */
+static bool accounts_known(const struct sl_policy *p)
+{
+	return p->naccounts > 0 || p->nkeys > 0 || p->live != NULL;
+}
+
+static void respond_unknown_field(struct sl_admin_resp *resp, const char *name)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg),
+	         "unknown field \"%.64s\" (expected ip, key, account, plan, "
+	         "method, path, host, headers, cost)",
+	         name);
+	sl_admin_respond_error(resp, 400, "unknown_field", msg);
+}
+
 int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req)
 {
 	struct sl_header hdrs[SL_ADMIN_MAX_HEADERS];
 	struct sl_request r;
 	const cJSON *h, *cost;
+	const char *unknown;
+	bool peek = false;
 	cJSON *root;
 	int bad = 0, rc;
 
@@ -253,6 +306,12 @@ int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 	root = sl_admin_parse_object(&c->resp, req);
 	if (root == NULL)
 		return 0;
+	unknown = unknown_field(root);
+	if (unknown != NULL) {
+		respond_unknown_field(&c->resp, unknown);
+		cJSON_Delete(root);
+		return 0;
+	}
 	memset(&r, 0, sizeof(r));
 	r.ip = jstr(root, "ip", &bad);
 	r.key = jstr(root, "key", &bad);
@@ -316,6 +375,13 @@ int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 			return 0;
 		}
 		r.cost = (uint64_t)v;
+		peek = r.cost == 0; /* an explicit 0: a peek (DESIGN.md section 7) */
+	}
+	if (r.plan.len > 0 && !plan_known(req->policy, r.plan)) {
+		cJSON_Delete(root);
+		sl_admin_respond_error(&c->resp, 400, "unknown_plan",
+		                       "plan names no configured plan");
+		return 0;
 	}
 	rc = sl_eval_begin(&c->ev, req->policy, &r, req->now);
 	cJSON_Delete(root);
@@ -325,8 +391,21 @@ int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 		                                       : "the request cannot be evaluated");
 		return 0;
 	}
-	if (reserve_lease(a, c) < 0)
+	if (r.account.len > 0 && c->ev.account == NULL && !c->ev.live_found &&
+	    accounts_known(req->policy) && c->ev.key_state != SL_KEY_KNOWN) {
+		sl_admin_respond_error(&c->resp, 404, "unknown_account",
+		                       "account names no known account");
 		return 0;
+	}
+	if (peek) {
+		/* Same checks, same rendering; the store commits nothing and no
+		 * lease is reserved because no slot is taken. */
+		c->ev.batch.op = SL_OP_PEEK;
+		for (size_t i = 0; i < c->ev.nchecks; i++)
+			c->ev.checks[i].cost = 0;
+	} else if (reserve_lease(a, c) < 0) {
+		return 0;
+	}
 
 	c->kind = K_DECIDE;
 	if (c->ev.batch.n == 0) {

@@ -95,5 +95,7 @@ int sl_admin_keys(struct sl_admin *a, struct sl_admin_call *c, const struct sl_a
  * loop): made by sl_admin_init, closed by sl_admin_close. */
 int sl_admin_accounts_init(struct sl_admin *a);
 void sl_admin_accounts_close(struct sl_admin *a);
+/* GET /v1/accounts/{account}/usage (admin-usage.c) */
+int sl_admin_usage(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 
 #endif

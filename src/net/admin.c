@@ -4,6 +4,7 @@
  * admin-resp.c (JSON answers). Requests arrive as views the server parsed;
  * answers are written into the call's body buffer. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sluice/error.h>
@@ -96,8 +97,18 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 		s->ops->stats(s, &st);
 	n = sl_metrics_render(a->g->metrics, s ? &st : NULL, c->resp.body, sizeof(c->resp.body));
 	if (n < 0) {
-		sl_admin_respond_error(&c->resp, 500, "too_large",
-		                       "the metrics do not fit the response");
+		/* Many series: once more into a heap buffer (scrapes are rare). */
+		size_t cap = (size_t)SL_ADMIN_BODY_MAX * 32;
+		char *big = malloc(cap);
+
+		n = big ? sl_metrics_render(a->g->metrics, s ? &st : NULL, big, cap) : -1;
+		if (n < 0) {
+			free(big);
+			sl_admin_respond_error(&c->resp, 500, "too_large",
+			                       "the metrics do not fit the response");
+			return 0;
+		}
+		sl_admin_respond_owned(&c->resp, 200, sl_admin_ct_prom, big, (size_t)n);
 		return 0;
 	}
 	(void)req;
@@ -122,6 +133,7 @@ struct route {
 };
 
 static const struct route routes[] = {
+        {"/v1/accounts/*/usage", false, "GET HEAD", "GET, HEAD", "use GET", sl_admin_usage},
         {"/metrics", false, "GET HEAD", "GET, HEAD", "use GET", handle_metrics},
         {"/v1/decide", false, "POST", "POST", "use POST", sl_admin_decide},
         {"/v1/release", false, "POST", "POST", "use POST", sl_admin_release},

@@ -7,7 +7,9 @@
  * in alloc_cb (compaction), and the buffer is compacted past a head only
  * when nobody needs that head any more. Reading is stopped while a
  * decision, a delay or a write that points into the buffer is in flight,
- * so responses go out in request order and the client is back-pressured. */
+ * so responses go out in request order and the client is back-pressured.
+ * On a TLS listener the same calls go through the connection's struct
+ * sl_tls (src/tls), which keeps libuv's contract (sl_io_* in net-int.h). */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -80,6 +82,8 @@ static void free_if_done(struct sl_conn *c)
 		sl_policy_unref(c->policy);
 		c->policy = NULL;
 	}
+	sl_tls_free(c->tls);
+	c->tls = NULL;
 	sl_list_del(&c->link);
 	if (sl_worker_keep_conn(w)) {
 		sl_list_add(&w->free, &c->link);
@@ -102,6 +106,13 @@ static void free_if_done(struct sl_conn *c)
 static void closed_cb(uv_handle_t *h)
 {
 	struct sl_conn *c = h->data;
+	c->handles--;
+	free_if_done(c);
+}
+
+static void tls_closed(void *arg)
+{
+	struct sl_conn *c = arg;
 	c->handles--;
 	free_if_done(c);
 }
@@ -138,10 +149,16 @@ void sl_conn_close(struct sl_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->phase == SL_PH_DELAY && c->timer_what == T_DELAY)
+		sl_metrics_delayed(c->w->shard, -1); /* closed while queued */
 	if (c->up)
 		sl_proxy_abort(c);
 	release(c);
 	disarm(c);
+	if (c->tls) {
+		c->handles++; /* its idle handle */
+		sl_tls_close(c->tls, tls_closed, c);
+	}
 	uv_close((uv_handle_t *)&c->timer, closed_cb);
 	uv_close((uv_handle_t *)&c->tcp, closed_cb);
 }
@@ -158,7 +175,7 @@ static void write2(struct sl_conn *c, const char *a, size_t na, const char *b, s
 	c->writing = true;
 	c->bytes_out += na + nb;
 	c->wreq.data = c;
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nb ? 2 : 1, cb ? cb : write_cb) < 0) {
+	if (sl_io_write(&c->tcp, c->tls, &c->wreq, bufs, nb ? 2 : 1, cb ? cb : write_cb) < 0) {
 		c->writing = false;
 		sl_conn_close(c);
 	}
@@ -183,6 +200,18 @@ int sl_conn_send(struct sl_conn *c, const char *a, size_t na, const char *b, siz
 		bufs[nbufs++] = uv_buf_init((char *)b, (unsigned)nb);
 	if (nbufs == 0)
 		return 1;
+	if (c->tls) { /* all encrypted and out at once, or the rest queued */
+		c->wreq.data = c;
+		n = sl_tls_send(c->tls, &c->wreq, bufs, nbufs, cb);
+		if (n < 0) {
+			sl_conn_close(c);
+			return -1;
+		}
+		c->bytes_out += na + nb;
+		if (n == 0)
+			c->writing = true;
+		return n;
+	}
 	n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
 	if (n < 0 && n != UV_EAGAIN) {
 		sl_conn_close(c); /* what the write callback would have done */
@@ -213,6 +242,7 @@ static void written(struct sl_conn *c)
 {
 	c->resp_done = true;
 	if (c->close_after) {
+		sl_metrics_request(c->w->shard, c->l->name, c->status);
 		if ((c->policy ? c->policy : c->w->policy)->server.access_log)
 			sl_access_log(c);
 		sl_conn_close(c);
@@ -252,7 +282,7 @@ void sl_conn_send_continue(struct sl_conn *c)
 	if (!req)
 		return;
 	uv_buf_t b = uv_buf_init((char *)continue_100, sizeof(continue_100) - 1);
-	if (uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, continue_cb) < 0)
+	if (sl_io_write(&c->tcp, c->tls, req, &b, 1, continue_cb) < 0)
 		free(req);
 }
 
@@ -359,6 +389,7 @@ static void decide_done(struct sl_batch *b)
 		c->release_pending = c->l->kind == SL_LK_PROXY;
 		if (c->ev.decision.delay > 0) {
 			c->phase = SL_PH_DELAY;
+			sl_metrics_delayed(w->shard, 1);
 			arm(c, T_DELAY, c->ev.decision.delay);
 			return;
 		}
@@ -370,12 +401,54 @@ static void decide_done(struct sl_batch *b)
 		process(c); /* the store answered later: go on with the body */
 }
 
+/* responses.usage_path (DESIGN.md section 7): the caller's own usage, as
+ * identified (ip, key, account), from a peek: nothing consumed, no slot
+ * taken, the usual rate-limit headers. An unknown key is the usual 401; a
+ * store failure is 503 whatever store.on_error says (no numbers to show). */
+static void usage_done(struct sl_batch *b)
+{
+	struct sl_conn *c = b->data;
+	char *body = c->obuf + SL_OUT_CAP - BODY_MAX;
+	int status;
+	long n;
+
+	pending_done(c);
+	if (c->closing) {
+		free_if_done(c);
+		return;
+	}
+	status = sl_eval_finish(&c->ev);
+	c->decided = true;
+	if (c->ev.decision.store_error) {
+		/* nothing to show whatever store.on_error says: no numbers */
+		sl_conn_answer_error(c, 503, false);
+	} else if (status == 401) {
+		reject(c);
+	} else {
+		n = sl_render_usage(&c->ev, body, BODY_MAX);
+		if (n < 0)
+			sl_conn_answer_error(c, 500, false);
+		else
+			respond(c, 200, "application/json", body, (size_t)n, true);
+	}
+	if (!c->in_decide && !c->closing)
+		process(c);
+}
+
+static bool is_usage_path(const struct sl_policy *p, const struct sl_request *req)
+{
+	const char *u = p->responses.usage_path;
+
+	return u != NULL && req->path.len == strlen(u) &&
+	       memcmp(req->path.p, u, req->path.len) == 0;
+}
+
 static void decide(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
 	struct sl_request req;
 	int64_t now = sl_worker_now(w);
-	bool submitted_nothing;
+	bool submitted_nothing, peek;
 	int rc;
 
 	c->phase = SL_PH_DECIDE;
@@ -386,14 +459,16 @@ static void decide(struct sl_conn *c)
 	sl_http_request_view(&c->hp.msg, (const struct sockaddr *)&c->peer, &req);
 	if (c->l->kind == SL_LK_CHECK)
 		sl_http_forward_auth(&c->hp.msg, &req);
-	rc = sl_eval_begin(&c->ev, c->policy, &req, now);
+	peek = is_usage_path(c->policy, &req);
+	rc = peek ? sl_eval_peek_begin(&c->ev, c->policy, &req, now, SL_PEEK_CALLER)
+	          : sl_eval_begin(&c->ev, c->policy, &req, now);
 	if (rc < 0) {
 		sl_conn_answer_error(c, rc == SL_ENOMEM ? 431 : 400, true);
 		return;
 	}
 	submitted_nothing = c->ev.batch.n == 0;
 	c->ev.batch.loop = &w->loop;
-	c->ev.batch.done = decide_done;
+	c->ev.batch.done = peek ? usage_done : decide_done;
 	c->ev.batch.data = c;
 	c->ev.batch.now = now;
 	c->store_pending++;
@@ -407,7 +482,7 @@ static void decide(struct sl_conn *c)
 	if (rc < 0 || submitted_nothing) {
 		c->ev.batch.status = rc;
 		c->ev.batch.time = now;
-		decide_done(&c->ev.batch);
+		c->ev.batch.done(&c->ev.batch);
 	}
 	c->in_decide = false;
 }
@@ -582,10 +657,10 @@ void sl_conn_update_read(struct sl_conn *c)
 			want = false;
 	}
 	if (want && !c->reading) {
-		if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+		if (sl_io_read_start(&c->tcp, c->tls, alloc_cb, read_cb) == 0)
 			c->reading = true;
 	} else if (!want && c->reading) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
+		sl_io_read_stop(&c->tcp, c->tls);
 		c->reading = false;
 	}
 }
@@ -595,6 +670,7 @@ void sl_conn_update_read(struct sl_conn *c)
 void sl_conn_request_done(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
+	sl_metrics_request(w->shard, c->l->name, c->status);
 	if (c->policy && c->policy->server.access_log)
 		sl_access_log(c);
 	c->decided = false; /* a head that fails to parse next has no decision */
@@ -744,12 +820,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		 * used to be off here). Close once it is out. */
 		c->peer_eof = true;
 		c->keep_alive = false;
-		uv_read_stop(s);
+		sl_io_read_stop(&c->tcp, c->tls);
 		c->reading = false;
 		return;
 	}
 	if (nread == UV_ENOBUFS) {
-		uv_read_stop(s);
+		sl_io_read_stop(&c->tcp, c->tls);
 		c->reading = false;
 		process(c);
 		return;
@@ -787,6 +863,7 @@ static void timer_cb(uv_timer_t *t)
 		sl_conn_close(c);
 		break;
 	case T_DELAY:
+		sl_metrics_delayed(c->w->shard, -1);
 		proceed(c);
 		if (!c->closing)
 			process(c);
@@ -843,6 +920,7 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	c->store_pending = 0;
 	c->rlen = c->rpos = c->head_start = 0;
 	c->up = NULL;
+	c->tls = NULL;
 	c->keep_alive = true;
 	c->expect_continue = false;
 	sl_http_init(&c->hp, false, w->policy->server.max_header_bytes,
@@ -872,6 +950,10 @@ int sl_conn_accept(struct sl_listener *l, int fd, const struct sockaddr_storage 
 	}
 	if (l->kind == SL_LK_ADMIN && (!c->acall || !c->abody)) {
 		sl_conn_close(c);
+		return 0;
+	}
+	if (l->tls && !(c->tls = sl_tls_new(l->tls, &w->loop, &c->tcp, NULL, NULL))) {
+		sl_conn_close(c); /* out of memory: this connection is shed */
 		return 0;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);

@@ -1,6 +1,7 @@
 /* Decision metrics (see metrics.h). Each worker owns one cache-aligned
- * shard: an open-addressed table of (listener, limit, outcome) series and a
- * latency histogram per listener. The owner is the only writer, so a count
+ * shard: an open-addressed table of (listener, limit, outcome) series and,
+ * per listener, the decision latency histogram, responses and upstream
+ * exchanges by status class and the upstream histogram. The owner is the only writer, so a count
  * is a relaxed load and store (no locked instruction); a new series is
  * filled first and published last with a release store, so a concurrent
  * scrape sees either nothing or a complete name. Scrapes allocate (they are
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sluice/algo-t.h>
 #include <sluice/error.h>
 #include "policy/policy.h"
@@ -25,6 +27,35 @@ static const char *const bucket_le[SL_METRICS_BUCKETS] = {
         "1e-05",  "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
         "0.0025", "0.005",   "0.01",  "0.025",  "0.05",    "0.1",    "0.25",
 };
+/* Upstream response time buckets, ns: an upstream answers in ms to s. */
+static const int64_t up_bucket_ns[SL_METRICS_UP_BUCKETS] = {
+        1000000,   2500000,   5000000,    10000000,   25000000,   50000000,    100000000,
+        250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000, 30000000000,
+};
+static const char *const up_bucket_le[SL_METRICS_UP_BUCKETS] = {
+        "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+        "0.25",  "0.5",    "1",     "2.5",  "5",     "10",   "30",
+};
+/* Status classes: index status/100 for 100..599, 0 for anything else. */
+#define NCLASSES 6
+static const char *const class_name[NCLASSES] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+/* Store failures by -code (include/sluice/error.h); 0: other. */
+#define NSTORE_ERR 10
+static const char *const store_err_name[NSTORE_ERR] = {
+        "other", "nomem", "invalid", "range",    "noent",
+        "full",  "io",    "timeout", "protocol", "config",
+};
+static const char *const gauge_name[SL_GAUGE_N] = {
+        "sluice_usage_flush_lag_seconds",
+        "sluice_accounts_loaded",
+        "sluice_keys_loaded",
+};
+static const char *const gauge_help[SL_GAUGE_N] = {
+        "Seconds since the usage history was last flushed to its storage.",
+        "Accounts loaded (static and from the account store).",
+        "API keys loaded (static and from the account store).",
+};
+
 static const char *const outcome_name[SL_METRIC_NOUTCOMES] = {
         "allowed", "delayed", "rejected", "unauthorized", "error",
 };
@@ -38,11 +69,17 @@ struct series {
 	_Atomic uint64_t count;
 };
 
+/* Everything counted per listener: decision latency, answered requests
+ * by status class, upstream exchanges by status class and their latency. */
 struct hist {
 	_Atomic uint32_t used;
 	char listener[SL_METRICS_NAME];
 	_Atomic uint64_t bucket[SL_METRICS_BUCKETS + 1]; /* non-cumulative; last: +Inf */
 	_Atomic uint64_t sum;                            /* ns */
+	_Atomic uint64_t req[NCLASSES];                  /* responses by status class */
+	_Atomic uint64_t up[NCLASSES];                   /* upstream answers; [0]: none came */
+	_Atomic uint64_t up_bucket[SL_METRICS_UP_BUCKETS + 1];
+	_Atomic uint64_t up_sum; /* ns */
 };
 
 struct sl_metrics_shard {
@@ -54,11 +91,22 @@ struct sl_metrics_shard {
 	_Atomic uint64_t conn_accepted;                 /* client connections accepted */
 	_Atomic uint64_t conn_pooled;                   /* on the worker's free list */
 	_Atomic uint64_t accept_paused;                 /* accept ran out of descriptors */
+	_Atomic uint64_t delayed;                       /* requests waiting in a queue delay */
+	_Atomic uint64_t store_err[NSTORE_ERR];         /* decisions the store failed */
+	struct hist *last; /* the listener counted last; the owner's only */
 } __attribute__((aligned(64)));
 
+/* Process-wide values set from any thread, rarely (loads, subsystems'
+ * gauges): plain atomics, off the request path. */
 struct sl_metrics {
 	unsigned nshards;
 	struct sl_metrics_shard *shards;
+	_Atomic uint64_t loads, reload_ok, reload_failed;
+	_Atomic bool last_ok;
+	_Atomic uint64_t cfg_hash;
+	_Atomic int64_t cfg_time; /* ns, unix */
+	_Atomic int64_t gauge[SL_GAUGE_N];
+	_Atomic uint32_t gauge_set; /* bit per gauge */
 };
 
 struct sl_metrics *sl_metrics_create(unsigned nshards)
@@ -149,28 +197,109 @@ static void count_series(struct sl_metrics_shard *s, const char *listener, const
 	bump(&s->overflow[outcome], 1);
 }
 
-static void count_latency(struct sl_metrics_shard *s, const char *listener, int64_t ns)
+/* The listener's entry, made on first use; NULL when the table is full
+ * (counted in hist_overflow). The last entry found is tried first: a
+ * worker's requests mostly come from one or two listeners. */
+static struct hist *find_hist(struct sl_metrics_shard *s, const char *listener)
 {
-	struct hist *hi = NULL;
-	unsigned b;
-
+	if (s->last != NULL && name_eq(s->last->listener, listener))
+		return s->last;
 	for (unsigned i = 0; i < SL_METRICS_LISTENERS; i++) {
 		struct hist *e = &s->hist[i];
 		if (atomic_load_explicit(&e->used, memory_order_relaxed) == 0) {
 			copy_name(e->listener, listener);
 			atomic_store_explicit(&e->used, 1, memory_order_release);
-			hi = e;
-			break;
+			return s->last = e;
 		}
-		if (name_eq(e->listener, listener)) {
-			hi = e;
-			break;
-		}
+		if (name_eq(e->listener, listener))
+			return s->last = e;
 	}
-	if (hi == NULL) {
-		bump(&s->hist_overflow, 1);
+	bump(&s->hist_overflow, 1);
+	return NULL;
+}
+
+static unsigned status_class(int status)
+{
+	return status >= 100 && status <= 599 ? (unsigned)status / 100 : 0;
+}
+
+void sl_metrics_request(struct sl_metrics_shard *s, const char *listener, int status)
+{
+	struct hist *hi;
+
+	if (s == NULL)
+		return;
+	hi = find_hist(s, listener && *listener ? listener : "unknown");
+	if (hi != NULL)
+		bump(&hi->req[status_class(status)], 1);
+}
+
+void sl_metrics_upstream(struct sl_metrics_shard *s, const char *listener, int status,
+                         int64_t latency_ns)
+{
+	struct hist *hi;
+	unsigned b;
+
+	if (s == NULL)
+		return;
+	hi = find_hist(s, listener && *listener ? listener : "unknown");
+	if (hi == NULL)
+		return;
+	if (status == 0) {
+		bump(&hi->up[0], 1);
 		return;
 	}
+	bump(&hi->up[status_class(status) ? status_class(status) : 0], 1);
+	if (latency_ns < 0)
+		latency_ns = 0;
+	for (b = 0; b < SL_METRICS_UP_BUCKETS && latency_ns > up_bucket_ns[b]; b++)
+		;
+	bump(&hi->up_bucket[b], 1);
+	bump(&hi->up_sum, (uint64_t)latency_ns);
+}
+
+void sl_metrics_delayed(struct sl_metrics_shard *s, int delta)
+{
+	uint64_t v;
+
+	if (s == NULL)
+		return;
+	v = atomic_load_explicit(&s->delayed, memory_order_relaxed);
+	if (delta < 0 && v < (uint64_t)-delta)
+		v = 0; /* never below zero, whatever a caller does */
+	else
+		v += (uint64_t)(int64_t)delta;
+	atomic_store_explicit(&s->delayed, v, memory_order_relaxed);
+}
+
+void sl_metrics_config(struct sl_metrics *m, bool ok, uint64_t hash, int64_t unix_ns)
+{
+	if (m == NULL)
+		return;
+	if (atomic_fetch_add(&m->loads, 1) > 0)
+		atomic_fetch_add(ok ? &m->reload_ok : &m->reload_failed, 1);
+	atomic_store(&m->last_ok, ok);
+	if (ok) {
+		atomic_store(&m->cfg_hash, hash);
+		atomic_store(&m->cfg_time, unix_ns);
+	}
+}
+
+void sl_metrics_set_gauge(struct sl_metrics *m, unsigned gauge, int64_t value)
+{
+	if (m == NULL || gauge >= SL_GAUGE_N)
+		return;
+	atomic_store(&m->gauge[gauge], value);
+	atomic_fetch_or(&m->gauge_set, 1u << gauge);
+}
+
+static void count_latency(struct sl_metrics_shard *s, const char *listener, int64_t ns)
+{
+	struct hist *hi = find_hist(s, listener);
+	unsigned b;
+
+	if (hi == NULL)
+		return;
 	if (ns < 0)
 		ns = 0;
 	for (b = 0; b < SL_METRICS_BUCKETS && ns > bucket_ns[b]; b++)
@@ -221,6 +350,10 @@ void sl_metrics_eval(struct sl_metrics_shard *s, const char *listener, const str
 	if (outcome != SL_METRIC_UNAUTHORIZED && idx >= 0 && (size_t)idx < ev->nchecks &&
 	    ev->limits[idx] != NULL)
 		limit = ev->limits[idx]->name;
+	if (s != NULL && ev->batch.status < 0) {
+		unsigned k = (unsigned)-ev->batch.status;
+		bump(&s->store_err[k < NSTORE_ERR ? k : 0], 1);
+	}
 	sl_metrics_decision(s, listener, limit, outcome, latency_ns);
 }
 
@@ -374,6 +507,14 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 					                             memory_order_relaxed);
 				sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
 			}
+		/* A listener that only answered (admin, or requests refused
+		 * before any decision) has no decision series, as before the
+		 * per-listener request counts shared this table. */
+		for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++)
+			cum += b[x];
+		if (cum == 0)
+			continue;
+		cum = 0;
 		/* The workers keep counting while this reads: _count is the
 		 * sum of the buckets read, so +Inf == _count always holds. */
 		for (unsigned x = 0; x <= SL_METRICS_BUCKETS; x++) {
@@ -393,6 +534,210 @@ static void render_latency(struct sl_metrics *m, struct out *o)
 		put(o, "\"} %llu\n", (unsigned long long)cum);
 	}
 	free(names);
+}
+
+/* Per listener, summed over shards: responses and upstream exchanges by
+ * status class and the upstream latency histogram. Listeners that never
+ * talked to an upstream have no upstream series. */
+struct lsum {
+	uint64_t req[NCLASSES], up[NCLASSES], up_bucket[SL_METRICS_UP_BUCKETS + 1], up_sum;
+};
+
+static void sum_listener(struct sl_metrics *m, const char *name, struct lsum *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (unsigned i = 0; i < m->nshards; i++)
+		for (unsigned j = 0; j < SL_METRICS_LISTENERS; j++) {
+			struct hist *h = &m->shards[i].hist[j];
+			if (atomic_load_explicit(&h->used, memory_order_acquire) == 0 ||
+			    strcmp(h->listener, name) != 0)
+				continue;
+			for (unsigned k = 0; k < NCLASSES; k++) {
+				t->req[k] += atomic_load_explicit(&h->req[k], memory_order_relaxed);
+				t->up[k] += atomic_load_explicit(&h->up[k], memory_order_relaxed);
+			}
+			for (unsigned k = 0; k <= SL_METRICS_UP_BUCKETS; k++)
+				t->up_bucket[k] += atomic_load_explicit(&h->up_bucket[k],
+				                                        memory_order_relaxed);
+			t->up_sum += atomic_load_explicit(&h->up_sum, memory_order_relaxed);
+		}
+}
+
+/* Listener names seen in any shard, each once, into names (cap entries). */
+static size_t listener_names(struct sl_metrics *m, const char **names, size_t cap)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < m->nshards; i++)
+		for (unsigned j = 0; j < SL_METRICS_LISTENERS; j++) {
+			struct hist *h = &m->shards[i].hist[j];
+			size_t k;
+			if (atomic_load_explicit(&h->used, memory_order_acquire) == 0)
+				continue;
+			for (k = 0; k < n && strcmp(names[k], h->listener) != 0; k++)
+				;
+			if (k == n && n < cap)
+				names[n++] = h->listener;
+		}
+	return n;
+}
+
+static void render_traffic(struct sl_metrics *m, struct out *o)
+{
+	size_t cap = (size_t)m->nshards * SL_METRICS_LISTENERS, n;
+	const char **names = malloc(sizeof(*names) * (cap ? cap : 1));
+	struct lsum *t = malloc(sizeof(*t) * (cap ? cap : 1));
+
+	if (names == NULL || t == NULL) {
+		free(names);
+		free(t);
+		o->overflow = true;
+		return;
+	}
+	n = listener_names(m, names, cap);
+	for (size_t k = 0; k < n; k++)
+		sum_listener(m, names[k], &t[k]);
+	put(o, "# HELP sluice_requests_total Responses sent, by listener and status class.\n"
+	       "# TYPE sluice_requests_total counter\n");
+	for (size_t k = 0; k < n; k++)
+		for (unsigned c = 0; c < NCLASSES; c++) {
+			if (c == 0 && t[k].req[0] == 0)
+				continue;
+			put(o, "sluice_requests_total{listener=\"");
+			put_label(o, names[k]);
+			put(o, "\",code=\"%s\"} %llu\n", class_name[c],
+			    (unsigned long long)t[k].req[c]);
+		}
+	put(o, "# HELP sluice_upstream_responses_total Upstream exchanges, by listener and the "
+	       "upstream's status class (code=\"none\": no response came).\n"
+	       "# TYPE sluice_upstream_responses_total counter\n");
+	for (size_t k = 0; k < n; k++) {
+		uint64_t any = 0;
+		for (unsigned c = 0; c < NCLASSES; c++)
+			any += t[k].up[c];
+		if (any == 0)
+			continue;
+		for (unsigned c = 0; c < NCLASSES; c++) {
+			put(o, "sluice_upstream_responses_total{listener=\"");
+			put_label(o, names[k]);
+			put(o, "\",code=\"%s\"} %llu\n", c == 0 ? "none" : class_name[c],
+			    (unsigned long long)t[k].up[c]);
+		}
+	}
+	put(o, "# HELP sluice_upstream_seconds Time from sending a request upstream to its "
+	       "response head.\n"
+	       "# TYPE sluice_upstream_seconds histogram\n");
+	for (size_t k = 0; k < n; k++) {
+		uint64_t cum = 0, any = 0;
+		for (unsigned x = 0; x <= SL_METRICS_UP_BUCKETS; x++)
+			any += t[k].up_bucket[x];
+		if (any == 0)
+			continue;
+		for (unsigned x = 0; x <= SL_METRICS_UP_BUCKETS; x++) {
+			cum += t[k].up_bucket[x];
+			put(o, "sluice_upstream_seconds_bucket{listener=\"");
+			put_label(o, names[k]);
+			put(o, "\",le=\"%s\"} %llu\n",
+			    x < SL_METRICS_UP_BUCKETS ? up_bucket_le[x] : "+Inf",
+			    (unsigned long long)cum);
+		}
+		put(o, "sluice_upstream_seconds_sum{listener=\"");
+		put_label(o, names[k]);
+		put(o, "\"} %llu.%09llu\n", (unsigned long long)(t[k].up_sum / SL_NS_PER_SEC),
+		    (unsigned long long)(t[k].up_sum % SL_NS_PER_SEC));
+		put(o, "sluice_upstream_seconds_count{listener=\"");
+		put_label(o, names[k]);
+		put(o, "\"} %llu\n", (unsigned long long)cum);
+	}
+	free(names);
+	free(t);
+}
+
+/* Queue delays in flight and store failures by kind, summed over shards. */
+static void render_worker_state(struct sl_metrics *m, struct out *o)
+{
+	uint64_t delayed = 0, err[NSTORE_ERR] = {0};
+
+	for (unsigned i = 0; i < m->nshards; i++) {
+		struct sl_metrics_shard *s = &m->shards[i];
+		delayed += atomic_load_explicit(&s->delayed, memory_order_relaxed);
+		for (unsigned k = 0; k < NSTORE_ERR; k++)
+			err[k] += atomic_load_explicit(&s->store_err[k], memory_order_relaxed);
+	}
+	put(o,
+	    "# HELP sluice_requests_delayed Requests waiting in a queue delay (rate queue) now.\n"
+	    "# TYPE sluice_requests_delayed gauge\n"
+	    "sluice_requests_delayed %llu\n",
+	    (unsigned long long)delayed);
+	put(o, "# HELP sluice_store_decision_errors_total Decisions whose store call failed, by "
+	       "kind (answered per store.on_error).\n"
+	       "# TYPE sluice_store_decision_errors_total counter\n");
+	for (unsigned k = 0; k < NSTORE_ERR; k++) {
+		bool common = k == (unsigned)-SL_ETIMEDOUT || k == (unsigned)-SL_EIO ||
+		              k == (unsigned)-SL_EPROTO;
+		if (err[k] == 0 && !common)
+			continue;
+		put(o, "sluice_store_decision_errors_total{kind=\"%s\"} %llu\n", store_err_name[k],
+		    (unsigned long long)err[k]);
+	}
+}
+
+/* Build, config and the gauges of other subsystems. */
+static void render_process(struct sl_metrics *m, struct out *o)
+{
+	uint32_t set = atomic_load(&m->gauge_set);
+	int64_t t = atomic_load(&m->cfg_time);
+
+	put(o, "# HELP sluice_build_info The running build (value 1).\n"
+	       "# TYPE sluice_build_info gauge\n"
+	       "sluice_build_info{version=\"" SLUICE_VERSION "\"} 1\n");
+	put(o,
+	    "# HELP sluice_config_reloads_total Config reloads (SIGHUP), by result; a failed "
+	    "one leaves the old config serving.\n"
+	    "# TYPE sluice_config_reloads_total counter\n"
+	    "sluice_config_reloads_total{result=\"ok\"} %llu\n"
+	    "sluice_config_reloads_total{result=\"failed\"} %llu\n"
+	    "# HELP sluice_config_last_reload_successful Whether the last load of the config "
+	    "succeeded.\n"
+	    "# TYPE sluice_config_last_reload_successful gauge\n"
+	    "sluice_config_last_reload_successful %d\n",
+	    (unsigned long long)atomic_load(&m->reload_ok),
+	    (unsigned long long)atomic_load(&m->reload_failed),
+	    atomic_load(&m->loads) == 0 || atomic_load(&m->last_ok) ? 1 : 0);
+	if (atomic_load(&m->loads) > 0 && t > 0)
+		put(o,
+		    "# HELP sluice_config_loaded_timestamp_seconds When the config in force was "
+		    "loaded (unix seconds).\n"
+		    "# TYPE sluice_config_loaded_timestamp_seconds gauge\n"
+		    "sluice_config_loaded_timestamp_seconds %lld.%03lld\n"
+		    "# HELP sluice_config_info The config in force: hash is XXH3-64 of its bytes "
+		    "(value 1).\n"
+		    "# TYPE sluice_config_info gauge\n"
+		    "sluice_config_info{hash=\"%016llx\"} 1\n",
+		    (long long)(t / SL_NS_PER_SEC), (long long)(t % SL_NS_PER_SEC / 1000000),
+		    (unsigned long long)atomic_load(&m->cfg_hash));
+	for (unsigned g = 0; g < SL_GAUGE_N; g++) {
+		int64_t v;
+		if (!(set >> g & 1))
+			continue;
+		v = atomic_load(&m->gauge[g]);
+		put(o, "# HELP %s %s\n# TYPE %s gauge\n", gauge_name[g], gauge_help[g],
+		    gauge_name[g]);
+		if (g == SL_GAUGE_USAGE_FLUSHED) {
+			/* the lag as of this scrape: it keeps growing when
+			 * flushes stop, which is what an alert wants */
+			struct timespec ts;
+			int64_t now, lag;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			now = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
+			lag = now > v ? now - v : 0;
+			put(o, "%s %lld.%09lld\n", gauge_name[g], (long long)(lag / SL_NS_PER_SEC),
+			    (long long)(lag % SL_NS_PER_SEC));
+		} else {
+			put(o, "%s %lld\n", gauge_name[g], (long long)v);
+		}
+	}
 }
 
 void sl_metrics_conns(struct sl_metrics_shard *s, unsigned open, uint64_t accepted, unsigned pooled)
@@ -488,8 +833,11 @@ long sl_metrics_render(struct sl_metrics *m, const struct sl_store_stats *st, ch
 	struct out o = {buf, cap, 0, cap == 0};
 
 	if (m != NULL) {
+		render_process(m, &o);
 		render_decisions(m, &o);
 		render_latency(m, &o);
+		render_traffic(m, &o);
+		render_worker_state(m, &o);
 		render_conns(m, &o);
 	}
 	if (st != NULL) {

@@ -14,6 +14,7 @@
 #include "net/server.h"
 #include "policy/policy.h"
 #include "store/store.h"
+#include "tls/tls.h"
 #include <sluice/error.h>
 
 #define SL_MAX_LISTENERS 16
@@ -63,6 +64,12 @@ struct sl_upstream {
 	struct sockaddr_storage addr; /* resolved at create */
 	struct sl_list idle;          /* struct sl_upconn.link */
 	unsigned nidle;
+	bool tls;                        /* https:// */
+	struct sl_tls_ctx *tls_ctx;      /* reference: the current policy's upstream_tls */
+	char tls_host[256];              /* SNI and the name verified */
+	struct sl_tls_session *tls_sess; /* the last session the upstream issued */
+	int64_t tls_logged;              /* ns (worker clock) of the last handshake failure line */
+	unsigned tls_quiet;              /* failures not logged since that line */
 };
 
 /* A listening socket of one worker. It is polled by hand (uv_poll_t) and
@@ -81,7 +88,9 @@ struct sl_listener {
 	struct sockaddr_storage addr; /* listen resolved (by worker 0 for all) */
 	socklen_t addrlen;            /* bytes of addr */
 	bool is_static;               /* proxy with upstream: static */
-	struct sl_upstream *up;       /* proxy to http://; else NULL */
+	struct sl_upstream *up;       /* proxy to http[s]://; else NULL */
+	struct sl_tls_ctx *tls;       /* TLS listener: the current policy's context
+	                               * (reference; swapped on reload); else NULL */
 	bool polling;                 /* poll started: connections are accepted */
 	bool closed;
 };
@@ -107,6 +116,7 @@ struct sl_conn {
 	uv_timer_t timer; /* header/idle timeout, or the queue delay */
 	uv_write_t wreq;
 	struct sl_worker *w;
+	struct sl_tls *tls; /* TLS listener: the session over tcp; else NULL */
 	struct sl_listener *l;
 	struct sl_list link; /* worker's active or free list */
 	uint8_t handles;     /* open uv handles (tcp, timer) */
@@ -169,6 +179,7 @@ enum sl_upstate {
 
 struct sl_upconn {
 	uv_tcp_t tcp;
+	struct sl_tls *tls; /* https:// upstream: the session over tcp; else NULL */
 	uv_connect_t creq;
 	uv_write_t wreq;    /* the request head */
 	uv_write_t breq;    /* a piece of request body */
@@ -259,7 +270,29 @@ struct sl_server {
 	char logbuf_unused;
 };
 
+/* Socket I/O of a connection that may be TLS (t non-NULL): the plain path
+ * is the direct libuv call behind one branch. */
+static inline int sl_io_read_start(uv_tcp_t *tcp, struct sl_tls *t, uv_alloc_cb a, uv_read_cb r)
+{
+	return t ? sl_tls_read_start(t, a, r) : uv_read_start((uv_stream_t *)tcp, a, r);
+}
+static inline void sl_io_read_stop(uv_tcp_t *tcp, struct sl_tls *t)
+{
+	if (t)
+		sl_tls_read_stop(t);
+	else
+		uv_read_stop((uv_stream_t *)tcp);
+}
+static inline int sl_io_write(uv_tcp_t *tcp, struct sl_tls *t, uv_write_t *req, const uv_buf_t *b,
+                              unsigned n, uv_write_cb cb)
+{
+	return t ? sl_tls_write(t, req, b, n, cb) : uv_write(req, (uv_stream_t *)tcp, b, n, cb);
+}
+
 /* worker.c */
+/* After a policy swap: TLS listeners and upstreams take the new policy's
+ * contexts (a renewed certificate) for the connections made from now on. */
+void sl_worker_tls_refresh(struct sl_worker *w);
 int64_t sl_worker_now(struct sl_worker *w);
 void sl_worker_conn_freed(struct sl_worker *w);
 /* Whether struct sl_conn memory should go back to malloc instead of the

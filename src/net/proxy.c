@@ -7,7 +7,10 @@
  * read again until that write completes; response bytes go to the client
  * straight from the upstream connection's read buffer, with the upstream
  * paused the same way. So memory per exchange is the two fixed buffers,
- * whatever the body sizes, and a slow side slows the other down. */
+ * whatever the body sizes, and a slow side slows the other down. An
+ * https:// upstream connection runs the same code over a TLS stream
+ * (src/tls): the head waits in it for the handshake, and a failed
+ * handshake or verification is a 502 with a rate-limited log line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +33,17 @@ int sl_upstream_parse(struct sl_upstream *u, const char *url, char *err, size_t 
 
 	memset(u, 0, sizeof(*u));
 	sl_list_init(&u->idle);
-	if (strncmp(url, "http://", 7) != 0) {
-		snprintf(err, cap, "upstream %s: only http://host:port is supported", url);
+	if (strncmp(url, "https://", 8) == 0) {
+		u->tls = true;
+		port = 443;
+		p = url + 8;
+	} else if (strncmp(url, "http://", 7) == 0) {
+		p = url + 7;
+	} else {
+		snprintf(err, cap, "upstream %s: only http:// and https://host:port are supported",
+		         url);
 		return SL_EINVAL;
 	}
-	p = url + 7;
 	end = p + strcspn(p, "/");
 	if (*p == '[') {
 		host = p + 1;
@@ -86,23 +95,33 @@ int sl_upstream_parse(struct sl_upstream *u, const char *url, char *err, size_t 
 		return 0;
 	}
 bad:
-	snprintf(err, cap, "upstream %s: expected http://host:port", url);
+	snprintf(err, cap, "upstream %s: expected http[s]://host:port", url);
 	return SL_EINVAL;
 }
 
 /* ---- upstream connections ---- */
 
-static void up_closed(uv_handle_t *h)
+static void up_gone(struct sl_upconn *up)
 {
-	struct sl_upconn *up = h->data;
 	struct sl_worker *w = up->w;
 	if (--up->timers_open)
 		return;
 	w->nupconns--;
+	sl_tls_free(up->tls);
 	free(up->rbuf);
 	free(up->hbuf);
 	free(up);
 	sl_worker_maybe_exit(w);
+}
+
+static void up_closed(uv_handle_t *h)
+{
+	up_gone(h->data);
+}
+
+static void up_tls_closed(void *arg)
+{
+	up_gone(arg);
 }
 
 static void up_close(struct sl_upconn *up)
@@ -115,6 +134,8 @@ static void up_close(struct sl_upconn *up)
 	}
 	up->state = SL_UP_CLOSING;
 	up->c = NULL;
+	if (up->tls)
+		sl_tls_close(up->tls, up_tls_closed, up);
 	uv_close((uv_handle_t *)&up->timer, up_closed);
 	uv_close((uv_handle_t *)&up->tcp, up_closed);
 }
@@ -182,6 +203,16 @@ static struct sl_upconn *up_new(struct sl_worker *w, struct sl_upstream *u)
 	up->timers_open = 2;
 	up->state = SL_UP_CONNECTING;
 	w->nupconns++;
+	if (u->tls) {
+		if (u->tls_ctx)
+			up->tls = sl_tls_new(u->tls_ctx, &w->loop, &up->tcp, u->tls_host,
+			                     &u->tls_sess);
+		if (!up->tls) {
+			up_close(up);
+			return NULL;
+		}
+		up->timers_open++; /* its idle handle */
+	}
 	return up;
 }
 
@@ -228,7 +259,7 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	    sl_http_finish(&up->hp) == SL_HTTP_END) {
 		up->resp_end = true;
 		up->keep = false;
-		uv_read_stop(s);
+		sl_io_read_stop(&up->tcp, up->tls);
 		up->reading = false;
 		up_process(up);
 		return;
@@ -248,10 +279,10 @@ static void up_read_update(struct sl_upconn *up)
 	if (up->rlen == up->rcap)
 		want = false; /* unparsed bytes fill the buffer: parse first */
 	if (want && !up->reading) {
-		if (uv_read_start((uv_stream_t *)&up->tcp, up_alloc_cb, up_read_cb) == 0)
+		if (sl_io_read_start(&up->tcp, up->tls, up_alloc_cb, up_read_cb) == 0)
 			up->reading = true;
 	} else if (!want && up->reading) {
-		uv_read_stop((uv_stream_t *)&up->tcp);
+		sl_io_read_stop(&up->tcp, up->tls);
 		up->reading = false;
 	}
 }
@@ -364,6 +395,7 @@ static void head_to_client(struct sl_upconn *up)
 	}
 	c->status = m->status;
 	c->up_ns = uv_hrtime() - c->t_up;
+	sl_metrics_upstream(c->w->shard, c->l->name, m->status, (int64_t)c->up_ns);
 	up->resp_head = true;
 	up->head_pending = true; /* goes out with the first body bytes */
 }
@@ -453,10 +485,37 @@ static void up_process(struct sl_upconn *up)
 		up_read_update(up);
 }
 
+/* A TLS session to the upstream failed (verification, handshake): one
+ * stderr line per upstream and worker per second at most, with the count
+ * of those left out since the last one. */
+static void tls_log(struct sl_upconn *up, int status)
+{
+	struct sl_upstream *u = up->pool;
+	int64_t now = sl_worker_now(up->w);
+	const char *why = up->tls ? sl_tls_error(up->tls) : "";
+
+	if (!why[0])
+		return;
+	if (u->tls_logged && now - u->tls_logged < SL_NS_PER_SEC) {
+		u->tls_quiet++;
+		return;
+	}
+	bool v6 = strchr(u->host, ':') != NULL;
+	fprintf(stderr, "sluice: upstream https://%s%s%s:%d (name %s): TLS: %s; answered %d",
+	        v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, u->tls_host, why, status);
+	if (u->tls_quiet)
+		fprintf(stderr, " (%u more since the last report)", u->tls_quiet);
+	fputc('\n', stderr);
+	u->tls_logged = now;
+	u->tls_quiet = 0;
+}
+
 static void up_fail(struct sl_upconn *up, int status)
 {
 	struct sl_conn *c = up->c;
 	bool head_sent = up->resp_head; /* composed for the client, sent or not */
+	if (up->tls && c)
+		tls_log(up, status);
 	if (c && up->reused && !up->got_bytes && !head_sent && !c->hp.msg.has_body && !c->retried) {
 		/* a pooled connection the upstream had closed: once more, fresh */
 		struct sl_upconn *n = up_new(up->w, up->pool);
@@ -476,6 +535,8 @@ static void up_fail(struct sl_upconn *up, int status)
 	up_close(up);
 	if (!c)
 		return;
+	if (!head_sent)
+		sl_metrics_upstream(c->w->shard, c->l->name, 0, 0); /* no answer came */
 	if (head_sent || c->writing) {
 		sl_conn_close(c); /* the response is cut: nothing else to say */
 		return;
@@ -514,6 +575,16 @@ static bool write_head(struct sl_upconn *up)
 	up->state = SL_UP_BUSY;
 	up->wreq.data = up;
 	up_read_update(up);
+	if (up->tls) { /* queued until the handshake is done: head_cb follows */
+		n = sl_tls_send(up->tls, &up->wreq, &b, 1, head_cb);
+		if (n < 0)
+			up_fail(up, 502);
+		if (n != 1)
+			return false;
+		up->head_written = true;
+		up->c->body_inflight = false;
+		return true;
+	}
 	n = uv_try_write((uv_stream_t *)&up->tcp, &b, 1);
 	if (n == (int)b.len) {
 		up->head_written = true;
@@ -686,7 +757,7 @@ void sl_proxy_body(struct sl_conn *c, const char *p, size_t n, bool end)
 		return;
 	c->body_inflight = true;
 	up->breq.data = up;
-	if (uv_write(&up->breq, (uv_stream_t *)&up->tcp, &b, 1, body_cb) < 0) {
+	if (sl_io_write(&up->tcp, up->tls, &up->breq, &b, 1, body_cb) < 0) {
 		c->body_inflight = false;
 		up_fail(up, 502);
 	}

@@ -50,4 +50,8 @@ void sl_server_set_detach(struct sl_server *s, void (*detach)(struct sl_store *s
 /* Number of worker threads. */
 unsigned sl_server_workers(const struct sl_server *s);
 
+/* The server's metrics, for the daemon's own series (config loads,
+ * subsystem gauges): see metrics.h. Valid until sl_server_destroy. */
+struct sl_metrics *sl_server_metrics(struct sl_server *s);
+
 #endif

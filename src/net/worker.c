@@ -354,6 +354,7 @@ static void async_cb(uv_async_t *h)
 	if (p) {
 		sl_policy_unref(w->policy);
 		w->policy = p;
+		sl_worker_tls_refresh(w);
 	}
 	if (drain || stop)
 		start_drain(w);
@@ -362,6 +363,44 @@ static void async_cb(uv_async_t *h)
 		for (n = w->active.next; n != &w->active; n = next) {
 			next = n->next;
 			sl_conn_close(sl_container(n, struct sl_conn, link));
+		}
+	}
+}
+
+/* The listener conf of w->policy named like l, or NULL. */
+static const struct sl_listener_conf *conf_of(struct sl_worker *w, const struct sl_listener *l)
+{
+	for (size_t i = 0; i < w->policy->nlisteners; i++)
+		if (w->policy->listeners[i].name && !strcmp(w->policy->listeners[i].name, l->name))
+			return &w->policy->listeners[i];
+	return NULL;
+}
+
+static void set_ctx(struct sl_tls_ctx **slot, struct sl_tls_ctx *x)
+{
+	if (!x || *slot == x)
+		return; /* a listener that lost its tls in a reload keeps the old one */
+	sl_tls_ctx_ref(x);
+	sl_tls_ctx_unref(*slot);
+	*slot = x;
+}
+
+void sl_worker_tls_refresh(struct sl_worker *w)
+{
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct sl_listener *l = &w->listeners[i];
+		const struct sl_listener_conf *lc;
+		if (l->kind == SL_LK_ADMIN || !(lc = conf_of(w, l)))
+			continue;
+		if (l->tls)
+			set_ctx(&l->tls, lc->tls_ctx);
+		if (l->up && l->up->tls) {
+			/* a kept session is not resumed under a new CA */
+			if (lc->up_tls_ctx && lc->up_tls_ctx != l->up->tls_ctx)
+				sl_tls_session_drop(&l->up->tls_sess);
+			set_ctx(&l->up->tls_ctx, lc->up_tls_ctx);
+			copy(l->up->tls_host, sizeof(l->up->tls_host),
+			     lc->up_tls.sni ? lc->up_tls.sni : l->up->host);
 		}
 	}
 }
@@ -411,6 +450,10 @@ static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
 		copy(l->name, sizeof(l->name), lc->name);
 		copy(l->listen, sizeof(l->listen), lc->listen);
 		l->kind = lc->mode == SL_MODE_CHECK ? SL_LK_CHECK : SL_LK_PROXY;
+		if (lc->tls_ctx) {
+			sl_tls_ctx_ref(lc->tls_ctx);
+			l->tls = lc->tls_ctx;
+		}
 		if (l->kind == SL_LK_PROXY) {
 			if (!lc->upstream || strcmp(lc->upstream, "static") == 0) {
 				l->is_static = true;
@@ -420,6 +463,12 @@ static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
 					return rc;
 				w->nupstreams++;
 				l->up = u;
+				if (u->tls && lc->up_tls_ctx) {
+					sl_tls_ctx_ref(lc->up_tls_ctx);
+					u->tls_ctx = lc->up_tls_ctx;
+					copy(u->tls_host, sizeof(u->tls_host),
+					     lc->up_tls.sni ? lc->up_tls.sni : u->host);
+				}
 			}
 		}
 		if ((rc = listen_on(w, l, err, cap)) < 0)
@@ -545,6 +594,11 @@ unsigned sl_server_workers(const struct sl_server *s)
 	return s->nworkers;
 }
 
+struct sl_metrics *sl_server_metrics(struct sl_server *s)
+{
+	return s->metrics;
+}
+
 static void worker_main(void *arg)
 {
 	struct sl_worker *w = arg;
@@ -586,13 +640,15 @@ int sl_server_set_policy(struct sl_server *s, struct sl_policy *p, char *err, si
 		for (size_t i = 0; i < p->nlisteners; i++) {
 			const struct sl_listener_conf *a = &o->listeners[i], *b = &p->listeners[i];
 			if (!same(a->name, b->name) || !same(a->listen, b->listen) ||
-			    a->mode != b->mode || !same(a->upstream, b->upstream))
+			    a->mode != b->mode || !same(a->upstream, b->upstream) ||
+			    !a->tls_ctx != !b->tls_ctx)
 				changed = 1;
 		}
 	}
 	if (changed)
 		snprintf(err, cap,
-		         "listener or admin addresses changed: they take effect on restart");
+		         "listener or admin addresses (or tls on/off) changed: they take effect "
+		         "on restart");
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		struct sl_worker *w = &s->workers[i];
 		sl_policy_ref(p);
@@ -652,6 +708,12 @@ void sl_server_destroy(struct sl_server *s)
 			free(c);
 		}
 		uv_loop_close(&w->loop);
+		for (size_t j = 0; j < w->nlisteners; j++)
+			sl_tls_ctx_unref(w->listeners[j].tls);
+		for (size_t j = 0; j < w->nupstreams; j++) {
+			sl_tls_session_drop(&w->upstreams[j].tls_sess);
+			sl_tls_ctx_unref(w->upstreams[j].tls_ctx);
+		}
 		if (w->next_policy)
 			sl_policy_unref(w->next_policy);
 		sl_policy_unref(w->policy);

@@ -41,7 +41,7 @@ void cfg_accounts(struct cfg *c, const yaml_node_t *n)
 		if (a->store != SL_ACCOUNTS_SQLITE)
 			cfg_err(c, v[1], "accounts.path applies to store: sqlite only");
 		else
-			a->path = cfg_relative_path(c, v[1], cfg_strdup(c, v[1], "accounts.path"));
+			a->path = cfg_relative(c, v[1], cfg_strdup(c, v[1], "accounts.path"));
 	}
 	if (v[2]) {
 		const char *s = cfg_scalar(c, v[2], "accounts.key_prefix");
@@ -62,7 +62,7 @@ void cfg_accounts(struct cfg *c, const yaml_node_t *n)
 		cfg_err(c, v[0] ? v[0] : n,
 		        "accounts.store: redis uses the store's Redis: set store.type: redis");
 	if (a->store == SL_ACCOUNTS_SQLITE && !a->path)
-		a->path = cfg_relative_path(c, n, strdup("accounts.db"));
+		a->path = cfg_relative(c, n, strdup("accounts.db"));
 	if (!a->key_prefix)
 		a->key_prefix = strdup("sk_live_");
 	if (!a->key_prefix || (a->store == SL_ACCOUNTS_SQLITE && !a->path))

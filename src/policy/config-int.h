@@ -82,6 +82,17 @@ struct sl_template *cfg_template(struct cfg *c, const yaml_node_t *n, const char
 void cfg_err_in_scalar(struct cfg *c, const yaml_node_t *n, size_t off, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
+/* `path` (owned, may be NULL) made relative to the config file's
+ * directory when it is relative; NULL (reported) when out of memory. */
+char *cfg_relative(struct cfg *c, const yaml_node_t *n, char *path);
+
+/* config-tls.c: a listener's `tls` (tls, may be NULL) and `upstream_tls`
+ * (up, may be NULL) under listener node item, after its upstream is
+ * known; builds the contexts. cfg_tls_free undoes it. */
+void cfg_listener_tls(struct cfg *c, const yaml_node_t *item, const yaml_node_t *tls,
+                      const yaml_node_t *up, struct sl_listener_conf *l);
+void cfg_tls_free(struct sl_listener_conf *l);
+
 /* Plan index by name, or -1. */
 int cfg_plan_index(const struct sl_policy *p, const char *name);
 
@@ -109,8 +120,6 @@ bool cfg_override_spec(struct cfg *c, const struct sl_limit *l, yaml_node_t *n,
                        struct sl_limit_spec *out);
 /* Warn of per-plan maps that leave out a plan other maps list. */
 void cfg_warn_plan_maps(struct cfg *c);
-/* path (owned) made relative to the config file's directory (config.c). */
-char *cfg_relative_path(struct cfg *c, const yaml_node_t *n, char *path);
 void cfg_accounts(struct cfg *c, const yaml_node_t *n);
 
 /* policy.c */

@@ -64,13 +64,29 @@ static void preset(struct cfg *c, yaml_node_t *n)
 		cfg_err(c, n, "unknown preset '%s' (expected ietf, x-ratelimit or none)", s);
 }
 
+/* responses.usage_path: an origin-form path ("/rate_limit"), compared
+ * byte for byte with the request's path (without its query). */
+static void usage_path(struct cfg *c, yaml_node_t *n)
+{
+	char *s = cfg_strdup(c, n, "usage_path");
+
+	if (s == NULL)
+		return;
+	if (s[0] != '/' || strpbrk(s, "?# \t\r\n") != NULL) {
+		cfg_err(c, n, "usage_path must be a path starting with '/' (no query, no blanks)");
+		free(s);
+		return;
+	}
+	c->p->responses.usage_path = s;
+}
+
 void cfg_responses(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"preset",       "headers",   "rejected",
-	                                   "unauthorized", "suspended", NULL};
+	static const char *const keys[] = {"preset",     "headers",   "rejected", "unauthorized",
+	                                   "usage_path", "suspended", NULL};
 	static const char *const rkeys[] = {"status", "headers", "body", "content_type", NULL};
 	static const char *const ukeys[] = {"body", NULL};
-	yaml_node_t *v[5], *rv[4], *uv[1];
+	yaml_node_t *v[6], *rv[4], *uv[1];
 	struct sl_responses *r = &c->p->responses;
 	if (!cfg_fields(c, n, "responses", keys, v))
 		return;
@@ -104,7 +120,9 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n)
 	if (v[3] && !cfg_is_null(v[3]) &&
 	    cfg_fields(c, v[3], "responses.unauthorized", ukeys, uv) && uv[0])
 		r->unauthorized_body = cfg_template(c, uv[0], "unauthorized.body", false);
-	if (v[4] && !cfg_is_null(v[4]) && cfg_fields(c, v[4], "responses.suspended", ukeys, uv) &&
+	if (v[4] && !cfg_is_null(v[4]))
+		usage_path(c, v[4]);
+	if (v[5] && !cfg_is_null(v[5]) && cfg_fields(c, v[5], "responses.suspended", ukeys, uv) &&
 	    uv[0])
 		r->suspended_body = cfg_template(c, uv[0], "suspended.body", false);
 }

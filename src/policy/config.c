@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <xxhash.h>
 #include <sluice/algo-t.h>
 #include <sluice/error.h>
 #include "policy/config-int.h"
@@ -153,12 +154,13 @@ static bool check_listen(struct cfg *c, const yaml_node_t *n, const char *s, con
 	return true;
 }
 
-/* "http://host[:port][/]": a host name or IP literal; no path, no TLS. */
+/* "http[s]://host[:port][/]": a host name or IP literal; no path. */
 static bool valid_upstream(const char *s)
 {
-	if (strncmp(s, "http://", 7) != 0)
+	size_t scheme = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+	if (!scheme)
 		return false;
-	const char *h = s + 7, *end = h + strlen(h);
+	const char *h = s + scheme, *end = h + strlen(h);
 	if (end > h && end[-1] == '/')
 		end--;
 	if (end == h)
@@ -205,7 +207,8 @@ static bool valid_upstream(const char *s)
 
 void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"name", "listen", "mode", "upstream", NULL};
+	static const char *const keys[] = {"name", "listen",       "mode", "upstream",
+	                                   "tls",  "upstream_tls", NULL};
 	if (!cfg_is_seq(n)) {
 		cfg_err(c, n, "listeners must be a list of {name, listen, mode, upstream}");
 		return;
@@ -218,7 +221,7 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 		return;
 	}
 	for (size_t i = 0; i < cnt; i++) {
-		yaml_node_t *item = cfg_node(c, n->data.sequence.items.start[i]), *v[4];
+		yaml_node_t *item = cfg_node(c, n->data.sequence.items.start[i]), *v[6];
 		struct sl_listener_conf *l = &p->listeners[p->nlisteners++];
 		if (!cfg_fields(c, item, "listener", keys, v))
 			continue;
@@ -252,8 +255,8 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 			if ((l->upstream = cfg_strdup(c, v[3], "upstream")) &&
 			    strcmp(l->upstream, "static") != 0 && !valid_upstream(l->upstream))
 				cfg_err(c, v[3],
-				        "bad upstream '%s' (expected \"http://host:port\" or "
-				        "\"static\")",
+				        "bad upstream '%s' (expected \"http://host:port\", "
+				        "\"https://host:port\" or \"static\")",
 				        l->upstream);
 			if (l->mode == SL_MODE_CHECK)
 				cfg_err(c, v[3], "upstream applies to mode: proxy only");
@@ -262,6 +265,7 @@ void cfg_listeners(struct cfg *c, const yaml_node_t *n)
 			        "listener: mode proxy needs 'upstream' (\"http://host:port\" or "
 			        "\"static\")");
 		}
+		cfg_listener_tls(c, item, v[4], v[5], l); /* config-tls.c */
 	}
 }
 
@@ -300,7 +304,7 @@ void cfg_admin(struct cfg *c, const yaml_node_t *n)
 /* `path` (owned, may be NULL) made relative to the directory of the config
  * file when it is relative (DESIGN §8): "state.snap" in /etc/sluice.yaml is
  * /etc/state.snap, whatever the working directory. */
-static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
+char *cfg_relative(struct cfg *c, const yaml_node_t *n, char *path)
 {
 	const char *slash = strrchr(c->path, '/');
 
@@ -319,18 +323,50 @@ static char *config_relative(struct cfg *c, const yaml_node_t *n, char *path)
 	return out;
 }
 
-char *cfg_relative_path(struct cfg *c, const yaml_node_t *n, char *path)
+/* store.mode, sync, strict_below (docs/store-redis.md). */
+static void cfg_store_redis_mode(struct cfg *c, yaml_node_t *mode, yaml_node_t *sync,
+                                 yaml_node_t *strict, struct sl_store_conf *s)
 {
-	return config_relative(c, n, path);
+	if (mode) {
+		const char *m = cfg_scalar(c, mode, "store.mode");
+
+		if (m && !strcmp(m, "exact"))
+			s->mode = SL_REDIS_EXACT;
+		else if (m && !strcmp(m, "local"))
+			s->mode = SL_REDIS_LOCAL;
+		else if (m)
+			cfg_err(c, mode, "store.mode must be exact or local, not '%s'", m);
+	}
+	if (sync && cfg_duration(c, sync, "store.sync", &s->sync) &&
+	    (s->sync < 1000000 || s->sync > 60 * SL_NS_PER_SEC))
+		cfg_err(c, sync, "store.sync must be between 1ms and 60s");
+	if (strict) {
+		const char *t = cfg_scalar(c, strict, "store.strict_below");
+		char *end = NULL;
+		double pct = t ? strtod(t, &end) : -1;
+
+		if (t && (end == t || !end || strcmp(end, "%") != 0 || !(pct >= 0 && pct <= 100)))
+			cfg_err(c, strict,
+			        "store.strict_below must be a percentage from 0%% to 100%%, not "
+			        "'%s'",
+			        t);
+		else if (t)
+			s->strict = (uint32_t)(pct * 10000.0 + 0.5);
+	}
+	if ((sync || strict) && s->mode != SL_REDIS_LOCAL)
+		cfg_err(c, sync ? sync : strict, "store.%s applies to mode: local only",
+		        sync ? "sync" : "strict_below");
+	if (s->mode == SL_REDIS_LOCAL && s->cluster)
+		cfg_err(c, mode, "store.mode: local needs a single Redis (cluster: false)");
 }
 
 void cfg_store(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {
-	        "type",     "memory",  "snapshot", "url",         "cluster",
-	        "on_error", "timeout", "pool",     "local_cache", "snapshot_interval",
-	        "on_full",  NULL};
-	yaml_node_t *v[12];
+	        "type",     "memory",  "snapshot", "url",          "cluster",
+	        "on_error", "timeout", "pool",     "local_cache",  "snapshot_interval",
+	        "on_full",  "mode",    "sync",     "strict_below", NULL};
+	yaml_node_t *v[15];
 	struct sl_store_conf *s = &c->p->store;
 	if (!cfg_fields(c, n, "store", keys, v))
 		return;
@@ -344,7 +380,8 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 			cfg_err(c, v[0], "unknown store.type '%s' (expected memory or redis)", t);
 	}
 	/* keys that belong to the other type */
-	static const int memory_only[] = {1, 2, 9, 10}, redis_only[] = {3, 4, 5, 6, 7, 8};
+	static const int memory_only[] = {1, 2, 9, 10},
+	                 redis_only[] = {3, 4, 5, 6, 7, 8, 11, 12, 13};
 	if (s->type == SL_STORE_MEMORY)
 		for (size_t i = 0; i < sizeof(redis_only) / sizeof(redis_only[0]); i++)
 			if (v[redis_only[i]])
@@ -359,7 +396,7 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 	if (v[1] && cfg_size(c, v[1], "store.memory", &s->memory) && s->memory < (1u << 20))
 		cfg_err(c, v[1], "store.memory must be at least 1MB");
 	if (v[2])
-		s->snapshot = config_relative(c, v[2], cfg_strdup(c, v[2], "store.snapshot"));
+		s->snapshot = cfg_relative(c, v[2], cfg_strdup(c, v[2], "store.snapshot"));
 	if (v[9]) {
 		const char *t = cfg_scalar(c, v[9], "store.snapshot_interval");
 		if (t && !strcmp(t, "off"))
@@ -405,6 +442,7 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 			cfg_err(c, v[10],
 			        "store.on_full must be evict, deny_new or allow_new, not '%s'", f);
 	}
+	cfg_store_redis_mode(c, v[11], v[12], v[13], s);
 }
 
 static void defaults(struct sl_policy *p)
@@ -423,6 +461,8 @@ static void defaults(struct sl_policy *p)
 	p->store.snapshot_interval = SL_NS_PER_SEC;
 	p->store.timeout = 50 * 1000000LL;
 	p->store.pool = 4;
+	p->store.sync = 50 * 1000000LL;
+	p->store.strict = 100000; /* 10% */
 	p->responses.rejected_status = 429;
 }
 
@@ -562,6 +602,7 @@ static int load(struct cfg *c, char *src, struct sl_policy **out)
 	if (!src || !c->p->path)
 		goto done;
 	c->src = src;
+	c->p->source_hash = XXH3_64bits(src, c->srclen);
 	if (!yaml_parser_initialize(&parser)) {
 		cfg_err_at(c, 1, 1, "out of memory");
 		goto done;

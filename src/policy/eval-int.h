@@ -55,4 +55,8 @@ static inline bool sl_check_unlimited(const struct sl_check *c)
 	       (c->spec != NULL && c->spec->algo == SL_ALGO_UNLIMITED);
 }
 
+/* ns a decided check's limit is stated over (its {window}); 0: none
+ * (concurrency, unlimited, deny). render.c. */
+int64_t sl_check_window_ns(const struct sl_check *c);
+
 #endif

@@ -223,14 +223,8 @@ static int normalize(struct sl_eval *ev, const struct sl_policy *p, const struct
 	return 0;
 }
 
-int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *raw,
-                  int64_t now)
+static void eval_reset(struct sl_eval *ev, const struct sl_policy *p, int64_t now)
 {
-	struct sl_request canon;
-	const struct sl_request *req = &canon;
-	bool pending = false;
-	int rc = 0;
-
 	ev->policy = p;
 	ev->nchecks = 0;
 	ev->keyused = 0;
@@ -248,7 +242,17 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	ev->batch.delay = 0;
 	ev->batch.time = now;
 	ev->unreleased = false;
+}
 
+int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *raw,
+                  int64_t now)
+{
+	struct sl_request canon;
+	const struct sl_request *req = &canon;
+	bool pending = false;
+	int rc = 0;
+
+	eval_reset(ev, p, now);
 	rc = normalize(ev, p, raw, &canon);
 	if (rc == 0)
 		rc = sl_identify(ev, p, req);
@@ -296,6 +300,59 @@ fail:
 	ev->nchecks = 0;
 	ev->batch.n = 0;
 	return rc;
+}
+
+/* Whether every key part of l is a descriptor in `have` (a bit per enum
+ * sl_desc_kind); a per-plan limit needs the plan too. */
+static bool keyed_within(const struct sl_limit *l, unsigned have)
+{
+	if (l->per_plan && !(have >> SL_DESC_PLAN & 1))
+		return false;
+	for (unsigned i = 0; i < l->nkey && i < SL_MAX_KEY_PARTS; i++)
+		if (!(have >> l->key[i].kind & 1))
+			return false;
+	return true;
+}
+
+int sl_eval_peek_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *raw,
+                       int64_t now, unsigned have)
+{
+	struct sl_request canon;
+	bool pending;
+	int rc;
+
+	eval_reset(ev, p, now);
+	ev->batch.op = SL_OP_PEEK;
+	rc = normalize(ev, p, raw, &canon);
+	if (rc == 0)
+		rc = sl_identify(ev, p, &canon);
+	if (rc != 0)
+		return rc;
+	ev->route = NULL; /* route limits belong to requests on the route */
+	ev->cost = 0;
+	/* As in sl_eval_begin: an unknown key is 401 and sees only the
+	 * before-key limits; a missing key is not an error for a peek. */
+	pending = ev->key_state == SL_KEY_UNKNOWN && p->nkeys > 0 && ev->account_name.len == 0;
+	if (pending) {
+		ev->pending_status = 401;
+		ev->decision.unauthorized_unknown = true;
+	}
+	for (size_t i = 0; i < p->nlimits; i++) {
+		const struct sl_limit *l = &p->limits[i];
+
+		if ((pending && !l->before_key) || !keyed_within(l, have))
+			continue;
+		rc = add_limit(ev, &canon, l);
+		if (rc != 0) {
+			ev->nchecks = 0;
+			ev->batch.n = 0;
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < ev->nchecks; i++)
+		ev->checks[i].cost = 0;
+	ev->batch.n = ev->nchecks;
+	return 0;
 }
 
 static int deny_status(const struct sl_policy *p, const struct sl_limit *l)

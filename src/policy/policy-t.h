@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sluice/algo-t.h>
+#include "tls/tls-t.h"
 
 /* A (pointer, length) view; not NUL-terminated unless stated. */
 struct sl_str {
@@ -134,7 +135,15 @@ struct sl_listener_conf {
 	char *name;
 	char *listen;   /* validated "IPv4:port" or "[IPv6]:port", port 1-65535 */
 	uint8_t mode;   /* enum sl_listener_mode */
-	char *upstream; /* "http://host[:port][/]", "static", or NULL (check) */
+	char *upstream; /* "http[s]://host[:port][/]", "static", or NULL (check) */
+
+	/* TLS (config-tls.c): `tls` cert/key paths and the context built from
+	 * them (NULL: plain HTTP); `upstream_tls` and the context of an
+	 * https:// upstream (else NULL) */
+	struct sl_tls_server_conf tls;
+	struct sl_tls_ctx *tls_ctx;
+	struct sl_tls_client_conf up_tls;
+	struct sl_tls_ctx *up_tls_ctx;
 };
 
 struct sl_header_tpl {
@@ -156,6 +165,7 @@ struct sl_responses {
 	char *rejected_content_type;           /* the loader fills "application/json" */
 	struct sl_template *unauthorized_body; /* 401 body; NULL: default JSON */
 	struct sl_template *suspended_body;    /* 403 of a suspended account; NULL: default */
+	char *usage_path; /* gateway path answered with the caller's usage; NULL: off */
 };
 
 enum sl_store_kind {
@@ -185,6 +195,15 @@ struct sl_store_conf {
 	int64_t timeout;    /* ns, default 50 ms */
 	unsigned pool;      /* connections per worker */
 	bool local_cache;   /* over-limit cache */
+	uint8_t mode;       /* enum sl_redis_mode (store.mode, default exact) */
+	int64_t sync;       /* ns between local mode's syncs, default 50 ms */
+	uint32_t strict;    /* ppm, store.strict_below: local mode decides on
+	                     * Redis when fewer remain (default 10%) */
+};
+
+enum sl_redis_mode {
+	SL_REDIS_EXACT = 0, /* every decision on Redis */
+	SL_REDIS_LOCAL,     /* node-local decisions, synced (docs/store-redis.md) */
 };
 
 enum sl_log_format {
@@ -262,6 +281,7 @@ struct sl_account_src;
 
 struct sl_policy {
 	char *path;    /* config file it was loaded from */
+	uint64_t source_hash; /* XXH3-64 of the file's bytes as loaded (/metrics) */
 	unsigned refs; /* atomic */
 	struct sl_server_conf server;
 	struct sl_listener_conf *listeners;

@@ -47,6 +47,7 @@ void sl_policy_free(struct sl_policy *p)
 		free(p->listeners[i].name);
 		free(p->listeners[i].listen);
 		free(p->listeners[i].upstream);
+		cfg_tls_free(&p->listeners[i]);
 	}
 	free(p->listeners);
 	free(p->admin.listen);
@@ -84,5 +85,6 @@ void sl_policy_free(struct sl_policy *p)
 	sl_template_free(p->responses.suspended_body);
 	free(p->account_store.path);
 	free(p->account_store.key_prefix);
+	free(p->responses.usage_path);
 	free(p);
 }

@@ -194,6 +194,28 @@ struct sl_eval {
 int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
                   int64_t now);
 
+/* Descriptors a peek has, for sl_eval_peek_begin's `have` (a bit per enum
+ * sl_desc_kind): an account named by the operator (its plan, and global
+ * counters), and a caller as identified (its ip and key too). */
+#define SL_PEEK_ACCOUNT (1u << SL_DESC_ACCOUNT | 1u << SL_DESC_PLAN | 1u << SL_DESC_GLOBAL)
+#define SL_PEEK_CALLER  (SL_PEEK_ACCOUNT | 1u << SL_DESC_IP | 1u << SL_DESC_KEY)
+
+/* Like sl_eval_begin, for a peek (DESIGN.md section 7): ev->batch is an
+ * SL_OP_PEEK batch at cost 0 of every global limit whose key parts are
+ * all in `have` (route limits and limits keyed by path, method, host,
+ * header or query are left out: a peek is no request on a route). An
+ * unknown key is pending 401 with only the before-key limits; a missing
+ * key is no error. Nothing is consumed and no slot taken whatever the
+ * store answers. Returns 0 or the codes of sl_eval_begin. Thread: any. */
+int sl_eval_peek_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
+                       int64_t now, unsigned have);
+
+/* The peek answer {"account","plan","limits":[{"name","limit","remaining",
+ * "reset","window_seconds","unlimited"}]} of a finished peek (or decision)
+ * into buf (cap bytes). Returns the length, or -1 when it does not fit.
+ * Thread: the owner of ev. */
+long sl_render_usage(const struct sl_eval *ev, char *buf, size_t cap);
+
 /* After the batch completed: compute ev->decision from the batch status,
  * the pending 401 and the limits' statuses; returns ev->decision.status. A
  * store failure (status < 0) follows store.on_error. A concurrency limit

@@ -148,7 +148,13 @@ static long shown_field(const struct rctx *x, int i, unsigned field, char *buf, 
 		int64_t now = x->ev->decision.now,
 		        ra = c->res.reset_after > 0 ? c->res.reset_after : 0;
 
-		return put_u64(buf, cap, (uint64_t)ceil_sec(now + ra));
+		int64_t at;
+
+		/* a reset_after near INT64_MAX (a rate of 1 per century) must
+		 * not wrap the sum: the reset saturates at the end of time */
+		if (__builtin_add_overflow(now, ra, &at))
+			at = INT64_MAX;
+		return put_u64(buf, cap, (uint64_t)ceil_sec(at));
 	}
 	case SL_TPL_RESET_AFTER:
 		return put_u64(buf, cap, (uint64_t)ceil_sec(c->res.reset_after));
@@ -554,4 +560,9 @@ long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char 
 	}
 	*content_type = "application/json";
 	return default_body(&x, buf, cap);
+}
+
+int64_t sl_check_window_ns(const struct sl_check *c)
+{
+	return window_ns(c);
 }

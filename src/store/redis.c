@@ -1,12 +1,15 @@
-/* The Redis store: decisions evaluated by one Lua script (redis_scripts.c)
+/* The Redis store: decisions evaluated by one Lua library (redis_scripts.c)
  * on Redis or Redis Cluster, asynchronously on the submitting worker's
  * libuv loop. The store object is shared by all workers; each loop gets its
- * own worker (hiredis contexts, slot map, timer, over-limit cache), created
- * lazily on its first submit and touched only by that loop's thread, so the
- * request path takes no lock. Every request carries a deadline on one
- * per-worker timer: whatever Redis does (down, slow, restarted, failing
- * over), done() runs within conf->timeout. Design notes and the exactness
- * bounds of cluster mode: docs/store-redis.md. */
+ * own worker (connections from redis_pool.c, slot map, timer, over-limit
+ * cache), created lazily on its first submit and touched only by that
+ * loop's thread, so the request path takes no lock. The commands a loop
+ * pass queues go out together at its end, one call per node (cluster: per
+ * slot), so Redis runs its entry and the library's setup once for many
+ * decisions. Every request carries a deadline on one per-worker timer:
+ * whatever Redis does (down, slow, restarted, failing over), done() runs
+ * within conf->timeout. Design notes and the exactness bounds of cluster
+ * and local mode: docs/store-redis.md. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -24,139 +27,7 @@
 #include "store/redis_int.h"
 #include "store/store.h"
 
-#define MAX_SEEDS 8
-#define MAX_NODES 64      /* cluster nodes a worker keeps */
-#define MAX_POOL 8        /* connections per node per worker */
-#define MAX_CHECKS 64     /* checks per batch */
-#define MAX_TRIES 8       /* redirections and retries per command */
-#define NO_NODE SL_REDIS_NO_NODE
-#define BACKOFF_MIN 20    /* ms, first reconnect delay */
-#define BACKOFF_MAX 1000  /* ms, reconnect delay cap */
-#define RETRY_DELAY 5     /* ms before resending after TRYAGAIN and the like */
-#define UNSENT_DELAY 20   /* ms before resending a command no node received (cluster) */
-#define NO_CONN 1         /* cmd_issue: no usable connection, nothing was sent */
-#define DISCOVER_GAP 100  /* ms between two CLUSTER SLOTS rounds */
-#define CACHE_SLOTS 1024  /* over-limit cache entries per worker (power of 2) */
-#define KEY_PREFIX_LEN 39 /* "sl:{" 16 hex "}:" 16 hex ":" */
-#define NUM_LEN 24        /* bytes for one decimal argument */
-
-struct rs_worker;
-
-enum { C_DOWN = 0, C_CONNECTING, C_UP };
-
-struct rs_conn {
-	struct rs_worker *w;
-	struct rs_node *node;
-	redisAsyncContext *ac; /* NULL when down */
-	uint8_t state;
-	uint32_t inflight;  /* commands awaiting a reply */
-	uint64_t progress;  /* ms (loop time): last reply, connect start, or first send */
-	uint64_t retry_at;  /* ms: no reconnect before */
-	uint64_t backoff;   /* ms: last reconnect delay, 0 after a success */
-	uint32_t opens;     /* connection attempts so far */
-	uint32_t ups;       /* value of opens when a connect last succeeded */
-};
-
-struct rs_node {
-	struct sl_redis_addr addr;
-	struct rs_conn conns[MAX_POOL];
-	unsigned rr;
-};
-
-/* One script call. Holds a reference on its request while hiredis or the
- * retry list holds it. */
-struct rs_cmd {
-	struct rs_req *q;
-	struct rs_cmd *next; /* retry list */
-	uint64_t at;         /* ms: resend time (retry list) */
-	uint32_t run;
-	char op;             /* 'D', 'P', 'R' */
-	uint8_t tries;
-	uint8_t node;
-	struct rs_conn *conn; /* the connection it was queued on, and its */
-	uint32_t gen;         /* attempt number (opens) then */
-	bool asking;         /* send ASKING first (one ASK redirection) */
-	bool load;           /* send SCRIPT LOAD first (after NOSCRIPT) */
-};
-
-/* A run: consecutive checks evaluated by one script call (cluster: whose
- * stateful keys share one slot; single Redis: the whole batch). */
-struct rs_run {
-	uint32_t first, end; /* checks [first, end) */
-	uint32_t slot;
-	bool committed;
-	int64_t t_s, t_ns; /* server time of the commit */
-};
-
-enum { PH_DECIDE = 0, PH_PARALLEL };
-
-struct rs_req {
-	struct rs_worker *w;
-	struct sl_batch *b; /* borrowed until finish() */
-	struct rs_req *prev, *next; /* pending list, by deadline */
-	struct rs_req *wnext;       /* waiting for a slot map */
-	uint64_t deadline;          /* ms, loop time */
-	uint64_t sent;              /* ns, uv_hrtime at submit */
-	uint32_t refs;              /* commands and list memberships alive */
-	bool finished;
-	uint8_t phase;
-	uint32_t nruns, cur, outstanding;
-	int status, err;
-	size_t denied;
-	int64_t delay, time; /* ns */
-	struct rs_run *runs;
-	uint32_t *koff, *klen; /* per check: key in kbuf (stateful checks only) */
-	char *kbuf;
-};
-
-struct rs_cache_ent {
-	uint64_t h;        /* hash of (limit_id, key); 0: empty */
-	uint64_t cost;     /* units: requests at least this big are rejected */
-	uint64_t until;    /* ns, uv_hrtime */
-	uint64_t reset_at; /* ns, uv_hrtime */
-	struct sl_result res;
-};
-
-struct rs_store;
-
-struct rs_worker {
-	struct rs_store *s; /* NULL once detached */
-	uv_loop_t *loop;
-	uv_timer_t timer;
-	struct rs_worker *next; /* store's list */
-	bool closing, cluster, local_cache;
-	uint64_t timeout; /* ms */
-	unsigned pool;
-	char sha[41];
-	struct rs_node nodes[MAX_NODES];
-	unsigned nnodes, disc_rr;
-	bool have_map, discovering, disc_pending;
-	struct rs_conn *disc_conn; /* carrying the CLUSTER SLOTS in flight */
-	uint64_t last_discovery; /* ms */
-	uint8_t slots[SL_REDIS_SLOTS];
-	struct rs_req *pend_head, *pend_tail;
-	struct rs_req *wait_head, *wait_tail;
-	struct rs_cmd *retry_head, *retry_tail;
-	struct rs_cache_ent *cache; /* [CACHE_SLOTS] or NULL */
-	/* scratch for one command's argv */
-	const char *argv[6 + MAX_CHECKS * (SL_REDIS_ARG_FIELDS + 1)];
-	size_t argl[6 + MAX_CHECKS * (SL_REDIS_ARG_FIELDS + 1)];
-	char nums[(3 + MAX_CHECKS * SL_REDIS_ARG_FIELDS) * NUM_LEN];
-};
-
-struct rs_store {
-	struct sl_store base;
-	struct sl_redis_addr seeds[MAX_SEEDS];
-	unsigned nseeds;
-	bool cluster, local_cache;
-	uint64_t timeout; /* ms */
-	unsigned pool;
-	char sha[41];
-	uint64_t id;
-	pthread_mutex_t lock; /* workers list */
-	struct rs_worker *workers;
-	_Atomic uint64_t errors;
-};
+#include "store/redis_pool.h"
 
 static _Atomic uint64_t store_ids = 1;
 static _Thread_local struct {
@@ -171,7 +42,6 @@ static void req_start(struct rs_req *q);
 static void arm(struct rs_worker *w);
 static void discover(struct rs_worker *w);
 static void discover_soon(struct rs_worker *w);
-static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 static void on_timer(uv_timer_t *t);
 
 static bool stateful(uint8_t algo)
@@ -179,257 +49,10 @@ static bool stateful(uint8_t algo)
 	return algo >= SL_ALGO_RATE && algo <= SL_ALGO_CONCURRENCY;
 }
 
-static uint64_t now_ms(struct rs_worker *w)
-{
-	return uv_now(w->loop);
-}
-
 static void count_error(struct rs_worker *w)
 {
 	if (w->s)
 		atomic_fetch_add_explicit(&w->s->errors, 1, memory_order_relaxed);
-}
-
-/* ---- libuv glue for hiredis ----
- * Our own adapter rather than hiredis' libuv.h: that one drops poll errors
- * (a refused connect would never complete) and keeps the loop alive. Here a
- * poll error is handed to hiredis as readable, which makes it notice the
- * socket error and disconnect, and the poll handle is unreferenced: only
- * pending requests (their timer) keep a loop running. */
-struct rs_ev {
-	uv_poll_t poll;
-	redisAsyncContext *ac;
-	int events;
-};
-
-static void ev_on_poll(uv_poll_t *h, int status, int events)
-{
-	struct rs_ev *e = h->data;
-
-	if (status < 0) {
-		if (e->ac)
-			redisAsyncHandleRead(e->ac);
-		return;
-	}
-	if (e->ac && (events & UV_READABLE))
-		redisAsyncHandleRead(e->ac);
-	if (e->ac && (events & UV_WRITABLE))
-		redisAsyncHandleWrite(e->ac);
-}
-
-static void ev_update(struct rs_ev *e)
-{
-	if (e->events)
-		uv_poll_start(&e->poll, e->events, ev_on_poll);
-	else
-		uv_poll_stop(&e->poll);
-}
-
-static void ev_add_read(void *p)
-{
-	((struct rs_ev *)p)->events |= UV_READABLE;
-	ev_update(p);
-}
-
-static void ev_del_read(void *p)
-{
-	((struct rs_ev *)p)->events &= ~UV_READABLE;
-	ev_update(p);
-}
-
-static void ev_add_write(void *p)
-{
-	((struct rs_ev *)p)->events |= UV_WRITABLE;
-	ev_update(p);
-}
-
-static void ev_del_write(void *p)
-{
-	((struct rs_ev *)p)->events &= ~UV_WRITABLE;
-	ev_update(p);
-}
-
-static void ev_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-static void ev_cleanup(void *p)
-{
-	struct rs_ev *e = p;
-
-	e->ac = NULL;
-	uv_close((uv_handle_t *)&e->poll, ev_closed);
-}
-
-static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-	struct rs_ev *e = calloc(1, sizeof(*e));
-
-	if (!e)
-		return SL_ENOMEM;
-	if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
-		free(e);
-		return SL_EIO;
-	}
-	uv_unref((uv_handle_t *)&e->poll);
-	e->poll.data = e;
-	e->ac = ac;
-	ac->ev.data = e;
-	ac->ev.addRead = ev_add_read;
-	ac->ev.delRead = ev_del_read;
-	ac->ev.addWrite = ev_add_write;
-	ac->ev.delWrite = ev_del_write;
-	ac->ev.cleanup = ev_cleanup;
-	return 0;
-}
-
-/* ---- connections ---- */
-
-static void conn_down(struct rs_conn *c)
-{
-	struct rs_worker *w = c->w;
-
-	c->ac = NULL;
-	c->state = C_DOWN;
-	c->inflight = 0;
-	c->backoff = c->backoff ? c->backoff * 2 : BACKOFF_MIN;
-	if (c->backoff > BACKOFF_MAX)
-		c->backoff = BACKOFF_MAX;
-	c->retry_at = now_ms(w) + c->backoff;
-	if (w->cluster && !w->closing)
-		w->disc_pending = true;
-}
-
-/* Drop a connection now: its pending commands complete with NULL replies.
- * Not to be called from inside one of its own reply callbacks. */
-static void conn_drop(struct rs_conn *c)
-{
-	redisAsyncContext *ac = c->ac;
-
-	conn_down(c);
-	if (ac)
-		redisAsyncFree(ac);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-	struct rs_conn *c = ac->data;
-
-	if (!c || c->ac != ac)
-		return;
-	if (status != REDIS_OK) {
-		conn_down(c); /* hiredis frees the context after this returns */
-		return;
-	}
-	c->state = C_UP;
-	c->ups = c->opens;
-	c->backoff = 0;
-	c->progress = now_ms(c->w);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-	struct rs_conn *c = ac->data;
-
-	if (c && c->ac == ac)
-		conn_down(c);
-}
-
-static void on_load(redisAsyncContext *ac, void *r, void *priv)
-{
-	struct rs_conn *c = ac->data;
-
-	(void)r;
-	(void)priv;
-	if (c && c->ac == ac) {
-		if (c->inflight)
-			c->inflight--;
-		c->progress = now_ms(c->w);
-	}
-}
-
-/* Queue SCRIPT LOAD on c: pipelined ahead of the commands that follow it on
- * the same connection, so they never see NOSCRIPT from a fresh server. */
-static int conn_load(struct rs_conn *c)
-{
-	if (redisAsyncCommand(c->ac, on_load, NULL, "SCRIPT LOAD %b", sl_redis_script,
-			      strlen(sl_redis_script)) != REDIS_OK)
-		return SL_EIO;
-	if (c->inflight++ == 0)
-		c->progress = now_ms(c->w);
-	return 0;
-}
-
-static int conn_open(struct rs_conn *c)
-{
-	struct rs_worker *w = c->w;
-	redisAsyncContext *ac = redisAsyncConnect(c->node->addr.host, c->node->addr.port);
-
-	if (!ac || ac->err || ev_attach(ac, w->loop) < 0) {
-		if (ac)
-			redisAsyncFree(ac);
-		conn_down(c);
-		return SL_EIO;
-	}
-	ac->data = c;
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	c->ac = ac;
-	c->opens++;
-	c->state = C_CONNECTING;
-	c->inflight = 0;
-	c->progress = now_ms(w);
-	if (conn_load(c) < 0) {
-		conn_drop(c);
-		return SL_EIO;
-	}
-	return 0;
-}
-
-/* A usable connection to node n, opening one whose back-off has passed;
- * NULL when every connection is down and backing off. */
-static struct rs_conn *conn_get(struct rs_worker *w, struct rs_node *n)
-{
-	uint64_t now = now_ms(w);
-
-	if (w->closing)
-		return NULL;
-	for (unsigned k = 0; k < w->pool; k++) {
-		struct rs_conn *c = &n->conns[(n->rr + k) % w->pool];
-
-		if (c->state != C_DOWN) {
-			n->rr = (n->rr + k + 1) % w->pool;
-			return c;
-		}
-	}
-	for (unsigned k = 0; k < w->pool; k++) {
-		struct rs_conn *c = &n->conns[(n->rr + k) % w->pool];
-
-		if (now >= c->retry_at && conn_open(c) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-static unsigned node_find_add(struct rs_worker *w, const char *host, int port)
-{
-	struct rs_node *n;
-
-	for (unsigned i = 0; i < w->nnodes; i++)
-		if (w->nodes[i].addr.port == port && strcmp(w->nodes[i].addr.host, host) == 0)
-			return i;
-	if (w->nnodes == MAX_NODES || strlen(host) >= SL_REDIS_HOST_MAX)
-		return NO_NODE;
-	n = &w->nodes[w->nnodes];
-	memset(n, 0, sizeof(*n));
-	snprintf(n->addr.host, sizeof(n->addr.host), "%s", host);
-	n->addr.port = port;
-	for (unsigned k = 0; k < MAX_POOL; k++) {
-		n->conns[k].w = w;
-		n->conns[k].node = n;
-	}
-	return w->nnodes++;
 }
 
 /* ---- requests and commands ---- */
@@ -463,106 +86,184 @@ static void cmd_release(struct rs_cmd *cmd)
 	req_free_maybe(q);
 }
 
-static char *put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len)
-{
-	char *p = w->nums + *used;
-	int k = snprintf(p, NUM_LEN, "%lld", (long long)v);
+static void flush_arm(struct rs_worker *w);
 
-	*len = (size_t)k;
-	*used += (size_t)k + 1;
-	return p;
-}
-
-static char *put_unum(struct rs_worker *w, size_t *used, uint64_t v, size_t *len)
-{
-	char *p = w->nums + *used;
-	int k = snprintf(p, NUM_LEN, "%llu", (unsigned long long)v);
-
-	*len = (size_t)k;
-	*used += (size_t)k + 1;
-	return p;
-}
-
-/* Send cmd on a connection to its node. Returns 0, NO_CONN when the node
- * has no usable connection (nothing sent), or SL_EIO. Reads the batch's
- * checks: only before finish. */
+/* Queue cmd for its node's call of this loop pass (flush()). Returns 0,
+ * or SL_EIO for a command that names no node. */
 static int cmd_issue(struct rs_cmd *cmd)
 {
-	struct rs_req *q = cmd->q;
-	struct rs_worker *w = q->w;
-	struct rs_run *run = &q->runs[cmd->run];
-	struct sl_batch *b = q->b;
-	struct rs_conn *c;
-	size_t argc = 0, used = 0, nkeys = 0, karg;
-	int64_t rs = 0, rns = 0;
+	struct rs_worker *w = cmd->q->w;
+	struct rs_node *n;
 
 	if (cmd->node == NO_NODE || cmd->node >= w->nnodes)
 		return SL_EIO;
-	c = conn_get(w, &w->nodes[cmd->node]);
-	if (!c)
-		return NO_CONN;
-	w->argv[argc] = "EVALSHA";
-	w->argl[argc++] = 7;
-	w->argv[argc] = w->sha;
-	w->argl[argc++] = 40;
-	karg = argc++;
-	for (uint32_t i = run->first; i < run->end; i++) {
-		if (!stateful(b->checks[i].spec->algo))
-			continue;
-		w->argv[argc] = q->kbuf + q->koff[i];
-		w->argl[argc++] = q->klen[i];
-		nkeys++;
-	}
-	w->argv[karg] = put_unum(w, &used, nkeys, &w->argl[karg]);
-	w->argv[argc] = cmd->op == 'D' ? SL_REDIS_OP_DECIDE
-			: cmd->op == 'P' ? SL_REDIS_OP_PEEK
-					 : SL_REDIS_OP_REFUND;
-	w->argl[argc++] = 1;
-	if (cmd->op == 'R' && b->op == SL_OP_DECIDE) {
-		rs = run->t_s;
-		rns = run->t_ns;
-	}
-	w->argv[argc] = put_num(w, &used, rs, &w->argl[argc]);
-	argc++;
-	w->argv[argc] = put_num(w, &used, rns, &w->argl[argc]);
-	argc++;
-	for (uint32_t i = run->first; i < run->end; i++) {
-		const struct sl_check *ck = &b->checks[i];
-		const struct sl_limit_spec *sp = ck->spec;
-		uint64_t cost = cmd->op == 'P' ? 0 : ck->cost;
+	n = &w->nodes[cmd->node];
+	cmd->qnext = NULL;
+	if (n->qtail)
+		n->qtail->qnext = cmd;
+	else
+		n->qhead = cmd;
+	n->qtail = cmd;
+	flush_arm(w);
+	return 0;
+}
 
-		w->argv[argc] = put_unum(w, &used, sp->algo, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->n, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_num(w, &used, sp->period, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_num(w, &used, sp->interval, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->burst, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->queue, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, sp->calendar, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_num(w, &used, sp->tz_offset, &w->argl[argc]);
-		argc++;
-		w->argv[argc] = put_unum(w, &used, cost, &w->argl[argc]);
-		argc++;
+static void on_call(redisAsyncContext *ac, void *r, void *priv);
+static void cmd_fail(struct rs_cmd *cmd, int err);
+static void retry_unsent(struct rs_cmd *cmd);
+
+/* A queued command that found no connection to its node. */
+static void cmd_no_conn(struct rs_cmd *cmd)
+{
+	struct rs_worker *w = cmd->q->w;
+
+	if (w->cluster && !w->closing)
+		retry_unsent(cmd);
+	else
+		cmd_fail(cmd, SL_EIO);
+}
+
+/* Send one call of node n made of commands from *list (those of the first
+ * one's slot, within the call's bounds), leaving the others on *list.
+ * Commands of finished requests are dropped; a command needing ASKING goes
+ * alone. Any failure completes the call's commands through cmd_fail. */
+static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **list)
+{
+	struct rs_cmd *picked[CALL_CMDS], **pp = list, *cmd;
+	size_t np = 0, checks = 0, nk = 3, na, used = 0;
+	uint32_t slot = 0;
+	bool asking = false, load = false;
+	struct rs_conn *c = NULL;
+	struct rs_call *call;
+
+	while ((cmd = *pp) && np < CALL_CMDS) {
+		size_t m = sl_redis_cmd_checks(cmd);
+
+		if (cmd->q->finished) {
+			*pp = cmd->qnext;
+			cmd_release(cmd);
+			continue;
+		}
+		if (np == 0) {
+			slot = cmd->q->runs[cmd->run].slot;
+			asking = cmd->asking;
+		} else if ((w->cluster && cmd->q->runs[cmd->run].slot != slot) || asking ||
+		           cmd->asking || checks + m > CALL_CHECKS) {
+			pp = &cmd->qnext;
+			continue;
+		}
+		*pp = cmd->qnext;
+		picked[np++] = cmd;
+		checks += m;
+		load |= cmd->load;
+		if (asking)
+			break;
 	}
-	if (cmd->asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK)
-		return SL_EIO;
-	if (cmd->load && conn_load(c) < 0)
-		return SL_EIO;
-	cmd->asking = false;
-	cmd->load = false;
-	if (redisAsyncCommandArgv(c->ac, on_reply, cmd, (int)argc, w->argv, w->argl) != REDIS_OK)
-		return SL_EIO;
-	cmd->conn = c;
-	cmd->gen = c->opens;
+	if (np == 0)
+		return;
+	c = sl_redis_conn_get(w, n);
+	if (!c) {
+		for (size_t k = 0; k < np; k++)
+			cmd_no_conn(picked[k]);
+		return;
+	}
+	/* keys first (one per stateful check, the heartbeat's), then groups */
+	w->argv[0] = w->no_func ? "EVALSHA" : "FCALL";
+	w->argl[0] = strlen(w->argv[0]);
+	w->argv[1] = w->no_func ? w->sc.sha : w->sc.func;
+	w->argl[1] = strlen(w->argv[1]);
+	for (size_t k = 0; k < np; k++) {
+		struct rs_req *q = picked[k]->q;
+		struct rs_run *run = &q->runs[picked[k]->run];
+
+		if (sl_redis_cmd_hb(picked[k])) {
+			w->argv[nk] = HB_KEY;
+			w->argl[nk++] = strlen(HB_KEY);
+		}
+		for (uint32_t i = run->first; i < run->end; i++) {
+			if (!stateful(q->b->checks[i].spec->algo))
+				continue;
+			w->argv[nk] = q->kbuf + q->koff[i];
+			w->argl[nk++] = q->klen[i];
+		}
+	}
+	w->argv[2] = sl_redis_put_num(w, &used, (int64_t)(nk - 3), &w->argl[2]);
+	na = nk;
+	for (size_t k = 0; k < np; k++)
+		sl_redis_cmd_args(picked[k], &na, &used);
+	call = malloc(sizeof(*call) + np * sizeof(call->cmds[0]));
+	if (!call || (asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
+	    (load && sl_redis_conn_load(c) < 0) ||
+	    redisAsyncCommandArgv(c->ac, on_call, call, (int)na, w->argv, w->argl) != REDIS_OK) {
+		free(call);
+		for (size_t k = 0; k < np; k++)
+			cmd_fail(picked[k], SL_EIO);
+		return;
+	}
+	call->n = (uint32_t)np;
+	for (size_t k = 0; k < np; k++) {
+		picked[k]->asking = false;
+		picked[k]->load = false;
+		picked[k]->conn = c;
+		picked[k]->gen = c->opens;
+		call->cmds[k] = picked[k];
+	}
 	if (c->inflight++ == 0)
 		c->progress = now_ms(w);
-	return 0;
+}
+
+/* Send every queued command: per node, as few calls as the bounds and
+ * (cluster) the slots allow. Callbacks that queue more commands meanwhile
+ * leave them for the next pass. */
+static void flush(struct rs_worker *w)
+{
+	for (unsigned i = 0; i < w->nnodes; i++) {
+		struct rs_node *n = &w->nodes[i];
+		struct rs_cmd *list = n->qhead;
+
+		if (!list)
+			continue;
+		n->qhead = n->qtail = NULL;
+		while (list)
+			call_send(w, n, &list);
+	}
+}
+
+static bool queued(const struct rs_worker *w)
+{
+	for (unsigned i = 0; i < w->nnodes; i++)
+		if (w->nodes[i].qhead)
+			return true;
+	return false;
+}
+
+static void on_flush(struct rs_worker *w)
+{
+	flush(w);
+	if (!queued(w) && w->flush_armed) {
+		uv_check_stop(&w->fcheck);
+		uv_prepare_stop(&w->fprep);
+		w->flush_armed = false;
+	}
+}
+
+static void on_fcheck(uv_check_t *h)
+{
+	on_flush(h->data);
+}
+
+static void on_fprep(uv_prepare_t *h)
+{
+	on_flush(h->data);
+}
+
+static void flush_arm(struct rs_worker *w)
+{
+	if (w->flush_armed || w->closing)
+		return;
+	uv_check_start(&w->fcheck, on_fcheck);
+	uv_prepare_start(&w->fprep, on_fprep);
+	w->flush_armed = true;
 }
 
 static void retry_later(struct rs_cmd *cmd, uint64_t delay);
@@ -711,10 +412,10 @@ static void req_fail(struct rs_req *q, int err)
 		return;
 	if (err == SL_EIO)
 		discover_soon(q->w);
-	if (q->b->op == SL_OP_DECIDE && q->phase == PH_DECIDE) {
-		for (uint32_t j = 0; j < q->cur && j < q->nruns; j++)
+	if (q->b->op == SL_OP_DECIDE && q->phase == PH_DECIDE && !q->ext) {
+		for (uint32_t j = 0; j < q->nruns; j++)
 			if (q->runs[j].committed)
-				(void)run_send(q, j, 'R');
+				(void)run_send(q, j, SL_REDIS_OP_REFUND);
 	}
 	finish(q, err);
 }
@@ -747,7 +448,7 @@ static void cmd_fail(struct rs_cmd *cmd, int err)
 		req_free_maybe(q);
 		return;
 	}
-	if (q->b->op != SL_OP_DECIDE)
+	if (q->b->op != SL_OP_DECIDE || q->ext) /* a local-mode sync must see its failure */
 		q->err = err;
 	else
 		count_error(w); /* the decision stands; one report is stale */
@@ -811,14 +512,17 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 		cmd_fail(cmd, SL_EIO);
 		return;
 	}
-	if (is_err(r, "NOSCRIPT")) {
+	if (is_err(r, "ERR unknown command")) /* no FCALL: Redis before 7 */
+		w->no_func = true;
+	if (is_err(r, "NOSCRIPT") || is_err(r, "ERR Function not found") ||
+	    is_err(r, "ERR unknown command")) {
 		cmd->load = true;
 		resend(cmd);
 		return;
 	}
 	kind = sl_redis_parse_redirect(r->str, r->len, &slot, host, sizeof(host), &port);
 	if (kind && w->cluster) {
-		node = node_find_add(w, host, port);
+		node = sl_redis_node_find_add(w, host, port);
 		if (node == NO_NODE) {
 			cmd_fail(cmd, SL_EIO);
 			return;
@@ -844,99 +548,130 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 	cmd_fail(cmd, SL_EIO);
 }
 
-static void on_result(struct rs_cmd *cmd, const redisReply *r)
+/* Every run of a decision has answered (runs go out together): all
+ * committed, or the first rejecting run in check order decides, the
+ * committed ones are refunded and done() runs once the refunds answered. */
+static void decide_done(struct rs_req *q)
+{
+	struct sl_batch *b = q->b;
+	uint32_t k;
+
+	for (k = 0; k < q->nruns && !q->runs[k].rejected; k++)
+		;
+	if (k == q->nruns) {
+		finish(q, q->delay > 0 ? SL_DELAY : SL_OK);
+		return;
+	}
+	q->status = SL_DENY;
+	q->denied = q->runs[k].first + q->runs[k].denied;
+	q->delay = 0;
+	if (b->checks[q->denied].res.outcome == SL_REJECTED)
+		cache_record(q, q->denied);
+	q->phase = PH_PARALLEL;
+	q->outstanding = 1; /* held while sending */
+	for (uint32_t j = 0; j < q->nruns; j++) {
+		if (!q->runs[j].committed)
+			continue;
+		if (run_send(q, j, SL_REDIS_OP_REFUND) == 0)
+			q->outstanding++;
+		else
+			count_error(q->w);
+	}
+	if (--q->outstanding == 0)
+		finish(q, SL_DENY);
+}
+
+/* The n reply elements at v of cmd's groups, at server time (ts, tns). */
+static void on_result(struct rs_cmd *cmd, redisReply *const *v, size_t n, int64_t ts, int64_t tns)
 {
 	struct rs_req *q = cmd->q;
 	struct sl_batch *b = q->b;
 	struct rs_run *run = &q->runs[cmd->run];
+	struct sl_redis_ext *x = q->ext;
 	struct sl_redis_result res;
 
-	if (sl_redis_script_result(r, b->checks + run->first, run->end - run->first, &res) < 0) {
+	if (sl_redis_cmd_hb(cmd)) {
+		x->hb_count = v[0]->integer;
+		v++;
+		n--;
+	}
+	if (sl_redis_group_result(v, n, cmd->op, b->checks + run->first, run->end - run->first,
+	                          &res, x && x->raw ? x->raw + run->first : NULL) < 0) {
 		cmd_fail(cmd, SL_EPROTO);
 		return;
 	}
-	if (cmd->op == 'D' && res.delay > q->delay)
-		q->delay = res.delay;
-	q->time = res.time;
+	q->time = ts * SL_NS_PER_SEC + tns;
 	if (q->phase == PH_PARALLEL) {
 		cmd_release(cmd);
 		if (--q->outstanding == 0)
 			finish(q, q->err ? q->err : q->status);
 		return;
 	}
-	if (res.status == 2) { /* this run rejects: undo earlier runs, report later ones */
-		size_t denied = run->first + res.denied;
-		uint32_t k = cmd->run;
-
-		q->status = SL_DENY;
-		q->denied = denied;
-		q->delay = 0;
-		if (b->checks[denied].res.outcome == SL_REJECTED)
-			cache_record(q, denied);
-		q->phase = PH_PARALLEL;
-		q->outstanding = 1; /* held while sending */
-		cmd_release(cmd);
-		for (uint32_t j = 0; j < q->nruns; j++) {
-			if (j == k || (j < k && !q->runs[j].committed))
-				continue;
-			if (run_send(q, j, j < k ? 'R' : 'P') == 0)
-				q->outstanding++;
-			else
-				count_error(q->w);
-		}
-		if (--q->outstanding == 0)
-			finish(q, SL_DENY);
-		return;
+	if (res.status == 2) {
+		run->rejected = true;
+		run->denied = (uint32_t)res.denied;
+	} else {
+		run->committed = true;
+		run->t_s = ts;
+		run->t_ns = tns;
+		if (res.delay > q->delay)
+			q->delay = res.delay;
 	}
-	run->committed = true;
-	run->t_s = res.t_s;
-	run->t_ns = res.t_ns;
 	cmd_release(cmd);
-	if (++q->cur < q->nruns) {
-		int rc = run_send(q, q->cur, 'D');
-
-		if (rc < 0)
-			req_fail(q, rc);
-		return;
-	}
-	finish(q, q->delay > 0 ? SL_DELAY : SL_OK);
+	if (--q->outstanding == 0)
+		decide_done(q);
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+/* One call's reply: each of its commands takes its groups' elements in
+ * order; an error or a lost connection applies to every one of them. */
+static void on_call(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct rs_cmd *cmd = priv;
+	struct rs_call *call = priv;
 	struct rs_conn *c = ac->data;
 	const redisReply *r = reply;
+	size_t off = SL_REDIS_HDR_FIELDS;
+	int64_t ts = 0, tns = 0;
+	bool ok;
 
 	if (c && c->ac == ac) {
 		if (c->inflight)
 			c->inflight--;
 		c->progress = now_ms(c->w);
 	}
-	if (cmd->q->finished) {
-		cmd_release(cmd);
-		return;
-	}
-	if (!r) {
-		struct rs_conn *qc = cmd->conn;
+	ok = r && r->type == REDIS_REPLY_ARRAY && sl_redis_reply_time(r, &ts, &tns) == 0;
+	for (uint32_t k = 0; k < call->n; k++) {
+		struct rs_cmd *cmd = call->cmds[k];
+		size_t need;
 
-		if (qc && cmd->q->w->cluster && !cmd->q->w->closing && qc->ups < cmd->gen) {
-			cmd->conn = NULL; /* its connect failed: it was never sent */
-			retry_unsent(cmd);
-			return;
+		if (cmd->q->finished) {
+			cmd_release(cmd);
+			continue;
 		}
-		cmd_fail(cmd, SL_EIO);
-		return;
+		if (!r) {
+			struct rs_conn *qc = cmd->conn;
+
+			if (qc && cmd->q->w->cluster && !cmd->q->w->closing && qc->ups < cmd->gen) {
+				cmd->conn = NULL; /* its connect failed: it was never sent */
+				retry_unsent(cmd);
+				continue;
+			}
+			cmd_fail(cmd, SL_EIO);
+			continue;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			on_error_reply(cmd, r);
+			continue;
+		}
+		need = sl_redis_cmd_fields(cmd);
+		if (!ok || off + need > r->elements) {
+			ok = false;
+			cmd_fail(cmd, SL_EPROTO);
+			continue;
+		}
+		on_result(cmd, r->element + off, need, ts, tns);
+		off += need;
 	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		on_error_reply(cmd, r);
-		return;
-	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		cmd_fail(cmd, SL_EPROTO);
-		return;
-	}
-	on_result(cmd, r);
+	free(call);
 }
 
 /* ---- cluster slot map ---- */
@@ -971,7 +706,7 @@ static void resume_waiters(struct rs_worker *w)
 
 static unsigned slot_node(void *arg, const char *host, int port)
 {
-	return node_find_add(arg, host, port);
+	return sl_redis_node_find_add(arg, host, port);
 }
 
 static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
@@ -1025,7 +760,7 @@ static void discover(struct rs_worker *w)
 	w->disc_pending = false;
 	for (unsigned k = 0; k < w->nnodes; k++) {
 		struct rs_node *n = &w->nodes[w->disc_rr++ % w->nnodes];
-		struct rs_conn *c = conn_get(w, n);
+		struct rs_conn *c = sl_redis_conn_get(w, n);
 
 		if (!c)
 			continue;
@@ -1085,7 +820,7 @@ static void on_timer(uv_timer_t *t)
 
 			if (c->state != C_DOWN && (c->inflight > 0 || c->state == C_CONNECTING) &&
 			    now - c->progress >= w->timeout)
-				conn_drop(c);
+				sl_redis_conn_drop(c);
 		}
 	}
 	if (w->discovering && now - w->last_discovery >= w->timeout) {
@@ -1095,7 +830,7 @@ static void on_timer(uv_timer_t *t)
 		w->disc_conn = NULL;
 		w->disc_pending = true;
 		if (c && c->ac)
-			conn_drop(c);
+			sl_redis_conn_drop(c);
 	}
 	due = NULL;
 	while (w->retry_head && w->retry_head->at <= now) {
@@ -1158,14 +893,15 @@ static struct rs_req *req_new(struct rs_worker *w, struct sl_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		if (stateful(b->checks[i].spec->algo))
 			keybytes += KEY_PREFIX_LEN + b->checks[i].key_len;
-	size = sizeof(*q) + b->n * sizeof(struct rs_run) + b->n * 2 * sizeof(uint32_t) + keybytes;
+	size = sizeof(*q) + (b->n + 1) * sizeof(struct rs_run) + b->n * 2 * sizeof(uint32_t) +
+	       keybytes;
 	q = calloc(1, size);
 	if (!q)
 		return NULL;
 	q->w = w;
 	q->b = b;
 	q->runs = (struct rs_run *)(q + 1);
-	q->koff = (uint32_t *)(q->runs + b->n);
+	q->koff = (uint32_t *)(q->runs + b->n + 1);
 	q->klen = q->koff + b->n;
 	q->kbuf = (char *)(q->klen + b->n);
 	q->status = SL_OK;
@@ -1177,11 +913,11 @@ static struct rs_req *req_new(struct rs_worker *w, struct sl_batch *b)
 
 		if (!stateful(ck->spec->algo))
 			continue;
-		/* The hash tag is a hash of the key bytes, so every limit of
-		 * one descriptor value lands in one slot (one script call). */
+		/* One key per descriptor value holds the states of all its
+		 * limits (by limit id); the hash tag is a hash of the bytes,
+		 * so they share a cluster slot and a decision one key. */
 		tag = XXH3_64bits(ck->key, ck->key_len);
-		snprintf(p, KEY_PREFIX_LEN + 1, "sl:{%016llx}:%016llx:", (unsigned long long)tag,
-			 (unsigned long long)ck->limit_id);
+		snprintf(p, KEY_PREFIX_LEN + 1, "sl2:{%016llx}:", (unsigned long long)tag);
 		memcpy(p + KEY_PREFIX_LEN, ck->key, ck->key_len);
 		q->koff[i] = (uint32_t)(p - q->kbuf);
 		q->klen[i] = KEY_PREFIX_LEN + ck->key_len;
@@ -1221,18 +957,31 @@ static void req_start(struct rs_req *q)
 		arm(w);
 		return;
 	}
-	if (q->b->op == SL_OP_DECIDE) {
+	if (q->b->op == SL_OP_DECIDE && (!q->ext || q->ext->op != SL_REDIS_OP_ADD)) {
+		/* every run at once (cluster: one call per slot, in parallel) */
 		q->phase = PH_DECIDE;
-		q->cur = 0;
-		rc = run_send(q, 0, 'D');
-		if (rc < 0)
-			req_fail(q, rc);
+		q->outstanding = 1; /* held while sending */
+		for (uint32_t j = 0; j < q->nruns; j++) {
+			rc = run_send(q, j, q->dop);
+			if (rc < 0) {
+				q->outstanding--;
+				req_fail(q, rc);
+				return;
+			}
+			q->outstanding++;
+		}
+		if (--q->outstanding == 0)
+			decide_done(q);
 		return;
 	}
 	q->phase = PH_PARALLEL;
 	q->outstanding = 1;
 	for (uint32_t j = 0; j < q->nruns; j++) {
-		rc = run_send(q, j, q->b->op == SL_OP_RELEASE ? 'R' : 'P');
+		char op = q->ext                      ? SL_REDIS_OP_ADD
+		          : q->b->op == SL_OP_RELEASE ? SL_REDIS_OP_REFUND
+		                                      : SL_REDIS_OP_PEEK;
+
+		rc = run_send(q, j, op);
 		if (rc < 0)
 			q->err = rc;
 		else
@@ -1248,7 +997,14 @@ static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
 
 	if (!w)
 		return NULL;
-	if (s->local_cache && !(w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache)))) {
+	w->argv = malloc(CALL_ARGS * sizeof(*w->argv));
+	w->argl = malloc(CALL_ARGS * sizeof(*w->argl));
+	w->nums = malloc(CALL_NUMS);
+	if (!w->argv || !w->argl || !w->nums ||
+	    (s->local_cache && !(w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache))))) {
+		free(w->argv);
+		free(w->argl);
+		free(w->nums);
 		free(w);
 		return NULL;
 	}
@@ -1258,12 +1014,19 @@ static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
 	w->local_cache = s->local_cache;
 	w->timeout = s->timeout;
 	w->pool = s->pool;
-	memcpy(w->sha, s->sha, sizeof(w->sha));
+	w->sc = s->sc;
 	memset(w->slots, NO_NODE, sizeof(w->slots));
 	for (unsigned i = 0; i < s->nseeds; i++)
-		node_find_add(w, s->seeds[i].host, s->seeds[i].port);
+		sl_redis_node_find_add(w, s->seeds[i].host, s->seeds[i].port);
 	uv_timer_init(loop, &w->timer);
 	w->timer.data = w;
+	uv_check_init(loop, &w->fcheck);
+	w->fcheck.data = w;
+	uv_unref((uv_handle_t *)&w->fcheck);
+	uv_prepare_init(loop, &w->fprep);
+	w->fprep.data = w;
+	uv_unref((uv_handle_t *)&w->fprep);
+	w->open_handles = 3;
 	return w;
 }
 
@@ -1294,7 +1057,12 @@ static void worker_freed(uv_handle_t *h)
 {
 	struct rs_worker *w = h->data;
 
+	if (--w->open_handles > 0)
+		return;
 	free(w->cache);
+	free(w->argv);
+	free(w->argl);
+	free(w->nums);
 	free(w);
 }
 
@@ -1315,18 +1083,33 @@ static void worker_close(struct rs_worker *w)
 	}
 	w->retry_tail = NULL;
 	resume_waiters(w); /* all finished by now: only releases them */
+	for (unsigned i = 0; i < w->nnodes; i++) {
+		struct rs_cmd *cmd = w->nodes[i].qhead;
+
+		w->nodes[i].qhead = w->nodes[i].qtail = NULL;
+		while (cmd) {
+			struct rs_cmd *next = cmd->qnext;
+
+			cmd_release(cmd);
+			cmd = next;
+		}
+	}
 	for (unsigned i = 0; i < w->nnodes; i++)
 		for (unsigned k = 0; k < MAX_POOL; k++)
 			if (w->nodes[i].conns[k].ac)
-				conn_drop(&w->nodes[i].conns[k]);
+				sl_redis_conn_drop(&w->nodes[i].conns[k]);
 	w->s = NULL;
 	uv_timer_stop(&w->timer);
+	uv_check_stop(&w->fcheck);
+	uv_prepare_stop(&w->fprep);
+	w->flush_armed = false;
 	uv_close((uv_handle_t *)&w->timer, worker_freed);
+	uv_close((uv_handle_t *)&w->fcheck, worker_freed);
+	uv_close((uv_handle_t *)&w->fprep, worker_freed);
 }
 
-static int rs_submit(struct sl_store *base, struct sl_batch *b)
+static int submit(struct rs_store *s, struct sl_batch *b, struct sl_redis_ext *x)
 {
-	struct rs_store *s = (struct rs_store *)base;
 	struct rs_worker *w;
 	struct rs_req *q;
 	size_t nstate = 0;
@@ -1338,7 +1121,7 @@ static int rs_submit(struct sl_store *base, struct sl_batch *b)
 			return SL_EINVAL;
 		nstate += stateful(b->checks[i].spec->algo);
 	}
-	if (nstate == 0) {
+	if (nstate == 0 && !x) {
 		decide_locally(b);
 		return 0;
 	}
@@ -1347,13 +1130,15 @@ static int rs_submit(struct sl_store *base, struct sl_batch *b)
 		return SL_ENOMEM;
 	if (w->closing)
 		return SL_EIO;
-	if (b->op == SL_OP_DECIDE && w->cache && cache_answer(w, b, uv_hrtime())) {
+	if (b->op == SL_OP_DECIDE && !x && w->cache && cache_answer(w, b, uv_hrtime())) {
 		b->done(b);
 		return 0;
 	}
 	q = req_new(w, b);
 	if (!q)
 		return SL_ENOMEM;
+	q->ext = x;
+	q->dop = x && x->op == SL_REDIS_OP_STRICT ? SL_REDIS_OP_STRICT : SL_REDIS_OP_DECIDE;
 	q->sent = uv_hrtime();
 	uv_update_time(w->loop);
 	q->deadline = now_ms(w) + w->timeout;
@@ -1366,6 +1151,20 @@ static int rs_submit(struct sl_store *base, struct sl_batch *b)
 	arm(w);
 	req_start(q);
 	return 0;
+}
+
+static int rs_submit(struct sl_store *base, struct sl_batch *b)
+{
+	return submit((struct rs_store *)base, b, NULL);
+}
+
+int sl_redis_submit_ext(struct sl_store *base, struct sl_batch *b, struct sl_redis_ext *x)
+{
+	if (!x || (x->op != SL_REDIS_OP_STRICT && x->op != SL_REDIS_OP_ADD) || !x->raw)
+		return SL_EINVAL;
+	if (x->op == SL_REDIS_OP_STRICT && b && b->op != SL_OP_DECIDE)
+		return SL_EINVAL;
+	return submit((struct rs_store *)base, b, x);
 }
 
 static void rs_stats(struct sl_store *base, struct sl_store_stats *out)
@@ -1393,10 +1192,10 @@ static void rs_destroy(struct sl_store *base)
 }
 
 static const struct sl_store_ops rs_ops = {
-	.name = "redis",
-	.submit = rs_submit,
-	.stats = rs_stats,
-	.destroy = rs_destroy,
+        .name = "redis",
+        .submit = rs_submit,
+        .stats = rs_stats,
+        .destroy = rs_destroy,
 };
 
 int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *conf)
@@ -1410,7 +1209,7 @@ int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *con
 	if (!s)
 		return SL_ENOMEM;
 	n = sl_redis_parse_url(conf->url ? conf->url : "redis://127.0.0.1:6379", s->seeds,
-			       MAX_SEEDS);
+	                       MAX_SEEDS);
 	if (n < 0) {
 		free(s);
 		return SL_ECONFIG;
@@ -1421,9 +1220,19 @@ int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *con
 	s->local_cache = conf->local_cache;
 	s->timeout = conf->timeout > 0 ? (uint64_t)((conf->timeout + 999999) / 1000000) : 50;
 	s->pool = conf->pool == 0 ? 1 : conf->pool > MAX_POOL ? MAX_POOL : conf->pool;
-	sl_redis_script_sha1(s->sha);
+	if (sl_redis_scripts(&s->sc) < 0) {
+		free(s);
+		return SL_ENOMEM;
+	}
 	s->id = atomic_fetch_add(&store_ids, 1);
 	pthread_mutex_init(&s->lock, NULL);
+	if (conf->mode == SL_REDIS_LOCAL) {
+		if (conf->cluster || sl_redis_local_create(out, &s->base, conf) < 0) {
+			rs_destroy(&s->base);
+			return conf->cluster ? SL_ECONFIG : SL_ENOMEM;
+		}
+		return 0;
+	}
 	*out = &s->base;
 	return 0;
 }
@@ -1433,6 +1242,10 @@ void sl_redis_store_detach(struct sl_store *base, void *loop)
 	struct rs_store *s = (struct rs_store *)base;
 	struct rs_worker *w, **pp;
 
+	if (sl_redis_is_local(base)) {
+		sl_redis_local_detach(base, loop);
+		return;
+	}
 	pthread_mutex_lock(&s->lock);
 	for (pp = &s->workers; (w = *pp); pp = &w->next)
 		if (w->loop == loop) {

@@ -1,8 +1,11 @@
-/* Private interface between the Redis store's files: redis.c (connections,
- * requests, timeouts), redis_cluster.c (slot hashing, CLUSTER SLOTS and
- * redirection parsing) and redis_scripts.c (the Lua decision script). Not
- * part of the store interface; nothing outside src/store/redis*.c includes
- * it. */
+/* Private interface between the Redis store's files: redis.c (requests,
+ * batching, timeouts, cluster runs), redis_pool.c (connections, the libuv
+ * adapter), redis_proto.c (call arguments), redis_cluster.c (slot hashing,
+ * CLUSTER SLOTS and redirection parsing), redis_scripts.c (the Lua library
+ * and its reply) and redis_local.c (mode: local); redis_pool.h holds the
+ * worker types of the first three. Not part of the store interface;
+ * nothing outside src/store/redis*.c includes it (but the unit tests and
+ * the reply fuzzer). */
 #ifndef SLUICE_STORE_REDIS_INT_H
 #define SLUICE_STORE_REDIS_INT_H
 
@@ -37,46 +40,104 @@ struct sl_redis_addr {
 };
 int sl_redis_parse_url(const char *url, struct sl_redis_addr *out, unsigned max);
 
-/* The decision script (see redis_scripts.c for its calling convention) and
- * its SHA1 in lower-case hex, NUL-terminated. */
-extern const char sl_redis_script[];
-void sl_redis_script_sha1(char out[41]);
+/* The decision library (redis_scripts.c, calling convention there) as a
+ * Function library and as an EVAL script, the script's SHA1 (lower-case
+ * hex) and the library's function name. Built once; 0 or SL_ENOMEM. The
+ * strings live as long as the process. */
+struct sl_redis_scripts {
+	const char *eval_src, *func_src, *sha, *func;
+};
+int sl_redis_scripts(struct sl_redis_scripts *out);
 
-/* Script operations, ARGV[1]. */
-#define SL_REDIS_OP_DECIDE "D" /* all-or-nothing take */
-#define SL_REDIS_OP_PEEK   "P" /* report, consume nothing */
-#define SL_REDIS_OP_REFUND "R" /* give back, then report */
+/* Group operations: the first argument of each group. */
+#define SL_REDIS_OP_DECIDE 'D' /* all-or-nothing take */
+#define SL_REDIS_OP_STRICT 'S' /* decide, then the raw states (local mode) */
+#define SL_REDIS_OP_PEEK   'P' /* report, consume nothing */
+#define SL_REDIS_OP_REFUND 'R' /* give back, then report */
+#define SL_REDIS_OP_ADD    'A' /* take without a limit check, raw states (local mode) */
+#define SL_REDIS_OP_HB     'H' /* node heartbeat: live node count (local mode) */
 
-/* Reply layout: 4 header integers then SL_REDIS_ITEM_FIELDS per check. */
-#define SL_REDIS_HDR_FIELDS  4 /* status, denied (-1: none), time s, time ns */
+/* Reply layout: 2 header integers (server time s, ns), then per group
+ * SL_REDIS_ITEM_FIELDS per check (D, P, R), those and SL_REDIS_RAW_FIELDS
+ * (S), SL_REDIS_RAW_FIELDS (A) or one (H). */
+#define SL_REDIS_HDR_FIELDS  2
 #define SL_REDIS_ITEM_FIELDS 6 /* outcome, remaining, reset_after, retry_after, delay, window */
-#define SL_REDIS_ARG_FIELDS  9 /* algo n period interval burst queue calendar tz cost */
+#define SL_REDIS_RAW_FIELDS  3 /* rel (expires - server time, ns; 0 fresh), v1, v2 */
 
 struct redisReply;
 struct sl_check;
 
-/* What one decision-script reply says about the call as a whole. */
+/* What one group of a reply says about its checks as a whole. */
 struct sl_redis_result {
 	int64_t status;    /* 0 ok, 1 delay, 2 deny */
-	size_t denied;     /* status 2: index (within the call's checks) of the
+	size_t denied;     /* status 2: index (within the group's checks) of the
 	                    * first rejecting check */
 	int64_t t_s, t_ns; /* server time of the evaluation (s, ns) */
 	int64_t time;      /* the same in ns */
 	int64_t delay;     /* ns: the largest delay of any check */
 };
 
+/* A key's state after an S or A group, as the library holds it. */
+struct sl_redis_raw {
+	int64_t rel; /* ns: expires minus the call's server time; 0: fresh */
+	uint64_t v1, v2;
+};
+
 /* Set ck->res.limit (and remaining, for unlimited) from ck->spec. */
 void sl_redis_fill_limits(struct sl_check *ck);
 
-/* Interpret reply r of one script call over checks[0, m) (in argument
- * order): fills every check's res (limit from its spec) and *out. Returns
- * 0, or SL_EPROTO when r is not the reply the script sends (wrong shape or
- * type, a status other than 0-2, a deny naming no check of the call, a
- * time whose nanoseconds overflow int64, an outcome other than 0-2 or a
- * negative count or duration), in which case the checks' results are
- * unspecified. Borrows r and checks. Thread: any. */
+/* The server time heading reply r: 0, or SL_EPROTO when r is not an array
+ * of integers whose first two are a time whose nanoseconds fit int64. */
+int sl_redis_reply_time(const struct redisReply *r, int64_t *t_s, int64_t *t_ns);
+
+/* Reply elements a group of op over m checks takes. */
+size_t sl_redis_group_fields(char op, size_t m);
+
+/* Interpret the group of op over checks[0, m) at v (avail elements left):
+ * fills every check's res (not for A) and out's status, denied and delay
+ * (not its time), and raw[0, m) for S and A. Returns the elements used, or
+ * SL_EPROTO when they are not what the library sends (too few, not
+ * integers, negative, an outcome other than 0-2). Borrows everything.
+ * Thread: any. */
+int sl_redis_group_result(struct redisReply *const *v, size_t avail, char op,
+                          struct sl_check *checks, size_t m, struct sl_redis_result *out,
+                          struct sl_redis_raw *raw);
+
+/* A whole reply of one D group over checks[0, m): the header and the group,
+ * out's time included. 0 or SL_EPROTO (also for a reply of another size). */
 int sl_redis_script_result(const struct redisReply *r, struct sl_check *checks, size_t m,
                            struct sl_redis_result *out);
+
+/* Local mode's requests on the exact store (redis.c): op S decides b
+ * (b->op SL_OP_DECIDE) and also reports the states after it, op A takes
+ * every check's cost without a limit check (b->op ignored) and reports the
+ * states; with hb_id it first registers that worker id as live for hb_ttl
+ * and reports the live count. raw[b->n] and x are the caller's until
+ * done(b). Returns as submit; b->time is the server time of the call. */
+struct sl_redis_ext {
+	char op;                  /* SL_REDIS_OP_STRICT or SL_REDIS_OP_ADD */
+	struct sl_redis_raw *raw; /* [b->n]: out */
+	const char *hb_id;        /* A only: heartbeat of this id, or NULL */
+	uint64_t hb_ttl;          /* ms a heartbeat counts */
+	int64_t hb_count;         /* out: workers alive within hb_ttl */
+};
+struct sl_store;
+struct sl_batch;
+int sl_redis_submit_ext(struct sl_store *s, struct sl_batch *b, struct sl_redis_ext *x);
+
+/* Local mode (redis_local.c) over the exact store `exact` (taken: the
+ * local store destroys it), with conf's sync and strict_below. 0 or
+ * SL_ENOMEM. detach is sl_redis_store_detach's for a local store. */
+struct sl_store_conf;
+int sl_redis_local_create(struct sl_store **out, struct sl_store *exact,
+                          const struct sl_store_conf *conf);
+void sl_redis_local_detach(struct sl_store *s, void *loop);
+#include <stdbool.h>
+bool sl_redis_is_local(const struct sl_store *s);
+/* Decisions made locally, sent to Redis as strict ones, and forwarded to
+ * the exact store (concurrency, releases, peeks), since creation. */
+void sl_redis_local_counts(const struct sl_store *s, uint64_t *local, uint64_t *strict,
+                           uint64_t *forwarded);
 
 /* The slot map a CLUSTER SLOTS reply r describes: map[slot] is the index
  * node(arg, host, port) gives the slot's master (SL_REDIS_NO_NODE where r

@@ -510,6 +510,14 @@ def test_decide_by_account_name_uses_the_live_store(d):
     r = admin(d, "POST", "/v1/decide", {"account": "bot", "path": "/x"})
     dec = r.json()
     assert dec["status"] == 200 and limit_of(dec, "hourly")["limit"] == 100
+    # the usage peek knows live accounts too, with their overrides
+    admin(d, "PATCH", "/v1/accounts/bot", {"overrides": {"hourly": "300/hour"}})
+    u = admin(d, "GET", "/v1/accounts/bot/usage")
+    assert u.status_code == 200, u.text
+    assert limit_of(u.json(), "hourly")["limit"] == 300
+    assert admin(d, "GET", "/v1/accounts/nobody/usage").status_code == 404
+    r = admin(d, "POST", "/v1/decide", {"account": "nobody", "path": "/x"})
+    assert r.status_code == 404
 
 
 def test_example_accounts_yaml_onboarding_as_in_the_readme(sluice, example):

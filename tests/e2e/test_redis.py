@@ -248,22 +248,36 @@ def redis_keys_ending(client, value):
     """Keys of the store whose descriptor bytes end with `value` (each
     descriptor part is stored as kind, 2-byte length, bytes)."""
     tail = struct.pack(">H", len(value)) + value.encode()
-    return [k for k in client.scan_iter(match="sl:*", count=1000) if k.endswith(tail)]
+    return [k for k in client.scan_iter(match="sl2:*", count=1000) if k.endswith(tail)]
 
 
-def key_limit_id(key):
-    """The limit id (hex) of a store key "sl:{<tag>}:<limit id>:<bytes>"."""
-    return key[22:38].decode()
+def key_entries(client, key):
+    """{limit id hex: (expires ns, v1, v2)} of a store key
+    "sl2:{<tag>}:<bytes>": one entry per limit on that descriptor value,
+    "<limit id> <expires> <v1> <v2>" joined by ';'."""
+    out = {}
+    for e in (client.get(key) or b"").decode().split(";"):
+        if e:
+            lid, exp, v1, v2 = e.split()
+            out[lid] = (int(exp), int(v1), int(v2))
+    return out
+
+
+def key_limit_id(key, client):
+    """The limit id of the one limit whose state a store key holds."""
+    (lid,) = key_entries(client, key).keys()
+    return lid
 
 
 def quota_used(client, value, limit_id):
     """Units used of the quota state of (limit_id, descriptor value) in
-    this Redis ("<window end ns> <used>"), 0 when there is none. Read
-    straight from Redis: a /v1/decide of cost 0 would cost 1 (0 means the
-    default cost), and a local cache could answer it."""
+    this Redis, 0 when there is none. Read straight from Redis: a
+    /v1/decide of cost 0 would cost 1 (0 means the default cost), and a
+    local cache could answer it."""
     for k in redis_keys_ending(client, value):
-        if key_limit_id(k) == limit_id:
-            return int(client.get(k).split()[1])
+        ent = key_entries(client, k)
+        if limit_id in ent:
+            return ent[limit_id][1]
     return 0
 
 
@@ -275,7 +289,7 @@ def learn_limit_id(client, node, headers):
     assert ans["allowed"], ans
     keys = redis_keys_ending(client, value)
     assert len(keys) == 1, keys
-    return key_limit_id(keys[0])
+    return key_limit_id(keys[0], client)
 
 
 # ---- configs ----
@@ -339,7 +353,8 @@ def test_nodes_sharing_one_redis_admit_exactly_the_limit(sluice, redis_servers):
     hourly = learn_limit_id(r.client(), nodes[0], {"X-Client": "learn-hourly"})
     assert quota_used(r.client(), "tenant-1", hourly) == 200
     assert metric(nodes[0], "sluice_store_errors_total") == 0
-    assert len(redis_keys_ending(r.client(), "tenant-1")) == 2
+    assert sum(len(key_entries(r.client(), k)) for k in redis_keys_ending(r.client(), "tenant-1")) \
+        == 2
 
 
 MULTI = node_config("""
@@ -535,4 +550,4 @@ def test_local_cache_answers_rejections_without_redis(sluice, redis_servers):
     assert get("hot")[0].status_code == 429
     # Redis holds exactly the 3 admitted units of "hot"
     (key,) = redis_keys_ending(r.client(), "hot")
-    assert quota_used(r.client(), "hot", key_limit_id(key)) == 3
+    assert quota_used(r.client(), "hot", key_limit_id(key, r.client())) == 3

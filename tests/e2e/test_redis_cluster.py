@@ -138,8 +138,9 @@ class Cluster:
         header, a value unique to this call)."""
         (value,) = headers.values()
         assert decide(node, {"headers": headers})["allowed"]
-        (key,) = [k for m in self.masters() for k in redis_keys_ending(m.client(), value)]
-        return key_limit_id(key)
+        ((m, key),) = [(m, k) for m in self.masters()
+                       for k in redis_keys_ending(m.client(), value)]
+        return key_limit_id(key, m.client())
 
     def stop(self):
         for n in self.nodes:

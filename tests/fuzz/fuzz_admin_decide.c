@@ -7,7 +7,8 @@
  *   1. POST /v1/decide with the input as the body;
  *   2. POST /v1/release with the input as the body;
  *   3. if step 1 issued a lease, POST /v1/release {"lease":"<id>"}, which
- *      must answer 200.
+ *      must answer 200;
+ *   4. GET /v1/accounts/<input>/usage twice: the same answer (peek_twice).
  * Every answer must have a known status, a length within the body buffer
  * and a body that parses as JSON; anything else aborts (a finding).
  *
@@ -183,8 +184,8 @@ static bool status_known(int s)
 	       s == 503;
 }
 
-/* One POST; returns the response status after checking the answer. */
-static int post(const char *path, const uint8_t *body, size_t len)
+/* One request; returns the response status after checking the answer. */
+static int request(const char *method, const char *path, const uint8_t *body, size_t len)
 {
 	struct sl_admin_resp *r = &fz.call.resp;
 	struct sl_admin_req req;
@@ -192,7 +193,7 @@ static int post(const char *path, const uint8_t *body, size_t len)
 	int rc;
 
 	memset(&req, 0, sizeof(req));
-	req.method = (struct sl_str){"POST", 4};
+	req.method = (struct sl_str){method, strlen(method)};
 	req.path = (struct sl_str){path, strlen(path)};
 	req.body = (struct sl_str){(const char *)body, len};
 	req.policy = fz.p;
@@ -214,6 +215,40 @@ static int post(const char *path, const uint8_t *body, size_t len)
 	if (verbose)
 		fprintf(stderr, "%s -> %d %.*s\n", path, r->status, (int)r->len, r->body);
 	return r->status;
+}
+
+static int post(const char *path, const uint8_t *body, size_t len)
+{
+	return request("POST", path, body, len);
+}
+
+/* 4. GET /v1/accounts/<input>/usage (the input as the raw path segment,
+ * when it is one): 200, 400 or 404 with JSON, and a second peek at the
+ * same time answers byte for byte the same, because a peek consumes
+ * nothing. */
+static void peek_twice(const uint8_t *data, size_t size)
+{
+	static char first[SL_ADMIN_BODY_MAX];
+	struct sl_admin_resp *r = &fz.call.resp;
+	char path[400];
+	size_t flen;
+	int a, b;
+
+	if (size == 0 || size > 300 || memchr(data, '/', size) || memchr(data, '\0', size))
+		return;
+	snprintf(path, sizeof(path), "/v1/accounts/%.*s/usage", (int)size, (const char *)data);
+	a = request("GET", path, NULL, 0);
+	if (a != 200 && a != 400 && a != 404) {
+		fprintf(stderr, "fuzz_admin_decide: %s answered %d\n", path, a);
+		abort();
+	}
+	flen = r->len;
+	memcpy(first, r->body, flen);
+	b = request("GET", path, NULL, 0);
+	if (b != a || r->len != flen || memcmp(first, r->body, flen) != 0) {
+		fprintf(stderr, "fuzz_admin_decide: %s: a second peek differs\n", path);
+		abort();
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -263,5 +298,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		}
 	}
+	peek_twice(data, size);
 	return 0;
 }

@@ -16,7 +16,7 @@
  * an allocation failure would be.
  *
  * Input: byte 0 picks how many of the policy's checks the script call
- * covers (the reply must have 4 + 6 per check integers); byte 1 the size of
+ * covers (the reply must have 2 + 6 per check integers); byte 1 the size of
  * the pieces the rest is fed to the reader in (1..32 bytes). Corpus:
  * tests/fuzz/corpus/redis_reply/. */
 #include <stdint.h>

@@ -296,6 +296,28 @@ static void store_on_full_modes(void **state)
 	}
 }
 
+static void store_local_mode(void **state)
+{
+	(void)state;
+	struct sl_policy *p;
+	int rc = load_text("store: { type: redis, url: \"redis://127.0.0.1:6379\", mode: local, "
+	                   "sync: 20ms, strict_below: 2.5% }\n",
+	                   &p);
+	if (rc)
+		dump_diag();
+	assert_int_equal(rc, 0);
+	assert_int_equal(p->store.mode, SL_REDIS_LOCAL);
+	assert_int_equal(p->store.sync, 20 * 1000000LL);
+	assert_int_equal(p->store.strict, 25000);
+	sl_policy_unref(p);
+	rc = load_text("store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n", &p);
+	assert_int_equal(rc, 0);
+	assert_int_equal(p->store.mode, SL_REDIS_EXACT);
+	assert_int_equal(p->store.sync, 50 * 1000000LL);
+	assert_int_equal(p->store.strict, 100000);
+	sl_policy_unref(p);
+}
+
 static void defaults_of_a_minimal_config(void **state)
 {
 	(void)state;
@@ -506,6 +528,7 @@ int main(void)
 	        cmocka_unit_test(defaults_of_a_minimal_config),
 	        cmocka_unit_test(snapshot_interval_and_path_relative_to_the_config),
 	        cmocka_unit_test(store_on_full_modes),
+	        cmocka_unit_test(store_local_mode),
 	        cmocka_unit_test(limit_ids_are_name_algorithm_and_key),
 	        cmocka_unit_test(every_example_loads),
 	        cmocka_unit_test(seed_examples_compile_as_documented),

@@ -526,10 +526,133 @@ static void unreleased_concurrency_denial_retries_at_the_lease_lapse(void **stat
 	assert_int_equal(EV.checks[0].res.retry_after, 5);
 }
 
+/* ---- peeks (sl_eval_peek_begin, sl_render_usage) ---- */
+
+static void peek(struct freq *q, unsigned have)
+{
+	assert_int_equal(sl_eval_peek_begin(&EV, &F.p, &q->r, T0, have), 0);
+	assert_int_equal(EV.batch.op, SL_OP_PEEK);
+	assert_int_equal(EV.batch.n, EV.nchecks);
+	for (size_t i = 0; i < EV.nchecks; i++)
+		assert_int_equal(EV.checks[i].cost, 0);
+}
+
+static void account_peek_has_only_account_plan_and_global_limits(void **state)
+{
+	struct freq q;
+
+	fx_init(&F);
+	/* a route limit keyed by account (batch) is not shown: no request */
+	freq_init(&q, "GET", "/", NULL);
+	q.r.account = S("acme");
+	peek(&q, SL_PEEK_ACCOUNT);
+	names_are("tier");
+	assert_ptr_equal(EV.account, &F.accounts[0]);
+	assert_ptr_equal(EV.plan, &F.plans[PLAN_RESELLER]);
+	assert_null(EV.route);
+	assert_int_equal(EV.pending_status, 0);
+	/* fred's plan (free) is not in the tier map: nothing applies */
+	q.r.account = S("fred");
+	peek(&q, SL_PEEK_ACCOUNT);
+	assert_int_equal(EV.nchecks, 0);
+	/* an unknown account: no account found (the endpoint answers 404) */
+	q.r.account = S("nobody");
+	peek(&q, SL_PEEK_ACCOUNT);
+	assert_null(EV.account);
+}
+
+static void caller_peek_adds_ip_and_key_and_never_a_route(void **state)
+{
+	struct freq q;
+
+	fx_init(&F);
+	freq_init(&q, "POST", "/v1/messages/batch", NULL);
+	freq_peer(&q, "203.0.113.7");
+	freq_header(&q, "X-Api-Key", "sk_acme");
+	peek(&q, SL_PEEK_CALLER);
+	names_are("ip,key,tier");
+	assert_null(EV.route);
+	/* the same request decided normally has the route limit and cost 1 */
+	begin(&q);
+	names_are("ip,key,tier,batch");
+	assert_int_equal(EV.checks[0].cost, 1);
+}
+
+static void caller_peek_without_key_is_no_401_and_unknown_key_is(void **state)
+{
+	struct freq q;
+
+	fx_init(&F); /* key_required: a decision would be 401 */
+	freq_init(&q, "GET", "/x", NULL);
+	freq_peer(&q, "203.0.113.7");
+	peek(&q, SL_PEEK_CALLER);
+	names_are("ip");
+	assert_int_equal(EV.pending_status, 0);
+	allow_all();
+	assert_int_equal(sl_eval_finish(&EV), 200);
+
+	freq_header(&q, "X-Api-Key", "sk_nope");
+	peek(&q, SL_PEEK_CALLER);
+	names_are("ip");
+	assert_int_equal(EV.pending_status, 401);
+	allow_all();
+	assert_int_equal(sl_eval_finish(&EV), 401);
+	assert_true(EV.decision.unauthorized_unknown);
+}
+
+static void usage_renders_every_field_and_unlimited(void **state)
+{
+	struct freq q;
+	char buf[1024];
+	long n;
+
+	fx_init(&F);
+	freq_init(&q, "GET", "/x", NULL);
+	freq_peer(&q, "203.0.113.7");
+	freq_header(&q, "X-Api-Key", "sk_acme");
+	peek(&q, SL_PEEK_CALLER);
+	allow_all();
+	EV.checks[0].res.remaining = 300;
+	EV.checks[0].res.reset_after = 0; /* fresh */
+	EV.checks[1].res.remaining = 42;
+	EV.checks[1].res.reset_after = SL_NS_PER_SEC / 2; /* rounds up */
+	EV.checks[2].res.limit = SL_UNLIMITED;
+	EV.checks[2].res.remaining = SL_UNLIMITED;
+	assert_int_equal(sl_eval_finish(&EV), 200);
+	n = sl_render_usage(&EV, buf, sizeof(buf));
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_string_equal(buf,
+	                    "{\"account\":\"acme\",\"plan\":\"reseller\",\"limits\":["
+	                    "{\"name\":\"ip\",\"limit\":300,\"remaining\":300,\"reset\":1700000000,"
+	                    "\"window_seconds\":60,\"unlimited\":false},"
+	                    "{\"name\":\"key\",\"limit\":100,\"remaining\":42,\"reset\":1700000001,"
+	                    "\"window_seconds\":60,\"unlimited\":false},"
+	                    "{\"name\":\"tier\",\"limit\":null,\"remaining\":null,\"reset\":null,"
+	                    "\"window_seconds\":null,\"unlimited\":true}]}");
+	/* a buffer too small is -1, never a cut JSON */
+	assert_int_equal(sl_render_usage(&EV, buf, 40), -1);
+	/* no account, no plan: nulls */
+	freq_init(&q, "GET", "/x", NULL);
+	freq_peer(&q, "203.0.113.7");
+	peek(&q, SL_PEEK_CALLER);
+	allow_all();
+	sl_eval_finish(&EV);
+	n = sl_render_usage(&EV, buf, sizeof(buf));
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(
+	        strstr(buf, "{\"account\":null,\"plan\":null,\"limits\":[{\"name\":\"ip\""));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(valid_key_gets_every_limit_in_order),
+	        cmocka_unit_test(account_peek_has_only_account_plan_and_global_limits),
+	        cmocka_unit_test(caller_peek_adds_ip_and_key_and_never_a_route),
+	        cmocka_unit_test(caller_peek_without_key_is_no_401_and_unknown_key_is),
+	        cmocka_unit_test(usage_renders_every_field_and_unlimited),
 	        cmocka_unit_test(plan_missing_from_map_skips_the_limit),
 	        cmocka_unit_test(missing_key_is_401_and_before_key_limits_still_apply),
 	        cmocka_unit_test(unknown_key_is_401_unknown),

@@ -279,6 +279,19 @@ static void ietf_preset_retry_after_and_concurrency_unit(void **state)
 	assert_non_null(strstr(headers(), "\"ip\";q=5;qu=\"concurrent-requests\", "));
 }
 
+/* A reset_after near INT64_MAX (a rate of 1 per century, a queue that
+ * far) must not wrap now + reset_after: {reset} saturates (found by
+ * fuzz_config; UBSan flagged the signed overflow). */
+static void reset_saturates_instead_of_wrapping(void **state)
+{
+	fx_init(&F);
+	header("X-Reset", "{reset}");
+	decide_200();
+	fx_result(&EV, "key", 100, 1, INT64_MAX, SL_NS_PER_MIN);
+	sl_eval_finish(&EV);
+	assert_string_equal(headers(), "X-Reset: 9223372037\n");
+}
+
 static void window_and_time_variables(void **state)
 {
 	static const struct {
@@ -548,6 +561,7 @@ int main(void)
 	        T(header_values_never_carry_crlf),
 	        T(ietf_preset_fields),
 	        T(ietf_preset_retry_after_and_concurrency_unit),
+	        T(reset_saturates_instead_of_wrapping),
 	        T(window_and_time_variables),
 	        T(quota_reset_is_on_the_window_boundary),
 	        T(message_variable_renders_the_limit_message),

@@ -58,7 +58,7 @@ static int teardown(void **state)
 }
 
 static void check_init(struct sl_check *c, const struct sl_limit_spec *sp, uint64_t id,
-		       const char *key, uint64_t cost)
+                       const char *key, uint64_t cost)
 {
 	memset(c, 0, sizeof(*c));
 	c->spec = sp;
@@ -71,7 +71,7 @@ static void check_init(struct sl_check *c, const struct sl_limit_spec *sp, uint6
 
 /* ---- differential test against the core ---- */
 
-#define NSPECS 14
+#define NSPECS  14
 #define NMIRROR 256
 
 struct mirror {
@@ -113,22 +113,22 @@ static void build_specs(struct sl_limit_spec *sp)
 	sl_spec_deny(&sp[13]);
 }
 
-static void assert_res_equal(const struct sl_result *got, const struct sl_result *want,
-			     size_t i)
+static void assert_res_equal(const struct sl_result *got, const struct sl_result *want, size_t i)
 {
 	if (got->outcome != want->outcome || got->limit != want->limit ||
 	    got->remaining != want->remaining || got->reset_after != want->reset_after ||
 	    got->retry_after != want->retry_after || got->delay != want->delay ||
 	    got->window != want->window) {
-		print_error("check %zu: redis {o %u l %llu r %llu reset %lld retry %lld d %lld w %lld}"
-			    " core {o %u l %llu r %llu reset %lld retry %lld d %lld w %lld}\n",
-			    i, got->outcome, (unsigned long long)got->limit,
-			    (unsigned long long)got->remaining, (long long)got->reset_after,
-			    (long long)got->retry_after, (long long)got->delay,
-			    (long long)got->window, want->outcome, (unsigned long long)want->limit,
-			    (unsigned long long)want->remaining, (long long)want->reset_after,
-			    (long long)want->retry_after, (long long)want->delay,
-			    (long long)want->window);
+		print_error(
+		        "check %zu: redis {o %u l %llu r %llu reset %lld retry %lld d %lld w %lld}"
+		        " core {o %u l %llu r %llu reset %lld retry %lld d %lld w %lld}\n",
+		        i, got->outcome, (unsigned long long)got->limit,
+		        (unsigned long long)got->remaining, (long long)got->reset_after,
+		        (long long)got->retry_after, (long long)got->delay, (long long)got->window,
+		        want->outcome, (unsigned long long)want->limit,
+		        (unsigned long long)want->remaining, (long long)want->reset_after,
+		        (long long)want->retry_after, (long long)want->delay,
+		        (long long)want->window);
 		fail();
 	}
 }
@@ -160,10 +160,16 @@ static void decisions_match_core_algorithms(void **state)
 		op = r < 7 ? SL_OP_DECIDE : r < 9 ? SL_OP_RELEASE : SL_OP_PEEK;
 		for (size_t i = 0; i < n; i++) {
 			unsigned k = (unsigned)rand_r(&seed) % (NSPECS * 8);
-			unsigned si = k < NSPECS * 7 ? k % (NSPECS - 1) : NSPECS - 1; /* deny: rare */
-			uint64_t cost = (unsigned)rand_r(&seed) % 8 == 0 ? 0 : 1 + (unsigned)rand_r(&seed) % 3 / 2;
+			unsigned si =
+			        k < NSPECS * 7 ? k % (NSPECS - 1) : NSPECS - 1; /* deny: rare */
+			uint64_t cost = (unsigned)rand_r(&seed) % 8 == 0
+			                        ? 0
+			                        : 1 + (unsigned)rand_r(&seed) % 3 / 2;
 
-			check_init(&ck[i], &sp[si], 1000 + si, keys[rand_r(&seed) % 3], cost);
+			/* the three rate specs share one counter (one limit whose
+			 * numbers change): its backlog is rescaled to each T */
+			check_init(&ck[i], &sp[si], si <= 2 ? 1000 : 1000 + si,
+			           keys[rand_r(&seed) % 3], cost);
 		}
 		rc = tr_run(s, &loop, ck, n, op, &b, NULL);
 		assert_true(rc >= 0);
@@ -188,10 +194,11 @@ static void decisions_match_core_algorithms(void **state)
 			assert_int_equal(rc, SL_OK);
 			if (op == SL_OP_RELEASE)
 				for (size_t i = 0; i < n; i++)
-					sl_algo_refund(ck[i].spec, items[i].state, b.time, ck[i].cost);
+					sl_algo_refund(ck[i].spec, items[i].state, b.time,
+					               ck[i].cost);
 			for (size_t i = 0; i < n; i++)
 				sl_algo_eval(ck[i].spec, items[i].state, b.time, 0, &unused,
-					     &items[i].res);
+				             &items[i].res);
 		}
 		for (size_t i = 0; i < n; i++)
 			assert_res_equal(&ck[i].res, &items[i].res, i);
@@ -199,7 +206,7 @@ static void decisions_match_core_algorithms(void **state)
 			tr_sleep_ms((int)(rand_r(&seed) % 25));
 	}
 	print_message("decide %u (ok %u delay %u deny %u) release %u peek %u\n", counts[0],
-		      outcomes[0], outcomes[1], outcomes[2], counts[1], counts[2]);
+	              outcomes[0], outcomes[1], outcomes[2], counts[1], counts[2]);
 	assert_true(outcomes[0] > 50 && outcomes[1] > 5 && outcomes[2] > 50);
 	free_store(s, &loop);
 	uv_loop_close(&loop);
@@ -254,7 +261,8 @@ static void script_flush_is_reloaded(void **state)
 	check_init(&ck, &q, 3001, "flush", 1);
 	for (int round = 0; round < 3; round++) {
 		assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
-		r = tr_cmd(port, "SCRIPT FLUSH");
+		/* the library is gone as after a restart without persistence */
+		r = tr_cmd(port, round == 1 ? "SCRIPT FLUSH" : "FUNCTION FLUSH");
 		assert_non_null(r);
 		freeReplyObject(r);
 		assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
@@ -262,6 +270,53 @@ static void script_flush_is_reloaded(void **state)
 	}
 	free_store(s, &loop);
 	uv_loop_close(&loop);
+}
+
+/* A server without FUNCTION/FCALL (Redis before 7, here renamed away):
+ * the store falls back to SCRIPT LOAD + EVALSHA on its own, NOSCRIPT
+ * included, and decides the same. */
+static void server_without_functions_gets_evalsha(void **state)
+{
+	static const char *const extra[] = {
+	        "--rename-command", "FUNCTION", "", "--rename-command", "FCALL", "", NULL};
+	struct sl_store_conf conf;
+	struct sl_limit_spec q;
+	struct sl_check ck;
+	struct sl_store *s;
+	uv_loop_t loop;
+	char url[64];
+	int p2 = tr_free_port();
+	pid_t pid2 = tr_start_redis(p2, NULL, extra);
+	redisReply *r;
+
+	(void)state;
+	assert_true(pid2 > 0);
+	uv_loop_init(&loop);
+	memset(&conf, 0, sizeof(conf));
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", p2);
+	conf.type = SL_STORE_REDIS;
+	conf.url = url;
+	conf.timeout = SL_NS_PER_SEC;
+	conf.pool = 1;
+	assert_int_equal(sl_redis_store_create(&s, &conf), 0);
+	assert_int_equal(sl_spec_quota(&q, 10, SL_CAL_DAY, 0), 0);
+	for (int i = 0; i < 12; i++) {
+		check_init(&ck, &q, 3002, "old", 1);
+		assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL),
+		                 i < 10 ? SL_OK : SL_DENY);
+		if (i == 4) {
+			r = tr_cmd(p2, "SCRIPT FLUSH");
+			assert_non_null(r);
+			freeReplyObject(r);
+		}
+	}
+	r = tr_cmd(p2, "INFO commandstats");
+	assert_non_null(r);
+	assert_non_null(strstr(r->str, "cmdstat_evalsha:"));
+	freeReplyObject(r);
+	free_store(s, &loop);
+	uv_loop_close(&loop);
+	tr_stop_redis(pid2);
 }
 
 /* ---- faults ---- */
@@ -430,13 +485,14 @@ static void two_worker_threads_admit_exactly_the_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(decisions_match_core_algorithms),
-		cmocka_unit_test(rejected_decision_consumes_nothing),
-		cmocka_unit_test(script_flush_is_reloaded),
-		cmocka_unit_test(local_cache_answers_known_rejections),
-		cmocka_unit_test(two_worker_threads_admit_exactly_the_limit),
-		cmocka_unit_test(paused_server_times_out_then_recovers),
-		cmocka_unit_test(killed_server_errors_within_timeout_then_recovers),
+	        cmocka_unit_test(decisions_match_core_algorithms),
+	        cmocka_unit_test(rejected_decision_consumes_nothing),
+	        cmocka_unit_test(script_flush_is_reloaded),
+	        cmocka_unit_test(server_without_functions_gets_evalsha),
+	        cmocka_unit_test(local_cache_answers_known_rejections),
+	        cmocka_unit_test(two_worker_threads_admit_exactly_the_limit),
+	        cmocka_unit_test(paused_server_times_out_then_recovers),
+	        cmocka_unit_test(killed_server_errors_within_timeout_then_recovers),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -36,7 +36,7 @@ static int replica_synced(int port)
 {
 	redisReply *r = tr_cmd(port, "INFO replication");
 	int ok = r && r->type == REDIS_REPLY_STRING &&
-		 (strstr(r->str, "role:master") || strstr(r->str, "master_link_status:up"));
+	         (strstr(r->str, "role:master") || strstr(r->str, "master_link_status:up"));
 
 	if (r)
 		freeReplyObject(r);
@@ -54,9 +54,15 @@ static int setup(void **state)
 		return -1;
 	for (int i = 0; i < NNODES; i++) {
 		char conf[32];
-		const char *extra[] = {"--cluster-enabled", "yes", "--cluster-config-file", conf,
-				       "--cluster-node-timeout", "1000",
-				       "--cluster-replica-validity-factor", "0", NULL};
+		const char *extra[] = {"--cluster-enabled",
+		                       "yes",
+		                       "--cluster-config-file",
+		                       conf,
+		                       "--cluster-node-timeout",
+		                       "1000",
+		                       "--cluster-replica-validity-factor",
+		                       "0",
+		                       NULL};
 
 		ports[i] = tr_free_cluster_port();
 		snprintf(conf, sizeof(conf), "nodes-%d.conf", ports[i]);
@@ -70,7 +76,7 @@ static int setup(void **state)
 	for (int i = 0; i < NNODES; i++)
 		len += snprintf(cmd + len, sizeof(cmd) - (size_t)len, " 127.0.0.1:%d", ports[i]);
 	snprintf(cmd + len, sizeof(cmd) - (size_t)len,
-		 " --cluster-replicas 1 --cluster-yes >/dev/null 2>&1");
+	         " --cluster-replicas 1 --cluster-yes >/dev/null 2>&1");
 	if (system(cmd) != 0) {
 		print_error("%s: failed\n", cmd);
 		return -1;
@@ -124,7 +130,7 @@ static void free_store(struct sl_store *s, uv_loop_t *loop)
 }
 
 static void check_init(struct sl_check *c, const struct sl_limit_spec *sp, uint64_t id,
-		       const char *key, uint64_t cost)
+                       const char *key, uint64_t cost)
 {
 	memset(c, 0, sizeof(*c));
 	c->spec = sp;
@@ -140,8 +146,8 @@ static unsigned slot_of(uint64_t id, const char *key)
 {
 	char buf[128];
 	int n = snprintf(buf, sizeof(buf), "sl:{%016llx}:%016llx:%s",
-			 (unsigned long long)XXH3_64bits(key, strlen(key)), (unsigned long long)id,
-			 key);
+	                 (unsigned long long)XXH3_64bits(key, strlen(key)), (unsigned long long)id,
+	                 key);
 
 	return sl_redis_key_slot(buf, (size_t)n);
 }
@@ -340,9 +346,17 @@ static void master_failover_errors_within_timeout_then_recovers(void **state)
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
 	assert_int_equal(ck.res.remaining, 995);
-	tr_sleep_ms(300); /* replication of the last write */
 	owner = owner_of(slot_of(10001, "fo"), id);
 	assert_true(owner >= 0);
+	{ /* the replica has the last write before its master dies (a sleep
+	   * was not always enough on a loaded machine) */
+		redisReply *w = tr_cmd(ports[owner], "WAIT 1 5000");
+
+		assert_non_null(w);
+		assert_int_equal(w->type, REDIS_REPLY_INTEGER);
+		assert_int_equal(w->integer, 1);
+		freeReplyObject(w);
+	}
 	tr_stop_redis(pids[owner]);
 	pids[owner] = -1;
 	t0 = tr_now_ms();
@@ -357,7 +371,7 @@ static void master_failover_errors_within_timeout_then_recovers(void **state)
 		}
 	}
 	print_message("failover: %d failed decisions, %lld ms, last %d\n", failed,
-		      (long long)(tr_now_ms() - t0), rc);
+	              (long long)(tr_now_ms() - t0), rc);
 	if (!ok) {
 		for (int i = 0; i < NNODES; i++) {
 			redisReply *r = pids[i] > 0 ? tr_cmd(ports[i], "CLUSTER NODES") : NULL;
@@ -379,9 +393,9 @@ static void master_failover_errors_within_timeout_then_recovers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(decision_across_shards_refunds_earlier_commits),
-		cmocka_unit_test(ask_during_migration_and_moved_after),
-		cmocka_unit_test(master_failover_errors_within_timeout_then_recovers),
+	        cmocka_unit_test(decision_across_shards_refunds_earlier_commits),
+	        cmocka_unit_test(ask_during_migration_and_moved_after),
+	        cmocka_unit_test(master_failover_errors_within_timeout_then_recovers),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

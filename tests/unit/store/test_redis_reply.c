@@ -30,17 +30,16 @@ static redisReply *parse(const char *resp)
 	return r;
 }
 
-/* A script reply of 4 header integers and two checks of 6. */
-static redisReply *script(long long status, long long denied, long long ts, long long tns,
-                          long long outcome1)
+/* A reply of the 2 header integers and one D group of two checks of 6. */
+static redisReply *script(long long ts, long long tns, long long outcome0, long long outcome1)
 {
 	char buf[512];
 
 	snprintf(buf, sizeof(buf),
-	         "*16\r\n:%lld\r\n:%lld\r\n:%lld\r\n:%lld\r\n"
-	         ":0\r\n:4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
+	         "*14\r\n:%lld\r\n:%lld\r\n"
+	         ":%lld\r\n:4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
 	         ":%lld\r\n:0\r\n:30000000000\r\n:1000000000\r\n:0\r\n:0\r\n",
-	         status, denied, ts, tns, outcome1);
+	         ts, tns, outcome0, outcome1);
 	return parse(buf);
 }
 
@@ -61,7 +60,7 @@ static int setup(void **state)
 static void script_result_reads_a_denial(void **state)
 {
 	struct sl_redis_result res;
-	redisReply *r = script(2, 1, 1700000000, 5, SL_REJECTED);
+	redisReply *r = script(1700000000, 5, SL_ALLOWED, SL_REJECTED);
 
 	(void)state;
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), 0);
@@ -76,24 +75,26 @@ static void script_result_reads_a_denial(void **state)
 	freeReplyObject(r);
 }
 
-/* on_result indexed the batch with it: checks[first + denied]. */
-static void script_result_refuses_a_denial_outside_the_call(void **state)
+/* The denied index comes from the outcomes: the first rejected check, so
+ * it can never name a check outside the call. */
+static void script_result_denies_at_the_first_rejection(void **state)
 {
 	struct sl_redis_result res;
-	redisReply *r;
+	redisReply *r = script(1700000000, 0, SL_REJECTED, SL_REJECTED);
 
 	(void)state;
-	r = script(2, 2, 1700000000, 0, SL_REJECTED);
-	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), 0);
+	assert_int_equal(res.status, 2);
+	assert_int_equal(res.denied, 0);
 	freeReplyObject(r);
-	r = script(2, 4611686018427387904LL, 1700000000, 0, SL_REJECTED);
-	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	r = script(1700000000, 0, SL_DELAYED, SL_ALLOWED);
+	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), 0);
+	assert_int_equal(res.status, 1);
+	assert_int_equal(res.denied, 2);
 	freeReplyObject(r);
-	r = script(2, -1, 1700000000, 0, SL_REJECTED);
-	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
-	freeReplyObject(r);
-	r = script(7, -1, 1700000000, 0, SL_ALLOWED); /* no such status */
-	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	/* a reply for three checks is not one for two */
+	assert_int_equal(sl_redis_script_result(r = script(1700000000, 0, 0, 0), checks, 1, &res),
+	                 SL_EPROTO);
 	freeReplyObject(r);
 }
 
@@ -104,13 +105,13 @@ static void script_result_refuses_a_time_beyond_int64(void **state)
 	redisReply *r;
 
 	(void)state;
-	r = script(0, -1, 9700000000LL, 0, SL_ALLOWED);
+	r = script(9700000000LL, 0, SL_ALLOWED, SL_ALLOWED);
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
-	r = script(0, -1, 1700000000, SL_NS_PER_SEC, SL_ALLOWED);
+	r = script(1700000000, SL_NS_PER_SEC, SL_ALLOWED, SL_ALLOWED);
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
-	r = script(0, -1, -1, 0, SL_ALLOWED);
+	r = script(-1, 0, SL_ALLOWED, SL_ALLOWED);
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
 }
@@ -118,15 +119,40 @@ static void script_result_refuses_a_time_beyond_int64(void **state)
 static void script_result_refuses_values_no_evaluation_makes(void **state)
 {
 	struct sl_redis_result res;
-	redisReply *r = script(0, -1, 1700000000, 0, 3);
+	redisReply *r = script(1700000000, 0, 3, SL_ALLOWED);
 
 	(void)state;
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
-	r = parse("*16\r\n:0\r\n:-1\r\n:1700000000\r\n:0\r\n"
+	r = parse("*14\r\n:1700000000\r\n:0\r\n"
 	          ":0\r\n:-4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
 	          ":0\r\n:0\r\n:30000000000\r\n:0\r\n:0\r\n:0\r\n");
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+}
+
+/* Groups of one call: each takes its own fields; raw states of S and A. */
+static void group_results_split_one_call(void **state)
+{
+	struct sl_redis_result res;
+	struct sl_redis_raw raw[2];
+	int64_t ts, tns;
+	redisReply *r = parse("*17\r\n:1700000000\r\n:0\r\n"
+	                      ":7\r\n:0\r\n:0\r\n:0\r\n:9\r\n:0\r\n"
+	                      ":0\r\n:4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
+	                      ":6000000000\r\n:6000000\r\n:0\r\n");
+
+	(void)state;
+	assert_int_equal(sl_redis_reply_time(r, &ts, &tns), 0);
+	assert_int_equal(sl_redis_group_result(r->element + 2, 15, 'A', checks, 2, &res, raw), 6);
+	assert_int_equal(raw[0].rel, 7);
+	assert_int_equal(raw[1].v1, 9);
+	assert_int_equal(sl_redis_group_result(r->element + 8, 9, 'S', checks, 1, &res, raw), 9);
+	assert_int_equal(raw[0].rel, 6000000000LL);
+	assert_int_equal(raw[0].v1, 6000000);
+	assert_int_equal(checks[0].res.remaining, 4);
+	assert_int_equal(sl_redis_group_result(r->element + 8, 8, 'S', checks, 1, &res, raw),
+	                 SL_EPROTO);
 	freeReplyObject(r);
 }
 
@@ -194,7 +220,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup(script_result_reads_a_denial, setup),
-	        cmocka_unit_test_setup(script_result_refuses_a_denial_outside_the_call, setup),
+	        cmocka_unit_test_setup(script_result_denies_at_the_first_rejection, setup),
+	        cmocka_unit_test_setup(group_results_split_one_call, setup),
 	        cmocka_unit_test_setup(script_result_refuses_a_time_beyond_int64, setup),
 	        cmocka_unit_test_setup(script_result_refuses_values_no_evaluation_makes, setup),
 	        cmocka_unit_test(slot_map_reads_three_masters),
