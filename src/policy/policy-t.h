@@ -280,9 +280,9 @@ struct sl_accounts_conf {
 struct sl_account_src;
 
 struct sl_policy {
-	char *path;    /* config file it was loaded from */
+	char *path;           /* config file it was loaded from */
 	uint64_t source_hash; /* XXH3-64 of the file's bytes as loaded (/metrics) */
-	unsigned refs; /* atomic */
+	unsigned refs;        /* atomic */
 	struct sl_server_conf server;
 	struct sl_listener_conf *listeners;
 	size_t nlisteners;
