@@ -13,7 +13,10 @@
 #   USAGE_CONTROL=1 turns usage off in the first one too, to see the
 #   difference the two daemons show with nothing between them)
 # Environment: SLUICE_BIN (default build/sluice), ROUNDS (3), DURATION (5 s),
-# CONNS (32 wrk connections). Loopback only; every process is stopped by PID.
+# CONNS (32 wrk connections), ACCOUNTS_DB (an account store file written by
+# `BENCH_ACCOUNTS_KEEP=FILE build/bench_accounts`: sluice then loads its 1M
+# accounts / 2M keys and the key wrk sends is one of them, not a YAML one).
+# Loopback only; every process is stopped by PID.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -129,6 +132,12 @@ EOF
 if [ "${USAGE_CONTROL:-0}" = 1 ]; then
 	printf 'usage:\n  enabled: false\n' >>"$DIR/sluice.yaml"
 fi
+KEY=sk_bench_key
+if [ -n "${ACCOUNTS_DB:-}" ]; then
+	KEY=sk_bench_00000000_0123456789abcdefghij # customer-0000000, plan pro
+	sed -i 's/^plans:$/plans:\n  basic:\n    title: Basic/' "$DIR/sluice.yaml"
+	printf 'accounts:\n  store: sqlite\n  path: "%s"\n' "$ACCOUNTS_DB" >>"$DIR/sluice.yaml"
+fi
 "$SLUICE_BIN" serve -c "$DIR/sluice.yaml" 2>"$DIR/sluice.log" &
 PIDS="$PIDS $!"
 # The same daemon without the usage history, on its own ports and files.
@@ -147,7 +156,7 @@ done
 # run NAME URL: one wrk run, appends "rps p99_ms non2xx" to $DIR/NAME
 run() {
 	"$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency \
-		-H "X-Api-Key: sk_bench_key" "$2" >"$DIR/out" 2>&1 || true
+		-H "X-Api-Key: $KEY" "$2" >"$DIR/out" 2>&1 || true
 	awk '
 		/Requests\/sec:/ { rps = $2 }
 		/^ +99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u);

@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include <uv.h>
+#include "accounts/accounts.h"
 #include "daemon/evictlog.h"
 #include "daemon/serve.h"
 #include "daemon/snapshot.h"
@@ -49,7 +50,8 @@ struct daemon {
 	bool tk_on;                    /* tk was started */
 	struct sl_takeover_client tkc; /* --takeover: the session with the old one */
 	char tk_path[SL_TK_PATH_MAX];
-	struct sl_evictlog evictlog; /* store-full log line, at most one per 10 s */
+	struct sl_evictlog evictlog;  /* store-full log line, at most one per 10 s */
+	struct sl_accounts *accounts; /* the live account store, or NULL */
 };
 
 static void print_diag(const struct sl_diag *d)
@@ -163,6 +165,21 @@ static void on_reload(uv_signal_t *h, int sig)
 	}
 	print_diag(diag); /* its warnings */
 	free(diag);
+	if (d->accounts != NULL) {
+		/* the store is kept; the new policy must still declare every
+		 * plan a stored account is on, and overrides are recompiled */
+		if (p->account_store.store != d->boot->account_store.store ||
+		    !same_str(p->account_store.path, d->boot->account_store.path))
+			log_msg("reload: accounts.store/path changes take effect on restart");
+		if (sl_accounts_reload(d->accounts, p, err, sizeof(err)) != 0) {
+			fprintf(stderr, "sluice: reload of %s refused: %s\n", d->path, err);
+			sl_policy_unref(p);
+			return;
+		}
+		p->live = sl_accounts_src(d->accounts);
+	} else if (p->account_store.store != SL_ACCOUNTS_NONE) {
+		log_msg("reload: the accounts: section takes effect on restart");
+	}
 	report_store_changes(&d->boot->store, &p->store);
 	report_server_changes(&d->boot->server, &p->server);
 	if (d->boot->usage.enabled != p->usage.enabled ||
@@ -404,6 +421,15 @@ int sl_cmd_serve(int argc, char **argv)
 	if (!d.takeover && sl_snapshot_restore(d.store, sl_clock_now(), stderr) < 0)
 		goto out_store;
 store_ready:
+	if (d.policy->account_store.store != SL_ACCOUNTS_NONE) {
+		err[0] = 0;
+		rc = sl_accounts_open(&d.accounts, d.policy, stderr, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "sluice: %s\n", err);
+			goto out_store;
+		}
+		d.policy->live = sl_accounts_src(d.accounts);
+	}
 	d.boot = d.policy;
 	sl_policy_ref(d.boot);
 	err[0] = 0;
@@ -505,6 +531,8 @@ store_ready:
 		sl_takeover_host_close(&d.tk);
 	if (d.takeover)
 		sl_takeover_client_close(&d.tkc);
+	sl_accounts_close(d.accounts); /* no reader is left */
+	d.accounts = NULL;
 	uv_walk(&d.loop, close_walk, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&d.loop);
@@ -513,6 +541,7 @@ store_ready:
 	status = handed ? 0 : sl_snapshot_finish(&d.snap, sl_clock_now()) < 0 ? 1 : 0;
 	fprintf(stderr, "sluice: stopped\n");
 out_store:
+	sl_accounts_close(d.accounts);
 	d.store->ops->destroy(d.store);
 out_policy:
 	if (d.boot)

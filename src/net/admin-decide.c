@@ -278,7 +278,7 @@ static bool plan_known(const struct sl_policy *p, struct sl_str name)
  * free-form account descriptor (docs/admin.md). */
 static bool accounts_known(const struct sl_policy *p)
 {
-	return p->naccounts > 0 || p->nkeys > 0;
+	return p->naccounts > 0 || p->nkeys > 0 || p->live != NULL;
 }
 
 static void respond_unknown_field(struct sl_admin_resp *resp, const char *name)
@@ -394,8 +394,8 @@ int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 		                                       : "the request cannot be evaluated");
 		return 0;
 	}
-	if (r.account.len > 0 && c->ev.account == NULL && accounts_known(req->policy) &&
-	    c->ev.key_state != SL_KEY_KNOWN) {
+	if (r.account.len > 0 && c->ev.account == NULL && !c->ev.live_found &&
+	    accounts_known(req->policy) && c->ev.key_state != SL_KEY_KNOWN) {
 		sl_admin_respond_error(&c->resp, 404, "unknown_account",
 		                       "account names no known account");
 		return 0;

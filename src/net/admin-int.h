@@ -16,7 +16,7 @@
 #define COST_MAX          1000000000ULL /* units; a larger cost is refused */
 
 /* call->kind: what the call waits for; K_NONE once its response is ready. */
-enum { K_NONE = 0, K_DECIDE, K_DECIDE_ASYNC, K_RELEASE };
+enum { K_NONE = 0, K_DECIDE, K_DECIDE_ASYNC, K_RELEASE, K_ACCOUNTS };
 
 enum lease_state {
 	L_FREE = 0,
@@ -89,6 +89,13 @@ typedef int (*sl_admin_handler_fn)(struct sl_admin *a, struct sl_admin_call *c,
 
 int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 int sl_admin_release(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+/* admin-accounts.c: /v1/accounts..., /v1/keys... (DESIGN.md section 6) */
+int sl_admin_accounts(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+int sl_admin_keys(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+/* The mailbox answers of the accounts thread come back through (on a's
+ * loop): made by sl_admin_init, closed by sl_admin_close. */
+int sl_admin_accounts_init(struct sl_admin *a);
+void sl_admin_accounts_close(struct sl_admin *a);
 /* GET /v1/accounts/{account}/usage (admin-usage.c) */
 int sl_admin_usage(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 

@@ -287,7 +287,7 @@ int sl_admin_init(struct sl_admin *a, struct sl_admin_global *g, unsigned worker
 	a->sweep_every = every * 1000000;
 	uv_timer_start(&a->sweep, sweep_cb, (uint64_t)every, (uint64_t)every);
 	uv_unref((uv_handle_t *)&a->sweep);
-	return 0;
+	return sl_admin_accounts_init(a);
 }
 
 static void sweep_closed(uv_handle_t *h)
@@ -311,6 +311,7 @@ void sl_admin_close(struct sl_admin *a, void (*closed)(struct sl_admin *a))
 	while (sl_admin_sweep(a, now) == SWEEP_MAX)
 		;
 	a->closed = closed;
+	sl_admin_accounts_close(a);
 	uv_timer_stop(&a->sweep);
 	uv_close((uv_handle_t *)&a->sweep, sweep_closed);
 }

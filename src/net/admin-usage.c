@@ -110,7 +110,7 @@ int sl_admin_usage(struct sl_admin *a, struct sl_admin_call *c, const struct sl_
 		                       "the account cannot be evaluated");
 		return 0;
 	}
-	if (c->ev.account == NULL) {
+	if (c->ev.account == NULL && !c->ev.live_found) { /* neither static nor live */
 		sl_admin_respond_error(&c->resp, 404, "unknown_account", "no such account");
 		return 0;
 	}

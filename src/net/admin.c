@@ -147,6 +147,9 @@ static const struct route routes[] = {
         {"/metrics", false, "GET HEAD", "GET, HEAD", "use GET", handle_metrics},
         {"/v1/decide", false, "POST", "POST", "use POST", sl_admin_decide},
         {"/v1/release", false, "POST", "POST", "use POST", sl_admin_release},
+        /* accounts and keys last: other /v1/accounts/... routes go above */
+        {"/v1/accounts", true, NULL, NULL, NULL, sl_admin_accounts},
+        {"/v1/keys", true, NULL, NULL, NULL, sl_admin_keys},
 };
 
 /* path matches pattern segment by segment, a "*" segment matching any one

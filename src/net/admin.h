@@ -67,6 +67,7 @@ typedef void (*sl_admin_done_fn)(struct sl_admin_call *c);
 
 struct sl_lease_table;
 struct sl_usage;
+struct sl_admin_mailbox;
 
 /* One admin request in flight. Caller-allocated (per connection or per
  * request); it must stay allocated until sl_admin_handle returned 0 or
@@ -109,6 +110,7 @@ struct sl_admin {
 	int64_t lease_ttl;   /* ns, from the policy at init; updated by sl_admin_handle */
 	int64_t sweep_every; /* ns, sweep timer period */
 	void (*closed)(struct sl_admin *a);
+	struct sl_admin_mailbox *mailbox; /* accounts thread answers (admin-accounts.c) */
 };
 
 /* Refuse an admin config the daemon must not start with: a token is

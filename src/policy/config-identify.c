@@ -189,6 +189,26 @@ static int key_cmp(const void *a, const void *b)
 	              ((const struct sl_key_entry *)b)->sha256, 32);
 }
 
+static bool parse_sha256_hex(const char *s, uint8_t out[32])
+{
+	if (strlen(s) != 64)
+		return false;
+	for (int i = 0; i < 64; i++) {
+		char ch = s[i];
+		int v = ch >= '0' && ch <= '9'   ? ch - '0'
+		        : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+		        : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+		                                 : -1;
+		if (v < 0)
+			return false;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
+	return true;
+}
+
 static void identify_accounts(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {"account", "plan", "keys", NULL};
@@ -259,7 +279,18 @@ static void identify_accounts(struct cfg *c, const yaml_node_t *n)
 			if (!ks)
 				continue;
 			struct sl_key_entry *e = &p->keys[p->nkeys];
-			SHA256((const unsigned char *)ks, strlen(ks), e->sha256);
+			if (!strncmp(ks, "sha256:", 7)) {
+				/* the key's digest, so no plaintext key sits in the file */
+				if (!parse_sha256_hex(ks + 7, e->sha256)) {
+					cfg_err(c, kn,
+					        "API key 'sha256:...': expected 64 hex digits "
+					        "after "
+					        "sha256:");
+					continue;
+				}
+			} else {
+				SHA256((const unsigned char *)ks, strlen(ks), e->sha256);
+			}
 			e->account = (unsigned)ai;
 			for (size_t j = 0; j < p->nkeys; j++)
 				if (!memcmp(p->keys[j].sha256, e->sha256, 32))

@@ -113,6 +113,16 @@ void cfg_usage(struct cfg *c, const yaml_node_t *n); /* n may be NULL: the defau
 /* After every limit is known: resolve {limits.NAME.*} in queued templates. */
 void cfg_resolve_templates(struct cfg *c);
 
+/* config-limits.c: the counter id of limit l with spec s (DESIGN.md 8) */
+uint64_t cfg_limit_id(const struct sl_limit *l, const struct sl_limit_spec *s);
+/* Compile node n (a value or a {rate|quota|sliding|concurrency, burst,
+ * queue} map) as an override of l into *out; false with an error. */
+bool cfg_override_spec(struct cfg *c, const struct sl_limit *l, yaml_node_t *n,
+                       struct sl_limit_spec *out);
+/* Warn of per-plan maps that leave out a plan other maps list. */
+void cfg_warn_plan_maps(struct cfg *c);
+void cfg_accounts(struct cfg *c, const yaml_node_t *n);
+
 /* policy.c */
 void sl_policy_free(struct sl_policy *p);
 

@@ -115,7 +115,7 @@ static void parse_key(struct cfg *c, const yaml_node_t *n, struct sl_limit *l)
 	l->before_key = pre_all && l->nkey > 0;
 }
 
-static uint64_t limit_id(const struct sl_limit *l, const struct sl_limit_spec *s)
+uint64_t cfg_limit_id(const struct sl_limit *l, const struct sl_limit_spec *s)
 {
 	unsigned char buf[512];
 	size_t n = 0;
@@ -371,6 +371,12 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 	if (f < 0 || !l->name)
 		return;
 
+	l->field_algo = f == F_RATE      ? SL_ALGO_RATE
+	                : f == F_QUOTA   ? SL_ALGO_QUOTA
+	                : f == F_SLIDING ? SL_ALGO_SLIDING
+	                                 : SL_ALGO_CONCURRENCY;
+	l->tz_offset = tz;
+	l->lease = lease;
 	yaml_node_t *val = v[f];
 	if (cfg_is_map(v[F_BURST]) && !cfg_is_map(val))
 		cfg_err(c, v[F_BURST], "burst is per plan but rate is not");
@@ -385,7 +391,7 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 		yaml_node_t *b = cfg_is_map(v[F_BURST]) ? NULL : v[F_BURST];
 		yaml_node_t *q = cfg_is_map(v[F_QUEUE]) ? NULL : v[F_QUEUE];
 		if (build_spec(c, l, f, val, b, q, tz, lease, &l->spec))
-			l->limit_id = limit_id(l, &l->spec);
+			l->limit_id = cfg_limit_id(l, &l->spec);
 		return;
 	}
 	/* per-plan map */
@@ -410,7 +416,7 @@ static void parse_limit(struct cfg *c, yaml_node_t *n, struct sl_limit *l)
 			continue; /* plan absent: the limit is skipped for it (algo 0) */
 		if (build_spec(c, l, f, pv, for_plan(c, v[F_BURST], pl),
 		               for_plan(c, v[F_QUEUE], pl), tz, lease, &l->plan_spec[i]))
-			l->plan_limit_id[i] = limit_id(l, &l->plan_spec[i]);
+			l->plan_limit_id[i] = cfg_limit_id(l, &l->plan_spec[i]);
 	}
 }
 
@@ -563,4 +569,100 @@ void cfg_routes(struct cfg *c, const yaml_node_t *n)
 		if (v[3] && !cfg_is_null(v[3]))
 			cfg_limits(c, v[3], &r->limits, &r->nlimits);
 	}
+}
+
+/* ---- account overrides (sl_policy_override) ---- */
+
+static int field_of(uint8_t algo)
+{
+	switch (algo) {
+	case SL_ALGO_RATE:
+		return F_RATE;
+	case SL_ALGO_QUOTA:
+		return F_QUOTA;
+	case SL_ALGO_SLIDING:
+		return F_SLIDING;
+	default:
+		return F_CONC;
+	}
+}
+
+bool cfg_override_spec(struct cfg *c, const struct sl_limit *l, yaml_node_t *n,
+                       struct sl_limit_spec *out)
+{
+	int f = field_of(l->field_algo);
+	yaml_node_t *burst = NULL, *queue = NULL, *val = n;
+
+	if (cfg_is_map(n)) {
+		static const char *const keys[] = {"rate",  "quota", "sliding", "concurrency",
+		                                   "burst", "queue", NULL};
+		yaml_node_t *v[6];
+		static const int fields[] = {F_RATE, F_QUOTA, F_SLIDING, F_CONC};
+		if (!cfg_fields(c, n, "override", keys, v))
+			return false;
+		val = NULL;
+		for (int i = 0; i < 4; i++) {
+			if (!v[i])
+				continue;
+			if (fields[i] != f) {
+				cfg_err(c, v[i],
+				        "limit '%s' is a %s limit: its override gives %s (or a "
+				        "plain "
+				        "value), not %s",
+				        l->name, algo_field[f], algo_field[f], keys[i]);
+				return false;
+			}
+			val = v[i];
+		}
+		if (!val) {
+			cfg_err(c, n, "override of '%s' needs %s", l->name, algo_field[f]);
+			return false;
+		}
+		burst = v[4];
+		queue = v[5];
+		if ((burst || queue) && f != F_RATE) {
+			cfg_err(c, burst ? burst : queue, "burst and queue apply to rate only");
+			return false;
+		}
+	}
+	if (!build_spec(c, l, f, val, burst, queue, l->tz_offset, l->lease, out))
+		return false;
+	return true;
+}
+
+/* `sluice validate` (DESIGN issue 8): a per-plan limit whose map leaves
+ * out a plan that another per-plan map lists is skipped for that plan,
+ * which is seldom meant (a custom plan added to some maps only). */
+void cfg_warn_plan_maps(struct cfg *c)
+{
+	const struct sl_policy *p = c->p;
+	size_t np = p->nplans;
+	bool *listed = calloc(np ? np : 1, sizeof(*listed));
+	if (!listed)
+		return;
+	for (size_t pass = 0; pass < 2; pass++) {
+		for (size_t r = 0; r <= p->nroutes; r++) {
+			const struct sl_limit *ls = r == 0 ? p->limits : p->routes[r - 1].limits;
+			size_t n = r == 0 ? p->nlimits : p->routes[r - 1].nlimits;
+			for (size_t i = 0; i < n; i++) {
+				const struct sl_limit *l = &ls[i];
+				if (!l->per_plan || !l->plan_spec || !l->name)
+					continue;
+				for (size_t k = 0; k < np; k++) {
+					bool has = l->plan_spec[k].algo != 0;
+					if (pass == 0 && has)
+						listed[k] = true;
+					else if (pass == 1 && !has && listed[k])
+						cfg_warn_at(
+						        c, l->line, l->col,
+						        "limit '%s': plan '%s' is missing from its "
+						        "per-plan map but other per-plan limits "
+						        "list "
+						        "it: the limit is skipped for that plan",
+						        l->name, p->plans[k].name);
+				}
+			}
+		}
+	}
+	free(listed);
 }

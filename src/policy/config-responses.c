@@ -82,11 +82,11 @@ static void usage_path(struct cfg *c, yaml_node_t *n)
 
 void cfg_responses(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"preset",       "headers",    "rejected",
-	                                   "unauthorized", "usage_path", NULL};
+	static const char *const keys[] = {"preset",     "headers",   "rejected", "unauthorized",
+	                                   "usage_path", "suspended", NULL};
 	static const char *const rkeys[] = {"status", "headers", "body", "content_type", NULL};
 	static const char *const ukeys[] = {"body", NULL};
-	yaml_node_t *v[5], *rv[4], *uv[1];
+	yaml_node_t *v[6], *rv[4], *uv[1];
 	struct sl_responses *r = &c->p->responses;
 	if (!cfg_fields(c, n, "responses", keys, v))
 		return;
@@ -122,6 +122,9 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n)
 		r->unauthorized_body = cfg_template(c, uv[0], "unauthorized.body", false);
 	if (v[4] && !cfg_is_null(v[4]))
 		usage_path(c, v[4]);
+	if (v[5] && !cfg_is_null(v[5]) && cfg_fields(c, v[5], "responses.suspended", ukeys, uv) &&
+	    uv[0])
+		r->suspended_body = cfg_template(c, uv[0], "suspended.body", false);
 }
 
 static const struct sl_limit *find_limit(const struct sl_policy *p, const char *name)

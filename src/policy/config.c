@@ -517,8 +517,9 @@ static void walk(struct cfg *c, yaml_node_t *root)
 {
 	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
 	                                   "identify",  "plans",     "limits", "routes",
-	                                   "responses", "normalize", "usage",  NULL};
-	yaml_node_t *v[11];
+	                                   "responses", "normalize", "usage",  "accounts",
+	                                   NULL};
+	yaml_node_t *v[12];
 	if (!cfg_fields(c, root, "the top level", keys, v))
 		return;
 	if (v[0])
@@ -546,6 +547,9 @@ static void walk(struct cfg *c, yaml_node_t *root)
 	cfg_resolve_templates(c);
 	warn_check_only_concurrency(c);
 	cfg_usage(c, v[10] && !cfg_is_null(v[10]) ? v[10] : NULL); /* also when absent: path */
+	cfg_warn_plan_maps(c);
+	if (v[11])
+		cfg_accounts(c, v[11]);
 }
 
 static char *read_file(const char *path, size_t *len, struct cfg *c)

@@ -52,7 +52,8 @@ static int put_part(struct sl_eval *ev, const struct sl_request *req, const stru
 		/* Without an embedded key store (no accounts configured) every
 		 * presented key is counted as itself, by its hash. */
 		if (ev->key_state != SL_KEY_KNOWN &&
-		    !(ev->key_state == SL_KEY_UNKNOWN && ev->policy->nkeys == 0))
+		    !(ev->key_state == SL_KEY_UNKNOWN && ev->policy->nkeys == 0 &&
+		      ev->policy->live == NULL))
 			return 0;
 		v = (struct sl_str){(const char *)ev->key_sha256, sizeof(ev->key_sha256)};
 		break;
@@ -125,6 +126,19 @@ header:
 	return 1;
 }
 
+/* The live account's override of limit l, or NULL. An account holds at
+ * most SL_LIVE_OVERRIDES of them: a short scan of names. */
+static const struct sl_live_override *live_override(const struct sl_eval *ev,
+                                                    const struct sl_limit *l)
+{
+	if (!ev->live_found)
+		return NULL;
+	for (unsigned i = 0; i < ev->live.nover && i < SL_LIVE_OVERRIDES; i++)
+		if (strcmp(ev->live.over[i].limit, l->name) == 0)
+			return &ev->live.over[i];
+	return NULL;
+}
+
 /* Add the check of limit l, unless it does not apply. Returns 0 or
  * SL_ENOMEM (too many checks or key bytes). */
 static int add_limit(struct sl_eval *ev, const struct sl_request *req, const struct sl_limit *l)
@@ -134,7 +148,13 @@ static int add_limit(struct sl_eval *ev, const struct sl_request *req, const str
 	size_t start = ev->keyused;
 	struct sl_check *c;
 
-	if (l->per_plan) {
+	const struct sl_live_override *o = live_override(ev, l);
+
+	if (o != NULL) {
+		/* the account's own value, whatever its plan says */
+		spec = &o->spec;
+		limit_id = o->limit_id;
+	} else if (l->per_plan) {
 		if (ev->plan == NULL || l->plan_spec == NULL)
 			return 0;
 		spec = &l->plan_spec[ev->plan->index];
@@ -248,7 +268,14 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	 * dodge every per-key limit). A missing key is 401 when required and
 	 * some limit needs it. Either way the before-key limits still apply
 	 * and a denial among them answers first. */
-	if (ev->key_state == SL_KEY_UNKNOWN && p->nkeys > 0 && ev->account_name.len == 0) {
+	if (ev->live_found && ev->live.suspended) {
+		/* a suspended account: 403, its limits untouched, the
+		 * before-key ones still counted (and a denial there first) */
+		pending = true;
+		ev->pending_status = 403;
+		ev->decision.suspended = true;
+	} else if (ev->key_state == SL_KEY_UNKNOWN && (p->nkeys > 0 || p->live != NULL) &&
+	           ev->account_name.len == 0) {
 		pending = true;
 	} else if (p->identify.key_required && ev->account_name.len == 0) {
 		FOR_EACH_LIMIT(ev, p, l, {
@@ -256,7 +283,7 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 				pending = true;
 		});
 	}
-	if (pending) {
+	if (pending && ev->pending_status == 0) {
 		ev->pending_status = 401;
 		ev->decision.unauthorized_unknown = ev->key_state == SL_KEY_UNKNOWN;
 	}

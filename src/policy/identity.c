@@ -583,6 +583,18 @@ static const struct sl_plan *plan_by_name(const struct sl_policy *p, struct sl_s
 	return NULL;
 }
 
+int sl_policy_plan_index(const struct sl_policy *p, const char *name, size_t len)
+{
+	const struct sl_plan *pl = plan_by_name(p, (struct sl_str){name, len});
+
+	return pl != NULL ? (int)pl->index : -1;
+}
+
+bool sl_policy_static_account(const struct sl_policy *p, const char *name, size_t len)
+{
+	return account_by_name(p, (struct sl_str){name, len}) != NULL;
+}
+
 static const struct sl_plan *plan_of(const struct sl_policy *p, const struct sl_account *a)
 {
 	return a->plan < p->nplans ? &p->plans[a->plan] : NULL;
@@ -601,6 +613,17 @@ static struct sl_str scratch_copy(struct sl_eval *ev, struct sl_str s)
 		memmove(ev->scratch + ev->scratchused, s.p, s.len);
 	ev->scratchused += s.len;
 	return r;
+}
+
+/* The live store found ev->live: it speaks for the account. Its plan is
+ * looked up by name in this policy (a reload may have renumbered plans or
+ * dropped one: then no plan, and per-plan limits do not apply). */
+static void use_live(struct sl_eval *ev, const struct sl_policy *p)
+{
+	ev->live_found = true;
+	ev->key_state = SL_KEY_KNOWN;
+	ev->plan = plan_by_name(p, (struct sl_str){ev->live.plan, strlen(ev->live.plan)});
+	ev->account_name = (struct sl_str){ev->live.name, ev->live.name_len};
 }
 
 static int identify_key(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req)
@@ -624,8 +647,12 @@ static int identify_key(struct sl_eval *ev, const struct sl_policy *p, const str
 			ev->key_state = SL_KEY_KNOWN;
 			ev->account = &p->accounts[e->account];
 			ev->plan = plan_of(p, ev->account);
+			return 0;
 		}
 	}
+	if (p->live != NULL &&
+	    p->live->by_key(p->live, ev->key_sha256, ev->decision.now, &ev->live) == 1)
+		use_live(ev, p);
 	return 0;
 }
 
@@ -728,6 +755,9 @@ int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_r
 	ev->account_name = (struct sl_str){NULL, 0};
 	ev->key_state = SL_KEY_NONE;
 	ev->scratchused = 0;
+	ev->live_found = false;
+	ev->live.nover = 0;
+	ev->live.suspended = false;
 
 	if (sl_client_ip(p, req, &ip) == 0)
 		ip_key(p, &ip, ev->ip, sizeof(ev->ip));
@@ -736,12 +766,19 @@ int sl_identify(struct sl_eval *ev, const struct sl_policy *p, const struct sl_r
 	if (rc != 0)
 		return rc;
 	/* /v1/decide: an account named directly, when no key identified one. */
-	if (ev->account == NULL && req->account.len > 0) {
+	if (ev->account == NULL && !ev->live_found && req->account.len > 0) {
 		ev->account = account_by_name(p, req->account);
-		if (ev->account != NULL)
+		if (ev->account != NULL) {
 			ev->plan = plan_of(p, ev->account);
-		else
+		} else if (p->live != NULL && p->live->by_name(p->live, req->account.p,
+		                                               req->account.len, &ev->live) == 1) {
+			uint8_t ks = ev->key_state;
+
+			use_live(ev, p);
+			ev->key_state = ks;
+		} else {
 			ev->account_name = scratch_copy(ev, req->account);
+		}
 	}
 	if (ev->account != NULL)
 		ev->account_name = (struct sl_str){ev->account->name, strlen(ev->account->name)};

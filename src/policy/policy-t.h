@@ -70,6 +70,13 @@ struct sl_limit {
 	int status;                  /* rejection status, e.g. 403; 0: responses.rejected_status */
 	struct sl_template *message; /* or NULL */
 	unsigned line, col;          /* where it was declared */
+	/* What an account override of this limit is compiled with
+	 * (sl_policy_override): the algorithm its value field names
+	 * (rate/quota/sliding/concurrency as enum sl_algo), and the
+	 * tz_offset (s) and lease (ns) it was declared with. */
+	uint8_t field_algo;
+	int32_t tz_offset;
+	int64_t lease;
 };
 
 enum sl_path_match {
@@ -157,6 +164,7 @@ struct sl_responses {
 	struct sl_template *rejected_body;     /* NULL: a default JSON body */
 	char *rejected_content_type;           /* the loader fills "application/json" */
 	struct sl_template *unauthorized_body; /* 401 body; NULL: default JSON */
+	struct sl_template *suspended_body;    /* 403 of a suspended account; NULL: default */
 	char *usage_path; /* gateway path answered with the caller's usage; NULL: off */
 };
 
@@ -267,10 +275,28 @@ struct sl_normalize_conf {
 	                      * from an absolute-form target, RFC 9112 3.2.2) */
 };
 
+enum sl_accounts_store_kind {
+	SL_ACCOUNTS_NONE = 0, /* static accounts of identify.accounts only */
+	SL_ACCOUNTS_SQLITE,
+	SL_ACCOUNTS_REDIS,
+};
+
+/* `accounts:` (DESIGN.md section 6, config-accounts.c). */
+struct sl_accounts_conf {
+	uint8_t store;      /* enum sl_accounts_store_kind; absent section: none */
+	char *path;         /* sqlite file, made relative to the config's directory */
+	char *key_prefix;   /* generated keys start with it; default "sk_live_" */
+	unsigned line, col; /* where `accounts:` was declared, or 0 */
+};
+
+/* The live account store as evaluation sees it (policy.h); set by the
+ * daemon on every policy before it is published, borrowed. */
+struct sl_account_src;
+
 struct sl_policy {
-	char *path;    /* config file it was loaded from */
+	char *path;           /* config file it was loaded from */
 	uint64_t source_hash; /* XXH3-64 of the file's bytes as loaded (/metrics) */
-	unsigned refs; /* atomic */
+	unsigned refs;        /* atomic */
 	struct sl_server_conf server;
 	struct sl_listener_conf *listeners;
 	size_t nlisteners;
@@ -290,6 +316,8 @@ struct sl_policy {
 	struct sl_responses responses;
 	struct sl_normalize_conf normalize;
 	struct sl_usage_conf usage;
+	struct sl_accounts_conf account_store; /* `accounts:` */
+	const struct sl_account_src *live;     /* NULL: no live account store */
 };
 
 #endif

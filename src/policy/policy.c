@@ -85,6 +85,9 @@ void sl_policy_free(struct sl_policy *p)
 	sl_template_free(p->responses.unauthorized_body);
 	free(p->usage.path);
 	free(p->usage.redis_url);
+	sl_template_free(p->responses.suspended_body);
+	free(p->account_store.path);
+	free(p->account_store.key_prefix);
 	free(p->responses.usage_path);
 	free(p);
 }

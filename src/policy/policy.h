@@ -39,6 +39,56 @@ int sl_policy_load_mem(const char *name, const char *text, size_t len, struct sl
 void sl_policy_ref(struct sl_policy *p);
 void sl_policy_unref(struct sl_policy *p); /* frees at zero */
 
+/* ---- live accounts (DESIGN.md section 6; the store is src/accounts) ---- */
+
+#define SL_LIVE_NAME_MAX  128 /* bytes of an account name */
+#define SL_LIVE_PLAN_MAX  64  /* bytes of a plan name */
+#define SL_LIVE_LIMIT_MAX 64  /* bytes of an overridden limit's name */
+#define SL_LIVE_OVERRIDES 8   /* overrides one account may hold */
+
+/* One account override compiled against a policy: the spec that replaces
+ * the named limit's for that account, and the counter id it uses. */
+struct sl_live_override {
+	char limit[SL_LIVE_LIMIT_MAX]; /* NUL-terminated limit name */
+	uint64_t limit_id;
+	struct sl_limit_spec spec;
+};
+
+/* An account of the live store as a lookup copies it into the sl_eval:
+ * nothing in it points into the store, so it stays valid for as long as
+ * the evaluation does (store completions, delays, rendering later). */
+struct sl_live_account {
+	char name[SL_LIVE_NAME_MAX + 1]; /* NUL-terminated */
+	size_t name_len;
+	char plan[SL_LIVE_PLAN_MAX + 1]; /* plan name, resolved in the policy per request */
+	bool suspended;
+	unsigned nover;
+	struct sl_live_override over[SL_LIVE_OVERRIDES];
+};
+
+/* The live store's lookups. Both are allocation-free, take no lock shared
+ * between threads, and may be called from any thread. Returns 1 with *out
+ * filled, 0 when there is no such (valid) key or account: a key expired or
+ * revoked past its grace at `now` (ns, unix timeline) is not found. */
+struct sl_account_src {
+	int (*by_key)(const struct sl_account_src *s, const uint8_t sha256[32], int64_t now,
+	              struct sl_live_account *out);
+	int (*by_name)(const struct sl_account_src *s, const char *name, size_t len,
+	               struct sl_live_account *out);
+};
+
+/* Compile an override of limit `limit` in p from value_yaml (len bytes,
+ * YAML or JSON text: "20000/min", "unlimited", 50, {rate: 900/min, burst:
+ * 15, queue: 5}) with the limit's own value parsers. Returns 0 with *out
+ * filled, SL_ENOENT when p has no such limit, SL_EINVAL with a message in
+ * err (cap bytes) when the value is not one the limit accepts. Thread: any. */
+int sl_policy_override(const struct sl_policy *p, const char *limit, const char *value_yaml,
+                       size_t len, struct sl_live_override *out, char *err, size_t cap);
+/* Plan index by name in p, or -1. Thread: any. */
+int sl_policy_plan_index(const struct sl_policy *p, const char *name, size_t len);
+/* Whether name is an account of identify.accounts. Thread: any. */
+bool sl_policy_static_account(const struct sl_policy *p, const char *name, size_t len);
+
 /* ---- evaluation (identity.c, eval.c) ---- */
 
 struct sl_header {
@@ -72,15 +122,16 @@ struct sl_request {
 
 /* The decision for one request, after sl_eval_finish. */
 struct sl_decision {
-	int status;      /* 200, 401, 403, 429 (or the limit's status) */
-	int64_t delay;   /* ns to hold the request before answering/forwarding */
-	int denied;      /* index into checks of the denying limit, or -1 */
-	int primary;     /* most restrictive matched limit (denying one when denied), or -1 */
-	int64_t now;     /* ns the decision was made at */
+	int status;    /* 200, 401, 403, 429 (or the limit's status) */
+	int64_t delay; /* ns to hold the request before answering/forwarding */
+	int denied;    /* index into checks of the denying limit, or -1 */
+	int primary;   /* most restrictive matched limit (denying one when denied), or -1 */
+	int64_t now;   /* ns the decision was made at */
 	bool unauthorized_unknown; /* 401 because the key is unknown (vs missing) */
 	/* Added by eval.c: */
 	bool store_error; /* the store failed; status is 503 (on_error: deny) or
-			   * 200/401 without rate-limit headers (on_error: allow) */
+	                   * 200/401 without rate-limit headers (on_error: allow) */
+	bool suspended;   /* 403: the key's account is suspended (responses.suspended) */
 };
 
 /* What identity.c found out about the API key (struct sl_eval.key_state). */
@@ -113,7 +164,7 @@ struct sl_eval {
 	size_t scratchused;
 	/* Added by identity.c / eval.c: */
 	struct sl_str account_name; /* {account}: the policy's name or a copy of
-				     * req->account; len 0: no account */
+	                             * req->account; len 0: no account */
 	uint8_t key_state;          /* enum sl_key_state */
 	uint8_t key_sha256[32];     /* SHA-256 of key when key_state != SL_KEY_NONE */
 	/* Added by normalize (eval.c, docs/normalize.md): the canonical path and
@@ -124,6 +175,11 @@ struct sl_eval {
 	bool path_upper; /* path has an ASCII upper-case letter */
 	char pathbuf[SL_EVAL_PATHBUF];
 	char hostbuf[SL_EVAL_HOSTBUF];
+	/* Added by identity.c for the live account store: the account a key
+	 * (or /v1/decide's account) found there, copied; account_name and
+	 * the overrides' specs point into it. */
+	bool live_found;
+	struct sl_live_account live;
 };
 
 /* Identify the request and prepare ev->batch (op SL_OP_DECIDE, possibly
@@ -136,7 +192,7 @@ struct sl_eval {
  * source (header, Authorization, query parameter) given twice (answer
  * 400). Thread: any. */
 int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *req,
-		  int64_t now);
+                  int64_t now);
 
 /* Descriptors a peek has, for sl_eval_peek_begin's `have` (a bit per enum
  * sl_desc_kind): an account named by the operator (its plan, and global

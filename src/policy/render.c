@@ -24,6 +24,7 @@ struct rctx {
 	int idx;           /* check of the unnamed variables, or -1 */
 	bool rejected;     /* decision denied by a limit */
 	bool unauthorized; /* 401 answer */
+	bool suspended;    /* 403 of a suspended account */
 	unsigned depth;    /* {message} nesting */
 };
 
@@ -266,6 +267,7 @@ static void ctx_init(struct rctx *x, const struct sl_eval *ev)
 	x->idx = ev->decision.primary;
 	x->rejected = ev->decision.denied >= 0;
 	x->unauthorized = ev->decision.status == 401 && !x->rejected;
+	x->suspended = ev->decision.suspended && ev->decision.status == 403 && !x->rejected;
 	x->depth = 0;
 }
 
@@ -503,6 +505,8 @@ static long default_body(const struct rctx *x, char *buf, size_t cap)
 		sl_buf_str(
 		        &b,
 		        "{\"error\":\"unavailable\",\"message\":\"rate limit store unavailable\"}");
+	} else if (x->suspended) {
+		sl_buf_str(&b, "{\"error\":\"account_suspended\"}");
 	} else if (x->unauthorized) {
 		sl_buf_str(&b, "{\"error\":\"unauthorized\"");
 		sb_json_var(&b, x, "message", SL_TPL_MESSAGE);
@@ -536,6 +540,8 @@ long sl_render_body(const struct sl_eval *ev, char *buf, size_t cap, const char 
 		t = r->rejected_body;
 		if (t != NULL && r->rejected_content_type != NULL)
 			ct = r->rejected_content_type;
+	} else if (x.suspended) {
+		t = r->suspended_body;
 	} else if (x.unauthorized) {
 		t = r->unauthorized_body;
 	} else {
