@@ -819,8 +819,10 @@ static void on_timer(uv_timer_t *t)
 			struct rs_conn *c = &w->nodes[i].conns[k];
 
 			if (c->state != C_DOWN && (c->inflight > 0 || c->state == C_CONNECTING) &&
-			    now - c->progress >= w->timeout)
+			    now - c->progress >= w->timeout) {
+				sl_redis_link_event(c, true, "no answer within store.timeout");
 				sl_redis_conn_drop(c);
+			}
 		}
 	}
 	if (w->discovering && now - w->last_discovery >= w->timeout) {

@@ -4,9 +4,11 @@
  * command and back off 20 ms -> 1 s after a failure, so a dead server costs
  * one failed connect per back-off, not one per request. Thread: the
  * worker's loop only. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <uv.h>
@@ -107,6 +109,77 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
 	return 0;
 }
 
+/* ---- the operator's view: connection lost / restored ----
+ * One line when a Redis server stops answering and one when it answers
+ * again, for the whole process: every worker and pooled connection sees
+ * the same outage, so the state is kept per address under a mutex (taken
+ * only on connects and disconnects, never per command). A server that
+ * flaps logs at most LINK_BURST lines per LINK_WINDOW seconds; the changes
+ * held back are counted in the next line. */
+#define LINK_WINDOW 10
+#define LINK_BURST  4
+#define LINK_MAX    64
+
+static struct link_state {
+	char addr[80];
+	bool down;
+	time_t since;         /* s: the last change */
+	time_t window;        /* s: start of the current log window */
+	unsigned lines, held; /* lines in the window; changes not logged */
+} links[LINK_MAX];
+static size_t nlinks;
+static pthread_mutex_t links_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void sl_redis_link_event(const struct rs_conn *c, bool down, const char *why)
+{
+	char addr[80];
+	struct link_state *l = NULL;
+	time_t now = time(NULL);
+	long long lasted;
+
+	if (c->w->closing)
+		return; /* our own shutdown */
+	snprintf(addr, sizeof(addr), "%s:%d", c->node->addr.host, c->node->addr.port);
+	pthread_mutex_lock(&links_mu);
+	for (size_t i = 0; i < nlinks; i++)
+		if (strcmp(links[i].addr, addr) == 0)
+			l = &links[i];
+	if (l == NULL && nlinks < LINK_MAX) {
+		l = &links[nlinks++];
+		snprintf(l->addr, sizeof(l->addr), "%s", addr);
+		l->since = now;
+		l->down = false; /* first sight: up until it fails */
+	}
+	if (l == NULL || l->down == down) {
+		pthread_mutex_unlock(&links_mu);
+		return;
+	}
+	lasted = (long long)(now - l->since);
+	l->down = down;
+	l->since = now;
+	if (now - l->window >= LINK_WINDOW) {
+		l->window = now;
+		l->lines = 0;
+	}
+	if (l->lines >= LINK_BURST) {
+		l->held++;
+		pthread_mutex_unlock(&links_mu);
+		return;
+	}
+	l->lines++;
+	if (down)
+		fprintf(stderr, "sluice: store: redis %s connection lost: %s", addr,
+		        why && why[0] ? why : "closed");
+	else
+		fprintf(stderr, "sluice: store: redis %s connection restored after %llds", addr,
+		        lasted);
+	if (l->held)
+		fprintf(stderr, " (%u changes not logged before this one)", l->held);
+	fputc('\n', stderr);
+	l->held = 0;
+	pthread_mutex_unlock(&links_mu);
+}
+
 /* ---- connections ---- */
 
 static void conn_down(struct rs_conn *c)
@@ -142,6 +215,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (!c || c->ac != ac)
 		return;
 	if (status != REDIS_OK) {
+		sl_redis_link_event(c, true, ac->errstr);
 		conn_down(c); /* hiredis frees the context after this returns */
 		return;
 	}
@@ -155,8 +229,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
 	struct rs_conn *c = ac->data;
 
-	if (c && c->ac == ac)
+	if (c && c->ac == ac) {
+		if (status != REDIS_OK)
+			sl_redis_link_event(c, true, ac->errstr);
 		conn_down(c);
+	}
 }
 
 static void on_load(redisAsyncContext *ac, void *reply, void *priv)
@@ -169,6 +246,10 @@ static void on_load(redisAsyncContext *ac, void *reply, void *priv)
 		if (c->inflight)
 			c->inflight--;
 		c->progress = now_ms(c->w);
+		/* answering again: a TCP connect alone does not say so (a
+		 * paused server's kernel still accepts) */
+		if (r != NULL)
+			sl_redis_link_event(c, false, NULL);
 		/* Redis before 7.0: the commands behind this one fail the same
 		 * way and are resent as EVALSHA after a SCRIPT LOAD. */
 		if (r && r->type == REDIS_REPLY_ERROR && r->len >= 19 &&
@@ -204,6 +285,7 @@ static int conn_open(struct rs_conn *c)
 	redisAsyncContext *ac = redisAsyncConnect(c->node->addr.host, c->node->addr.port);
 
 	if (!ac || ac->err || ev_attach(ac, w->loop) < 0) {
+		sl_redis_link_event(c, true, ac && ac->err ? ac->errstr : "cannot connect");
 		if (ac)
 			redisAsyncFree(ac);
 		conn_down(c);

@@ -192,6 +192,11 @@ struct rs_conn *sl_redis_conn_get(struct rs_worker *w, struct rs_node *n);
 /* Queue the library's load (FUNCTION LOAD, or SCRIPT LOAD without
  * FUNCTION) on c. 0 or SL_EIO. */
 int sl_redis_conn_load(struct rs_conn *c);
+/* The operator's one line when the server at c's address stops answering
+ * (down, why) or answers again: once per change for the whole process,
+ * at most one line per 10 s per address (redis_pool.c). */
+void sl_redis_link_event(const struct rs_conn *c, bool down, const char *why);
+
 /* Drop c now: its pending commands complete with NULL replies. Not from
  * inside one of its own reply callbacks. */
 void sl_redis_conn_drop(struct rs_conn *c);

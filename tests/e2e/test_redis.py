@@ -480,9 +480,19 @@ def test_redis_killed_and_restarted(sluice, redis_servers, on_error, status):
         assert t.remaining_of(200) == [None] * 40
     errors1 = sum(metric(d, "sluice_store_errors_total") for d in nodes)
     assert errors1 >= errors0 + 40
+    # the operator sees the outage once per node, not once per worker or
+    # pooled connection or request (issue 12: store connection lost)
+    lost = "store: redis 127.0.0.1:%d connection lost" % r.port
+    for d in nodes:
+        assert wait_until(lambda: lost in d.log(), 5.0), d.log()
+        assert d.log().count(lost) == 1, d.log()
 
     r.start()  # same port, empty data set
     assert wait_until(decided_again(nodes, "c2"), 10.0), "nodes did not recover in 10 s"
+    back = "store: redis 127.0.0.1:%d connection restored after " % r.port
+    for d in nodes:
+        assert wait_until(lambda: back in d.log(), 5.0), d.log()
+        assert d.log().count(back) == 1, d.log()
     t = burst(nodes, 30, client="c3")
     assert t.statuses() == [200] * 30
     assert sorted(int(x) for x in t.remaining_of(200)) == list(range(970, 1000))
@@ -502,6 +512,12 @@ def test_redis_paused_requests_fail_within_the_timeout(sluice, redis_servers):
     assert t.slowest() < NO_HANG_S, t.slowest()
     assert sum(metric(d, "sluice_store_errors_total") for d in nodes) >= errors0 + 16
     assert wait_until(decided_again(nodes, "c4"), 10.0), "nodes did not recover in 10 s"
+    # a hung server is named as such, once, and its return too
+    for d in nodes:
+        log = d.log()
+        assert log.count("store: redis 127.0.0.1:%d connection lost: no answer within "
+                         "store.timeout" % r.port) == 1, log
+        assert wait_until(lambda: "connection restored after" in d.log(), 5.0), d.log()
 
 
 # ---- local over-limit cache ----
