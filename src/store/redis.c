@@ -709,6 +709,26 @@ static unsigned slot_node(void *arg, const char *host, int port)
 	return sl_redis_node_find_add(arg, host, port);
 }
 
+/* Whether every connection of n is down and at least one failed: the node
+ * is known unreachable (not merely unused). */
+static bool node_down(const struct rs_worker *w, const struct rs_node *n)
+{
+	bool failed = false;
+
+	for (unsigned k = 0; k < w->pool; k++) {
+		if (n->conns[k].state != C_DOWN)
+			return false;
+		if (n->conns[k].backoff > 0)
+			failed = true;
+	}
+	return failed;
+}
+
+void sl_redis_worker_arm(struct rs_worker *w)
+{
+	arm(w);
+}
+
 static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct rs_node *from = priv;
@@ -745,6 +765,13 @@ static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
 	} else {
 		w->disc_pending = true; /* cluster not fully served: ask again later */
 	}
+	/* A master that stopped answering is still named until its replica
+	 * takes over: ask again until the map names reachable nodes only, so
+	 * a worker without traffic meanwhile does not meet the dead master
+	 * with its next request. */
+	for (unsigned s = 0; s < SL_REDIS_SLOTS && !w->disc_pending; s++)
+		if (w->slots[s] != NO_NODE && node_down(w, &w->nodes[w->slots[s]]))
+			w->disc_pending = true;
 	if (w->have_map)
 		resume_waiters(w);
 	arm(w);

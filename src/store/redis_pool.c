@@ -193,8 +193,10 @@ static void conn_down(struct rs_conn *c)
 	if (c->backoff > BACKOFF_MAX)
 		c->backoff = BACKOFF_MAX;
 	c->retry_at = now_ms(w) + c->backoff;
-	if (w->cluster && !w->closing)
+	if (w->cluster && !w->closing) {
 		w->disc_pending = true;
+		sl_redis_worker_arm(w); /* rediscover even with no request pending */
+	}
 }
 
 /* Drop a connection now: its pending commands complete with NULL replies.

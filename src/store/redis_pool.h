@@ -197,6 +197,11 @@ int sl_redis_conn_load(struct rs_conn *c);
  * at most one line per 10 s per address (redis_pool.c). */
 void sl_redis_link_event(const struct rs_conn *c, bool down, const char *why);
 
+/* (Re)arm w's timer for what is due (redis.c): a connection going down in
+ * cluster mode asks for a CLUSTER SLOTS round without waiting for a
+ * request. Thread: w's loop. */
+void sl_redis_worker_arm(struct rs_worker *w);
+
 /* Drop c now: its pending commands complete with NULL replies. Not from
  * inside one of its own reply callbacks. */
 void sl_redis_conn_drop(struct rs_conn *c);
