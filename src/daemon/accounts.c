@@ -387,22 +387,33 @@ static int accounts_list(const struct opts *o)
 	return rc;
 }
 
+/* The verb of `sluice GROUP VERB ...` into *verb and "GROUP VERB" into cmd:
+ * -1 to go on, else the exit status (help asked for, or no verb). */
+static int verb_of(const char *group, void (*u)(FILE *), int argc, char **argv, char *cmd,
+                   size_t cap, const char **verb)
+{
+	*verb = argc >= 2 ? argv[1] : NULL;
+	if (*verb == NULL)
+		return sl_usage_error(u, group, "%s", "a verb is required");
+	if (!strcmp(*verb, "-h") || !strcmp(*verb, "--help")) {
+		u(stdout);
+		return 0;
+	}
+	snprintf(cmd, cap, "%s %s", group, *verb);
+	return -1;
+}
+
 int sl_cmd_accounts(int argc, char **argv)
 {
-	const char *verb = argc >= 2 ? argv[1] : NULL;
+	const char *verb;
 	void (*u)(FILE *) = sl_usage_accounts;
 	char cmd[64], path[1024], name[768];
 	struct opts o;
 	cJSON *body = NULL, *j = NULL;
-	int rc;
+	int rc = verb_of("accounts", u, argc, argv, cmd, sizeof(cmd), &verb);
 
-	if (verb == NULL)
-		return sl_usage_error(u, "accounts", "%s", "a verb is required");
-	if (!strcmp(verb, "-h") || !strcmp(verb, "--help")) {
-		u(stdout);
-		return 0;
-	}
-	snprintf(cmd, sizeof(cmd), "accounts %s", verb);
+	if (rc >= 0)
+		return rc;
 	rc = parse(cmd, u, argc, argv, &o);
 	if (rc >= 0)
 		return rc;
@@ -481,20 +492,15 @@ int sl_cmd_accounts(int argc, char **argv)
 
 int sl_cmd_keys(int argc, char **argv)
 {
-	const char *verb = argc >= 2 ? argv[1] : NULL;
+	const char *verb;
 	void (*u)(FILE *) = sl_usage_keys;
 	char cmd[64], path[1024], arg[768];
 	struct opts o;
 	cJSON *body = NULL, *j = NULL;
-	int rc;
+	int rc = verb_of("keys", u, argc, argv, cmd, sizeof(cmd), &verb);
 
-	if (verb == NULL)
-		return sl_usage_error(u, "keys", "%s", "a verb is required");
-	if (!strcmp(verb, "-h") || !strcmp(verb, "--help")) {
-		u(stdout);
-		return 0;
-	}
-	snprintf(cmd, sizeof(cmd), "keys %s", verb);
+	if (rc >= 0)
+		return rc;
 	if (strcmp(verb, "issue") && strcmp(verb, "list") && strcmp(verb, "rotate") &&
 	    strcmp(verb, "revoke"))
 		return sl_usage_error(u, "keys", "unknown verb '%s'", verb);

@@ -203,6 +203,34 @@ static void decide_complete(struct sl_admin_call *c)
 	}
 }
 
+int sl_admin_submit(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req,
+                    void (*done)(struct sl_batch *), void (*complete)(struct sl_admin_call *))
+{
+	/* Whether complete() runs here is decided before submitting: an inline
+	 * completion has run done() by the time submit returns, and the batch
+	 * is not to be read after it (the lesson of the connection leak). */
+	bool nothing = c->ev.batch.n == 0;
+	int rc;
+
+	c->kind = K_DECIDE;
+	c->ev.batch.loop = a->loop;
+	c->ev.batch.done = done;
+	c->ev.batch.data = c;
+	rc = nothing ? SL_OK : sl_store_submit(a->store, &c->ev.batch);
+	if (rc < 0 || nothing) {
+		/* nothing to ask, or refused up front: the policy's on_error decides */
+		c->ev.batch.status = rc;
+		c->ev.batch.time = req->now;
+		complete(c);
+		c->kind = K_NONE;
+		return 0;
+	}
+	if (c->kind == K_NONE)
+		return 0;         /* completed inline (memory store) */
+	c->kind = K_DECIDE_ASYNC; /* done() now owed */
+	return SL_AGAIN;
+}
+
 static void decide_done(struct sl_batch *b)
 {
 	struct sl_admin_call *c = b->data;
@@ -410,30 +438,7 @@ int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl
 		return 0;
 	}
 
-	c->kind = K_DECIDE;
-	if (c->ev.batch.n == 0) {
-		c->ev.batch.status = SL_OK;
-		c->ev.batch.time = req->now;
-		decide_complete(c);
-		c->kind = K_NONE;
-		return 0;
-	}
-	c->ev.batch.loop = a->loop;
-	c->ev.batch.done = decide_done;
-	c->ev.batch.data = c;
-	rc = sl_store_submit(a->store, &c->ev.batch);
-	if (rc < 0) {
-		/* Refused up front: the policy's on_error decides. */
-		c->ev.batch.status = rc;
-		c->ev.batch.time = req->now;
-		decide_complete(c);
-		c->kind = K_NONE;
-		return 0;
-	}
-	if (c->kind == K_NONE)
-		return 0;         /* completed inline (memory store) */
-	c->kind = K_DECIDE_ASYNC; /* done() now owed */
-	return SL_AGAIN;
+	return sl_admin_submit(a, c, req, decide_done, decide_complete);
 }
 
 /* ---- /v1/release ---- */

@@ -88,6 +88,14 @@ typedef int (*sl_admin_handler_fn)(struct sl_admin *a, struct sl_admin_call *c,
                                    const struct sl_admin_req *req);
 
 int sl_admin_decide(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
+
+/* Submit c->ev.batch (prepared by sl_eval_begin or a peek) with done as
+ * its completion: complete(c) fills the answer, inline when the store
+ * answers at once or refuses, or there is nothing to ask. Returns 0 (the
+ * answer is ready) or SL_AGAIN (c->done owed: done() calls complete and
+ * then c->done when c->kind was K_DECIDE_ASYNC). */
+int sl_admin_submit(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req,
+                    void (*done)(struct sl_batch *), void (*complete)(struct sl_admin_call *));
 int sl_admin_release(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);
 /* admin-accounts.c: /v1/accounts..., /v1/keys... (DESIGN.md section 6) */
 int sl_admin_accounts(struct sl_admin *a, struct sl_admin_call *c, const struct sl_admin_req *req);

@@ -114,21 +114,6 @@ int sl_admin_usage(struct sl_admin *a, struct sl_admin_call *c, const struct sl_
 		sl_admin_respond_error(&c->resp, 404, "unknown_account", "no such account");
 		return 0;
 	}
-	c->kind = K_DECIDE;
-	c->ev.batch.loop = a->loop;
-	c->ev.batch.done = usage_done;
-	c->ev.batch.data = c;
 	c->ev.batch.time = req->now;
-	rc = c->ev.batch.n ? sl_store_submit(a->store, &c->ev.batch) : SL_OK;
-	if (rc < 0 || c->ev.batch.n == 0) {
-		c->ev.batch.status = rc;
-		c->ev.batch.time = req->now;
-		usage_complete(c);
-		c->kind = K_NONE;
-		return 0;
-	}
-	if (c->kind == K_NONE)
-		return 0;         /* completed inline (memory store) */
-	c->kind = K_DECIDE_ASYNC; /* done() now owed */
-	return SL_AGAIN;
+	return sl_admin_submit(a, c, req, usage_done, usage_complete);
 }

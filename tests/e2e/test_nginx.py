@@ -74,6 +74,32 @@ class Api(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def start_nginx(conf, tmp, port, extra=""):
+    """nginx in the foreground on conf (text) in directory tmp, as the
+    examples' run commands start it (-p, -e, -c, -g 'daemon off; pid ...'),
+    waited for on port. Returns (error log path, stop by PID)."""
+    conf_path = os.path.join(tmp, "nginx.conf")
+    with open(conf_path, "w") as f:
+        f.write(conf)
+    err = os.path.join(tmp, "error.log")
+    proc = subprocess.Popen([NGINX, "-p", tmp + "/", "-e", err, "-c", conf_path, "-g",
+                             "daemon off; pid %s/nginx.pid; %s" % (tmp, extra % err
+                                                                   if extra else "")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def stop():
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    if not wait_port(port):
+        stop()
+        raise AssertionError(open(err).read() if os.path.exists(err) else "no log")
+    return err, stop
+
+
 @pytest.fixture
 def make_stack(sluice, example):
     """make_stack(example name) -> sluice on that example + the API + nginx
@@ -97,24 +123,8 @@ def make_stack(sluice, example):
                          ("127.0.0.1:8000", nginx_port)):
             assert old in conf
             conf = conf.replace(old, "127.0.0.1:%d" % new)
-        conf_path = os.path.join(tmp, "nginx.conf")
-        with open(conf_path, "w") as f:
-            f.write(conf)
-        err = os.path.join(tmp, "error.log")
-        proc = subprocess.Popen([NGINX, "-p", tmp + "/", "-e", err, "-c", conf_path, "-g",
-                                 "daemon off; pid %s/nginx.pid; error_log %s info;"
-                                 % (tmp, err)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-        def stop():
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        err, stop = start_nginx(conf, tmp, nginx_port, "error_log %s info;")
         cleanups.append(stop)
-        assert wait_port(nginx_port), open(err).read() if os.path.exists(err) else "no log"
 
         class Stack:
             pass

@@ -12,15 +12,13 @@ per-IP limits count the client behind nginx; no line in nginx's error log
 for any of it; sluice down is a JSON 503 without reaching the API."""
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 
 import pytest
 import requests
 
-from test_nginx import NGINX, Api, Server, free_port, wait_port
+from test_nginx import NGINX, Api, Server, free_port, start_nginx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONF = os.path.join(HERE, "..", "..", "examples", "nginx-proxy.conf")
@@ -48,24 +46,9 @@ def stack(sluice, example):
     for old, new in (("127.0.0.1:8080", d.ports["gateway"]), ("127.0.0.1:8000", nginx_port)):
         assert old in conf
         conf = conf.replace(old, "127.0.0.1:%d" % new)
-    conf_path = os.path.join(tmp, "nginx.conf")
-    with open(conf_path, "w") as f:
-        f.write(conf)
-    err = os.path.join(tmp, "error.log")
     # the run command of the example's header, with this test's directory
-    proc = subprocess.Popen([NGINX, "-p", tmp + "/", "-e", err, "-c", conf_path,
-                             "-g", "daemon off; pid %s/nginx.pid;" % tmp],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-    def stop():
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    err, stop = start_nginx(conf, tmp, nginx_port)
     cleanups.append(stop)
-    assert wait_port(nginx_port), open(err).read() if os.path.exists(err) else "no log"
 
     class Stack:
         pass
