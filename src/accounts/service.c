@@ -486,6 +486,21 @@ static int publish(struct sl_accounts *a, const struct sl_policy *p, const cJSON
 
 /* ---- operations ---- */
 
+/* After a committed account write: the account as stored now, into the
+ * index (publish) and as the answer with `status`. */
+static void publish_answer(struct sl_accounts *a, struct sl_acc_req *r, const char *name,
+                           int status)
+{
+	cJSON *o = load_account(a, name, true, r->now);
+
+	if (o == NULL || publish(a, r->policy, o) != 0) {
+		cJSON_Delete(o);
+		answer_error(r, 500, "internal", NULL, "written, but not loaded: restart to apply");
+		return;
+	}
+	answer_json(r, status, o);
+}
+
 static void op_create(struct sl_accounts *a, struct sl_acc_req *r)
 {
 	static const char *const fields[] = {"account",  "plan",   "title", "overrides",
@@ -568,15 +583,8 @@ static void op_create(struct sl_accounts *a, struct sl_acc_req *r)
 		unavailable(r, sqlite3_errmsg(a->db));
 		goto out;
 	}
-	if (!commit(a, r))
-		goto out;
-	cJSON *o = load_account(a, name, true, r->now);
-	if (o == NULL || publish(a, r->policy, o) != 0) {
-		cJSON_Delete(o);
-		answer_error(r, 500, "internal", NULL, "written, but not loaded: restart to apply");
-		goto out;
-	}
-	answer_json(r, 201, o);
+	if (commit(a, r))
+		publish_answer(a, r, name, 201);
 out:
 	free(ovtext);
 	free(metatext);
@@ -728,15 +736,8 @@ static void op_patch(struct sl_accounts *a, struct sl_acc_req *r)
 		unavailable(r, sqlite3_errmsg(a->db));
 		goto out;
 	}
-	if (!commit(a, r))
-		goto out;
-	cJSON *o = load_account(a, r->account, true, r->now);
-	if (o == NULL || publish(a, r->policy, o) != 0) {
-		cJSON_Delete(o);
-		answer_error(r, 500, "internal", NULL, "written, but not loaded: restart to apply");
-		goto out;
-	}
-	answer_json(r, 200, o);
+	if (commit(a, r))
+		publish_answer(a, r, r->account, 200);
 out:
 	cJSON_Delete(cur);
 	cJSON_Delete(merged);

@@ -35,13 +35,6 @@ static struct sl_store *make_store(int64_t timeout_ns, bool cache)
 	return s;
 }
 
-static void free_store(struct sl_store *s, uv_loop_t *loop)
-{
-	sl_redis_store_detach(s, loop);
-	s->ops->destroy(s);
-	uv_run(loop, UV_RUN_DEFAULT);
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -208,7 +201,7 @@ static void decisions_match_core_algorithms(void **state)
 	print_message("decide %u (ok %u delay %u deny %u) release %u peek %u\n", counts[0],
 	              outcomes[0], outcomes[1], outcomes[2], counts[1], counts[2]);
 	assert_true(outcomes[0] > 50 && outcomes[1] > 5 && outcomes[2] > 50);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -240,7 +233,7 @@ static void rejected_decision_consumes_nothing(void **state)
 	}
 	assert_int_equal(tr_run(s, &loop, ck, 1, SL_OP_PEEK, NULL, NULL), SL_OK);
 	assert_int_equal(ck[0].res.remaining, 9);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -268,7 +261,7 @@ static void script_flush_is_reloaded(void **state)
 		assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
 		assert_int_equal(ck.res.remaining, 100 - 2 * (round + 1));
 	}
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -314,7 +307,7 @@ static void server_without_functions_gets_evalsha(void **state)
 	assert_non_null(r);
 	assert_non_null(strstr(r->str, "cmdstat_evalsha:"));
 	freeReplyObject(r);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 	tr_stop_redis(pid2);
 }
@@ -358,7 +351,7 @@ static void killed_server_errors_within_timeout_then_recovers(void **state)
 			tr_sleep_ms(10);
 	}
 	assert_true(ok); /* reconnected by itself, within the back-off cap */
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -391,7 +384,7 @@ static void paused_server_times_out_then_recovers(void **state)
 			tr_sleep_ms(10);
 	}
 	assert_true(ok);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -424,7 +417,7 @@ static void local_cache_answers_known_rejections(void **state)
 	check_init(&ck, &q, 6001, "other", 1);
 	assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL), SL_ETIMEDOUT);
 	kill(pid, SIGCONT);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 

@@ -122,13 +122,6 @@ static struct sl_store *make_store(int64_t timeout_ns)
 	return s;
 }
 
-static void free_store(struct sl_store *s, uv_loop_t *loop)
-{
-	sl_redis_store_detach(s, loop);
-	s->ops->destroy(s);
-	uv_run(loop, UV_RUN_DEFAULT);
-}
-
 static void check_init(struct sl_check *c, const struct sl_limit_spec *sp, uint64_t id,
                        const char *key, uint64_t cost)
 {
@@ -262,7 +255,7 @@ static void decision_across_shards_refunds_earlier_commits(void **state)
 	assert_int_equal(tr_run(s, &loop, ck, 2, SL_OP_DECIDE, NULL, NULL), SL_OK);
 	assert_int_equal(tr_run(s, &loop, ck, 2, SL_OP_DECIDE, NULL, NULL), SL_DENY);
 	assert_int_equal(ck[0].res.remaining, 9);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -324,7 +317,7 @@ static void ask_during_migration_and_moved_after(void **state)
 	assert_int_equal(tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
 	assert_int_equal(ck.res.remaining, 97);
 	assert_int_equal(owner_of(slot, src_id), dst);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -408,7 +401,7 @@ static void master_failover_errors_within_timeout_then_recovers(void **state)
 	assert_true(ok);
 	assert_true(failed > 0);
 	assert_int_equal(ck.res.remaining, 994); /* the replica had the counts */
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 

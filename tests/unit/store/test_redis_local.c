@@ -42,13 +42,6 @@ static struct sl_store *make_local(int64_t sync_ns, uint32_t strict_ppm)
 	return s;
 }
 
-static void free_store(struct sl_store *s, uv_loop_t *loop)
-{
-	sl_redis_store_detach(s, loop);
-	s->ops->destroy(s);
-	uv_run(loop, UV_RUN_DEFAULT);
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -136,7 +129,7 @@ static void fresh_counter_is_read_once_then_decided_here(void **state)
 	assert_int_equal(local, 100);
 	spin(&loop, 80);
 	assert_int_equal(redis_v1(0x51, "alpha"), 101);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -166,7 +159,7 @@ static void one_node_admits_exactly_the_limit(void **state)
 	assert_true(strict >= 10); /* the last 10% went to Redis */
 	spin(&loop, 80);
 	assert_int_equal(redis_v1(0x52, "beta"), 100);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -203,8 +196,8 @@ static void two_nodes_stay_within_the_bound(void **state)
 	assert_true(allowed <= 500 + 5);
 	spin(&loop, 60);
 	assert_int_equal(redis_v1(0x53, "gamma"), (uint64_t)allowed);
-	free_store(s[0], &loop);
-	free_store(s[1], &loop);
+	tr_free_store(s[0], &loop);
+	tr_free_store(s[1], &loop);
 	uv_loop_close(&loop);
 }
 
@@ -241,7 +234,7 @@ static void stopped_redis_keeps_deciding_then_catches_up(void **state)
 	for (int i = 0; i < 60 && redis_v1(0x54, "delta") != 1 + (uint64_t)allowed; i++)
 		spin(&loop, 50); /* bounded: 3 s */
 	assert_int_equal(redis_v1(0x54, "delta"), 1 + (uint64_t)allowed);
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 
@@ -288,9 +281,9 @@ static void rate_and_sliding_limits_sync_too(void **state)
 		check_init(&pk, &w, 0x56, "eps");
 		assert_int_equal(tr_run(e, &loop, &pk, 1, SL_OP_PEEK, NULL, NULL), SL_OK);
 		assert_true(pk.res.remaining >= 1000 - 40);
-		free_store(e, &loop);
+		tr_free_store(e, &loop);
 	}
-	free_store(s, &loop);
+	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
 }
 

@@ -181,6 +181,15 @@ static inline pid_t tr_start_redis(int port, const char *dir, const char *const 
 	return -1;
 }
 
+/* Detach s from the loop it ran on, destroy it, and run the loop until its
+ * handles have closed (every store test ends a store this way). */
+static inline void tr_free_store(struct sl_store *s, uv_loop_t *loop)
+{
+	sl_redis_store_detach(s, loop);
+	s->ops->destroy(s);
+	uv_run(loop, UV_RUN_DEFAULT);
+}
+
 static inline void tr_stop_redis(pid_t pid)
 {
 	if (pid <= 0)
