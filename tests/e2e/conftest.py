@@ -63,6 +63,15 @@ class Daemon:
                 if name in ports and ("{%s}" % name) in config_text:
                     if not wait_port(ports[name], proc=self.proc):
                         raise RuntimeError("sluice did not listen on %s:\n%s" % (name, self.log()))
+            # A port that answers may be another process's (taken between
+            # free_port() and the bind): only "serving" says every listener
+            # is this daemon's. One that exits instead is reported (and the
+            # fixture retries a port taken meanwhile).
+            deadline = time.monotonic() + 15.0
+            while "sluice: serving" not in self.log():
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("sluice did not start:\n%s" % self.log())
+                time.sleep(0.01)
 
     def write_config(self, config_text):
         with open(self.config_path, "w") as f:
