@@ -44,11 +44,6 @@ static void discover(struct rs_worker *w);
 static void discover_soon(struct rs_worker *w);
 static void on_timer(uv_timer_t *t);
 
-static bool stateful(uint8_t algo)
-{
-	return algo >= SL_ALGO_RATE && algo <= SL_ALGO_CONCURRENCY;
-}
-
 static void count_error(struct rs_worker *w)
 {
 	if (w->s)
@@ -130,7 +125,8 @@ static void cmd_no_conn(struct rs_cmd *cmd)
 static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **list)
 {
 	struct rs_cmd *picked[CALL_CMDS], **pp = list, *cmd;
-	size_t np = 0, checks = 0, nk = 3, na, used = 0;
+	struct rs_build cb;
+	size_t np = 0, checks = 0, na;
 	uint32_t slot = 0;
 	bool asking = false, load = false;
 	struct rs_conn *c = NULL;
@@ -167,30 +163,10 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 			cmd_no_conn(picked[k]);
 		return;
 	}
-	/* keys first (one per stateful check, the heartbeat's), then groups */
-	w->argv[0] = w->no_func ? "EVALSHA" : "FCALL";
-	w->argl[0] = strlen(w->argv[0]);
-	w->argv[1] = w->no_func ? w->sc.sha : w->sc.func;
-	w->argl[1] = strlen(w->argv[1]);
-	for (size_t k = 0; k < np; k++) {
-		struct rs_req *q = picked[k]->q;
-		struct rs_run *run = &q->runs[picked[k]->run];
-
-		if (sl_redis_cmd_hb(picked[k])) {
-			w->argv[nk] = HB_KEY;
-			w->argl[nk++] = strlen(HB_KEY);
-		}
-		for (uint32_t i = run->first; i < run->end; i++) {
-			if (!stateful(q->b->checks[i].spec->algo))
-				continue;
-			w->argv[nk] = q->kbuf + q->koff[i];
-			w->argl[nk++] = q->klen[i];
-		}
-	}
-	w->argv[2] = sl_redis_put_num(w, &used, (int64_t)(nk - 3), &w->argl[2]);
-	na = nk;
+	sl_redis_build_start(w, &cb);
 	for (size_t k = 0; k < np; k++)
-		sl_redis_cmd_args(picked[k], &na, &used);
+		sl_redis_cmd_build(picked[k], &cb);
+	na = sl_redis_build_end(w, &cb);
 	call = malloc(sizeof(*call) + np * sizeof(call->cmds[0]));
 	if (!call || (asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
 	    (load && sl_redis_conn_load(c) < 0) ||
@@ -356,7 +332,7 @@ static bool cache_answer(struct rs_worker *w, struct sl_batch *b, uint64_t now)
 		struct rs_cache_ent *e;
 		uint64_t h;
 
-		if (ck->cost == 0 || !stateful(ck->spec->algo))
+		if (ck->cost == 0 || !sl_redis_stateful(ck->spec->algo))
 			continue;
 		h = cache_hash(ck);
 		e = &w->cache[h & (CACHE_SLOTS - 1)];
@@ -581,8 +557,8 @@ static void decide_done(struct rs_req *q)
 		finish(q, SL_DENY);
 }
 
-/* The n reply elements at v of cmd's groups, at server time (ts, tns). */
-static void on_result(struct rs_cmd *cmd, redisReply *const *v, size_t n, int64_t ts, int64_t tns)
+/* The n reply fields at v of cmd's groups, at server time (ts, tns). */
+static void on_result(struct rs_cmd *cmd, const char *v, size_t n, int64_t ts, int64_t tns)
 {
 	struct rs_req *q = cmd->q;
 	struct sl_batch *b = q->b;
@@ -591,8 +567,8 @@ static void on_result(struct rs_cmd *cmd, redisReply *const *v, size_t n, int64_
 	struct sl_redis_result res;
 
 	if (sl_redis_cmd_hb(cmd)) {
-		x->hb_count = v[0]->integer;
-		v++;
+		x->hb_count = sl_redis_field(v, 0);
+		v += SL_REDIS_FIELD_BYTES;
 		n--;
 	}
 	if (sl_redis_group_result(v, n, cmd->op, b->checks + run->first, run->end - run->first,
@@ -622,7 +598,7 @@ static void on_result(struct rs_cmd *cmd, redisReply *const *v, size_t n, int64_
 		decide_done(q);
 }
 
-/* One call's reply: each of its commands takes its groups' elements in
+/* One call's reply: each of its commands takes its groups' fields in
  * order; an error or a lost connection applies to every one of them. */
 static void on_call(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -638,7 +614,7 @@ static void on_call(redisAsyncContext *ac, void *reply, void *priv)
 			c->inflight--;
 		c->progress = now_ms(c->w);
 	}
-	ok = r && r->type == REDIS_REPLY_ARRAY && sl_redis_reply_time(r, &ts, &tns) == 0;
+	ok = r && r->type == REDIS_REPLY_STRING && sl_redis_reply_time(r, &ts, &tns) == 0;
 	for (uint32_t k = 0; k < call->n; k++) {
 		struct rs_cmd *cmd = call->cmds[k];
 		size_t need;
@@ -663,12 +639,12 @@ static void on_call(redisAsyncContext *ac, void *reply, void *priv)
 			continue;
 		}
 		need = sl_redis_cmd_fields(cmd);
-		if (!ok || off + need > r->elements) {
+		if (!ok || off + need > sl_redis_reply_fields(r)) {
 			ok = false;
 			cmd_fail(cmd, SL_EPROTO);
 			continue;
 		}
-		on_result(cmd, r->element + off, need, ts, tns);
+		on_result(cmd, r->str + off * SL_REDIS_FIELD_BYTES, need, ts, tns);
 		off += need;
 	}
 	free(call);
@@ -920,7 +896,7 @@ static struct rs_req *req_new(struct rs_worker *w, struct sl_batch *b)
 	int64_t cur_slot = -1;
 
 	for (size_t i = 0; i < b->n; i++)
-		if (stateful(b->checks[i].spec->algo))
+		if (sl_redis_stateful(b->checks[i].spec->algo))
 			keybytes += KEY_PREFIX_LEN + b->checks[i].key_len;
 	size = sizeof(*q) + (b->n + 1) * sizeof(struct rs_run) + b->n * 2 * sizeof(uint32_t) +
 	       keybytes;
@@ -940,7 +916,7 @@ static struct rs_req *req_new(struct rs_worker *w, struct sl_batch *b)
 		uint64_t tag;
 		unsigned slot;
 
-		if (!stateful(ck->spec->algo))
+		if (!sl_redis_stateful(ck->spec->algo))
 			continue;
 		/* One key per descriptor value holds the states of all its
 		 * limits (by limit id); the hash tag is a hash of the bytes,
@@ -1029,11 +1005,17 @@ static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
 	w->argv = malloc(CALL_ARGS * sizeof(*w->argv));
 	w->argl = malloc(CALL_ARGS * sizeof(*w->argl));
 	w->nums = malloc(CALL_NUMS);
-	if (!w->argv || !w->argl || !w->nums ||
+	w->xargv = malloc(CALL_XARGS * sizeof(*w->xargv));
+	w->xargl = malloc(CALL_XARGS * sizeof(*w->xargl));
+	w->prog = malloc(CALL_PROG);
+	if (!w->argv || !w->argl || !w->nums || !w->xargv || !w->xargl || !w->prog ||
 	    (s->local_cache && !(w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache))))) {
 		free(w->argv);
 		free(w->argl);
 		free(w->nums);
+		free(w->xargv);
+		free(w->xargl);
+		free(w->prog);
 		free(w);
 		return NULL;
 	}
@@ -1092,6 +1074,9 @@ static void worker_freed(uv_handle_t *h)
 	free(w->argv);
 	free(w->argl);
 	free(w->nums);
+	free(w->xargv);
+	free(w->xargl);
+	free(w->prog);
 	free(w);
 }
 
@@ -1148,7 +1133,7 @@ static int submit(struct rs_store *s, struct sl_batch *b, struct sl_redis_ext *x
 	for (size_t i = 0; i < b->n; i++) {
 		if (!b->checks[i].spec)
 			return SL_EINVAL;
-		nstate += stateful(b->checks[i].spec->algo);
+		nstate += sl_redis_stateful(b->checks[i].spec->algo);
 	}
 	if (nstate == 0 && !x) {
 		decide_locally(b);

@@ -40,10 +40,12 @@ struct sl_redis_addr {
 };
 int sl_redis_parse_url(const char *url, struct sl_redis_addr *out, unsigned max);
 
-/* The decision library (redis_scripts.c, calling convention there) as a
- * Function library and as an EVAL script, the script's SHA1 (lower-case
- * hex) and the library's function name. Built once; 0 or SL_ENOMEM. The
- * strings live as long as the process. */
+/* The decision library (src/store/redis_lib.lua, embedded by the build as
+ * sl_redis_lib; calling convention above its main()) as a Function library
+ * and as an EVAL script, the script's SHA1 (lower-case hex) and the
+ * library's function name. Built once; 0 or SL_ENOMEM. The strings live as
+ * long as the process. */
+extern const unsigned char sl_redis_lib[];
 struct sl_redis_scripts {
 	const char *eval_src, *func_src, *sha, *func;
 };
@@ -57,9 +59,11 @@ int sl_redis_scripts(struct sl_redis_scripts *out);
 #define SL_REDIS_OP_ADD    'A' /* take without a limit check, raw states (local mode) */
 #define SL_REDIS_OP_HB     'H' /* node heartbeat: live node count (local mode) */
 
-/* Reply layout: 2 header integers (server time s, ns), then per group
- * SL_REDIS_ITEM_FIELDS per check (D, P, R), those and SL_REDIS_RAW_FIELDS
- * (S), SL_REDIS_RAW_FIELDS (A) or one (H). */
+/* Reply layout: one string of little-endian int64 fields: 2 header fields
+ * (server time s, ns), then per group SL_REDIS_ITEM_FIELDS per check (D,
+ * P, R), those and SL_REDIS_RAW_FIELDS (S), SL_REDIS_RAW_FIELDS (A) or one
+ * (H). */
+#define SL_REDIS_FIELD_BYTES 8
 #define SL_REDIS_HDR_FIELDS  2
 #define SL_REDIS_ITEM_FIELDS 6 /* outcome, remaining, reset_after, retry_after, delay, window */
 #define SL_REDIS_RAW_FIELDS  3 /* rel (expires - server time, ns; 0 fresh), v1, v2 */
@@ -86,22 +90,26 @@ struct sl_redis_raw {
 /* Set ck->res.limit (and remaining, for unlimited) from ck->spec. */
 void sl_redis_fill_limits(struct sl_check *ck);
 
-/* The server time heading reply r: 0, or SL_EPROTO when r is not an array
- * of integers whose first two are a time whose nanoseconds fit int64. */
+/* Field k of the fields at v. */
+int64_t sl_redis_field(const char *v, size_t k);
+
+/* The server time heading reply r: 0, or SL_EPROTO when r is not a string
+ * of whole fields whose first two are a time whose nanoseconds fit int64. */
 int sl_redis_reply_time(const struct redisReply *r, int64_t *t_s, int64_t *t_ns);
 
-/* Reply elements a group of op over m checks takes. */
+/* Fields in reply r (a string that passed sl_redis_reply_time). */
+size_t sl_redis_reply_fields(const struct redisReply *r);
+
+/* Reply fields a group of op over m checks takes. */
 size_t sl_redis_group_fields(char op, size_t m);
 
-/* Interpret the group of op over checks[0, m) at v (avail elements left):
+/* Interpret the group of op over checks[0, m) at v (avail fields left):
  * fills every check's res (not for A) and out's status, denied and delay
- * (not its time), and raw[0, m) for S and A. Returns the elements used, or
- * SL_EPROTO when they are not what the library sends (too few, not
- * integers, negative, an outcome other than 0-2). Borrows everything.
- * Thread: any. */
-int sl_redis_group_result(struct redisReply *const *v, size_t avail, char op,
-                          struct sl_check *checks, size_t m, struct sl_redis_result *out,
-                          struct sl_redis_raw *raw);
+ * (not its time), and raw[0, m) for S and A. Returns the fields used, or
+ * SL_EPROTO when they are not what the library sends (too few, negative,
+ * an outcome other than 0-2). Borrows everything. Thread: any. */
+int sl_redis_group_result(const char *v, size_t avail, char op, struct sl_check *checks, size_t m,
+                          struct sl_redis_result *out, struct sl_redis_raw *raw);
 
 /* A whole reply of one D group over checks[0, m): the header and the group,
  * out's time included. 0 or SL_EPROTO (also for a reply of another size). */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <hiredis/async.h>
 #include <uv.h>
+#include <sluice/algo.h>
 #include <sluice/batch-t.h>
 #include "store/redis_int.h"
 #include "store/store.h"
@@ -37,8 +38,12 @@
 #define CALL_CHECKS 64
 #define CALL_CMDS   64 /* groups per call: several calls stay in flight */
 #define SPEC_CACHE  16 /* formatted specs kept per worker (power of 2) */
-#define CALL_ARGS   (8 + CALL_CHECKS * 3 + CALL_CMDS * 8) /* argv entries per call */
-#define CALL_NUMS   (CALL_CHECKS * (SPEC_LEN + NUM_LEN) + CALL_CMDS * 4 * NUM_LEN) /* bytes */
+#define CALL_XARGS  (CALL_CHECKS + CALL_CMDS)   /* spec strings and heartbeat ids */
+#define CALL_ARGS   (4 + CALL_CHECKS + CALL_CMDS + CALL_XARGS) /* argv entries per call */
+#define CALL_NUMS   (CALL_CHECKS * SPEC_LEN + NUM_LEN) /* bytes of spec strings, numkeys */
+#define PROG_GROUP  18 /* program bytes of a group: op, m, commit time or heartbeat */
+#define PROG_CHECK  12 /* program bytes of a check: spec, key, cost */
+#define CALL_PROG   (2 * CALL_CMDS * PROG_GROUP + CALL_CHECKS * PROG_CHECK)
 #define HB_KEY      "sl:nodes" /* local mode: sorted set of live workers */
 
 struct rs_worker;
@@ -160,10 +165,14 @@ struct rs_worker {
 		char str[SPEC_LEN];
 		size_t len;
 	} specs[SPEC_CACHE]; /* formatted spec arguments, by content and id */
-	/* scratch for one call's argv: [CALL_ARGS], [CALL_ARGS], [CALL_NUMS] */
+	/* scratch for one call: argv [CALL_ARGS], argl [CALL_ARGS], nums
+	 * [CALL_NUMS], xargv and xargl [CALL_XARGS], prog [CALL_PROG] */
 	const char **argv;
 	size_t *argl;
 	char *nums;
+	const char **xargv;
+	size_t *xargl;
+	unsigned char *prog;
 };
 
 struct rs_store {
@@ -179,6 +188,12 @@ struct rs_store {
 	struct rs_worker *workers;
 	_Atomic uint64_t errors;
 };
+
+/* Checks with a state in Redis (a key): rate, quota, sliding, concurrency. */
+static inline bool sl_redis_stateful(uint8_t algo)
+{
+	return algo >= SL_ALGO_RATE && algo <= SL_ALGO_CONCURRENCY;
+}
 
 static inline uint64_t now_ms(struct rs_worker *w)
 {
@@ -209,18 +224,28 @@ void sl_redis_conn_drop(struct rs_conn *c);
  * the table is full or the host too long. */
 unsigned sl_redis_node_find_add(struct rs_worker *w, const char *host, int port);
 
-/* Call arguments (redis_proto.c). put_num writes v in decimal and
- * put_spec (sp, limit id) as the library's spec string into w->nums at
- * *used (advanced), returning it and its length in *len. cmd_checks is the
- * number of checks of cmd's run, cmd_hb whether cmd carries a heartbeat,
- * cmd_fields the reply elements its groups take, cmd_args appends its
- * groups' ARGV at w->argv[*na] (advanced). Valid until the call is sent. */
-const char *sl_redis_put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len);
-const char *sl_redis_put_spec(struct rs_worker *w, size_t *used, const struct sl_limit_spec *sp,
-                              uint64_t id, size_t *len);
+/* One call being built (redis_proto.c): keys go to w->argv from index 3,
+ * the program to w->prog, spec strings and heartbeat ids to w->xargv. */
+struct rs_build {
+	size_t nk;                     /* keys so far */
+	size_t nx;                     /* extra arguments so far */
+	size_t plen;                   /* program bytes so far */
+	size_t used;                   /* bytes of w->nums */
+	uint16_t spec_arg[SPEC_CACHE]; /* ARGV index of a cached spec in this call, 0: none */
+};
+
+/* Call arguments (redis_proto.c). build_start begins a call, cmd_build
+ * adds cmd's groups (its keys, each distinct key of its run once, and its
+ * program), build_end lays out w->argv: FCALL or EVALSHA, the function,
+ * numkeys, the keys, the program, the extra arguments; it returns argc.
+ * cmd_checks is the number of checks of cmd's run, cmd_hb whether cmd
+ * carries a heartbeat, cmd_fields the reply fields its groups take. Valid
+ * until the call is sent. */
+void sl_redis_build_start(struct rs_worker *w, struct rs_build *cb);
+void sl_redis_cmd_build(struct rs_cmd *cmd, struct rs_build *cb);
+size_t sl_redis_build_end(struct rs_worker *w, struct rs_build *cb);
 size_t sl_redis_cmd_checks(const struct rs_cmd *cmd);
 bool sl_redis_cmd_hb(const struct rs_cmd *cmd);
 size_t sl_redis_cmd_fields(const struct rs_cmd *cmd);
-void sl_redis_cmd_args(struct rs_cmd *cmd, size_t *na, size_t *used);
 
 #endif

@@ -1,39 +1,58 @@
-/* The Redis store's call arguments: the ARGV part each command's groups
- * add to a call (op, check count, commit time, spec strings with the
- * limit id, costs; the heartbeat's id and TTL) and how many reply elements
- * they take back. The spec strings are formatted once per worker and
- * copied into the call's number buffer, so a call's arguments stay valid
- * until it is sent. Thread: the worker's loop. */
+/* The Redis store's call arguments: how a call's commands become one FCALL
+ * of the library (src/store/redis_lib.lua, convention above its main()).
+ * KEYS are the call's keys, each distinct key of a run once; ARGV[1] is the
+ * program, little-endian binary: per group op and check count, then the
+ * commit time (R) or heartbeat (H), then per check the ARGV index of its
+ * spec string, the KEYS index of its key (0: none) and its cost; the rest
+ * of ARGV are the spec strings (each once per call) and heartbeat ids.
+ * Spec strings are formatted once per worker and copied into the call's
+ * buffer, so a call's arguments stay valid until it is sent. Thread: the
+ * worker's loop. */
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
 #include <sluice/algo.h>
 #include "store/redis_pool.h"
 
-const char *sl_redis_put_num(struct rs_worker *w, size_t *used, int64_t v, size_t *len)
+static void put_u8(struct rs_worker *w, struct rs_build *cb, unsigned v)
 {
-	char *p = w->nums + *used;
-	int k = snprintf(p, NUM_LEN, "%lld", (long long)v);
-
-	*len = (size_t)k;
-	*used += (size_t)k + 1;
-	return p;
+	w->prog[cb->plen++] = (unsigned char)v;
 }
 
-/* The spec argument of (sp, id), copied into the call's numbers: formatted
- * once per content (specs are few and reused by every request), so this is
- * one hash, one compare and one copy. */
-const char *sl_redis_put_spec(struct rs_worker *w, size_t *used, const struct sl_limit_spec *sp,
-                              uint64_t id, size_t *len)
+static void put_u16(struct rs_worker *w, struct rs_build *cb, unsigned v)
+{
+	put_u8(w, cb, v & 0xff);
+	put_u8(w, cb, (v >> 8) & 0xff);
+}
+
+static void put_i64(struct rs_worker *w, struct rs_build *cb, int64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		put_u8(w, cb, (unsigned)(((uint64_t)v >> (8 * i)) & 0xff));
+}
+
+/* An extra argument: its ARGV index (ARGV[1] is the program). */
+static unsigned put_xarg(struct rs_worker *w, struct rs_build *cb, const char *s, size_t len)
+{
+	w->xargv[cb->nx] = s;
+	w->xargl[cb->nx] = len;
+	return (unsigned)(2 + cb->nx++);
+}
+
+/* The ARGV index of the spec string of (sp, id) in this call: formatted
+ * once per content (specs are few and reused by every request), added to
+ * a call once, so this is one hash and one compare. */
+static unsigned spec_arg(struct rs_worker *w, struct rs_build *cb, const struct sl_limit_spec *sp,
+                         uint64_t id)
 {
 	uint64_t h = XXH3_64bits_withSeed(sp, sizeof(*sp), id);
 	unsigned i = (unsigned)(h & (SPEC_CACHE - 1));
-	char *p = w->specs[i].str;
+	char *p;
 	int k;
 
 	if (!w->specs[i].len || w->specs[i].limit_id != id ||
 	    memcmp(&w->specs[i].sp, sp, sizeof(*sp)) != 0) {
-		k = snprintf(p, SPEC_LEN, "%u %llu %lld %lld %llu %llu %u %d|%llx",
+		k = snprintf(w->specs[i].str, SPEC_LEN, "%u %llu %lld %lld %llu %llu %u %d|%llx",
 		             (unsigned)sp->algo, (unsigned long long)sp->n, (long long)sp->period,
 		             (long long)sp->interval, (unsigned long long)sp->burst,
 		             (unsigned long long)sp->queue, (unsigned)sp->calendar,
@@ -41,12 +60,15 @@ const char *sl_redis_put_spec(struct rs_worker *w, size_t *used, const struct sl
 		w->specs[i].sp = *sp;
 		w->specs[i].limit_id = id;
 		w->specs[i].len = (size_t)k;
+		cb->spec_arg[i] = 0; /* this call's copy of the old one stays */
 	}
-	*len = w->specs[i].len;
-	memcpy(w->nums + *used, p, *len + 1);
-	p = w->nums + *used;
-	*used += *len + 1;
-	return p;
+	if (!cb->spec_arg[i]) {
+		p = w->nums + cb->used;
+		memcpy(p, w->specs[i].str, w->specs[i].len + 1);
+		cb->used += w->specs[i].len + 1;
+		cb->spec_arg[i] = (uint16_t)put_xarg(w, cb, p, w->specs[i].len);
+	}
+	return cb->spec_arg[i];
 }
 
 size_t sl_redis_cmd_checks(const struct rs_cmd *cmd)
@@ -61,54 +83,89 @@ bool sl_redis_cmd_hb(const struct rs_cmd *cmd)
 	return cmd->op == SL_REDIS_OP_ADD && cmd->q->ext && cmd->q->ext->hb_id;
 }
 
-/* Reply elements cmd's groups take. */
+/* Reply fields cmd's groups take. */
 size_t sl_redis_cmd_fields(const struct rs_cmd *cmd)
 {
 	return (sl_redis_cmd_hb(cmd) ? 1 : 0) +
 	       sl_redis_group_fields(cmd->op, sl_redis_cmd_checks(cmd));
 }
 
-/* Arguments cmd's groups add to a call: keys into argv[*nk...] is done by
- * the caller; this appends the ARGV part at argv[*na]. */
-void sl_redis_cmd_args(struct rs_cmd *cmd, size_t *na, size_t *used)
+static unsigned put_key(struct rs_worker *w, struct rs_build *cb, const char *k, size_t len)
+{
+	w->argv[3 + cb->nk] = k;
+	w->argl[3 + cb->nk] = len;
+	return (unsigned)++cb->nk;
+}
+
+void sl_redis_build_start(struct rs_worker *w, struct rs_build *cb)
+{
+	(void)w;
+	memset(cb, 0, sizeof(*cb));
+}
+
+void sl_redis_cmd_build(struct rs_cmd *cmd, struct rs_build *cb)
 {
 	struct rs_req *q = cmd->q;
 	struct rs_worker *w = q->w;
 	struct rs_run *run = &q->runs[cmd->run];
 	struct sl_batch *b = q->b;
-	size_t m = run->end - run->first;
-	static const char ops[] = "DSPRAH";
-	const char *opc = strchr(ops, cmd->op);
+	uint16_t kidx[MAX_CHECKS];
 
 	if (sl_redis_cmd_hb(cmd)) {
-		w->argv[*na] = "H";
-		w->argl[(*na)++] = 1;
-		w->argv[*na] = "1";
-		w->argl[(*na)++] = 1;
-		w->argv[*na] = q->ext->hb_id;
-		w->argl[(*na)++] = strlen(q->ext->hb_id);
-		w->argv[*na] = sl_redis_put_num(w, used, (int64_t)q->ext->hb_ttl, &w->argl[*na]);
-		(*na)++;
+		put_u8(w, cb, SL_REDIS_OP_HB);
+		put_u8(w, cb, 0);
+		put_u16(w, cb, put_key(w, cb, HB_KEY, strlen(HB_KEY)));
+		put_u16(w, cb, put_xarg(w, cb, q->ext->hb_id, strlen(q->ext->hb_id)));
+		put_i64(w, cb, (int64_t)q->ext->hb_ttl);
 	}
-	w->argv[*na] = opc ? opc : "P";
-	w->argl[(*na)++] = 1;
-	w->argv[*na] = sl_redis_put_num(w, used, (int64_t)m, &w->argl[*na]);
-	(*na)++;
+	put_u8(w, cb, (unsigned char)cmd->op);
+	put_u8(w, cb, run->end - run->first);
 	if (cmd->op == SL_REDIS_OP_REFUND) {
 		bool commit = b->op == SL_OP_DECIDE;
 
-		w->argv[*na] = sl_redis_put_num(w, used, commit ? run->t_s : 0, &w->argl[*na]);
-		(*na)++;
-		w->argv[*na] = sl_redis_put_num(w, used, commit ? run->t_ns : 0, &w->argl[*na]);
-		(*na)++;
+		put_i64(w, cb, commit ? run->t_s : 0);
+		put_i64(w, cb, commit ? run->t_ns : 0);
 	}
 	for (uint32_t i = run->first; i < run->end; i++) {
 		const struct sl_check *ck = &b->checks[i];
-		uint64_t cost = cmd->op == SL_REDIS_OP_PEEK ? 0 : ck->cost;
+		unsigned key = 0;
 
-		w->argv[*na] = sl_redis_put_spec(w, used, ck->spec, ck->limit_id, &w->argl[*na]);
-		(*na)++;
-		w->argv[*na] = sl_redis_put_num(w, used, (int64_t)cost, &w->argl[*na]);
-		(*na)++;
+		kidx[i - run->first] = 0;
+		if (sl_redis_stateful(ck->spec->algo)) {
+			/* a decision over several limits of one descriptor value
+			 * names its key once */
+			for (uint32_t j = run->first; j < i && !key; j++)
+				if (kidx[j - run->first] && q->klen[j] == q->klen[i] &&
+				    memcmp(q->kbuf + q->koff[j], q->kbuf + q->koff[i], q->klen[i]) == 0)
+					key = kidx[j - run->first];
+			if (!key)
+				key = put_key(w, cb, q->kbuf + q->koff[i], q->klen[i]);
+			kidx[i - run->first] = (uint16_t)key;
+		}
+		put_u16(w, cb, spec_arg(w, cb, ck->spec, ck->limit_id));
+		put_u16(w, cb, key);
+		put_i64(w, cb, cmd->op == SL_REDIS_OP_PEEK ? 0 : (int64_t)ck->cost);
 	}
+}
+
+size_t sl_redis_build_end(struct rs_worker *w, struct rs_build *cb)
+{
+	size_t na = 3 + cb->nk;
+	int k;
+
+	w->argv[0] = w->no_func ? "EVALSHA" : "FCALL";
+	w->argl[0] = strlen(w->argv[0]);
+	w->argv[1] = w->no_func ? w->sc.sha : w->sc.func;
+	w->argl[1] = strlen(w->argv[1]);
+	k = snprintf(w->nums + cb->used, NUM_LEN, "%zu", cb->nk);
+	w->argv[2] = w->nums + cb->used;
+	w->argl[2] = (size_t)k;
+	cb->used += (size_t)k + 1;
+	w->argv[na] = (const char *)w->prog;
+	w->argl[na++] = cb->plen;
+	for (size_t i = 0; i < cb->nx; i++, na++) {
+		w->argv[na] = w->xargv[i];
+		w->argl[na] = w->xargl[i];
+	}
+	return na;
 }

@@ -253,13 +253,16 @@ def redis_keys_ending(client, value):
 
 def key_entries(client, key):
     """{limit id hex: (expires ns, v1, v2)} of a store key
-    "sl2:{<tag>}:<bytes>": one entry per limit on that descriptor value,
-    "<limit id> <expires> <v1> <v2>" joined by ';'."""
+    "sl2:{<tag>}:<bytes>": a version byte 1 and the key's TTL deadline
+    (ms, int64), then one 36-byte entry per limit on that descriptor value
+    (src/store/redis_lib.lua): the limit id (8 bytes, big-endian), expires
+    (s int64, ns uint32), v1, v2 (int64), little-endian."""
+    v = client.get(key) or b""
+    assert v[:1] == b"\x01" and len(v) >= 9 and (len(v) - 9) % 36 == 0, v
     out = {}
-    for e in (client.get(key) or b"").decode().split(";"):
-        if e:
-            lid, exp, v1, v2 = e.split()
-            out[lid] = (int(exp), int(v1), int(v2))
+    for off in range(9, len(v), 36):
+        es, ens, v1, v2 = struct.unpack_from("<qIqq", v, off + 8)
+        out[v[off:off + 8].hex()] = (es * 10**9 + ens, v1, v2)
     return out
 
 

@@ -69,24 +69,28 @@ static void check_init(struct sl_check *c, const struct sl_limit_spec *sp, uint6
 	c->cost = 1;
 }
 
-/* v1 of limit id's entry in the Redis key of `key` ("<id> <exp> <v1> <v2>"
- * entries joined by ';'), 0 when there is none. */
+/* v1 of limit id's entry in the Redis key of `key` (a version byte and a
+ * deadline, then 36-byte entries: id big-endian, expires s and ns, v1, v2
+ * little-endian), 0 when there is none. */
 static uint64_t redis_v1(uint64_t id, const char *key)
 {
-	char name[128], want[24];
+	char name[128];
 	redisReply *r;
 	uint64_t v = 0;
 
 	snprintf(name, sizeof(name), "sl2:{%016llx}:%s",
 	         (unsigned long long)XXH3_64bits(key, strlen(key)), key);
-	snprintf(want, sizeof(want), "%llx ", (unsigned long long)id);
 	r = tr_cmd(port, "GET %s", name);
-	if (r && r->type == REDIS_REPLY_STRING) {
-		for (char *p = r->str; p && *p; p = strchr(p, ';') ? strchr(p, ';') + 1 : NULL) {
-			unsigned long long e, v1;
+	if (r && r->type == REDIS_REPLY_STRING && r->len >= 1 && r->str[0] == 1) {
+		for (size_t off = 9; off + 36 <= r->len; off += 36) {
+			const unsigned char *e = (const unsigned char *)r->str + off;
+			uint64_t eid = 0, v1 = 0;
 
-			if (strncmp(p, want, strlen(want)) == 0 &&
-			    sscanf(p + strlen(want), "%llu %llu", &e, &v1) == 2)
+			for (int b = 0; b < 8; b++) {
+				eid = eid << 8 | e[b];
+				v1 |= (uint64_t)e[20 + b] << (8 * b);
+			}
+			if (eid == id)
 				v = v1;
 		}
 	}

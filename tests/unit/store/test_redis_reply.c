@@ -17,30 +17,47 @@
 #include <sluice/batch-t.h>
 #include "store/redis_int.h"
 
-/* The one reply in resp (parsed by hiredis), or NULL. */
-static redisReply *parse(const char *resp)
+/* The one reply in resp[0, len) (parsed by hiredis), or NULL. */
+static redisReply *parse_len(const char *resp, size_t len)
 {
 	redisReader *rd = redisReaderCreate();
 	void *r = NULL;
 
 	assert_non_null(rd);
-	assert_int_equal(redisReaderFeed(rd, resp, strlen(resp)), REDIS_OK);
+	assert_int_equal(redisReaderFeed(rd, resp, len), REDIS_OK);
 	assert_int_equal(redisReaderGetReply(rd, &r), REDIS_OK);
 	redisReaderFree(rd);
 	return r;
 }
 
-/* A reply of the 2 header integers and one D group of two checks of 6. */
+static redisReply *parse(const char *resp)
+{
+	return parse_len(resp, strlen(resp));
+}
+
+/* The library's reply of fields v[0, n): one bulk string of little-endian
+ * int64s. */
+static redisReply *fields(const long long *v, size_t n)
+{
+	char buf[1024];
+	int k = snprintf(buf, sizeof(buf), "$%zu\r\n", n * 8);
+
+	assert_true(n * 8 + (size_t)k + 2 <= sizeof(buf));
+	for (size_t i = 0; i < n; i++)
+		for (int b = 0; b < 8; b++)
+			buf[k++] = (char)(((unsigned long long)v[i] >> (8 * b)) & 0xff);
+	buf[k++] = '\r';
+	buf[k++] = '\n';
+	return parse_len(buf, (size_t)k);
+}
+
+/* A reply of the 2 header fields and one D group of two checks of 6. */
 static redisReply *script(long long ts, long long tns, long long outcome0, long long outcome1)
 {
-	char buf[512];
+	const long long v[] = {ts,       tns, outcome0,    4, 6000000000LL, 0, 0, 60000000000LL,
+	                       outcome1, 0,   30000000000LL, 1000000000LL, 0, 0};
 
-	snprintf(buf, sizeof(buf),
-	         "*14\r\n:%lld\r\n:%lld\r\n"
-	         ":%lld\r\n:4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
-	         ":%lld\r\n:0\r\n:30000000000\r\n:1000000000\r\n:0\r\n:0\r\n",
-	         ts, tns, outcome0, outcome1);
-	return parse(buf);
+	return fields(v, sizeof(v) / sizeof(v[0]));
 }
 
 static struct sl_limit_spec specs[2];
@@ -124,10 +141,23 @@ static void script_result_refuses_values_no_evaluation_makes(void **state)
 	(void)state;
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
-	r = parse("*14\r\n:1700000000\r\n:0\r\n"
-	          ":0\r\n:-4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
-	          ":0\r\n:0\r\n:30000000000\r\n:0\r\n:0\r\n:0\r\n");
+	{
+		const long long v[] = {1700000000, 0, 0, -4, 6000000000LL, 0, 0, 60000000000LL,
+		                       0,          0, 30000000000LL, 0, 0, 0};
+
+		r = fields(v, sizeof(v) / sizeof(v[0]));
+	}
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
+	freeReplyObject(r);
+	/* not whole fields, an array (the text-era reply), an integer */
+	r = parse("$15\r\n123456781234567\r\n");
+	assert_int_equal(sl_redis_script_result(r, checks, 0, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = parse("*2\r\n:1700000000\r\n:0\r\n");
+	assert_int_equal(sl_redis_script_result(r, checks, 0, &res), SL_EPROTO);
+	freeReplyObject(r);
+	r = parse(":1\r\n");
+	assert_int_equal(sl_redis_script_result(r, checks, 0, &res), SL_EPROTO);
 	freeReplyObject(r);
 }
 
@@ -137,21 +167,22 @@ static void group_results_split_one_call(void **state)
 	struct sl_redis_result res;
 	struct sl_redis_raw raw[2];
 	int64_t ts, tns;
-	redisReply *r = parse("*17\r\n:1700000000\r\n:0\r\n"
-	                      ":7\r\n:0\r\n:0\r\n:0\r\n:9\r\n:0\r\n"
-	                      ":0\r\n:4\r\n:6000000000\r\n:0\r\n:0\r\n:60000000000\r\n"
-	                      ":6000000000\r\n:6000000\r\n:0\r\n");
+	const long long v[] = {1700000000, 0, 7, 0, 0, 0, 9, 0, 0, 4, 6000000000LL, 0, 0,
+	                       60000000000LL, 6000000000LL, 6000000, 0};
+	redisReply *r = fields(v, sizeof(v) / sizeof(v[0]));
+	const char *f = r->str;
 
 	(void)state;
 	assert_int_equal(sl_redis_reply_time(r, &ts, &tns), 0);
-	assert_int_equal(sl_redis_group_result(r->element + 2, 15, 'A', checks, 2, &res, raw), 6);
+	assert_int_equal(sl_redis_reply_fields(r), 17);
+	assert_int_equal(sl_redis_group_result(f + 2 * 8, 15, 'A', checks, 2, &res, raw), 6);
 	assert_int_equal(raw[0].rel, 7);
 	assert_int_equal(raw[1].v1, 9);
-	assert_int_equal(sl_redis_group_result(r->element + 8, 9, 'S', checks, 1, &res, raw), 9);
+	assert_int_equal(sl_redis_group_result(f + 8 * 8, 9, 'S', checks, 1, &res, raw), 9);
 	assert_int_equal(raw[0].rel, 6000000000LL);
 	assert_int_equal(raw[0].v1, 6000000);
 	assert_int_equal(checks[0].res.remaining, 4);
-	assert_int_equal(sl_redis_group_result(r->element + 8, 8, 'S', checks, 1, &res, raw),
+	assert_int_equal(sl_redis_group_result(f + 8 * 8, 8, 'S', checks, 1, &res, raw),
 	                 SL_EPROTO);
 	freeReplyObject(r);
 }
