@@ -14,7 +14,7 @@ local E9 = 1000000000
 local P52 = 4503599627370496
 local P53 = 9007199254740992
 -- bound on the first call: a function library cannot read globals while it loads
-local floor, min, call, fmt, P, U, byte, concat, char
+local floor, min, call, fmt, P, U, byte
 local now_s, now_ns, NM = 0, 0, {}
 local SPECS, NSPECS = {}, 0
 
@@ -203,14 +203,13 @@ local function conc(sp, r, x, y, c)
   if rel > x then x = rel end
   return 0, n - used - c, x, 0, 0, 0, x, used + c, 0
 end
+local function unlimited() return 0, 0, 0, 0, 0, 0 end
+local function deny() return 2, 0, 0, 0, 0, 0 end
+-- by algorithm number (src/core: 1 rate .. 4 concurrency, 5 unlimited,
+-- anything else deny); a spec keeps its own at sp[11]
+local ALGOS = {gcra, quota, sliding, conc, unlimited}
 local function run(sp, r, x, y, c)
-  local a = sp[1]
-  if a == 1 then return gcra(sp, r, x, y, c)
-  elseif a == 2 then return quota(sp, r, x, y, c)
-  elseif a == 3 then return sliding(sp, r, x, y, c)
-  elseif a == 4 then return conc(sp, r, x, y, c)
-  elseif a == 5 then return 0, 0, 0, 0, 0, 0 end
-  return 2, 0, 0, 0, 0, 0
+  return sp[11](sp, r, x, y, c)
 end
 -- local mode: take c units without a limit check (admitted on a node);
 -- the next state
@@ -260,111 +259,130 @@ end
 
 -- A key holds the states of every limit on one descriptor value, so a
 -- decision over several limits of one value reads and writes one key:
--- a version byte (1), the key's TTL deadline (ms since the epoch, int64),
--- then per limit 36 bytes: its id (8 bytes, big-endian), expires (s,
--- int64; ns, uint32) and v1, v2 (int64), all little-endian but the id.
--- A key is kept a little past its last state's expiry (at least 1 s, a
--- quarter of the time to it), so the writes within that deadline keep
--- its TTL (SET KEEPTTL) instead of setting one, and a busy key is not
--- deleted and created again between decisions. Values of the text format
--- before this one ("<limit id hex> <expires ns> <v1> <v2>" entries joined
--- by ';') are read too, and rewritten in this one on the next change.
+-- a version byte (2), the key's TTL deadline (ms since the epoch, int64),
+-- then per limit 36 bytes: its id (two uint32, high then low), expires
+-- (s, int64; ns, uint32) and x, y (int64), little-endian. A key is kept a
+-- little past its last state's expiry (at least 1 s, a quarter of the
+-- time to it), so the writes within that deadline keep its TTL (SET
+-- KEEPTTL) instead of setting one, and a busy key is not deleted and
+-- created again between decisions. Values of the text format before this
+-- one ("<limit id hex> <expires ns> <v1> <v2>" entries joined by ';') are
+-- read too, and rewritten in this one on the next change.
+--
+-- Redis' Lua hashes every byte of every string it makes, and each string
+-- and table is garbage to collect: the hot path makes only the strings it
+-- must (a value read, a value written, the reply) and no tables.
+local VER = 2
 local ENTSZ, HDRSZ = 36, 9
-local R6 = '<i8i8i8i8i8i8'
-local R3 = '<i8i8i8'
-local Z3 = ''
 local KEEP_MIN = 1000 -- ms a key outlives its state, at least
-local FMTS = {}       -- the value's struct format by entry count
+local DROP_AFTER = -60 * E9 -- ns: an entry expired this long ago is dropped
+local FMTS, RFMTS = {}, {} -- struct formats: a value by entry count, a reply by field count
 
--- A key's value in memory is a flat array f: 1 (the version), the TTL
--- deadline, then five slots per entry (id, expires s, expires ns, x, y),
--- and f[id] the index before an entry's five: one struct.unpack reads a
--- whole value and one struct.pack writes it.
+-- A value in memory is a flat array f: the version, the TTL deadline, then
+-- six slots per entry (id high, id low, expires s, expires ns, x, y): one
+-- struct.unpack reads a whole value and one struct.pack writes it.
 local function fmtn(n)
   local s = FMTS[n]
   if not s then
-    s = '<Bi8' .. string.rep('c8i8I4i8i8', n)
+    s = '<Bi8' .. string.rep('I4I4i8I4i8i8', n)
     FMTS[n] = s
   end
   return s
 end
--- the 8-byte id of a limit id in hex
-local function idbin(h)
+-- the two halves of a limit id in hex
+local function idnum(h)
   h = string.rep('0', 16 - #h) .. h
-  local t = {}
-  for i = 1, 16, 2 do t[#t + 1] = char(tonumber(string.sub(h, i, i + 1), 16)) end
-  return concat(t)
+  return tonumber(string.sub(h, 1, 8), 16), tonumber(string.sub(h, 9, 16), 16)
+end
+-- a value with no entries, room for three made at once (a table that
+-- grows is rehashed)
+local function fresh()
+  return {VER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n = 0}
 end
 local function parse(v)
-  local f = {1, 0}
-  if not v or #v < HDRSZ then return f end
-  if byte(v, 1) ~= 1 then
-    -- the text format (states written before the binary one)
-    for id, es, ens, a, b in string.gmatch(v, '(%x+) (%d+)(%d%d%d%d%d%d%d%d%d) (%d+) (%d+)') do
-      local o = #f
-      id = idbin(id)
-      f[id] = o
-      f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5] =
-        id, tonumber(es), tonumber(ens), tonumber(a), tonumber(b)
+  if not v or #v < HDRSZ then return fresh() end
+  local b = byte(v, 1)
+  local f
+  if b == VER then
+    local n = floor((#v - HDRSZ) / ENTSZ)
+    if n <= 64 then
+      f = {n = n, U(fmtn(n), v)} -- (its last slot: unpack's next position)
+    else
+      -- many limits on one value: entry by entry (a bounded stack)
+      local pos
+      f = {n = n}
+      f[1], f[2], pos = U('<Bi8', v)
+      for o = 2, 6 * n - 4, 6 do
+        f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5], f[o + 6], pos =
+          U('<I4I4i8I4i8i8', v, pos)
+      end
     end
-    return f
-  end
-  local n = floor((#v - HDRSZ) / ENTSZ)
-  if n <= 64 then
-    f = {U(fmtn(n), v)}
-    f[3 + 5 * n] = nil -- unpack's last result: the position after
   else
-    -- many limits on one value: entry by entry (a bounded stack)
-    local pos
-    f[1], f[2], pos = U('<Bi8', v)
-    for j = 1, n do
-      local o = 2 + 5 * (j - 1)
-      f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5], pos = U('<c8i8I4i8i8', v, pos)
+    f = fresh()
+    if (b >= 48 and b <= 57) or (b >= 97 and b <= 102) then
+      -- the text format
+      for id, es, ens, x, y in string.gmatch(v, '(%x+) (%d+)(%d%d%d%d%d%d%d%d%d) (%d+) (%d+)') do
+        local o = 2 + 6 * f.n
+        f.n = f.n + 1
+        f[o + 1], f[o + 2] = idnum(id)
+        f[o + 3], f[o + 4], f[o + 5], f[o + 6] = tonumber(es), tonumber(ens), tonumber(x), tonumber(y)
+      end
     end
   end
-  for o = 2, 5 * n - 3, 5 do f[f[o + 1]] = o end
   return f
 end
--- the state (r, x, y) of limit id in f
-local function get(f, id)
-  local o = f and f[id]
-  if not o then return 0, 0, 0 end
-  return (f[o + 2] - now_s) * E9 + (f[o + 3] - now_ns), f[o + 4], f[o + 5]
-end
--- the index of id's entry in f, added (fresh) when missing
-local function slot(f, id)
-  local o = f[id]
-  if not o then
-    o = #f
-    f[id] = o
-    f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5] = id, 0, 0, 0, 0
+-- the index before limit sp's six slots in f, or nil (a linear search:
+-- a value holds a few limits, and comparing numbers costs nothing)
+local function find(f, sp)
+  local hi, lo = sp[9], sp[10]
+  for o = 2, 6 * f.n - 4, 6 do
+    if f[o + 2] == lo and f[o + 1] == hi then return o end
   end
+end
+-- the state (r, x, y) at index o of f (nil: fresh)
+local function state(f, o)
+  if not o then return 0, 0, 0 end
+  return (f[o + 3] - now_s) * E9 + (f[o + 4] - now_ns), f[o + 5], f[o + 6]
+end
+-- the state of limit sp in f (false: no key)
+local function get(f, sp)
+  return state(f, f and find(f, sp))
+end
+-- write state (r, x, y) of sp at index o of f (nil: a new entry); the index
+local function commit(f, o, sp, r, x, y)
+  if not o then
+    o = 2 + 6 * f.n
+    f.n = f.n + 1
+    f[o + 1], f[o + 2] = sp[9], sp[10]
+  end
+  local q, m = fdm(now_ns + r, E9)
+  f[o + 3], f[o + 4], f[o + 5], f[o + 6] = now_s + q, m, x, y
   return o
 end
-local function put(f, id, r, x, y)
-  local o = slot(f, id)
-  local q, m = fdm(now_ns + r, E9)
-  f[o + 2], f[o + 3], f[o + 4], f[o + 5] = now_s + q, m, x, y
+local function put(f, sp, r, x, y)
+  commit(f, find(f, sp), sp, r, x, y)
 end
 local function store(key, f)
-  local nf, mx, dead = #f, 0, false
-  for o = 2, nf - 5, 5 do
-    local r = (f[o + 2] - now_s) * E9 + (f[o + 3] - now_ns)
-    if r > 0 then
-      if r > mx then mx = r end
-    else
+  local nf, mx, dead = 2 + 6 * f.n, 0, false
+  for o = 2, nf - 6, 6 do
+    local r = (f[o + 3] - now_s) * E9 + (f[o + 4] - now_ns)
+    if r > mx then
+      mx = r
+    elseif r <= DROP_AFTER then
       dead = true
     end
   end
   if mx == 0 then call('DEL', key); return end
   if dead then
-    -- drop expired entries (a limit no longer checked leaves this way)
-    local g, m = {1, f[2]}, 2
-    for o = 2, nf - 5, 5 do
-      if (f[o + 2] - now_s) * E9 + (f[o + 3] - now_ns) > 0 then
-        g[m + 1], g[m + 2], g[m + 3], g[m + 4], g[m + 5] =
-          f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5]
-        m = m + 5
+    -- drop entries expired long ago (a limit no longer checked leaves this
+    -- way); one expired lately stays, so that the value keeps its shape
+    -- when that limit is checked again
+    local g, m = {VER, f[2]}, 2
+    for o = 2, nf - 6, 6 do
+      if (f[o + 3] - now_s) * E9 + (f[o + 4] - now_ns) > DROP_AFTER then
+        g[m + 1], g[m + 2], g[m + 3], g[m + 4], g[m + 5], g[m + 6] =
+          f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5], f[o + 6]
+        m = m + 6
       end
     end
     f, nf = g, m
@@ -376,7 +394,7 @@ local function store(key, f)
     local slack = floor(mx / 4000000)
     f[2] = need + (slack > KEEP_MIN and slack or KEEP_MIN)
   end
-  local v = P(fmtn((nf - 2) / 5), unpack(f, 1, nf))
+  local v = P(fmtn((nf - 2) / 6), unpack(f, 1, nf))
   if keep then call('SET', key, v, 'KEEPTTL')
   else call('SET', key, v, 'PXAT', fmt('%d', f[2])) end
 end
@@ -390,21 +408,37 @@ local function spec(s)
   sp = {}
   for x in string.gmatch(nums, '%-?%d+') do sp[#sp + 1] = tonumber(x) end
   if #sp ~= 8 then error('sluice: bad spec') end
-  sp[9] = idbin(id)
+  sp[9], sp[10] = idnum(id)
+  sp[11] = ALGOS[sp[1]] or deny
   if NSPECS >= 256 then SPECS, NSPECS = {}, 0 end
   SPECS[s], NSPECS = sp, NSPECS + 1
   return sp
 end
-local function raw(f, id)
-  local r, x, y = get(f, id)
-  if r > 0 then return P(R3, r, x, y) end
-  return Z3
-end
 
--- the reply being built (packed pieces) and its length; per-group scratch
+-- the reply being built: int64 fields, packed once at the end; per-group
+-- scratch
 local OUT, NO = {}, 0
 local SPS, CS, KS, OS, UNDO = {}, {}, {}, {}, {}
+-- per key of the call (by KEYS index): its value, the index of the same
+-- key's first occurrence, whether it changed; and a reused key -> index map
+local CUR, CAN, DIRTY, SEEN = {}, {}, {}, {}
 local OP_D, OP_S, OP_P, OP_R, OP_A, OP_H = 68, 83, 80, 82, 65, 72
+
+-- append the raw state of sp in f (rel x y; 0 0 0 when fresh)
+local function raw(f, sp)
+  local r, x, y = get(f, sp)
+  if r <= 0 then r, x, y = 0, 0, 0 end
+  OUT[NO + 1], OUT[NO + 2], OUT[NO + 3] = r, x, y
+  NO = NO + 3
+end
+local function reply()
+  local s = RFMTS[NO]
+  if not s then
+    s = '<' .. string.rep('i8', NO)
+    RFMTS[NO] = s
+  end
+  return P(s, unpack(OUT, 1, NO))
+end
 
 -- KEYS: the call's keys (the key of a descriptor value holds the states of
 -- its limits; the heartbeat's sorted set). ARGV[1]: the program, groups
@@ -419,25 +453,31 @@ local OP_D, OP_S, OP_P, OP_R, OP_A, OP_H = 68, 83, 80, 82, 65, 72
 -- little-endian. ARGV[2...]: the spec strings and node ids. Reply: one
 -- string of little-endian int64s: server time s, ns, then per group: D P
 -- R 6 per check (outcome remaining reset_after retry_after delay window),
--- S those and then 3 per check, A 3 per check (raw state: rel v1 v2), H
--- the live node count.
+-- S those and then 3 per check, A 3 per check (raw state: rel x y), H the
+-- live node count.
 local function main(keys, args)
   if not floor then
     floor, min, call, fmt = math.floor, math.min, redis.call, string.format
-    P, U, byte, concat, char = struct.pack, struct.unpack, string.byte, table.concat, string.char
-    Z3 = P(R3, 0, 0, 0)
+    P, U, byte = struct.pack, struct.unpack, string.byte
   end
   local tm = call('TIME')
   now_s, now_ns, NM = tonumber(tm[1]), tonumber(tm[2]) * 1000, {}
-  local cur, dirty = {}, {}
-  if #keys > 0 then
+  local cur, dirty, can, nk = CUR, DIRTY, CAN, #keys
+  if nk > 0 then
     local vals = call('MGET', unpack(keys))
-    for i = 1, #keys do
+    for i = 1, nk do
       local k = keys[i]
-      if not cur[k] then cur[k] = parse(vals[i]) end
+      local j = SEEN[k]
+      if j then
+        can[i] = j
+      else
+        SEEN[k], can[i], cur[i] = i, i, parse(vals[i])
+      end
+      dirty[i] = false
     end
+    for i = 1, nk do SEEN[keys[i]] = nil end
   end
-  OUT[1], NO = P('<i8i8', now_s, now_ns), 1
+  OUT[1], OUT[2], NO = now_s, now_ns, 2
   local prog = args[1]
   local pos, plen = 1, #prog
   while pos <= plen do
@@ -447,17 +487,37 @@ local function main(keys, args)
       -- one check: nothing to chain or undo
       local si, kx, c
       si, kx, c, pos = U('<HHi8', prog, pos)
-      local sp = spec(args[si])
-      NO = NO + 1
+      local sp = SPECS[args[si]] or spec(args[si])
+      local n = NO
+      NO = n + 6
       if kx > 0 then
-        local k, id = keys[kx], sp[9]
+        -- find, state and commit written out: the hot path of every call
+        local k = can[kx]
         local f = cur[k]
-        local r, x, y = get(f, id)
-        local o, r1, r2, r3, r4, r5, n1, n2, n3 = run(sp, r, x, y, c)
-        if o ~= 2 and n1 then put(f, id, n1, n2, n3); dirty[k] = true end
-        OUT[NO] = P(R6, o, r1, r2, r3, r4, r5)
+        local hi, lo = sp[9], sp[10]
+        local e, r, x, y = nil, 0, 0, 0
+        for j = 2, 6 * f.n - 4, 6 do
+          if f[j + 2] == lo and f[j + 1] == hi then
+            e, r, x, y = j, (f[j + 3] - now_s) * E9 + (f[j + 4] - now_ns), f[j + 5], f[j + 6]
+            break
+          end
+        end
+        local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x, y, c)
+        if o ~= 2 and n1 then
+          if not e then
+            e = 2 + 6 * f.n
+            f.n = f.n + 1
+            f[e + 1], f[e + 2] = hi, lo
+          end
+          local q, m = fdm(now_ns + n1, E9)
+          f[e + 3], f[e + 4], f[e + 5], f[e + 6] = now_s + q, m, n2, n3
+          dirty[k] = true
+        end
+        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
+          o, r1, r2, r3, r4, r5
       else
-        OUT[NO] = P(R6, run(sp, 0, 0, 0, 0))
+        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
+          sp[11](sp, 0, 0, 0, 0)
       end
     elseif op == OP_H then
       local kx, ni, ttl
@@ -468,7 +528,7 @@ local function main(keys, args)
       call('ZREMRANGEBYSCORE', key, '-inf', ms - ttl)
       call('PEXPIRE', key, ttl * 4)
       NO = NO + 1
-      OUT[NO] = P('<i8', call('ZCARD', key))
+      OUT[NO] = call('ZCARD', key)
     else
       local rs, rns = 0, 0
       if op == OP_R then rs, rns, pos = U('<i8i8', prog, pos) end
@@ -477,84 +537,103 @@ local function main(keys, args)
       for i = 1, m do
         local si, kx, c
         si, kx, c, pos = U('<HHi8', prog, pos)
-        sps[i], cs[i], ks[i] = spec(args[si]), c, kx > 0 and keys[kx]
+        sps[i], cs[i], ks[i] = SPECS[args[si]] or spec(args[si]), c, kx > 0 and can[kx]
       end
       if op == OP_D or op == OP_S then
         -- each check commits as it passes, so a later check of the same
         -- counter (same key and limit id) sees it; a rejection undoes them
         -- in reverse and the others are reported as peeks
-        local os, undo, nu, first, base = OS, UNDO, 0, 0, NO
+        local os, undo, nu, first, base, last = OS, UNDO, 0, 0, NO, false
         for i = 1, m do
           local sp, k = sps[i], ks[i]
-          local f, id = k and cur[k], sp[9]
-          local r, x, y = get(f, id)
-          local o, r1, r2, r3, r4, r5, n1, n2, n3 = run(sp, r, x, y, cs[i])
-          os[i], OUT[base + i] = o, P(R6, o, r1, r2, r3, r4, r5)
+          local f = k and cur[k]
+          local e = f and find(f, sp)
+          local r, x, y = state(f, e)
+          local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x, y, cs[i])
+          local n = base + 6 * (i - 1)
+          os[i] = o
+          OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
+            o, r1, r2, r3, r4, r5
           if o == 2 then
             if first == 0 then first = i end
           elseif n1 then
-            local s = slot(f, id)
-            undo[nu + 1], undo[nu + 2], undo[nu + 3], undo[nu + 4], undo[nu + 5], undo[nu + 6] =
-              k, s, f[s + 2], f[s + 3], f[s + 4], f[s + 5]
-            nu = nu + 6
-            put(f, id, n1, n2, n3)
+            if i < m or first > 0 then
+              -- (a last check passing after no rejection is never undone)
+              -- a new entry undoes to expired, dropped when its key is stored
+              local u1, u2, u3, u4 = 0, 0, 0, 0
+              if e then u1, u2, u3, u4 = f[e + 3], f[e + 4], f[e + 5], f[e + 6] end
+              e = commit(f, e, sp, n1, n2, n3)
+              undo[nu + 1], undo[nu + 2], undo[nu + 3], undo[nu + 4], undo[nu + 5], undo[nu + 6] =
+                k, e, u1, u2, u3, u4
+              nu = nu + 6
+            else
+              commit(f, e, sp, n1, n2, n3)
+              last = k
+            end
           end
         end
         if first > 0 then
           for j = nu - 5, 1, -6 do
             local f, s = cur[undo[j]], undo[j + 1]
-            f[s + 2], f[s + 3], f[s + 4], f[s + 5] = undo[j + 2], undo[j + 3], undo[j + 4], undo[j + 5]
+            f[s + 3], f[s + 4], f[s + 5], f[s + 6] = undo[j + 2], undo[j + 3], undo[j + 4], undo[j + 5]
           end
           for i = 1, m do
             if os[i] ~= 2 then
               local k = ks[i]
-              local r, x, y = get(k and cur[k], sps[i][9])
-              OUT[base + i] = P(R6, run(sps[i], r, x, y, 0))
+              local r, x, y = get(k and cur[k], sps[i])
+              local n = base + 6 * (i - 1)
+              OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
+                run(sps[i], r, x, y, 0)
             end
           end
         else
           for j = 1, nu, 6 do dirty[undo[j]] = true end
+          if last then dirty[last] = true end
         end
-        NO = base + m
+        NO = base + 6 * m
         if op == OP_S then
-          for i = 1, m do NO = NO + 1; OUT[NO] = raw(ks[i] and cur[ks[i]], sps[i][9]) end
+          for i = 1, m do raw(ks[i] and cur[ks[i]], sps[i]) end
         end
       elseif op == OP_A then
         for i = 1, m do
-          local k, id = ks[i], sps[i][9]
+          local k, sp = ks[i], sps[i]
           local f = k and cur[k]
           if f and cs[i] > 0 then
-            local r, x, y = get(f, id)
-            put(f, id, add(sps[i], r, x, y, cs[i]))
+            local r, x, y = get(f, sp)
+            put(f, sp, add(sp, r, x, y, cs[i]))
             dirty[k] = true
           end
-          NO = NO + 1
-          OUT[NO] = raw(f, id)
+          raw(f, sp)
         end
       elseif op == OP_P or op == OP_R then
         -- every refund first: a counter checked twice reports both
         if op == OP_R then
           for i = 1, m do
-            local k, id = ks[i], sps[i][9]
+            local k = ks[i]
             local f = k and cur[k]
             if f then
-              local r, x, y = get(f, id)
+              local r, x, y = get(f, sps[i])
               local n1, n2, n3 = refund(sps[i], r, x, y, cs[i], rs, rns)
-              if n1 then put(f, id, n1, n2, n3); dirty[k] = true end
+              if n1 then put(f, sps[i], n1, n2, n3); dirty[k] = true end
             end
           end
         end
         for i = 1, m do
           local k = ks[i]
-          local r, x, y = get(k and cur[k], sps[i][9])
-          NO = NO + 1
-          OUT[NO] = P(R6, run(sps[i], r, x, y, 0))
+          local r, x, y = get(k and cur[k], sps[i])
+          local n = NO
+          NO = n + 6
+          OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
+            run(sps[i], r, x, y, 0)
         end
       else
         error('sluice: bad op')
       end
     end
   end
-  for k, _ in pairs(dirty) do store(k, cur[k]) end
-  return concat(OUT, '', 1, NO)
+  for i = 1, nk do
+    if dirty[i] then store(keys[i], cur[i]) end
+    cur[i] = false
+  end
+  return reply()
 end

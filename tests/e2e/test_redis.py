@@ -253,16 +253,16 @@ def redis_keys_ending(client, value):
 
 def key_entries(client, key):
     """{limit id hex: (expires ns, v1, v2)} of a store key
-    "sl2:{<tag>}:<bytes>": a version byte 1 and the key's TTL deadline
+    "sl2:{<tag>}:<bytes>": a version byte 2 and the key's TTL deadline
     (ms, int64), then one 36-byte entry per limit on that descriptor value
-    (src/store/redis_lib.lua): the limit id (8 bytes, big-endian), expires
-    (s int64, ns uint32), v1, v2 (int64), little-endian."""
+    (src/store/redis_lib.lua): the limit id (two uint32, high then low),
+    expires (s int64, ns uint32), v1, v2 (int64), little-endian."""
     v = client.get(key) or b""
-    assert v[:1] == b"\x01" and len(v) >= 9 and (len(v) - 9) % 36 == 0, v
+    assert v[:1] == b"\x02" and len(v) >= 9 and (len(v) - 9) % 36 == 0, v
     out = {}
     for off in range(9, len(v), 36):
-        es, ens, v1, v2 = struct.unpack_from("<qIqq", v, off + 8)
-        out[v[off:off + 8].hex()] = (es * 10**9 + ens, v1, v2)
+        hi, lo, es, ens, v1, v2 = struct.unpack_from("<IIqIqq", v, off)
+        out["%08x%08x" % (hi, lo)] = (es * 10**9 + ens, v1, v2)
     return out
 
 

@@ -237,6 +237,51 @@ static void rejected_decision_consumes_nothing(void **state)
 	uv_loop_close(&loop);
 }
 
+/* Decisions a worker has ready go out as groups of one call: a denied
+ * group's passing checks (the last one too) are undone before the next
+ * group reads the same key, and only what committed is stored. */
+static void denied_group_leaves_nothing_for_the_next_one(void **state)
+{
+	struct sl_limit_spec big, small;
+	struct sl_check a[2], b[1];
+	struct tr_batch ta, tb;
+	uv_loop_t loop;
+	struct sl_store *s;
+	int64_t t0;
+
+	(void)state;
+	uv_loop_init(&loop);
+	s = make_store(SL_NS_PER_SEC, false);
+	assert_int_equal(sl_spec_quota(&big, 10, SL_CAL_DAY, 0), 0);
+	assert_int_equal(sl_spec_quota(&small, 1, SL_CAL_DAY, 0), 0);
+	check_init(&a[0], &small, 2102, "acct2", 1);
+	assert_int_equal(tr_run(s, &loop, a, 1, SL_OP_DECIDE, NULL, NULL), SL_OK); /* small spent */
+	check_init(&a[0], &small, 2102, "acct2", 1);
+	check_init(&a[1], &big, 2101, "acct2", 1);
+	check_init(&b[0], &big, 2101, "acct2", 1);
+	memset(&ta, 0, sizeof(ta));
+	memset(&tb, 0, sizeof(tb));
+	ta.b = (struct sl_batch){.checks = a, .n = 2, .op = SL_OP_DECIDE, .now = tr_wall_ns(),
+	                         .loop = &loop, .done = tr_done, .data = &ta};
+	tb.b = (struct sl_batch){.checks = b, .n = 1, .op = SL_OP_DECIDE, .now = tr_wall_ns(),
+	                         .loop = &loop, .done = tr_done, .data = &tb};
+	/* both before the loop runs: one call, two groups */
+	assert_int_equal(sl_store_submit(s, &ta.b), 0);
+	assert_int_equal(sl_store_submit(s, &tb.b), 0);
+	t0 = tr_now_ms();
+	while ((!ta.done || !tb.done) && tr_now_ms() - t0 < 10000)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_int_equal(ta.b.status, SL_DENY);
+	assert_int_equal(ta.b.denied, 0);
+	assert_int_equal(a[1].res.remaining, 10); /* reported as a peek */
+	assert_int_equal(tb.b.status, SL_OK);
+	assert_int_equal(b[0].res.remaining, 9);
+	assert_int_equal(tr_run(s, &loop, b, 1, SL_OP_PEEK, NULL, NULL), SL_OK);
+	assert_int_equal(b[0].res.remaining, 9);
+	tr_free_store(s, &loop);
+	uv_loop_close(&loop);
+}
+
 /* ---- NOSCRIPT ---- */
 
 static void script_flush_is_reloaded(void **state)
@@ -480,6 +525,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(decisions_match_core_algorithms),
 	        cmocka_unit_test(rejected_decision_consumes_nothing),
+	        cmocka_unit_test(denied_group_leaves_nothing_for_the_next_one),
 	        cmocka_unit_test(script_flush_is_reloaded),
 	        cmocka_unit_test(server_without_functions_gets_evalsha),
 	        cmocka_unit_test(local_cache_answers_known_rejections),

@@ -69,9 +69,18 @@ static void check_init(struct sl_check *c, const struct sl_limit_spec *sp, uint6
 	c->cost = 1;
 }
 
-/* v1 of limit id's entry in the Redis key of `key` (a version byte and a
- * deadline, then 36-byte entries: id big-endian, expires s and ns, v1, v2
- * little-endian), 0 when there is none. */
+/* v1 of limit id's entry in the Redis key of `key` (a version byte 2 and
+ * a deadline, then 36-byte entries: id high and low uint32, expires s and
+ * ns, v1, v2, little-endian), 0 when there is none. */
+static uint64_t le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int b = n - 1; b >= 0; b--)
+		v = v << 8 | p[b];
+	return v;
+}
+
 static uint64_t redis_v1(uint64_t id, const char *key)
 {
 	char name[128];
@@ -81,17 +90,12 @@ static uint64_t redis_v1(uint64_t id, const char *key)
 	snprintf(name, sizeof(name), "sl2:{%016llx}:%s",
 	         (unsigned long long)XXH3_64bits(key, strlen(key)), key);
 	r = tr_cmd(port, "GET %s", name);
-	if (r && r->type == REDIS_REPLY_STRING && r->len >= 1 && r->str[0] == 1) {
+	if (r && r->type == REDIS_REPLY_STRING && r->len >= 9 && r->str[0] == 2) {
 		for (size_t off = 9; off + 36 <= r->len; off += 36) {
 			const unsigned char *e = (const unsigned char *)r->str + off;
-			uint64_t eid = 0, v1 = 0;
 
-			for (int b = 0; b < 8; b++) {
-				eid = eid << 8 | e[b];
-				v1 |= (uint64_t)e[20 + b] << (8 * b);
-			}
-			if (eid == id)
-				v = v1;
+			if ((le(e, 4) << 32 | le(e + 4, 4)) == id)
+				v = le(e + 20, 8);
 		}
 	}
 	if (r)
