@@ -362,6 +362,19 @@ end
 local function put(f, sp, r, x, y)
   commit(f, find(f, sp), sp, r, x, y)
 end
+-- the TTL deadline of a key whose last state expires in mx ns (> 0), its
+-- deadline now dl: dl when it lasts that long (keep), else a new one
+local function deadline(dl, mx)
+  -- ms since the epoch of the last expiry, rounded up
+  local need = now_s * 1000 + floor((now_ns + mx + 999999) / 1000000)
+  if dl >= need then return dl, true end
+  local slack = floor(mx / 4000000)
+  return need + (slack > KEEP_MIN and slack or KEEP_MIN), false
+end
+local function write(key, v, dl, keep)
+  if keep then call('SET', key, v, 'KEEPTTL')
+  else call('SET', key, v, 'PXAT', fmt('%d', dl)) end
+end
 local function store(key, f)
   local nf, mx, dead = 2 + 6 * f.n, 0, false
   for o = 2, nf - 6, 6 do
@@ -387,16 +400,9 @@ local function store(key, f)
     end
     f, nf = g, m
   end
-  -- ms since the epoch of the last expiry, rounded up
-  local need = now_s * 1000 + floor((now_ns + mx + 999999) / 1000000)
-  local keep = f[2] >= need
-  if not keep then
-    local slack = floor(mx / 4000000)
-    f[2] = need + (slack > KEEP_MIN and slack or KEEP_MIN)
-  end
-  local v = P(fmtn((nf - 2) / 6), unpack(f, 1, nf))
-  if keep then call('SET', key, v, 'KEEPTTL')
-  else call('SET', key, v, 'PXAT', fmt('%d', f[2])) end
+  local dl, keep = deadline(f[2], mx)
+  f[2] = dl
+  write(key, P(fmtn((nf - 2) / 6), unpack(f, 1, nf)), dl, keep)
 end
 -- "algo n period interval burst queue calendar tz|limit id hex", parsed
 -- once: a worker sends the same few strings again and again
@@ -421,7 +427,9 @@ local OUT, NO = {}, 0
 local SPS, CS, KS, OS, UNDO = {}, {}, {}, {}, {}
 -- per key of the call (by KEYS index): its value, the index of the same
 -- key's first occurrence, whether it changed; and a reused key -> index map
-local CUR, CAN, DIRTY, SEEN = {}, {}, {}, {}
+local CUR, CAN, DIRTY, SEEN, VALS, SHARED = {}, {}, {}, {}, {}, {}
+local FMT1 = '<Bi8I4I4i8I4i8i8' -- a value of one entry
+local ONE = HDRSZ + ENTSZ
 local OP_D, OP_S, OP_P, OP_R, OP_A, OP_H = 68, 83, 80, 82, 65, 72
 
 -- append the raw state of sp in f (rel x y; 0 0 0 when fresh)
@@ -462,18 +470,21 @@ local function main(keys, args)
   end
   local tm = call('TIME')
   now_s, now_ns, NM = tonumber(tm[1]), tonumber(tm[2]) * 1000, {}
-  local cur, dirty, can, nk = CUR, DIRTY, CAN, #keys
+  -- values are parsed when first used (cur), but for a key the call uses
+  -- once, by one single-check decision, on a value of at most that one
+  -- limit: that one is decided straight from the value, with no table
+  local cur, dirty, can, vals, shared, nk = CUR, DIRTY, CAN, VALS, SHARED, #keys
   if nk > 0 then
-    local vals = call('MGET', unpack(keys))
+    local vs = call('MGET', unpack(keys))
     for i = 1, nk do
       local k = keys[i]
       local j = SEEN[k]
       if j then
-        can[i] = j
+        can[i], shared[j] = j, true
       else
-        SEEN[k], can[i], cur[i] = i, i, parse(vals[i])
+        SEEN[k], can[i], shared[i] = i, i, false
       end
-      dirty[i] = false
+      vals[i], cur[i], dirty[i] = vs[i], false, false
     end
     for i = 1, nk do SEEN[keys[i]] = nil end
   end
@@ -490,10 +501,42 @@ local function main(keys, args)
       local sp = SPECS[args[si]] or spec(args[si])
       local n = NO
       NO = n + 6
-      if kx > 0 then
+      local k = kx > 0 and can[kx]
+      local v = k and not cur[k] and not shared[k] and vals[k]
+      local direct = k and not cur[k] and not shared[k]
+      local ver, dl, hi, lo, es, ens, x0, y0
+      if v then
+        if #v == ONE and byte(v, 1) == VER then
+          ver, dl, hi, lo, es, ens, x0, y0 = U(FMT1, v)
+          direct = hi == sp[9] and lo == sp[10]
+        else
+          direct = false
+        end
+      end
+      if direct then
+        -- the whole value is this one state
+        local r = 0
+        if v then r = (es - now_s) * E9 + (ens - now_ns) else dl, x0, y0 = 0, 0, 0 end
+        local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x0, y0, c)
+        if o ~= 2 and n1 then
+          if n1 > 0 then
+            local keep
+            dl, keep = deadline(dl, n1)
+            local q, m = fdm(now_ns + n1, E9)
+            write(keys[k], P(FMT1, VER, dl, sp[9], sp[10], now_s + q, m, n2, n3), dl, keep)
+          elseif v then
+            call('DEL', keys[k])
+          end
+        end
+        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
+          o, r1, r2, r3, r4, r5
+      elseif k then
         -- find, state and commit written out: the hot path of every call
-        local k = can[kx]
         local f = cur[k]
+        if not f then
+          f = parse(vals[k])
+          cur[k] = f
+        end
         local hi, lo = sp[9], sp[10]
         local e, r, x, y = nil, 0, 0, 0
         for j = 2, 6 * f.n - 4, 6 do
@@ -537,7 +580,9 @@ local function main(keys, args)
       for i = 1, m do
         local si, kx, c
         si, kx, c, pos = U('<HHi8', prog, pos)
-        sps[i], cs[i], ks[i] = SPECS[args[si]] or spec(args[si]), c, kx > 0 and can[kx]
+        local k = kx > 0 and can[kx]
+        if k and not cur[k] then cur[k] = parse(vals[k]) end
+        sps[i], cs[i], ks[i] = SPECS[args[si]] or spec(args[si]), c, k
       end
       if op == OP_D or op == OP_S then
         -- each check commits as it passes, so a later check of the same

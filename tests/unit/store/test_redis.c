@@ -126,16 +126,20 @@ static void assert_res_equal(const struct sl_result *got, const struct sl_result
 	}
 }
 
-static void decisions_match_core_algorithms(void **state)
+/* own_keys: every limit on a key of its own (the rate limits, one counter,
+ * share one), so most values hold one state: the library's path that
+ * decides a single check straight from such a value. */
+static void match_core(bool own_keys)
 {
 	struct sl_limit_spec sp[NSPECS];
 	static const char *keys[] = {"a", "b", "c"};
+	static const char *own[NSPECS] = {"r",  "r",  "r",  "q3", "q4",  "q5",  "q6",
+	                                  "s7", "s8", "s9", "c10", "c11", "u12", "d13"};
 	uv_loop_t loop;
 	struct sl_store *s;
 	unsigned seed = 12345;
 	unsigned counts[3] = {0, 0, 0}, outcomes[3] = {0, 0, 0};
 
-	(void)state;
 	build_specs(sp);
 	uv_loop_init(&loop);
 	s = make_store(2 * SL_NS_PER_SEC, false);
@@ -144,7 +148,8 @@ static void decisions_match_core_algorithms(void **state)
 		struct sl_check ck[4];
 		struct sl_decide_item items[4];
 		struct sl_batch b = {0};
-		size_t n = 1 + (size_t)(rand_r(&seed) % 4), denied = 0;
+		size_t n = own_keys && rand_r(&seed) % 4 ? 1 : 1 + (size_t)(rand_r(&seed) % 4),
+		       denied = 0;
 		uint8_t op;
 		int64_t delay = 0;
 		int rc, want;
@@ -162,7 +167,7 @@ static void decisions_match_core_algorithms(void **state)
 			/* the three rate specs share one counter (one limit whose
 			 * numbers change): its backlog is rescaled to each T */
 			check_init(&ck[i], &sp[si], si <= 2 ? 1000 : 1000 + si,
-			           keys[rand_r(&seed) % 3], cost);
+			           own_keys ? own[si] : keys[rand_r(&seed) % 3], cost);
 		}
 		rc = tr_run(s, &loop, ck, n, op, &b, NULL);
 		assert_true(rc >= 0);
@@ -203,6 +208,18 @@ static void decisions_match_core_algorithms(void **state)
 	assert_true(outcomes[0] > 50 && outcomes[1] > 5 && outcomes[2] > 50);
 	tr_free_store(s, &loop);
 	uv_loop_close(&loop);
+}
+
+static void decisions_match_core_algorithms(void **state)
+{
+	(void)state;
+	match_core(false);
+}
+
+static void single_state_decisions_match_core_algorithms(void **state)
+{
+	(void)state;
+	match_core(true);
 }
 
 /* ---- all or nothing ---- */
@@ -524,6 +541,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(decisions_match_core_algorithms),
+	        cmocka_unit_test(single_state_decisions_match_core_algorithms),
 	        cmocka_unit_test(rejected_decision_consumes_nothing),
 	        cmocka_unit_test(denied_group_leaves_nothing_for_the_next_one),
 	        cmocka_unit_test(script_flush_is_reloaded),
