@@ -112,7 +112,11 @@ local function gcra(sp, r, x, y, c)
   local t = sp[4]
   local bt = sp[5] * t
   local bq = sp[5] + sp[6]
-  local wait = backlog(r, x, t)
+  local wait = 0 -- backlog(r, x, t), written out
+  if r > 0 then
+    wait = r
+    if x > 0 and x ~= t then wait = mulfloor(r, t, x) end
+  end
   if c == 0 then
     local rem = 0
     if wait <= bt then rem = fdm(bt - wait, t) end
@@ -121,7 +125,14 @@ local function gcra(sp, r, x, y, c)
   if c > bq then return 2, 0, wait, 0, 0, sp[3] end
   local d = wait + c * t
   if d > bq * t then return 2, 0, wait, d - bt, 0, sp[3] end
-  if d <= bt then return 0, (fdm(bt - d, t)), d, 0, 0, sp[3], d, t, 0 end
+  if d <= bt then
+    -- remaining = floor((bt - d) / t), as fdm: the quotient corrected
+    local q = (bt - d) / t
+    q = q - q % 1
+    local m = bt - d - q * t
+    if m < 0 then q = q - 1 elseif m >= t then q = q + 1 end
+    return 0, q, d, 0, 0, sp[3], d, t, 0
+  end
   return 1, 0, d, 0, d - bt, sp[3], d, t, 0
 end
 -- quota window of a state: rel of its end, used, and its length (ns)
