@@ -69,6 +69,7 @@ static struct slot slots[INFLIGHT];
 static struct sl_limit_spec specs[3];
 static size_t nchecks = 1;
 static uint64_t completed, errors, seq, nkeys = KEYS;
+static uint64_t count_n; /* BENCH_DECISIONS: stop after this many submits, not on time */
 static int inline_store; /* memory store: done() runs inside submit */
 static int polled;       /* local mode: the driver resubmits, not done() */
 static int64_t stop_at;
@@ -83,7 +84,7 @@ static void on_done(struct sl_batch *b)
 	if (b->status < 0)
 		errors++;
 	sl->busy = 0;
-	if (!inline_store && !polled && mono_ns() < stop_at)
+	if (!inline_store && !polled && (count_n ? seq < count_n : mono_ns() < stop_at))
 		submit_one(sl);
 }
 
@@ -148,9 +149,10 @@ static double run(struct sl_store *s)
 			;
 		return (double)completed * 1e9 / (double)(mono_ns() - t0);
 	}
-	for (int i = 0; i < INFLIGHT; i++)
+	for (int i = 0; i < INFLIGHT && (!count_n || seq < count_n); i++)
 		submit_one(&slots[i]);
-	while (mono_ns() < stop_at + 1000000000LL && uv_run(&loop, UV_RUN_ONCE))
+	while ((count_n ? completed < count_n : mono_ns() < stop_at + 1000000000LL) &&
+	       uv_run(&loop, UV_RUN_ONCE))
 		;
 	return (double)completed * 1e9 / (double)(mono_ns() - t0);
 }
@@ -299,6 +301,35 @@ int main(void)
 	uint64_t pairs = 0;
 
 	signal(SIGPIPE, SIG_IGN);
+	if (getenv("BENCH_REDIS_PORT")) {
+		/* bench/redis_instr.sh: one exact run of BENCH_DECISIONS decisions
+		 * against its server (under callgrind), nothing else */
+		port = (int)strtol(getenv("BENCH_REDIS_PORT"), NULL, 10);
+		count_n = getenv("BENCH_DECISIONS")
+		                  ? strtoull(getenv("BENCH_DECISIONS"), NULL, 10)
+		                  : 10000;
+		nchecks = getenv("BENCH_ONLY_EXACT") && atoi(getenv("BENCH_ONLY_EXACT")) == 3 ? 3 : 1;
+		uv_loop_init(&loop);
+		sl_spec_rate(&specs[0], 1000000, 1000000000LL, 0, 0);
+		sl_spec_quota(&specs[1], 1000000000, SL_CAL_DAY, 0);
+		sl_spec_sliding(&specs[2], 1000000000, 60 * 1000000000LL);
+		memset(&conf, 0, sizeof(conf));
+		snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+		conf.type = SL_STORE_REDIS;
+		conf.url = url;
+		conf.timeout = 60 * 1000000000LL; /* a server under valgrind is slow */
+		conf.pool = 1;
+		if (sl_redis_store_create(&red, &conf) != 0)
+			return 1;
+		run(red);
+		printf("redis_count_completed %llu\nredis_count_errors %llu\n",
+		       (unsigned long long)completed, (unsigned long long)errors);
+		sl_redis_store_detach(red, &loop);
+		red->ops->destroy(red);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		uv_loop_close(&loop);
+		return errors ? 1 : 0;
+	}
 	snprintf(portbuf, sizeof(portbuf), "%d", port);
 	pid = fork();
 	if (pid == 0) {

@@ -14,7 +14,7 @@ python3 python3-pytest python3-requests python3-redis python3-yaml
 redis-server redis-tools nginx caddy wrk curl procps openssl ca-certificates
 chromium chromium-driver python3-selenium
 prometheus
-lintian"
+lintian valgrind"
 
 missing=""
 for p in $PKGS; do
