@@ -305,10 +305,12 @@ int main(void)
 		/* bench/redis_instr.sh: one exact run of BENCH_DECISIONS decisions
 		 * against its server (under callgrind), nothing else */
 		port = (int)strtol(getenv("BENCH_REDIS_PORT"), NULL, 10);
-		count_n = getenv("BENCH_DECISIONS")
-		                  ? strtoull(getenv("BENCH_DECISIONS"), NULL, 10)
-		                  : 10000;
-		nchecks = getenv("BENCH_ONLY_EXACT") && atoi(getenv("BENCH_ONLY_EXACT")) == 3 ? 3 : 1;
+		count_n = getenv("BENCH_DECISIONS") ? strtoull(getenv("BENCH_DECISIONS"), NULL, 10)
+		                                    : 10000;
+		nchecks = getenv("BENCH_ONLY_EXACT") &&
+		                          strtol(getenv("BENCH_ONLY_EXACT"), NULL, 10) == 3
+		                  ? 3
+		                  : 1;
 		uv_loop_init(&loop);
 		sl_spec_rate(&specs[0], 1000000, 1000000000LL, 0, 0);
 		sl_spec_quota(&specs[1], 1000000000, SL_CAL_DAY, 0);

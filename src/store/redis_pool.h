@@ -36,11 +36,11 @@
 /* checks per call: one FCALL for many requests, short enough to leave
  * Redis to its other clients soon */
 #define CALL_CHECKS 64
-#define CALL_CMDS   64 /* groups per call: several calls stay in flight */
-#define SPEC_CACHE  16 /* formatted specs kept per worker (power of 2) */
-#define CALL_XARGS  (CALL_CHECKS + CALL_CMDS)   /* spec strings and heartbeat ids */
+#define CALL_CMDS   64                        /* groups per call: several calls stay in flight */
+#define SPEC_CACHE  16                        /* formatted specs kept per worker (power of 2) */
+#define CALL_XARGS  (CALL_CHECKS + CALL_CMDS) /* spec strings and heartbeat ids */
 #define CALL_ARGS   (4 + CALL_CHECKS + CALL_CMDS + CALL_XARGS) /* argv entries per call */
-#define CALL_NUMS   (CALL_CHECKS * SPEC_LEN + NUM_LEN) /* bytes of spec strings, numkeys */
+#define CALL_NUMS   (CALL_CHECKS * SPEC_LEN + NUM_LEN)         /* bytes of spec strings, numkeys */
 #define PROG_GROUP  18 /* program bytes of a group: op, m, commit time or heartbeat */
 #define PROG_CHECK  12 /* program bytes of a check: spec, key, cost */
 #define CALL_PROG   (2 * CALL_CMDS * PROG_GROUP + CALL_CHECKS * PROG_CHECK)

@@ -136,7 +136,8 @@ void sl_redis_cmd_build(struct rs_cmd *cmd, struct rs_build *cb)
 			 * names its key once */
 			for (uint32_t j = run->first; j < i && !key; j++)
 				if (kidx[j - run->first] && q->klen[j] == q->klen[i] &&
-				    memcmp(q->kbuf + q->koff[j], q->kbuf + q->koff[i], q->klen[i]) == 0)
+				    memcmp(q->kbuf + q->koff[j], q->kbuf + q->koff[i],
+				           q->klen[i]) == 0)
 					key = kidx[j - run->first];
 			if (!key)
 				key = put_key(w, cb, q->kbuf + q->koff[i], q->klen[i]);

@@ -133,7 +133,7 @@ static void match_core(bool own_keys)
 {
 	struct sl_limit_spec sp[NSPECS];
 	static const char *keys[] = {"a", "b", "c"};
-	static const char *own[NSPECS] = {"r",  "r",  "r",  "q3", "q4",  "q5",  "q6",
+	static const char *own[NSPECS] = {"r",  "r",  "r",  "q3",  "q4",  "q5",  "q6",
 	                                  "s7", "s8", "s9", "c10", "c11", "u12", "d13"};
 	uv_loop_t loop;
 	struct sl_store *s;
@@ -278,10 +278,20 @@ static void denied_group_leaves_nothing_for_the_next_one(void **state)
 	check_init(&b[0], &big, 2101, "acct2", 1);
 	memset(&ta, 0, sizeof(ta));
 	memset(&tb, 0, sizeof(tb));
-	ta.b = (struct sl_batch){.checks = a, .n = 2, .op = SL_OP_DECIDE, .now = tr_wall_ns(),
-	                         .loop = &loop, .done = tr_done, .data = &ta};
-	tb.b = (struct sl_batch){.checks = b, .n = 1, .op = SL_OP_DECIDE, .now = tr_wall_ns(),
-	                         .loop = &loop, .done = tr_done, .data = &tb};
+	ta.b = (struct sl_batch){.checks = a,
+	                         .n = 2,
+	                         .op = SL_OP_DECIDE,
+	                         .now = tr_wall_ns(),
+	                         .loop = &loop,
+	                         .done = tr_done,
+	                         .data = &ta};
+	tb.b = (struct sl_batch){.checks = b,
+	                         .n = 1,
+	                         .op = SL_OP_DECIDE,
+	                         .now = tr_wall_ns(),
+	                         .loop = &loop,
+	                         .done = tr_done,
+	                         .data = &tb};
 	/* both before the loop runs: one call, two groups */
 	assert_int_equal(sl_store_submit(s, &ta.b), 0);
 	assert_int_equal(sl_store_submit(s, &tb.b), 0);

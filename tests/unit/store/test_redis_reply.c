@@ -54,8 +54,20 @@ static redisReply *fields(const long long *v, size_t n)
 /* A reply of the 2 header fields and one D group of two checks of 6. */
 static redisReply *script(long long ts, long long tns, long long outcome0, long long outcome1)
 {
-	const long long v[] = {ts,       tns, outcome0,    4, 6000000000LL, 0, 0, 60000000000LL,
-	                       outcome1, 0,   30000000000LL, 1000000000LL, 0, 0};
+	const long long v[] = {ts,
+	                       tns,
+	                       outcome0,
+	                       4,
+	                       6000000000LL,
+	                       0,
+	                       0,
+	                       60000000000LL,
+	                       outcome1,
+	                       0,
+	                       30000000000LL,
+	                       1000000000LL,
+	                       0,
+	                       0};
 
 	return fields(v, sizeof(v) / sizeof(v[0]));
 }
@@ -142,8 +154,9 @@ static void script_result_refuses_values_no_evaluation_makes(void **state)
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
 	{
-		const long long v[] = {1700000000, 0, 0, -4, 6000000000LL, 0, 0, 60000000000LL,
-		                       0,          0, 30000000000LL, 0, 0, 0};
+		const long long v[] = {
+		        1700000000,    0, 0, -4, 6000000000LL, 0, 0, 60000000000LL, 0, 0,
+		        30000000000LL, 0, 0, 0};
 
 		r = fields(v, sizeof(v) / sizeof(v[0]));
 	}
@@ -167,8 +180,9 @@ static void group_results_split_one_call(void **state)
 	struct sl_redis_result res;
 	struct sl_redis_raw raw[2];
 	int64_t ts, tns;
-	const long long v[] = {1700000000, 0, 7, 0, 0, 0, 9, 0, 0, 4, 6000000000LL, 0, 0,
-	                       60000000000LL, 6000000000LL, 6000000, 0};
+	const long long v[] = {
+	        1700000000,   0,       7, 0, 0, 0, 9, 0, 0, 4, 6000000000LL, 0, 0, 60000000000LL,
+	        6000000000LL, 6000000, 0};
 	redisReply *r = fields(v, sizeof(v) / sizeof(v[0]));
 	const char *f = r->str;
 
@@ -182,8 +196,7 @@ static void group_results_split_one_call(void **state)
 	assert_int_equal(raw[0].rel, 6000000000LL);
 	assert_int_equal(raw[0].v1, 6000000);
 	assert_int_equal(checks[0].res.remaining, 4);
-	assert_int_equal(sl_redis_group_result(f + 8 * 8, 8, 'S', checks, 1, &res, raw),
-	                 SL_EPROTO);
+	assert_int_equal(sl_redis_group_result(f + 8 * 8, 8, 'S', checks, 1, &res, raw), SL_EPROTO);
 	freeReplyObject(r);
 }
 
