@@ -8,8 +8,9 @@
 -- relative to the call's server time (a state's rel is its expiry minus
 -- now, a duration) and only stored values hold absolute times, as seconds
 -- and nanoseconds; products that may pass 2^53 fall back to an exact long
--- division. Stored values, the arguments' limit ids and the reply are
--- binary (struct.pack): formatting and matching text was most of the cost.
+-- division. Stored values, the call's program and the reply are binary
+-- (struct.pack, struct.unpack): formatting and matching text was most of
+-- the cost. What a decision costs Redis: docs/store-redis.md.
 local E9 = 1000000000
 local P52 = 4503599627370496
 local P53 = 9007199254740992
