@@ -284,32 +284,37 @@ end
 -- Redis' Lua hashes every byte of every string it makes, and each string
 -- and table is garbage to collect: the hot path makes only the strings it
 -- must (a value read, a value written, the reply) and no tables.
-local VER = 2
-local ENTSZ, HDRSZ = 36, 9
+local VER = 3
+local ENTSZ, HDRSZ = 32, 9
 local KEEP_MIN = 1000 -- ms a key outlives its state, at least
 local DROP_AFTER = -60 * E9 -- ns: an entry expired this long ago is dropped
 local FMTS, RFMTS = {}, {} -- struct formats: a value by entry count, a reply by field count
+local NOW_MS, SUB = 0, 0 -- the call's time in ms, and the ns past that ms
 
 -- A value in memory is a flat array f: the version, the TTL deadline, then
--- six slots per entry (id high, id low, expires s, expires ns, x, y): one
--- struct.unpack reads a whole value and one struct.pack writes it.
+-- four slots per entry (id, r, x, y: the state as the algorithms take it)
+-- and f.n entries: one struct.unpack reads a whole value and one
+-- struct.pack writes it. Stored, an entry's expiry is d ns before the
+-- deadline, so r = (deadline - now in ms) * 1e6 - SUB - d, exact within
+-- the 2^53 ns bound on durations.
 local function fmtn(n)
   local s = FMTS[n]
   if not s then
-    s = '<Bi8' .. string.rep('I4I4i8I4i8i8', n)
+    s = '<Bi8' .. string.rep('i8i8i8i8', n)
     FMTS[n] = s
   end
   return s
 end
--- the two halves of a limit id in hex
+-- a limit id in hex as the number kept in Redis: its low 53 bits (a
+-- double holds them exactly)
 local function idnum(h)
   h = string.rep('0', 16 - #h) .. h
-  return tonumber(string.sub(h, 1, 8), 16), tonumber(string.sub(h, 9, 16), 16)
+  return (tonumber(string.sub(h, 1, 8), 16) % 2 ^ 21) * 2 ^ 32 + tonumber(string.sub(h, 9, 16), 16)
 end
--- a value with no entries, room for three made at once (a table that
+-- a value with no entries, room for four made at once (a table that
 -- grows is rehashed)
 local function fresh()
-  return {VER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n = 0}
+  return {VER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n = 0}
 end
 local function parse(v)
   if not v or #v < HDRSZ then return fresh() end
@@ -324,37 +329,38 @@ local function parse(v)
       local pos
       f = {n = n}
       f[1], f[2], pos = U('<Bi8', v)
-      for o = 2, 6 * n - 4, 6 do
-        f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5], f[o + 6], pos =
-          U('<I4I4i8I4i8i8', v, pos)
+      for o = 2, 4 * n - 2, 4 do
+        f[o + 1], f[o + 2], f[o + 3], f[o + 4], pos = U('<i8i8i8i8', v, pos)
       end
     end
+    local base = (f[2] - NOW_MS) * 1000000 - SUB
+    for o = 4, 4 * n, 4 do f[o] = base - f[o] end
   else
     f = fresh()
     if (b >= 48 and b <= 57) or (b >= 97 and b <= 102) then
       -- the text format
       for id, es, ens, x, y in string.gmatch(v, '(%x+) (%d+)(%d%d%d%d%d%d%d%d%d) (%d+) (%d+)') do
-        local o = 2 + 6 * f.n
+        local o = 2 + 4 * f.n
         f.n = f.n + 1
-        f[o + 1], f[o + 2] = idnum(id)
-        f[o + 3], f[o + 4], f[o + 5], f[o + 6] = tonumber(es), tonumber(ens), tonumber(x), tonumber(y)
+        f[o + 1], f[o + 2], f[o + 3], f[o + 4] = idnum(id),
+          (tonumber(es) - now_s) * E9 + (tonumber(ens) - now_ns), tonumber(x), tonumber(y)
       end
     end
   end
   return f
 end
--- the index before limit sp's six slots in f, or nil (a linear search:
+-- the index before limit sp's four slots in f, or nil (a linear search:
 -- a value holds a few limits, and comparing numbers costs nothing)
 local function find(f, sp)
-  local hi, lo = sp[9], sp[10]
-  for o = 2, 6 * f.n - 4, 6 do
-    if f[o + 2] == lo and f[o + 1] == hi then return o end
+  local id = sp[9]
+  for o = 2, 4 * f.n - 2, 4 do
+    if f[o + 1] == id then return o end
   end
 end
 -- the state (r, x, y) at index o of f (nil: fresh)
 local function state(f, o)
   if not o then return 0, 0, 0 end
-  return (f[o + 3] - now_s) * E9 + (f[o + 4] - now_ns), f[o + 5], f[o + 6]
+  return f[o + 2], f[o + 3], f[o + 4]
 end
 -- the state of limit sp in f (false: no key)
 local function get(f, sp)
@@ -363,12 +369,11 @@ end
 -- write state (r, x, y) of sp at index o of f (nil: a new entry); the index
 local function commit(f, o, sp, r, x, y)
   if not o then
-    o = 2 + 6 * f.n
+    o = 2 + 4 * f.n
     f.n = f.n + 1
-    f[o + 1], f[o + 2] = sp[9], sp[10]
+    f[o + 1] = sp[9]
   end
-  local q, m = fdm(now_ns + r, E9)
-  f[o + 3], f[o + 4], f[o + 5], f[o + 6] = now_s + q, m, x, y
+  f[o + 2], f[o + 3], f[o + 4] = r, x, y
   return o
 end
 local function put(f, sp, r, x, y)
@@ -388,9 +393,9 @@ local function write(key, v, dl, keep)
   else call('SET', key, v, 'PXAT', fmt('%d', dl)) end
 end
 local function store(key, f)
-  local nf, mx, dead = 2 + 6 * f.n, 0, false
-  for o = 2, nf - 6, 6 do
-    local r = (f[o + 3] - now_s) * E9 + (f[o + 4] - now_ns)
+  local nf, mx, dead = 2 + 4 * f.n, 0, false
+  for o = 4, nf, 4 do
+    local r = f[o]
     if r > mx then
       mx = r
     elseif r <= DROP_AFTER then
@@ -403,18 +408,19 @@ local function store(key, f)
     -- way); one expired lately stays, so that the value keeps its shape
     -- when that limit is checked again
     local g, m = {VER, f[2]}, 2
-    for o = 2, nf - 6, 6 do
-      if (f[o + 3] - now_s) * E9 + (f[o + 4] - now_ns) > DROP_AFTER then
-        g[m + 1], g[m + 2], g[m + 3], g[m + 4], g[m + 5], g[m + 6] =
-          f[o + 1], f[o + 2], f[o + 3], f[o + 4], f[o + 5], f[o + 6]
-        m = m + 6
+    for o = 2, nf - 4, 4 do
+      if f[o + 2] > DROP_AFTER then
+        g[m + 1], g[m + 2], g[m + 3], g[m + 4] = f[o + 1], f[o + 2], f[o + 3], f[o + 4]
+        m = m + 4
       end
     end
     f, nf = g, m
   end
   local dl, keep = deadline(f[2], mx)
   f[2] = dl
-  write(key, P(fmtn((nf - 2) / 6), unpack(f, 1, nf)), dl, keep)
+  local base = (dl - NOW_MS) * 1000000 - SUB
+  for o = 4, nf, 4 do f[o] = base - f[o] end
+  write(key, P(fmtn((nf - 2) / 4), unpack(f, 1, nf)), dl, keep)
 end
 -- "algo n period interval burst queue calendar tz|limit id hex", parsed
 -- once: a worker sends the same few strings again and again
@@ -426,7 +432,7 @@ local function spec(s)
   sp = {}
   for x in string.gmatch(nums, '%-?%d+') do sp[#sp + 1] = tonumber(x) end
   if #sp ~= 8 then error('sluice: bad spec') end
-  sp[9], sp[10] = idnum(id)
+  sp[9] = idnum(id)
   sp[11] = ALGOS[sp[1]] or deny
   if NSPECS >= 256 then SPECS, NSPECS = {}, 0 end
   SPECS[s], NSPECS = sp, NSPECS + 1
@@ -440,7 +446,7 @@ local SPS, CS, KS, OS, UNDO = {}, {}, {}, {}, {}
 -- per key of the call (by KEYS index): its value, the index of the same
 -- key's first occurrence, whether it changed; and a reused key -> index map
 local CUR, CAN, DIRTY, SEEN, VALS, SHARED = {}, {}, {}, {}, {}, {}
-local FMT1 = '<Bi8I4I4i8I4i8i8' -- a value of one entry
+local FMT1 = '<Bi8i8i8i8i8' -- a value of one entry
 local ONE = HDRSZ + ENTSZ
 local OP_D, OP_S, OP_P, OP_R, OP_A, OP_H = 68, 83, 80, 82, 65, 72
 
@@ -482,6 +488,8 @@ local function main(keys, args)
   end
   local tm = call('TIME')
   now_s, now_ns, NM = tonumber(tm[1]), tonumber(tm[2]) * 1000, {}
+  SUB = now_ns % 1000000
+  NOW_MS = now_s * 1000 + (now_ns - SUB) / 1000000
   -- values are parsed when first used (cur), but for a key the call uses
   -- once, by one single-check decision, on a value of at most that one
   -- limit: that one is decided straight from the value, with no table
@@ -516,11 +524,11 @@ local function main(keys, args)
       local k = kx > 0 and can[kx]
       local v = k and not cur[k] and not shared[k] and vals[k]
       local direct = k and not cur[k] and not shared[k]
-      local ver, dl, hi, lo, es, ens, x0, y0
+      local ver, dl, id, d, x0, y0
       if v then
         if #v == ONE and byte(v, 1) == VER then
-          ver, dl, hi, lo, es, ens, x0, y0 = U(FMT1, v)
-          direct = hi == sp[9] and lo == sp[10]
+          ver, dl, id, d, x0, y0 = U(FMT1, v)
+          direct = id == sp[9]
         else
           direct = false
         end
@@ -528,14 +536,14 @@ local function main(keys, args)
       if direct then
         -- the whole value is this one state
         local r = 0
-        if v then r = (es - now_s) * E9 + (ens - now_ns) else dl, x0, y0 = 0, 0, 0 end
+        if v then r = (dl - NOW_MS) * 1000000 - SUB - d else dl, x0, y0 = 0, 0, 0 end
         local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x0, y0, c)
         if o ~= 2 and n1 then
           if n1 > 0 then
             local keep
             dl, keep = deadline(dl, n1)
-            local q, m = fdm(now_ns + n1, E9)
-            write(keys[k], P(FMT1, VER, dl, sp[9], sp[10], now_s + q, m, n2, n3), dl, keep)
+            write(keys[k], P(FMT1, VER, dl, sp[9], (dl - NOW_MS) * 1000000 - SUB - n1, n2, n3),
+                  dl, keep)
           elseif v then
             call('DEL', keys[k])
           end
@@ -549,23 +557,22 @@ local function main(keys, args)
           f = parse(vals[k])
           cur[k] = f
         end
-        local hi, lo = sp[9], sp[10]
+        local id = sp[9]
         local e, r, x, y = nil, 0, 0, 0
-        for j = 2, 6 * f.n - 4, 6 do
-          if f[j + 2] == lo and f[j + 1] == hi then
-            e, r, x, y = j, (f[j + 3] - now_s) * E9 + (f[j + 4] - now_ns), f[j + 5], f[j + 6]
+        for j = 2, 4 * f.n - 2, 4 do
+          if f[j + 1] == id then
+            e, r, x, y = j, f[j + 2], f[j + 3], f[j + 4]
             break
           end
         end
         local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x, y, c)
         if o ~= 2 and n1 then
           if not e then
-            e = 2 + 6 * f.n
+            e = 2 + 4 * f.n
             f.n = f.n + 1
-            f[e + 1], f[e + 2] = hi, lo
+            f[e + 1] = id
           end
-          local q, m = fdm(now_ns + n1, E9)
-          f[e + 3], f[e + 4], f[e + 5], f[e + 6] = now_s + q, m, n2, n3
+          f[e + 2], f[e + 3], f[e + 4] = n1, n2, n3
           dirty[k] = true
         end
         OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
@@ -617,12 +624,12 @@ local function main(keys, args)
             if i < m or first > 0 then
               -- (a last check passing after no rejection is never undone)
               -- a new entry undoes to expired, dropped when its key is stored
-              local u1, u2, u3, u4 = 0, 0, 0, 0
-              if e then u1, u2, u3, u4 = f[e + 3], f[e + 4], f[e + 5], f[e + 6] end
+              local u1, u2, u3 = DROP_AFTER, 0, 0
+              if e then u1, u2, u3 = f[e + 2], f[e + 3], f[e + 4] end
               e = commit(f, e, sp, n1, n2, n3)
-              undo[nu + 1], undo[nu + 2], undo[nu + 3], undo[nu + 4], undo[nu + 5], undo[nu + 6] =
-                k, e, u1, u2, u3, u4
-              nu = nu + 6
+              undo[nu + 1], undo[nu + 2], undo[nu + 3], undo[nu + 4], undo[nu + 5] =
+                k, e, u1, u2, u3
+              nu = nu + 5
             else
               commit(f, e, sp, n1, n2, n3)
               last = k
@@ -630,9 +637,9 @@ local function main(keys, args)
           end
         end
         if first > 0 then
-          for j = nu - 5, 1, -6 do
+          for j = nu - 4, 1, -5 do
             local f, s = cur[undo[j]], undo[j + 1]
-            f[s + 3], f[s + 4], f[s + 5], f[s + 6] = undo[j + 2], undo[j + 3], undo[j + 4], undo[j + 5]
+            f[s + 2], f[s + 3], f[s + 4] = undo[j + 2], undo[j + 3], undo[j + 4]
           end
           for i = 1, m do
             if os[i] ~= 2 then
@@ -644,7 +651,7 @@ local function main(keys, args)
             end
           end
         else
-          for j = 1, nu, 6 do dirty[undo[j]] = true end
+          for j = 1, nu, 5 do dirty[undo[j]] = true end
           if last then dirty[last] = true end
         end
         NO = base + 6 * m

@@ -253,16 +253,17 @@ def redis_keys_ending(client, value):
 
 def key_entries(client, key):
     """{limit id hex: (expires ns, v1, v2)} of a store key
-    "sl2:{<tag>}:<bytes>": a version byte 2 and the key's TTL deadline
-    (ms, int64), then one 36-byte entry per limit on that descriptor value
-    (src/store/redis_lib.lua): the limit id (two uint32, high then low),
-    expires (s int64, ns uint32), v1, v2 (int64), little-endian."""
+    "sl2:{<tag>}:<bytes>": a version byte 3 and the key's TTL deadline
+    (ms, int64), then one 32-byte entry per limit on that descriptor value
+    (src/store/redis_lib.lua): the limit id's low 53 bits, its expiry as ns
+    before the deadline, v1, v2; little-endian int64s."""
     v = client.get(key) or b""
-    assert v[:1] == b"\x02" and len(v) >= 9 and (len(v) - 9) % 36 == 0, v
+    assert v[:1] == b"\x03" and len(v) >= 9 and (len(v) - 9) % 32 == 0, v
+    (dl,) = struct.unpack_from("<q", v, 1)
     out = {}
-    for off in range(9, len(v), 36):
-        hi, lo, es, ens, v1, v2 = struct.unpack_from("<IIqIqq", v, off)
-        out["%08x%08x" % (hi, lo)] = (es * 10**9 + ens, v1, v2)
+    for off in range(9, len(v), 32):
+        lid, d, v1, v2 = struct.unpack_from("<qqqq", v, off)
+        out["%x" % lid] = (dl * 10**6 - d, v1, v2)
     return out
 
 

@@ -69,9 +69,9 @@ static void check_init(struct sl_check *c, const struct sl_limit_spec *sp, uint6
 	c->cost = 1;
 }
 
-/* v1 of limit id's entry in the Redis key of `key` (a version byte 2 and
- * a deadline, then 36-byte entries: id high and low uint32, expires s and
- * ns, v1, v2, little-endian), 0 when there is none. */
+/* v1 of limit id's entry in the Redis key of `key` (a version byte 3 and
+ * a deadline, then 32-byte entries: the id's low 53 bits, expiry before the
+ * deadline, v1, v2, little-endian int64s), 0 when there is none. */
 static uint64_t le(const unsigned char *p, int n)
 {
 	uint64_t v = 0;
@@ -90,12 +90,12 @@ static uint64_t redis_v1(uint64_t id, const char *key)
 	snprintf(name, sizeof(name), "sl2:{%016llx}:%s",
 	         (unsigned long long)XXH3_64bits(key, strlen(key)), key);
 	r = tr_cmd(port, "GET %s", name);
-	if (r && r->type == REDIS_REPLY_STRING && r->len >= 9 && r->str[0] == 2) {
-		for (size_t off = 9; off + 36 <= r->len; off += 36) {
+	if (r && r->type == REDIS_REPLY_STRING && r->len >= 9 && r->str[0] == 3) {
+		for (size_t off = 9; off + 32 <= r->len; off += 32) {
 			const unsigned char *e = (const unsigned char *)r->str + off;
 
-			if ((le(e, 4) << 32 | le(e + 4, 4)) == id)
-				v = le(e + 20, 8);
+			if (le(e, 8) == (id & ((1ULL << 53) - 1)))
+				v = le(e + 16, 8);
 		}
 	}
 	if (r)
