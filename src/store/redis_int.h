@@ -60,12 +60,15 @@ int sl_redis_scripts(struct sl_redis_scripts *out);
 #define SL_REDIS_OP_HB     'H' /* node heartbeat: live node count (local mode) */
 
 /* Reply layout: one string of little-endian int64 fields: 2 header fields
- * (server time s, ns), then per group SL_REDIS_ITEM_FIELDS per check (D,
- * P, R), those and SL_REDIS_RAW_FIELDS (S), SL_REDIS_RAW_FIELDS (A) or one
- * (H). */
+ * (server time s, ns), then per group the result of each check (D, P, R),
+ * those and then SL_REDIS_RAW_FIELDS per check (S), SL_REDIS_RAW_FIELDS per
+ * check (A) or one (H). A result is outcome, remaining, reset_after and one
+ * field that is retry_after for a rejection, delay for a delay and 0
+ * otherwise; a quota's adds its window (the others' window is their
+ * spec's period, rate and sliding, or 0). */
 #define SL_REDIS_FIELD_BYTES 8
 #define SL_REDIS_HDR_FIELDS  2
-#define SL_REDIS_ITEM_FIELDS 6 /* outcome, remaining, reset_after, retry_after, delay, window */
+#define SL_REDIS_ITEM_FIELDS 4 /* outcome, remaining, reset_after, retry_after or delay */
 #define SL_REDIS_RAW_FIELDS  3 /* rel (expires - server time, ns; 0 fresh), v1, v2 */
 
 struct redisReply;
@@ -100,8 +103,8 @@ int sl_redis_reply_time(const struct redisReply *r, int64_t *t_s, int64_t *t_ns)
 /* Fields in reply r (a string that passed sl_redis_reply_time). */
 size_t sl_redis_reply_fields(const struct redisReply *r);
 
-/* Reply fields a group of op over m checks takes. */
-size_t sl_redis_group_fields(char op, size_t m);
+/* Reply fields a group of op over checks[0, m) takes. */
+size_t sl_redis_group_fields(char op, const struct sl_check *checks, size_t m);
 
 /* Interpret the group of op over checks[0, m) at v (avail fields left):
  * fills every check's res (not for A) and out's status, denied and delay

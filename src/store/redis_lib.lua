@@ -434,6 +434,7 @@ local function spec(s)
   if #sp ~= 8 then error('sluice: bad spec') end
   sp[9] = idnum(id)
   sp[11] = ALGOS[sp[1]] or deny
+  sp[12] = sp[1] == 2 -- its result carries the window
   if NSPECS >= 256 then SPECS, NSPECS = {}, 0 end
   SPECS[s], NSPECS = sp, NSPECS + 1
   return sp
@@ -442,7 +443,7 @@ end
 -- the reply being built: int64 fields, packed once at the end; per-group
 -- scratch
 local OUT, NO = {}, 0
-local SPS, CS, KS, OS, UNDO = {}, {}, {}, {}, {}
+local SPS, CS, KS, OS, UNDO, POS = {}, {}, {}, {}, {}, {}
 -- per key of the call (by KEYS index): its value, the index of the same
 -- key's first occurrence, whether it changed; and a reused key -> index map
 local CUR, CAN, DIRTY, SEEN, VALS, SHARED = {}, {}, {}, {}, {}, {}
@@ -456,6 +457,17 @@ local function raw(f, sp)
   if r <= 0 then r, x, y = 0, 0, 0 end
   OUT[NO + 1], OUT[NO + 2], OUT[NO + 3] = r, x, y
   NO = NO + 3
+end
+-- write one check's result after OUT[n]: outcome, remaining, reset_after,
+-- then retry_after (a rejection) or delay (a delay) in one field, and a
+-- quota's window (the others' is known to the caller); the new end
+local function result(n, sp, o, r1, r2, r3, r4, r5)
+  OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4] = o, r1, r2, o == 2 and r3 or r4
+  if sp[12] then
+    OUT[n + 5] = r5
+    return n + 5
+  end
+  return n + 4
 end
 local function reply()
   local s = RFMTS[NO]
@@ -478,9 +490,9 @@ end
 -- key (uint16, 0 for unlimited and deny) and its cost (int64); all
 -- little-endian. ARGV[2...]: the spec strings and node ids. Reply: one
 -- string of little-endian int64s: server time s, ns, then per group: D P
--- R 6 per check (outcome remaining reset_after retry_after delay window),
--- S those and then 3 per check, A 3 per check (raw state: rel x y), H the
--- live node count.
+-- R a result per check (outcome, remaining, reset_after, retry_after or
+-- delay, and a quota's window: see result()), S those and then 3 per
+-- check, A 3 per check (raw state: rel x y), H the live node count.
 local function main(keys, args)
   if not floor then
     floor, min, call, fmt = math.floor, math.min, redis.call, string.format
@@ -520,7 +532,7 @@ local function main(keys, args)
       si, kx, c, pos = U('<HHi8', prog, pos)
       local sp = SPECS[args[si]] or spec(args[si])
       local n = NO
-      NO = n + 6
+      NO = n + (sp[12] and 5 or 4)
       local k = kx > 0 and can[kx]
       local v = k and not cur[k] and not shared[k] and vals[k]
       local direct = k and not cur[k] and not shared[k]
@@ -540,16 +552,25 @@ local function main(keys, args)
         local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x0, y0, c)
         if o ~= 2 and n1 then
           if n1 > 0 then
-            local keep
-            dl, keep = deadline(dl, n1)
-            write(keys[k], P(FMT1, VER, dl, sp[9], (dl - NOW_MS) * 1000000 - SUB - n1, n2, n3),
-                  dl, keep)
+            -- deadline() and write(), written out
+            local need = NOW_MS + (SUB + n1 + 999999) / 1000000
+            need = need - need % 1
+            if dl >= need then
+              call('SET', keys[k], P(FMT1, VER, dl, sp[9], (dl - NOW_MS) * 1000000 - SUB - n1, n2,
+                                     n3), 'KEEPTTL')
+            else
+              local slack = n1 / 4000000
+              slack = slack - slack % 1
+              dl = need + (slack > KEEP_MIN and slack or KEEP_MIN)
+              call('SET', keys[k], P(FMT1, VER, dl, sp[9], (dl - NOW_MS) * 1000000 - SUB - n1, n2,
+                                     n3), 'PXAT', fmt('%d', dl))
+            end
           elseif v then
             call('DEL', keys[k])
           end
         end
-        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
-          o, r1, r2, r3, r4, r5
+        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4] = o, r1, r2, o == 2 and r3 or r4
+        if sp[12] then OUT[n + 5] = r5 end
       elseif k then
         -- find, state and commit written out: the hot path of every call
         local f = cur[k]
@@ -575,11 +596,10 @@ local function main(keys, args)
           f[e + 2], f[e + 3], f[e + 4] = n1, n2, n3
           dirty[k] = true
         end
-        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
-          o, r1, r2, r3, r4, r5
+        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4] = o, r1, r2, o == 2 and r3 or r4
+        if sp[12] then OUT[n + 5] = r5 end
       else
-        OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
-          sp[11](sp, 0, 0, 0, 0)
+        result(n, sp, sp[11](sp, 0, 0, 0, 0))
       end
     elseif op == OP_H then
       local kx, ni, ttl
@@ -607,17 +627,15 @@ local function main(keys, args)
         -- each check commits as it passes, so a later check of the same
         -- counter (same key and limit id) sees it; a rejection undoes them
         -- in reverse and the others are reported as peeks
-        local os, undo, nu, first, base, last = OS, UNDO, 0, 0, NO, false
+        local os, undo, nu, first, last, at = OS, UNDO, 0, 0, false, NO
         for i = 1, m do
           local sp, k = sps[i], ks[i]
           local f = k and cur[k]
           local e = f and find(f, sp)
           local r, x, y = state(f, e)
           local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x, y, cs[i])
-          local n = base + 6 * (i - 1)
-          os[i] = o
-          OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
-            o, r1, r2, r3, r4, r5
+          os[i], POS[i] = o, at
+          at = result(at, sp, o, r1, r2, r3, r4, r5)
           if o == 2 then
             if first == 0 then first = i end
           elseif n1 then
@@ -645,16 +663,14 @@ local function main(keys, args)
             if os[i] ~= 2 then
               local k = ks[i]
               local r, x, y = get(k and cur[k], sps[i])
-              local n = base + 6 * (i - 1)
-              OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
-                run(sps[i], r, x, y, 0)
+              result(POS[i], sps[i], run(sps[i], r, x, y, 0))
             end
           end
         else
           for j = 1, nu, 5 do dirty[undo[j]] = true end
           if last then dirty[last] = true end
         end
-        NO = base + 6 * m
+        NO = at
         if op == OP_S then
           for i = 1, m do raw(ks[i] and cur[ks[i]], sps[i]) end
         end
@@ -685,10 +701,7 @@ local function main(keys, args)
         for i = 1, m do
           local k = ks[i]
           local r, x, y = get(k and cur[k], sps[i])
-          local n = NO
-          NO = n + 6
-          OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4], OUT[n + 5], OUT[n + 6] =
-            run(sps[i], r, x, y, 0)
+          NO = result(NO, sps[i], run(sps[i], r, x, y, 0))
         end
       else
         error('sluice: bad op')

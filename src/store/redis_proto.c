@@ -87,7 +87,8 @@ bool sl_redis_cmd_hb(const struct rs_cmd *cmd)
 size_t sl_redis_cmd_fields(const struct rs_cmd *cmd)
 {
 	return (sl_redis_cmd_hb(cmd) ? 1 : 0) +
-	       sl_redis_group_fields(cmd->op, sl_redis_cmd_checks(cmd));
+	       sl_redis_group_fields(cmd->op, cmd->q->b->checks + cmd->q->runs[cmd->run].first,
+	                             sl_redis_cmd_checks(cmd));
 }
 
 static unsigned put_key(struct rs_worker *w, struct rs_build *cb, const char *k, size_t len)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 #include <hiredis/hiredis.h>
+#include <sluice/algo.h>
 #include <sluice/batch-t.h>
 #include <sluice/error.h>
 #include "store/redis_int.h"
@@ -122,24 +123,32 @@ size_t sl_redis_reply_fields(const redisReply *r)
 	return r->len / SL_REDIS_FIELD_BYTES;
 }
 
-size_t sl_redis_group_fields(char op, size_t m)
+/* Result fields of one check: the quota's window is not its spec's. */
+static size_t item_fields(const struct sl_check *ck)
 {
+	return SL_REDIS_ITEM_FIELDS + (ck->spec->algo == SL_ALGO_QUOTA);
+}
+
+size_t sl_redis_group_fields(char op, const struct sl_check *checks, size_t m)
+{
+	size_t n = 0;
+
 	switch (op) {
 	case 'H':
 		return 1;
 	case 'A':
 		return m * SL_REDIS_RAW_FIELDS;
-	case 'S':
-		return m * (SL_REDIS_ITEM_FIELDS + SL_REDIS_RAW_FIELDS);
 	default:
-		return m * SL_REDIS_ITEM_FIELDS;
+		for (size_t i = 0; i < m; i++)
+			n += item_fields(&checks[i]);
+		return op == 'S' ? n + m * SL_REDIS_RAW_FIELDS : n;
 	}
 }
 
 int sl_redis_group_result(const char *v, size_t avail, char op, struct sl_check *checks, size_t m,
                           struct sl_redis_result *out, struct sl_redis_raw *raw)
 {
-	size_t need = sl_redis_group_fields(op, m), items = op == 'A' ? 0 : m;
+	size_t need = sl_redis_group_fields(op, checks, m), items = op == 'A' ? 0 : m, f = 0;
 	bool deny = false, delay = false;
 
 	if (need > avail)
@@ -152,17 +161,22 @@ int sl_redis_group_result(const char *v, size_t avail, char op, struct sl_check 
 			return SL_EPROTO;
 	for (size_t i = 0; i < items; i++) {
 		struct sl_check *ck = &checks[i];
-		size_t f = i * SL_REDIS_ITEM_FIELDS;
-		int64_t outcome = sl_redis_field(v, f);
+		int64_t outcome = sl_redis_field(v, f), aux = sl_redis_field(v, f + 3);
 
 		if (outcome > SL_REJECTED)
 			return SL_EPROTO;
 		ck->res.outcome = (uint8_t)outcome;
 		ck->res.remaining = (uint64_t)sl_redis_field(v, f + 1);
 		ck->res.reset_after = sl_redis_field(v, f + 2);
-		ck->res.retry_after = sl_redis_field(v, f + 3);
-		ck->res.delay = sl_redis_field(v, f + 4);
-		ck->res.window = sl_redis_field(v, f + 5);
+		ck->res.retry_after = outcome == SL_REJECTED ? aux : 0;
+		ck->res.delay = outcome == SL_DELAYED ? aux : 0;
+		if (ck->spec->algo == SL_ALGO_QUOTA)
+			ck->res.window = sl_redis_field(v, f + 4);
+		else if (ck->spec->algo == SL_ALGO_RATE || ck->spec->algo == SL_ALGO_SLIDING)
+			ck->res.window = ck->spec->period;
+		else
+			ck->res.window = 0;
+		f += item_fields(ck);
 		sl_redis_fill_limits(ck);
 		if (ck->res.outcome == SL_REJECTED && !deny) {
 			deny = true;
@@ -176,8 +190,6 @@ int sl_redis_group_result(const char *v, size_t avail, char op, struct sl_check 
 	if (op == 'D' || op == 'S')
 		out->status = deny ? 2 : delay ? 1 : 0;
 	if (op == 'S' || op == 'A') {
-		size_t f = items * SL_REDIS_ITEM_FIELDS;
-
 		for (size_t i = 0; i < m; i++, f += SL_REDIS_RAW_FIELDS) {
 			raw[i].rel = sl_redis_field(v, f);
 			raw[i].v1 = (uint64_t)sl_redis_field(v, f + 1);
@@ -194,7 +206,7 @@ int sl_redis_script_result(const redisReply *r, struct sl_check *checks, size_t 
 	int n;
 
 	if (sl_redis_reply_time(r, &ts, &tns) < 0 ||
-	    sl_redis_reply_fields(r) != SL_REDIS_HDR_FIELDS + m * SL_REDIS_ITEM_FIELDS)
+	    sl_redis_reply_fields(r) != SL_REDIS_HDR_FIELDS + sl_redis_group_fields('D', checks, m))
 		return SL_EPROTO;
 	n = sl_redis_group_result(r->str + SL_REDIS_HDR_FIELDS * SL_REDIS_FIELD_BYTES,
 	                          sl_redis_reply_fields(r) - SL_REDIS_HDR_FIELDS, 'D', checks, m,

@@ -16,8 +16,8 @@
  * an allocation failure would be.
  *
  * Input: byte 0 picks how many of the policy's checks the script call
- * covers (the reply must be one string of 2 + 6 per check little-endian
- * int64 fields); byte 1 the size of
+ * covers (the reply must be one string of little-endian int64 fields: 2,
+ * then 4 per check, 5 for a quota); byte 1 the size of
  * the pieces the rest is fed to the reader in (1..32 bytes). Corpus:
  * tests/fuzz/corpus/redis_reply/. */
 #include <stdint.h>

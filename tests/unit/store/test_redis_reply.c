@@ -51,23 +51,13 @@ static redisReply *fields(const long long *v, size_t n)
 	return parse_len(buf, (size_t)k);
 }
 
-/* A reply of the 2 header fields and one D group of two checks of 6. */
+/* A reply of the 2 header fields and one D group of two checks (a rate
+ * and a concurrency limit: 4 fields each; the second's last field is its
+ * retry_after when it is rejected). */
 static redisReply *script(long long ts, long long tns, long long outcome0, long long outcome1)
 {
-	const long long v[] = {ts,
-	                       tns,
-	                       outcome0,
-	                       4,
-	                       6000000000LL,
-	                       0,
-	                       0,
-	                       60000000000LL,
-	                       outcome1,
-	                       0,
-	                       30000000000LL,
-	                       1000000000LL,
-	                       0,
-	                       0};
+	const long long v[] = {ts,       tns, outcome0,      4,           6000000000LL, 0,
+	                       outcome1, 0,   30000000000LL, 1000000000LL};
 
 	return fields(v, sizeof(v) / sizeof(v[0]));
 }
@@ -101,6 +91,42 @@ static void script_result_reads_a_denial(void **state)
 	assert_int_equal(checks[1].res.outcome, SL_REJECTED);
 	assert_int_equal(checks[1].res.retry_after, SL_NS_PER_SEC);
 	assert_int_equal(checks[1].res.limit, 2);
+	/* windows not sent: a rate's is its period, a concurrency's none */
+	assert_int_equal(checks[0].res.window, SL_NS_PER_MIN);
+	assert_int_equal(checks[1].res.window, 0);
+	assert_int_equal(checks[0].res.delay, 0);
+	freeReplyObject(r);
+}
+
+/* A quota's result carries its window (a month's length varies); the
+ * fourth field of a delayed check is its delay, not a retry. */
+static void results_carry_quota_window_and_delay(void **state)
+{
+	struct sl_limit_spec q, rt;
+	struct sl_check ck[2];
+	struct sl_redis_result res;
+	const long long v[] = {1700000000, 0, SL_DELAYED,      0, 2000000000LL,      500000000LL,
+	                       SL_ALLOWED, 6, 3600000000000LL, 0, 2678400000000000LL};
+	redisReply *r = fields(v, sizeof(v) / sizeof(v[0]));
+
+	(void)state;
+	assert_int_equal(sl_spec_rate(&rt, 10, SL_NS_PER_SEC, 2, 2), SL_OK);
+	assert_int_equal(sl_spec_quota(&q, 9, SL_CAL_MONTH, 0), SL_OK);
+	memset(ck, 0, sizeof(ck));
+	ck[0].spec = &rt;
+	ck[1].spec = &q;
+	assert_int_equal(sl_redis_script_result(r, ck, 2, &res), 0);
+	assert_int_equal(res.status, 1);
+	assert_int_equal(res.delay, 500000000LL);
+	assert_int_equal(ck[0].res.delay, 500000000LL);
+	assert_int_equal(ck[0].res.retry_after, 0);
+	assert_int_equal(ck[0].res.window, SL_NS_PER_SEC);
+	assert_int_equal(ck[1].res.remaining, 6);
+	assert_int_equal(ck[1].res.window, 2678400000000000LL);
+	freeReplyObject(r);
+	/* without the quota's fifth field the reply is short */
+	r = fields(v, sizeof(v) / sizeof(v[0]) - 1);
+	assert_int_equal(sl_redis_script_result(r, ck, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
 }
 
@@ -154,9 +180,8 @@ static void script_result_refuses_values_no_evaluation_makes(void **state)
 	assert_int_equal(sl_redis_script_result(r, checks, 2, &res), SL_EPROTO);
 	freeReplyObject(r);
 	{
-		const long long v[] = {
-		        1700000000,    0, 0, -4, 6000000000LL, 0, 0, 60000000000LL, 0, 0,
-		        30000000000LL, 0, 0, 0};
+		const long long v[] = {1700000000,    0, 0, -4, 6000000000LL, 0, 0, 0,
+		                       30000000000LL, 0};
 
 		r = fields(v, sizeof(v) / sizeof(v[0]));
 	}
@@ -180,23 +205,24 @@ static void group_results_split_one_call(void **state)
 	struct sl_redis_result res;
 	struct sl_redis_raw raw[2];
 	int64_t ts, tns;
-	const long long v[] = {
-	        1700000000,   0,       7, 0, 0, 0, 9, 0, 0, 4, 6000000000LL, 0, 0, 60000000000LL,
-	        6000000000LL, 6000000, 0};
+	/* A over two checks (3 raw fields each), then S over one: its result
+	 * (4 fields) and its raw state */
+	const long long v[] = {1700000000,   0,       7, 0, 0, 0, 9, 0, 0, 4, 6000000000LL, 0,
+	                       6000000000LL, 6000000, 0};
 	redisReply *r = fields(v, sizeof(v) / sizeof(v[0]));
 	const char *f = r->str;
 
 	(void)state;
 	assert_int_equal(sl_redis_reply_time(r, &ts, &tns), 0);
-	assert_int_equal(sl_redis_reply_fields(r), 17);
-	assert_int_equal(sl_redis_group_result(f + 2 * 8, 15, 'A', checks, 2, &res, raw), 6);
+	assert_int_equal(sl_redis_reply_fields(r), 15);
+	assert_int_equal(sl_redis_group_result(f + 2 * 8, 13, 'A', checks, 2, &res, raw), 6);
 	assert_int_equal(raw[0].rel, 7);
 	assert_int_equal(raw[1].v1, 9);
-	assert_int_equal(sl_redis_group_result(f + 8 * 8, 9, 'S', checks, 1, &res, raw), 9);
+	assert_int_equal(sl_redis_group_result(f + 8 * 8, 7, 'S', checks, 1, &res, raw), 7);
 	assert_int_equal(raw[0].rel, 6000000000LL);
 	assert_int_equal(raw[0].v1, 6000000);
 	assert_int_equal(checks[0].res.remaining, 4);
-	assert_int_equal(sl_redis_group_result(f + 8 * 8, 8, 'S', checks, 1, &res, raw), SL_EPROTO);
+	assert_int_equal(sl_redis_group_result(f + 8 * 8, 6, 'S', checks, 1, &res, raw), SL_EPROTO);
 	freeReplyObject(r);
 }
 
@@ -266,6 +292,7 @@ int main(void)
 	        cmocka_unit_test_setup(script_result_reads_a_denial, setup),
 	        cmocka_unit_test_setup(script_result_denies_at_the_first_rejection, setup),
 	        cmocka_unit_test_setup(group_results_split_one_call, setup),
+	        cmocka_unit_test(results_carry_quota_window_and_delay),
 	        cmocka_unit_test_setup(script_result_refuses_a_time_beyond_int64, setup),
 	        cmocka_unit_test_setup(script_result_refuses_values_no_evaluation_makes, setup),
 	        cmocka_unit_test(slot_map_reads_three_masters),
