@@ -78,7 +78,7 @@ def raw_get(path, key, extra=""):
 def check_queue(res):
     ok = sorted(t for st, _, _, t in res if st == 200)
     rejected = [(h, b, t) for st, h, b, t in res if st == 429]
-    assert len(ok) == 20 and len(rejected) == 3, [st for st, _, _, _ in res]
+    assert len(ok) == 20 and len(rejected) == 3, " ".join(str(st) for st, _, _, _ in res)
     immediate, delayed = ok[:15], ok[15:]
     # 15 at once (well under one interval), then the k-th held request about
     # k*T after the burst arrived.
@@ -93,8 +93,19 @@ def check_queue(res):
     return delayed
 
 
+def one_worker(text):
+    """The example on one worker. A worker reads the clock once per loop
+    pass (as nginx does), so with two, a request the later worker evaluated
+    first can leave the other one's decisions of that pass a few ms early:
+    they see that much more backlog, and at the queue's exact edge (the
+    20th of 23) one was refused in make check. The burst arithmetic is
+    what these two tests check, so they take the clock skew out."""
+    assert "server: { workers: auto }" in text
+    return text.replace("server: { workers: auto }", "server: { workers: 1 }")
+
+
 def test_23_requests_in_one_instant_via_the_proxy(sluice, example):
-    d = sluice(example("plans-daily-quota-burst-queue.yaml"))
+    d = sluice(example("plans-daily-quota-burst-queue.yaml", edit=one_worker))
     res = burst(d.ports["gateway"], [raw_get("/weather/fixtures?live=all", "key-bob")] * 23)
     check_queue(res)
     # Responses carry the per-minute and per-day figures.
@@ -109,7 +120,7 @@ def test_23_requests_in_one_instant_via_the_proxy(sluice, example):
 
 
 def test_23_requests_in_one_instant_via_the_check_listener(sluice, example):
-    d = sluice(example("plans-daily-quota-burst-queue.yaml"))
+    d = sluice(example("plans-daily-quota-burst-queue.yaml", edit=one_worker))
     raw = raw_get("/", "key-bob", "X-Original-Method: GET\r\n"
                   "X-Original-URI: /weather/teams?league=39\r\n")
     check_queue(burst(d.ports["check"], [raw] * 23))
