@@ -287,11 +287,38 @@ static double store_run(redisContext *c, struct sl_store *s, const char *name)
 	return v;
 }
 
+static char url[64];
+
+/* The loop, the three limits and a one-connection Redis store config for
+ * port (timeout in ns). 1e6 per second (per day, per minute) per key over
+ * 10000 keys: nearly every decision allowed. */
+static void setup(struct sl_store_conf *conf, int port, int64_t timeout)
+{
+	uv_loop_init(&loop);
+	sl_spec_rate(&specs[0], 1000000, 1000000000LL, 0, 0);
+	sl_spec_quota(&specs[1], 1000000000, SL_CAL_DAY, 0);
+	sl_spec_sliding(&specs[2], 1000000000, 60 * 1000000000LL);
+	memset(conf, 0, sizeof(*conf));
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	conf->type = SL_STORE_REDIS;
+	conf->url = url;
+	conf->timeout = timeout;
+	conf->pool = 1;
+}
+
+/* Detach the loop from Redis store s and destroy it. */
+static void store_free(struct sl_store *s)
+{
+	sl_redis_store_detach(s, &loop);
+	s->ops->destroy(s);
+	uv_run(&loop, UV_RUN_DEFAULT);
+}
+
 int main(void)
 {
 	struct sl_store_conf conf;
 	struct sl_store *mem = NULL, *red = NULL;
-	char url[64], portbuf[16], cmd[512], line[256];
+	char portbuf[16], cmd[512], line[256];
 	int port = free_port();
 	pid_t pid;
 	redisContext *c = NULL;
@@ -311,24 +338,13 @@ int main(void)
 		                          strtol(getenv("BENCH_ONLY_EXACT"), NULL, 10) == 3
 		                  ? 3
 		                  : 1;
-		uv_loop_init(&loop);
-		sl_spec_rate(&specs[0], 1000000, 1000000000LL, 0, 0);
-		sl_spec_quota(&specs[1], 1000000000, SL_CAL_DAY, 0);
-		sl_spec_sliding(&specs[2], 1000000000, 60 * 1000000000LL);
-		memset(&conf, 0, sizeof(conf));
-		snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-		conf.type = SL_STORE_REDIS;
-		conf.url = url;
-		conf.timeout = 60 * 1000000000LL; /* a server under valgrind is slow */
-		conf.pool = 1;
+		setup(&conf, port, 60 * 1000000000LL); /* a server under valgrind is slow */
 		if (sl_redis_store_create(&red, &conf) != 0)
 			return 1;
 		run(red);
 		printf("redis_count_completed %llu\nredis_count_errors %llu\n",
 		       (unsigned long long)completed, (unsigned long long)errors);
-		sl_redis_store_detach(red, &loop);
-		red->ops->destroy(red);
-		uv_run(&loop, UV_RUN_DEFAULT);
+		store_free(red);
 		uv_loop_close(&loop);
 		return errors ? 1 : 0;
 	}
@@ -351,12 +367,7 @@ int main(void)
 	}
 	if (!c)
 		goto out;
-	uv_loop_init(&loop);
-	/* 1e6 per second (per day, per minute) per key over 10000 keys:
-	 * nearly every decision allowed */
-	sl_spec_rate(&specs[0], 1000000, 1000000000LL, 0, 0);
-	sl_spec_quota(&specs[1], 1000000000, SL_CAL_DAY, 0);
-	sl_spec_sliding(&specs[2], 1000000000, 60 * 1000000000LL);
+	setup(&conf, port, 1000000000LL);
 
 	if (sl_memory_store_create(&mem, 64u << 20, 1) == 0) {
 		inline_store = 1;
@@ -365,19 +376,11 @@ int main(void)
 		mem->ops->destroy(mem);
 	}
 
-	memset(&conf, 0, sizeof(conf));
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-	conf.type = SL_STORE_REDIS;
-	conf.url = url;
-	conf.timeout = 1000000000LL;
-	conf.pool = 1;
 	if (getenv("BENCH_ONLY_EXACT")) { /* profiling: the exact runs only */
 		if (sl_redis_store_create(&red, &conf) == 0) {
 			nchecks = (size_t)strtol(getenv("BENCH_ONLY_EXACT"), NULL, 10) == 3 ? 3 : 1;
 			store_run(c, red, nchecks == 3 ? "exact3" : "exact1");
-			sl_redis_store_detach(red, &loop);
-			red->ops->destroy(red);
-			uv_run(&loop, UV_RUN_DEFAULT);
+			store_free(red);
 		}
 		goto done;
 	}
@@ -388,9 +391,7 @@ int main(void)
 		nchecks = 3;
 		exact3 = store_run(c, red, "exact3");
 		nchecks = 1;
-		sl_redis_store_detach(red, &loop);
-		red->ops->destroy(red);
-		uv_run(&loop, UV_RUN_DEFAULT);
+		store_free(red);
 	}
 
 	r = redisCommand(c, "SCRIPT LOAD %s", gcra_lua);
@@ -454,9 +455,7 @@ int main(void)
 		nkeys = KEYS;
 		u_local = last_usec;
 		polled = 0;
-		sl_redis_store_detach(red, &loop);
-		red->ops->destroy(red);
-		uv_run(&loop, UV_RUN_DEFAULT);
+		store_free(red);
 	}
 	if (gcra > 0) {
 		printf("redis_exact1_over_gcra_ratio %.2f\n", exact1 / gcra);

@@ -462,6 +462,23 @@ static cJSON *load_account(struct sl_accounts *a, const char *name, bool with_ke
 	return o;
 }
 
+/* Open a write on the stored account r->account: refused (409) for a
+ * config account, a transaction begun, the account loaded (without its
+ * keys). NULL once it has answered (409, 503, or 404 rolled back). */
+static cJSON *begin_account_write(struct sl_accounts *a, struct sl_acc_req *r)
+{
+	cJSON *acc;
+
+	if (is_static(r) || !begin_write(a, r))
+		return NULL;
+	acc = load_account(a, r->account, false, r->now);
+	if (acc == NULL) {
+		rollback(a);
+		answer_error(r, 404, "not_found", "account", "no such account");
+	}
+	return acc;
+}
+
 /* Publish account o (as account_json made it) into the index, its
  * overrides compiled against p. Returns 0 or a negative code. */
 static int publish(struct sl_accounts *a, const struct sl_policy *p, const cJSON *o)
@@ -676,15 +693,9 @@ static void op_patch(struct sl_accounts *a, struct sl_acc_req *r)
 	meta = cJSON_GetObjectItemCaseSensitive(r->body, "metadata");
 	if (meta && !cJSON_IsNull(meta) && !cJSON_IsObject(meta))
 		return bad(r, "metadata", "metadata must be an object");
-	if (is_static(r))
+	cur = begin_account_write(a, r);
+	if (cur == NULL)
 		return;
-	if (!begin_write(a, r))
-		return;
-	cur = load_account(a, r->account, false, r->now);
-	if (cur == NULL) {
-		rollback(a);
-		return answer_error(r, 404, "not_found", "account", "no such account");
-	}
 	merged = cJSON_Duplicate(cJSON_GetObjectItem(cur, "overrides"), true);
 	if (overrides && cJSON_IsObject(overrides))
 		cJSON_ArrayForEach(it, overrides)
@@ -894,15 +905,9 @@ static void op_key_issue(struct sl_accounts *a, struct sl_acc_req *r)
 		           "expires is an RFC 3339 time such as \"2027-01-01T00:00:00Z\", or null");
 	if (expires && exp * SL_NS_PER_SEC <= r->now)
 		return bad(r, "expires", "expires is in the past");
-	if (is_static(r))
+	acc = begin_account_write(a, r);
+	if (acc == NULL)
 		return;
-	if (!begin_write(a, r))
-		return;
-	acc = load_account(a, r->account, false, r->now);
-	if (acc == NULL) {
-		rollback(a);
-		return answer_error(r, 404, "not_found", "account", "no such account");
-	}
 	cJSON_Delete(acc);
 	rc = insert_key(a, r, r->account, label, expires != NULL, exp, &k, sha, id);
 	if (rc != SQLITE_DONE) {
