@@ -37,7 +37,8 @@
  * Redis to its other clients soon */
 #define CALL_CHECKS 64
 #define CALL_CMDS   64                        /* groups per call: several calls stay in flight */
-#define SPEC_CACHE  16                        /* formatted specs kept per worker (power of 2) */
+#define SPEC_CACHE  64                        /* formatted specs kept per worker (power of 2) */
+#define SPEC_PROBE  8                         /* slots a spec may take, from its hash one on */
 #define CALL_XARGS  (CALL_CHECKS + CALL_CMDS) /* spec strings and heartbeat ids */
 #define CALL_ARGS   (4 + CALL_CHECKS + CALL_CMDS + CALL_XARGS) /* argv entries per call */
 #define CALL_NUMS   (CALL_CHECKS * SPEC_LEN + NUM_LEN)         /* bytes of spec strings, numkeys */

@@ -41,17 +41,35 @@ static unsigned put_xarg(struct rs_worker *w, struct rs_build *cb, const char *s
 
 /* The ARGV index of the spec string of (sp, id) in this call: formatted
  * once per content (specs are few and reused by every request), added to
- * a call once, so this is one hash and one compare. */
+ * a call once. The cache is probed over SPEC_PROBE slots from the hash's,
+ * so a few specs sharing a slot do not evict each other (and go into a
+ * call once per check); a miss takes a free slot, else one this call has
+ * not used, else the hash's own. */
 static unsigned spec_arg(struct rs_worker *w, struct rs_build *cb, const struct sl_limit_spec *sp,
                          uint64_t id)
 {
 	uint64_t h = XXH3_64bits_withSeed(sp, sizeof(*sp), id);
-	unsigned i = (unsigned)(h & (SPEC_CACHE - 1));
+	unsigned h0 = (unsigned)(h & (SPEC_CACHE - 1)), i = SPEC_CACHE, free_i = SPEC_CACHE;
+	unsigned idle_i = SPEC_CACHE;
 	char *p;
 	int k;
 
-	if (!w->specs[i].len || w->specs[i].limit_id != id ||
-	    memcmp(&w->specs[i].sp, sp, sizeof(*sp)) != 0) {
+	for (unsigned j = 0; j < SPEC_PROBE; j++) {
+		unsigned s = (h0 + j) & (SPEC_CACHE - 1);
+
+		if (!w->specs[s].len) {
+			if (free_i == SPEC_CACHE)
+				free_i = s;
+		} else if (w->specs[s].limit_id == id &&
+		           memcmp(&w->specs[s].sp, sp, sizeof(*sp)) == 0) {
+			i = s;
+			break;
+		} else if (idle_i == SPEC_CACHE && !cb->spec_arg[s]) {
+			idle_i = s;
+		}
+	}
+	if (i == SPEC_CACHE) {
+		i = free_i != SPEC_CACHE ? free_i : idle_i != SPEC_CACHE ? idle_i : h0;
 		k = snprintf(w->specs[i].str, SPEC_LEN, "%u %llu %lld %lld %llu %llu %u %d|%llx",
 		             (unsigned)sp->algo, (unsigned long long)sp->n, (long long)sp->period,
 		             (long long)sp->interval, (unsigned long long)sp->burst,

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <strings.h>
 #include <cmocka.h>
 #include <sluice/algo.h>
 #include "policy/policy-t.h"
@@ -309,6 +310,74 @@ static void denied_group_leaves_nothing_for_the_next_one(void **state)
 	uv_loop_close(&loop);
 }
 
+/* Each spec string goes once into a call however many checks use it:
+ * twelve specs, checked by two decisions submitted together (one call),
+ * make an FCALL of its function, numkeys, two keys (one per decision),
+ * the program and twelve spec strings (SLOWLOG keeps a call's arguments).
+ * A direct-mapped spec cache of 16 let two specs of one slot evict each
+ * other, sending one string per check. */
+static void each_spec_goes_once_into_a_call(void **state)
+{
+	struct sl_limit_spec sp[12];
+	struct sl_check a[12], b[12];
+	struct tr_batch ta, tb;
+	uv_loop_t loop;
+	struct sl_store *s;
+	redisReply *r, *e = NULL;
+	int64_t t0;
+
+	(void)state;
+	uv_loop_init(&loop);
+	s = make_store(SL_NS_PER_SEC, false);
+	for (int i = 0; i < 12; i++) {
+		assert_int_equal(sl_spec_rate(&sp[i], (uint64_t)(100 + i), SL_NS_PER_SEC, 0, 0), 0);
+		check_init(&a[i], &sp[i], (uint64_t)(3000 + i), "specs-a", 1);
+		check_init(&b[i], &sp[i], (uint64_t)(3000 + i), "specs-b", 1);
+	}
+	assert_int_equal(tr_run(s, &loop, a, 1, SL_OP_DECIDE, NULL, NULL), SL_OK); /* loaded */
+	freeReplyObject(tr_cmd(port, "CONFIG SET slowlog-log-slower-than 0"));
+	freeReplyObject(tr_cmd(port, "SLOWLOG RESET"));
+	memset(&ta, 0, sizeof(ta));
+	memset(&tb, 0, sizeof(tb));
+	ta.b = (struct sl_batch){.checks = a,
+	                         .n = 12,
+	                         .op = SL_OP_DECIDE,
+	                         .now = tr_wall_ns(),
+	                         .loop = &loop,
+	                         .done = tr_done,
+	                         .data = &ta};
+	tb.b = (struct sl_batch){.checks = b,
+	                         .n = 12,
+	                         .op = SL_OP_DECIDE,
+	                         .now = tr_wall_ns(),
+	                         .loop = &loop,
+	                         .done = tr_done,
+	                         .data = &tb};
+	assert_int_equal(sl_store_submit(s, &ta.b), 0);
+	assert_int_equal(sl_store_submit(s, &tb.b), 0);
+	t0 = tr_now_ms();
+	while ((!ta.done || !tb.done) && tr_now_ms() - t0 < 10000)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_int_equal(ta.b.status, SL_OK);
+	assert_int_equal(tb.b.status, SL_OK);
+	freeReplyObject(tr_cmd(port, "CONFIG SET slowlog-log-slower-than 10000"));
+	r = tr_cmd(port, "SLOWLOG GET 100");
+	assert_non_null(r);
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *argv = r->element[i]->element[3];
+
+		if (argv->elements > 0 && strcasecmp(argv->element[0]->str, "FCALL") == 0)
+			e = argv;
+	}
+	assert_non_null(e);
+	if (e->elements != 3 + 2 + 1 + 12)
+		print_error("FCALL of %zu arguments, not 18\n", e->elements);
+	assert_int_equal(e->elements, 18);
+	freeReplyObject(r);
+	tr_free_store(s, &loop);
+	uv_loop_close(&loop);
+}
+
 /* ---- NOSCRIPT ---- */
 
 static void script_flush_is_reloaded(void **state)
@@ -554,6 +623,7 @@ int main(void)
 	        cmocka_unit_test(single_state_decisions_match_core_algorithms),
 	        cmocka_unit_test(rejected_decision_consumes_nothing),
 	        cmocka_unit_test(denied_group_leaves_nothing_for_the_next_one),
+	        cmocka_unit_test(each_spec_goes_once_into_a_call),
 	        cmocka_unit_test(script_flush_is_reloaded),
 	        cmocka_unit_test(server_without_functions_gets_evalsha),
 	        cmocka_unit_test(local_cache_answers_known_rejections),
