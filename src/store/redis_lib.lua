@@ -152,7 +152,13 @@ local function qwin(sp, r, x)
   return rel, used, (es - a) * E9 + ens
 end
 local function quota(sp, r, x, y, c)
-  local rel, used, win = qwin(sp, r, x)
+  -- a running state's window is the fixed length (but for months) when
+  -- its end is on a window boundary (not so after a change of calendar
+  -- or zone, which keeps the counter)
+  local rel, used, win = r, x, sp[13]
+  if r <= 0 or not win or r > win or (nowmod(win) + r + sp[14]) % win ~= 0 then
+    rel, used, win = qwin(sp, r, x)
+  end
   local n = sp[2]
   local rem = used < n and n - used or 0
   if c == 0 then return 0, rem, rel, 0, 0, win end
@@ -292,11 +298,11 @@ local FMTS, RFMTS = {}, {} -- struct formats: a value by entry count, a reply by
 local NOW_MS, SUB = 0, 0 -- the call's time in ms, and the ns past that ms
 
 -- A value in memory is a flat array f: the version, the TTL deadline, then
--- four slots per entry (id, r, x, y: the state as the algorithms take it)
--- and f.n entries: one struct.unpack reads a whole value and one
--- struct.pack writes it. Stored, an entry's expiry is d ns before the
--- deadline, so r = (deadline - now in ms) * 1e6 - SUB - d, exact within
--- the 2^53 ns bound on durations.
+-- four slots per entry (id, d, x, y) and f.n entries, as stored: one
+-- struct.unpack reads a whole value and one struct.pack writes it. An
+-- entry's expiry is d ns before the deadline, so its state's r is f.b - d
+-- with f.b = (deadline - now in ms) * 1e6 - SUB, exact within the 2^53 ns
+-- bound on durations; a write that keeps the deadline rewrites no d.
 local function fmtn(n)
   local s = FMTS[n]
   if not s then
@@ -311,30 +317,30 @@ local function idnum(h)
   h = string.rep('0', 16 - #h) .. h
   return (tonumber(string.sub(h, 1, 8), 16) % 2 ^ 21) * 2 ^ 32 + tonumber(string.sub(h, 9, 16), 16)
 end
--- a value with no entries, room for four made at once (a table that
--- grows is rehashed)
+-- a value with no entries (its deadline now, so it is never kept), room
+-- for four made at once (a table that grows is rehashed)
 local function fresh()
-  return {VER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n = 0}
+  return {VER, NOW_MS, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n = 0, b = -SUB}
 end
 local function parse(v)
   if not v or #v < HDRSZ then return fresh() end
   local b = byte(v, 1)
   local f
   if b == VER then
-    local n = floor((#v - HDRSZ) / ENTSZ)
+    local n = (#v - HDRSZ) / ENTSZ
+    n = n - n % 1
     if n <= 64 then
-      f = {n = n, U(fmtn(n), v)} -- (its last slot: unpack's next position)
+      f = {n = n, b = 0, U(fmtn(n), v)} -- (its last slot: unpack's next position)
     else
       -- many limits on one value: entry by entry (a bounded stack)
       local pos
-      f = {n = n}
+      f = {n = n, b = 0}
       f[1], f[2], pos = U('<Bi8', v)
       for o = 2, 4 * n - 2, 4 do
         f[o + 1], f[o + 2], f[o + 3], f[o + 4], pos = U('<i8i8i8i8', v, pos)
       end
     end
-    local base = (f[2] - NOW_MS) * 1000000 - SUB
-    for o = 4, 4 * n, 4 do f[o] = base - f[o] end
+    f.b = (f[2] - NOW_MS) * 1000000 - SUB
   else
     f = fresh()
     if (b >= 48 and b <= 57) or (b >= 97 and b <= 102) then
@@ -343,7 +349,7 @@ local function parse(v)
         local o = 2 + 4 * f.n
         f.n = f.n + 1
         f[o + 1], f[o + 2], f[o + 3], f[o + 4] = idnum(id),
-          (tonumber(es) - now_s) * E9 + (tonumber(ens) - now_ns), tonumber(x), tonumber(y)
+          f.b - ((tonumber(es) - now_s) * E9 + (tonumber(ens) - now_ns)), tonumber(x), tonumber(y)
       end
     end
   end
@@ -360,7 +366,7 @@ end
 -- the state (r, x, y) at index o of f (nil: fresh)
 local function state(f, o)
   if not o then return 0, 0, 0 end
-  return f[o + 2], f[o + 3], f[o + 4]
+  return f.b - f[o + 2], f[o + 3], f[o + 4]
 end
 -- the state of limit sp in f (false: no key)
 local function get(f, sp)
@@ -373,7 +379,7 @@ local function commit(f, o, sp, r, x, y)
     f.n = f.n + 1
     f[o + 1] = sp[9]
   end
-  f[o + 2], f[o + 3], f[o + 4] = r, x, y
+  f[o + 2], f[o + 3], f[o + 4] = f.b - r, x, y
   return o
 end
 local function put(f, sp, r, x, y)
@@ -393,33 +399,37 @@ local function write(key, v, dl, keep)
   else call('SET', key, v, 'PXAT', fmt('%d', dl)) end
 end
 local function store(key, f)
-  local nf, mx, dead = 2 + 4 * f.n, 0, false
+  local nf, base = 2 + 4 * f.n, f.b
+  local mn, lim, dead = base, base - DROP_AFTER, false
+  -- the latest expiry (the smallest d), and whether one is long gone
   for o = 4, nf, 4 do
-    local r = f[o]
-    if r > mx then
-      mx = r
-    elseif r <= DROP_AFTER then
+    local d = f[o]
+    if d < mn then
+      mn = d
+    elseif d >= lim then
       dead = true
     end
   end
-  if mx == 0 then call('DEL', key); return end
+  if mn >= base then call('DEL', key); return end
   if dead then
     -- drop entries expired long ago (a limit no longer checked leaves this
     -- way); one expired lately stays, so that the value keeps its shape
     -- when that limit is checked again
     local g, m = {VER, f[2]}, 2
     for o = 2, nf - 4, 4 do
-      if f[o + 2] > DROP_AFTER then
+      if f[o + 2] < lim then
         g[m + 1], g[m + 2], g[m + 3], g[m + 4] = f[o + 1], f[o + 2], f[o + 3], f[o + 4]
         m = m + 4
       end
     end
     f, nf = g, m
   end
-  local dl, keep = deadline(f[2], mx)
-  f[2] = dl
-  local base = (dl - NOW_MS) * 1000000 - SUB
-  for o = 4, nf, 4 do f[o] = base - f[o] end
+  local dl, keep = deadline(f[2], base - mn)
+  if dl ~= f[2] then
+    local sh = (dl - f[2]) * 1000000
+    f[2] = dl
+    for o = 4, nf, 4 do f[o] = f[o] + sh end
+  end
   write(key, P(fmtn((nf - 2) / 4), unpack(f, 1, nf)), dl, keep)
 end
 -- "algo n period interval burst queue calendar tz|limit id hex", parsed
@@ -435,6 +445,13 @@ local function spec(s)
   sp[9] = idnum(id)
   sp[11] = ALGOS[sp[1]] or deny
   sp[12] = sp[1] == 2 -- its result carries the window
+  -- a quota window's length when fixed (hours, days, weeks: the zone is
+  -- a fixed offset), else false; and the ns from a boundary to the epoch
+  -- in that calendar, mod the length (weeks start on Monday, the epoch
+  -- was a Thursday)
+  local w = sp[7] == 1 and 3600 or sp[7] == 3 and 7 * 86400 or 86400
+  sp[13] = sp[1] == 2 and sp[7] ~= 4 and w * E9
+  sp[14] = ((sp[8] + (sp[7] == 3 and 3 * 86400 or 0)) % w) * E9
   if NSPECS >= 256 then SPECS, NSPECS = {}, 0 end
   SPECS[s], NSPECS = sp, NSPECS + 1
   return sp
@@ -451,6 +468,15 @@ local FMT1 = '<Bi8i8i8i8i8' -- a value of one entry
 local ONE = HDRSZ + ENTSZ
 local OP_D, OP_S, OP_P, OP_R, OP_A, OP_H = 68, 83, 80, 82, 65, 72
 
+-- the value of the call's key k in memory, read when first needed
+local function value(k)
+  local f = CUR[k]
+  if not f then
+    f = parse(VALS[k])
+    CUR[k] = f
+  end
+  return f
+end
 -- append the raw state of sp in f (rel x y; 0 0 0 when fresh)
 local function raw(f, sp)
   local r, x, y = get(f, sp)
@@ -582,7 +608,7 @@ local function main(keys, args)
         local e, r, x, y = nil, 0, 0, 0
         for j = 2, 4 * f.n - 2, 4 do
           if f[j + 1] == id then
-            e, r, x, y = j, f[j + 2], f[j + 3], f[j + 4]
+            e, r, x, y = j, f.b - f[j + 2], f[j + 3], f[j + 4]
             break
           end
         end
@@ -593,7 +619,7 @@ local function main(keys, args)
             f.n = f.n + 1
             f[e + 1] = id
           end
-          f[e + 2], f[e + 3], f[e + 4] = n1, n2, n3
+          f[e + 2], f[e + 3], f[e + 4] = f.b - n1, n2, n3
           dirty[k] = true
         end
         OUT[n + 1], OUT[n + 2], OUT[n + 3], OUT[n + 4] = o, r1, r2, o == 2 and r3 or r4
@@ -611,6 +637,96 @@ local function main(keys, args)
       call('PEXPIRE', key, ttl * 4)
       NO = NO + 1
       OUT[NO] = call('ZCARD', key)
+    elseif op == OP_D or op == OP_S then
+      -- each check commits as it passes, so a later check of the same
+      -- counter (same key and limit id) sees it. A rejection takes the
+      -- group back: a key only this group uses is read again from its
+      -- value, a shared one has its changes undone in reverse; the others
+      -- are then reported as peeks. find, state and commit written out:
+      -- the hot path of a decision over several limits.
+      local sps, cs, ks, os = SPS, CS, KS, OS
+      local undo, nu, first, at = UNDO, 0, 0, NO
+      for i = 1, m do
+        local si, kx, c
+        si, kx, c, pos = U('<HHi8', prog, pos)
+        local sp = SPECS[args[si]] or spec(args[si])
+        local k = kx > 0 and can[kx]
+        sps[i], cs[i], ks[i] = sp, c, k
+        local e, r, x, y, f = nil, 0, 0, 0, nil
+        if k then
+          f = cur[k]
+          if not f then
+            f = parse(vals[k])
+            cur[k] = f
+          end
+          local id = sp[9]
+          -- (a value holds a group's limits in its order, mostly)
+          local j = 4 * i - 2
+          if j < 4 * f.n and f[j + 1] == id then
+            e, r, x, y = j, f.b - f[j + 2], f[j + 3], f[j + 4]
+          else
+            for j = 2, 4 * f.n - 2, 4 do
+              if f[j + 1] == id then
+                e, r, x, y = j, f.b - f[j + 2], f[j + 3], f[j + 4]
+                break
+              end
+            end
+          end
+        end
+        local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x, y, c)
+        os[i] = o
+        OUT[at + 1], OUT[at + 2], OUT[at + 3], OUT[at + 4] = o, r1, r2, o == 2 and r3 or r4
+        if sp[12] then
+          OUT[at + 5] = r5
+          at = at + 5
+        else
+          at = at + 4
+        end
+        if o == 2 then
+          if first == 0 then first = i end
+        elseif n1 then
+          if not e then
+            e = 2 + 4 * f.n
+            f.n = f.n + 1
+            f[e + 1] = sp[9]
+            if shared[k] then
+              -- undone to long expired, dropped when its key is stored
+              undo[nu + 1], undo[nu + 2], undo[nu + 3], undo[nu + 4], undo[nu + 5] =
+                k, e, f.b - DROP_AFTER, 0, 0
+              nu = nu + 5
+            end
+          elseif shared[k] then
+            undo[nu + 1], undo[nu + 2], undo[nu + 3], undo[nu + 4], undo[nu + 5] =
+              k, e, f[e + 2], f[e + 3], f[e + 4]
+            nu = nu + 5
+          end
+          f[e + 2], f[e + 3], f[e + 4] = f.b - n1, n2, n3
+          dirty[k] = true
+        end
+      end
+      if first > 0 then
+        for j = nu - 4, 1, -5 do
+          local f, s = cur[undo[j]], undo[j + 1]
+          f[s + 2], f[s + 3], f[s + 4] = undo[j + 2], undo[j + 3], undo[j + 4]
+        end
+        for i = 1, m do
+          local k = ks[i]
+          if k and not shared[k] then cur[k], dirty[k] = false, false end
+        end
+        at = NO
+        for i = 1, m do
+          local sp, k = sps[i], ks[i]
+          if os[i] ~= 2 then
+            local r, x, y = get(k and value(k), sp)
+            result(at, sp, run(sp, r, x, y, 0))
+          end
+          at = at + (sp[12] and 5 or 4)
+        end
+      end
+      NO = at
+      if op == OP_S then
+        for i = 1, m do raw(ks[i] and value(ks[i]), sps[i]) end
+      end
     else
       local rs, rns = 0, 0
       if op == OP_R then rs, rns, pos = U('<i8i8', prog, pos) end
@@ -623,58 +739,7 @@ local function main(keys, args)
         if k and not cur[k] then cur[k] = parse(vals[k]) end
         sps[i], cs[i], ks[i] = SPECS[args[si]] or spec(args[si]), c, k
       end
-      if op == OP_D or op == OP_S then
-        -- each check commits as it passes, so a later check of the same
-        -- counter (same key and limit id) sees it; a rejection undoes them
-        -- in reverse and the others are reported as peeks
-        local os, undo, nu, first, last, at = OS, UNDO, 0, 0, false, NO
-        for i = 1, m do
-          local sp, k = sps[i], ks[i]
-          local f = k and cur[k]
-          local e = f and find(f, sp)
-          local r, x, y = state(f, e)
-          local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x, y, cs[i])
-          os[i], POS[i] = o, at
-          at = result(at, sp, o, r1, r2, r3, r4, r5)
-          if o == 2 then
-            if first == 0 then first = i end
-          elseif n1 then
-            if i < m or first > 0 then
-              -- (a last check passing after no rejection is never undone)
-              -- a new entry undoes to expired, dropped when its key is stored
-              local u1, u2, u3 = DROP_AFTER, 0, 0
-              if e then u1, u2, u3 = f[e + 2], f[e + 3], f[e + 4] end
-              e = commit(f, e, sp, n1, n2, n3)
-              undo[nu + 1], undo[nu + 2], undo[nu + 3], undo[nu + 4], undo[nu + 5] =
-                k, e, u1, u2, u3
-              nu = nu + 5
-            else
-              commit(f, e, sp, n1, n2, n3)
-              last = k
-            end
-          end
-        end
-        if first > 0 then
-          for j = nu - 4, 1, -5 do
-            local f, s = cur[undo[j]], undo[j + 1]
-            f[s + 2], f[s + 3], f[s + 4] = undo[j + 2], undo[j + 3], undo[j + 4]
-          end
-          for i = 1, m do
-            if os[i] ~= 2 then
-              local k = ks[i]
-              local r, x, y = get(k and cur[k], sps[i])
-              result(POS[i], sps[i], run(sps[i], r, x, y, 0))
-            end
-          end
-        else
-          for j = 1, nu, 5 do dirty[undo[j]] = true end
-          if last then dirty[last] = true end
-        end
-        NO = at
-        if op == OP_S then
-          for i = 1, m do raw(ks[i] and cur[ks[i]], sps[i]) end
-        end
-      elseif op == OP_A then
+      if op == OP_A then
         for i = 1, m do
           local k, sp = ks[i], sps[i]
           local f = k and cur[k]

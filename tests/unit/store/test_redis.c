@@ -310,6 +310,41 @@ static void denied_group_leaves_nothing_for_the_next_one(void **state)
 	uv_loop_close(&loop);
 }
 
+/* A quota's counter outlives a change of its zone (the limit id stays),
+ * so a state may end off the new calendar's boundaries; its window is
+ * then what the core computes from that end (here 30 min: the UTC day's
+ * end falls 30 min into a +00:30 day), not the calendar's fixed length.
+ * Both the single-check path and a group of two. */
+static void quota_window_follows_a_changed_zone(void **state)
+{
+	struct sl_limit_spec utc, plus30, other;
+	struct sl_check ck[2];
+	uv_loop_t loop;
+	struct sl_store *s;
+
+	(void)state;
+	uv_loop_init(&loop);
+	s = make_store(SL_NS_PER_SEC, false);
+	assert_int_equal(sl_spec_quota(&utc, 9, SL_CAL_DAY, 0), 0);
+	assert_int_equal(sl_spec_quota(&plus30, 9, SL_CAL_DAY, 1800), 0);
+	assert_int_equal(sl_spec_quota(&other, 5, SL_CAL_HOUR, 0), 0);
+	check_init(&ck[0], &utc, 2201, "zone", 1);
+	assert_int_equal(tr_run(s, &loop, ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
+	assert_int_equal(ck[0].res.window, 86400 * SL_NS_PER_SEC);
+	check_init(&ck[0], &plus30, 2201, "zone", 1);
+	assert_int_equal(tr_run(s, &loop, ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
+	assert_int_equal(ck[0].res.remaining, 7);
+	assert_int_equal(ck[0].res.window, 1800 * SL_NS_PER_SEC);
+	check_init(&ck[0], &plus30, 2201, "zone", 1);
+	check_init(&ck[1], &other, 2202, "zone", 1);
+	assert_int_equal(tr_run(s, &loop, ck, 2, SL_OP_DECIDE, NULL, NULL), SL_OK);
+	assert_int_equal(ck[0].res.remaining, 6);
+	assert_int_equal(ck[0].res.window, 1800 * SL_NS_PER_SEC);
+	assert_int_equal(ck[1].res.window, 3600 * SL_NS_PER_SEC);
+	tr_free_store(s, &loop);
+	uv_loop_close(&loop);
+}
+
 /* Each spec string goes once into a call however many checks use it:
  * twelve specs, checked by two decisions submitted together (one call),
  * make an FCALL of its function, numkeys, two keys (one per decision),
@@ -624,6 +659,7 @@ int main(void)
 	        cmocka_unit_test(rejected_decision_consumes_nothing),
 	        cmocka_unit_test(denied_group_leaves_nothing_for_the_next_one),
 	        cmocka_unit_test(each_spec_goes_once_into_a_call),
+	        cmocka_unit_test(quota_window_follows_a_changed_zone),
 	        cmocka_unit_test(script_flush_is_reloaded),
 	        cmocka_unit_test(server_without_functions_gets_evalsha),
 	        cmocka_unit_test(local_cache_answers_known_rejections),
