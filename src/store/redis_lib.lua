@@ -641,17 +641,16 @@ local function main(keys, args)
       -- each check commits as it passes, so a later check of the same
       -- counter (same key and limit id) sees it. A rejection takes the
       -- group back: a key only this group uses is read again from its
-      -- value, a shared one has its changes undone in reverse; the others
-      -- are then reported as peeks. find, state and commit written out:
-      -- the hot path of a decision over several limits.
-      local sps, cs, ks, os = SPS, CS, KS, OS
-      local undo, nu, first, at = UNDO, 0, 0, NO
+      -- value, a shared one has its changes undone in reverse; the checks
+      -- are then read again from the program and the passing ones
+      -- reported as peeks. find, state and commit written out: the hot
+      -- path of a decision over several limits.
+      local undo, nu, first, at, gpos = UNDO, 0, false, NO, pos
       for i = 1, m do
         local si, kx, c
         si, kx, c, pos = U('<HHi8', prog, pos)
         local sp = SPECS[args[si]] or spec(args[si])
         local k = kx > 0 and can[kx]
-        sps[i], cs[i], ks[i] = sp, c, k
         local e, r, x, y, f = nil, 0, 0, 0, nil
         if k then
           f = cur[k]
@@ -674,7 +673,6 @@ local function main(keys, args)
           end
         end
         local o, r1, r2, r3, r4, r5, n1, n2, n3 = sp[11](sp, r, x, y, c)
-        os[i] = o
         OUT[at + 1], OUT[at + 2], OUT[at + 3], OUT[at + 4] = o, r1, r2, o == 2 and r3 or r4
         if sp[12] then
           OUT[at + 5] = r5
@@ -683,7 +681,7 @@ local function main(keys, args)
           at = at + 4
         end
         if o == 2 then
-          if first == 0 then first = i end
+          first = true
         elseif n1 then
           if not e then
             e = 2 + 4 * f.n
@@ -704,28 +702,36 @@ local function main(keys, args)
           dirty[k] = true
         end
       end
-      if first > 0 then
-        for j = nu - 4, 1, -5 do
-          local f, s = cur[undo[j]], undo[j + 1]
-          f[s + 2], f[s + 3], f[s + 4] = undo[j + 2], undo[j + 3], undo[j + 4]
-        end
-        for i = 1, m do
-          local k = ks[i]
-          if k and not shared[k] then cur[k], dirty[k] = false, false end
-        end
-        at = NO
-        for i = 1, m do
-          local sp, k = sps[i], ks[i]
-          if os[i] ~= 2 then
-            local r, x, y = get(k and value(k), sp)
-            result(at, sp, run(sp, r, x, y, 0))
-          end
-          at = at + (sp[12] and 5 or 4)
-        end
-      end
+      local g0 = NO
       NO = at
-      if op == OP_S then
-        for i = 1, m do raw(ks[i] and value(ks[i]), sps[i]) end
+      if first or op == OP_S then
+        -- the group's checks again: (spec, key) of each in SPS, KS
+        local sps, ks = SPS, KS
+        for i = 1, m do
+          local si, kx, c
+          si, kx, c, gpos = U('<HHi8', prog, gpos)
+          local k = kx > 0 and can[kx]
+          sps[i], ks[i] = SPECS[args[si]] or spec(args[si]), k
+          if first and k and not shared[k] then cur[k], dirty[k] = false, false end
+        end
+        if first then
+          for j = nu - 4, 1, -5 do
+            local f, s = cur[undo[j]], undo[j + 1]
+            f[s + 2], f[s + 3], f[s + 4] = undo[j + 2], undo[j + 3], undo[j + 4]
+          end
+          local n = g0
+          for i = 1, m do
+            local sp, k = sps[i], ks[i]
+            if OUT[n + 1] ~= 2 then
+              local r, x, y = get(k and value(k), sp)
+              result(n, sp, run(sp, r, x, y, 0))
+            end
+            n = n + (sp[12] and 5 or 4)
+          end
+        end
+        if op == OP_S then
+          for i = 1, m do raw(ks[i] and value(ks[i]), sps[i]) end
+        end
       end
     else
       local rs, rns = 0, 0
