@@ -86,7 +86,6 @@ static void access_log(struct cfg *c, const yaml_node_t *n, struct sl_server_con
 	}
 }
 
-
 void cfg_server(struct cfg *c, const yaml_node_t *n)
 {
 	static const char *const keys[] = {"workers",
@@ -375,8 +374,9 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 	static const char *const keys[] = {
 	        "type",     "memory",  "snapshot", "url",          "cluster",
 	        "on_error", "timeout", "pool",     "local_cache",  "snapshot_interval",
-	        "on_full",  "mode",    "sync",     "strict_below", NULL};
-	yaml_node_t *v[15];
+	        "on_full",  "mode",    "sync",     "strict_below", "module",
+	        NULL};
+	yaml_node_t *v[16];
 	struct sl_store_conf *s = &c->p->store;
 	if (!cfg_fields(c, n, "store", keys, v))
 		return;
@@ -391,7 +391,7 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 	}
 	/* keys that belong to the other type */
 	static const int memory_only[] = {1, 2, 9, 10},
-	                 redis_only[] = {3, 4, 5, 6, 7, 8, 11, 12, 13};
+	                 redis_only[] = {3, 4, 5, 6, 7, 8, 11, 12, 13, 14};
 	if (s->type == SL_STORE_MEMORY)
 		for (size_t i = 0; i < sizeof(redis_only) / sizeof(redis_only[0]); i++)
 			if (v[redis_only[i]])
@@ -440,6 +440,11 @@ void cfg_store(struct cfg *c, const yaml_node_t *n)
 		s->pool = (unsigned)u;
 	if (v[8])
 		cfg_bool(c, v[8], "store.local_cache", &s->local_cache);
+	if (v[14]) {
+		bool use = true;
+		if (cfg_bool(c, v[14], "store.module", &use))
+			s->no_module = !use;
+	}
 	if (v[10]) {
 		const char *f = cfg_scalar(c, v[10], "store.on_full");
 		if (f && !strcmp(f, "evict"))
@@ -515,10 +520,9 @@ static void warn_check_only_concurrency(struct cfg *c)
 
 static void walk(struct cfg *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {"server",    "listeners", "admin",  "store",
-	                                   "identify",  "plans",     "limits", "routes",
-	                                   "responses", "normalize", "usage",  "accounts",
-	                                   NULL};
+	static const char *const keys[] = {
+	        "server", "listeners", "admin",     "store", "identify", "plans", "limits",
+	        "routes", "responses", "normalize", "usage", "accounts", NULL};
 	yaml_node_t *v[12];
 	if (!cfg_fields(c, root, "the top level", keys, v))
 		return;

@@ -195,6 +195,8 @@ struct sl_store_conf {
 	int64_t timeout;    /* ns, default 50 ms */
 	unsigned pool;      /* connections per worker */
 	bool local_cache;   /* over-limit cache */
+	bool no_module;     /* store.module: false: the Lua library even where a
+	                     * node has sluice's module (src/redismod) */
 	uint8_t mode;       /* enum sl_redis_mode (store.mode, default exact) */
 	int64_t sync;       /* ns between local mode's syncs, default 50 ms */
 	uint32_t strict;    /* ppm, store.strict_below: local mode decides on

@@ -128,7 +128,7 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 	struct rs_build cb;
 	size_t np = 0, checks = 0, na;
 	uint32_t slot = 0;
-	bool asking = false, load = false;
+	bool asking = false, load = false, module;
 	struct rs_conn *c = NULL;
 	struct rs_call *call;
 
@@ -166,7 +166,8 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 	sl_redis_build_start(w, &cb);
 	for (size_t k = 0; k < np; k++)
 		sl_redis_cmd_build(picked[k], &cb);
-	na = sl_redis_build_end(w, &cb);
+	module = n->module && !cb.lua;
+	na = sl_redis_build_end(w, &cb, module);
 	call = malloc(sizeof(*call) + np * sizeof(call->cmds[0]));
 	if (!call || (asking && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
 	    (load && sl_redis_conn_load(c) < 0) ||
@@ -180,6 +181,7 @@ static void call_send(struct rs_worker *w, struct rs_node *n, struct rs_cmd **li
 	for (size_t k = 0; k < np; k++) {
 		picked[k]->asking = false;
 		picked[k]->load = false;
+		picked[k]->via_module = module;
 		picked[k]->conn = c;
 		picked[k]->gen = c->opens;
 		call->cmds[k] = picked[k];
@@ -487,6 +489,17 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 	if (++cmd->tries > MAX_TRIES) {
 		cmd_fail(cmd, SL_EIO);
 		return;
+	}
+	if (cmd->via_module) {
+		/* the module is gone, of another protocol, or refused this call
+		 * (a value of the text layout): the Lua library serves it */
+		if (is_err(r, "ERR unknown command") || is_err(r, "SLUICEPROTO another protocol"))
+			w->nodes[cmd->node].module = false;
+		if (is_err(r, "ERR unknown command") || is_err(r, "SLUICEPROTO")) {
+			cmd->no_module = true;
+			resend(cmd);
+			return;
+		}
 	}
 	if (is_err(r, "ERR unknown command")) /* no FCALL: Redis before 7 */
 		w->no_func = true;
@@ -1023,6 +1036,7 @@ static struct rs_worker *worker_new(struct rs_store *s, uv_loop_t *loop)
 	w->loop = loop;
 	w->cluster = s->cluster;
 	w->local_cache = s->local_cache;
+	w->no_module = s->no_module;
 	w->timeout = s->timeout;
 	w->pool = s->pool;
 	w->sc = s->sc;
@@ -1232,6 +1246,7 @@ int sl_redis_store_create(struct sl_store **out, const struct sl_store_conf *con
 	s->base.ops = &rs_ops;
 	s->cluster = conf->cluster;
 	s->local_cache = conf->local_cache;
+	s->no_module = conf->no_module;
 	s->timeout = conf->timeout > 0 ? (uint64_t)((conf->timeout + 999999) / 1000000) : 50;
 	s->pool = conf->pool == 0 ? 1 : conf->pool > MAX_POOL ? MAX_POOL : conf->pool;
 	if (sl_redis_scripts(&s->sc) < 0) {

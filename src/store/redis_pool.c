@@ -260,6 +260,24 @@ static void on_load(redisAsyncContext *ac, void *reply, void *priv)
 	}
 }
 
+/* COMMAND INFO sluice.call: one entry, an array when the node has the
+ * module, nil (or an error: COMMAND renamed) when not. */
+static void on_probe(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct rs_conn *c = ac->data;
+	const redisReply *r = reply;
+
+	(void)priv;
+	if (c && c->ac == ac) {
+		if (c->inflight)
+			c->inflight--;
+		c->progress = now_ms(c->w);
+		if (r)
+			c->node->module = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+			                  r->element[0]->type == REDIS_REPLY_ARRAY;
+	}
+}
+
 /* Queue the library's load on c: pipelined ahead of the commands that
  * follow it on the same connection, so they never miss it on a fresh or
  * restarted server. FUNCTION LOAD REPLACE is idempotent; a server without
@@ -278,6 +296,13 @@ int sl_redis_conn_load(struct rs_conn *c)
 		return SL_EIO;
 	if (c->inflight++ == 0)
 		c->progress = now_ms(w);
+	/* and whether the node has sluice's module (src/redismod) */
+	if (!w->no_module) {
+		if (redisAsyncCommand(c->ac, on_probe, NULL, "COMMAND INFO sluice.call") !=
+		    REDIS_OK)
+			return SL_EIO;
+		c->inflight++;
+	}
 	return 0;
 }
 

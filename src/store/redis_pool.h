@@ -69,6 +69,7 @@ struct rs_node {
 	struct rs_conn conns[MAX_POOL];
 	unsigned rr;
 	struct rs_cmd *qhead, *qtail; /* waiting for this loop pass's call */
+	bool module;                  /* it runs SLUICE.CALL (src/redismod), as last probed */
 };
 
 /* One call to Redis: the groups of many commands in one FCALL/EVALSHA. */
@@ -92,6 +93,8 @@ struct rs_cmd {
 	uint32_t gen;         /* attempt number (opens) then */
 	bool asking;          /* send ASKING first (one ASK redirection) */
 	bool load;            /* send SCRIPT LOAD first (after NOSCRIPT) */
+	bool via_module;      /* this attempt went to SLUICE.CALL */
+	bool no_module;       /* the module refused it: the Lua library from now on */
 };
 
 /* A run: consecutive checks evaluated by one script call (cluster: whose
@@ -147,6 +150,7 @@ struct rs_worker {
 	unsigned open_handles;  /* timer, fcheck, fprep not yet closed */
 	bool closing, cluster, local_cache, flush_armed;
 	bool no_func;     /* the server has no FUNCTION: EVALSHA the script */
+	bool no_module;   /* never use the module (store.module: false) */
 	uint64_t timeout; /* ms */
 	unsigned pool;
 	struct sl_redis_scripts sc;
@@ -180,7 +184,7 @@ struct rs_store {
 	struct sl_store base;
 	struct sl_redis_addr seeds[MAX_SEEDS];
 	unsigned nseeds;
-	bool cluster, local_cache;
+	bool cluster, local_cache, no_module;
 	uint64_t timeout; /* ms */
 	unsigned pool;
 	struct sl_redis_scripts sc;
@@ -233,6 +237,7 @@ struct rs_build {
 	size_t plen;                   /* program bytes so far */
 	size_t used;                   /* bytes of w->nums */
 	uint16_t spec_arg[SPEC_CACHE]; /* ARGV index of a cached spec in this call, 0: none */
+	bool lua;                      /* a group the module does not run: the Lua library */
 };
 
 /* Call arguments (redis_proto.c). build_start begins a call, cmd_build
@@ -244,7 +249,7 @@ struct rs_build {
  * until the call is sent. */
 void sl_redis_build_start(struct rs_worker *w, struct rs_build *cb);
 void sl_redis_cmd_build(struct rs_cmd *cmd, struct rs_build *cb);
-size_t sl_redis_build_end(struct rs_worker *w, struct rs_build *cb);
+size_t sl_redis_build_end(struct rs_worker *w, struct rs_build *cb, bool module);
 size_t sl_redis_cmd_checks(const struct rs_cmd *cmd);
 bool sl_redis_cmd_hb(const struct rs_cmd *cmd);
 size_t sl_redis_cmd_fields(const struct rs_cmd *cmd);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include <sluice/algo.h>
+#include "redismod/rmcall-t.h"
 #include "store/redis_pool.h"
 
 static void put_u8(struct rs_worker *w, struct rs_build *cb, unsigned v)
@@ -137,6 +138,10 @@ void sl_redis_cmd_build(struct rs_cmd *cmd, struct rs_build *cb)
 		put_u16(w, cb, put_xarg(w, cb, q->ext->hb_id, strlen(q->ext->hb_id)));
 		put_i64(w, cb, (int64_t)q->ext->hb_ttl);
 	}
+	/* the module runs exact mode's decisions and peeks */
+	if (cmd->no_module || (cmd->op != SL_REDIS_OP_DECIDE && cmd->op != SL_REDIS_OP_PEEK) ||
+	    sl_redis_cmd_hb(cmd))
+		cb->lua = true;
 	put_u8(w, cb, (unsigned char)cmd->op);
 	put_u8(w, cb, run->end - run->first);
 	if (cmd->op == SL_REDIS_OP_REFUND) {
@@ -168,14 +173,19 @@ void sl_redis_cmd_build(struct rs_cmd *cmd, struct rs_build *cb)
 	}
 }
 
-size_t sl_redis_build_end(struct rs_worker *w, struct rs_build *cb)
+size_t sl_redis_build_end(struct rs_worker *w, struct rs_build *cb, bool module)
 {
 	size_t na = 3 + cb->nk;
 	int k;
 
-	w->argv[0] = w->no_func ? "EVALSHA" : "FCALL";
+	if (module) {
+		w->argv[0] = "SLUICE.CALL";
+		w->argv[1] = SL_RM_PROTO;
+	} else {
+		w->argv[0] = w->no_func ? "EVALSHA" : "FCALL";
+		w->argv[1] = w->no_func ? w->sc.sha : w->sc.func;
+	}
 	w->argl[0] = strlen(w->argv[0]);
-	w->argv[1] = w->no_func ? w->sc.sha : w->sc.func;
 	w->argl[1] = strlen(w->argv[1]);
 	k = snprintf(w->nums + cb->used, NUM_LEN, "%zu", cb->nk);
 	w->argv[2] = w->nums + cb->used;

@@ -18,6 +18,9 @@
 
 static int port;
 static pid_t pid;
+static bool lua_only; /* make_store: store.module: false */
+static const char *const module_args[] = {"--loadmodule", SLUICE_REDIS_MODULE, NULL};
+static const char *const *server_args; /* of the group's server: NULL or module_args */
 
 static struct sl_store *make_store(int64_t timeout_ns, bool cache)
 {
@@ -32,6 +35,7 @@ static struct sl_store *make_store(int64_t timeout_ns, bool cache)
 	conf.timeout = timeout_ns;
 	conf.pool = 1;
 	conf.local_cache = cache;
+	conf.no_module = lua_only;
 	assert_int_equal(sl_redis_store_create(&s, &conf), 0);
 	return s;
 }
@@ -40,7 +44,17 @@ static int setup(void **state)
 {
 	(void)state;
 	port = tr_free_port();
-	pid = tr_start_redis(port, NULL, NULL);
+	server_args = NULL;
+	pid = tr_start_redis(port, NULL, server_args);
+	return pid > 0 ? 0 : -1;
+}
+
+static int setup_module(void **state)
+{
+	(void)state;
+	server_args = module_args;
+	port = tr_free_port();
+	pid = tr_start_redis(port, NULL, server_args);
 	return pid > 0 ? 0 : -1;
 }
 
@@ -130,20 +144,26 @@ static void assert_res_equal(const struct sl_result *got, const struct sl_result
 /* own_keys: every limit on a key of its own (the rate limits, one counter,
  * share one), so most values hold one state: the library's path that
  * decides a single check straight from such a value. */
-static void match_core(bool own_keys)
+static void match_core(bool own_keys, bool alternate)
 {
 	struct sl_limit_spec sp[NSPECS];
 	static const char *keys[] = {"a", "b", "c"};
 	static const char *own[NSPECS] = {"r",  "r",  "r",  "q3",  "q4",  "q5",  "q6",
 	                                  "s7", "s8", "s9", "c10", "c11", "u12", "d13"};
 	uv_loop_t loop;
-	struct sl_store *s;
+	struct sl_store *s, *s2 = NULL;
 	unsigned seed = 12345;
 	unsigned counts[3] = {0, 0, 0}, outcomes[3] = {0, 0, 0};
 
 	build_specs(sp);
 	uv_loop_init(&loop);
+	freeReplyObject(tr_cmd(port, "FLUSHALL")); /* the mirror starts fresh too */
 	s = make_store(2 * SL_NS_PER_SEC, false);
+	if (alternate) {
+		lua_only = true;
+		s2 = make_store(2 * SL_NS_PER_SEC, false);
+		lua_only = false;
+	}
 	nmir = 0;
 	for (int round = 0; round < 600; round++) {
 		struct sl_check ck[4];
@@ -170,7 +190,7 @@ static void match_core(bool own_keys)
 			check_init(&ck[i], &sp[si], si <= 2 ? 1000 : 1000 + si,
 			           own_keys ? own[si] : keys[rand_r(&seed) % 3], cost);
 		}
-		rc = tr_run(s, &loop, ck, n, op, &b, NULL);
+		rc = tr_run(s2 && rand_r(&seed) % 2 ? s2 : s, &loop, ck, n, op, &b, NULL);
 		assert_true(rc >= 0);
 		counts[op]++;
 		if (op == SL_OP_DECIDE)
@@ -208,19 +228,104 @@ static void match_core(bool own_keys)
 	              outcomes[0], outcomes[1], outcomes[2], counts[1], counts[2]);
 	assert_true(outcomes[0] > 50 && outcomes[1] > 5 && outcomes[2] > 50);
 	tr_free_store(s, &loop);
+	if (s2)
+		tr_free_store(s2, &loop);
 	uv_loop_close(&loop);
 }
 
 static void decisions_match_core_algorithms(void **state)
 {
 	(void)state;
-	match_core(false);
+	match_core(false, false);
 }
 
 static void single_state_decisions_match_core_algorithms(void **state)
 {
 	(void)state;
-	match_core(true);
+	match_core(true, false);
+}
+
+/* ---- the module (src/redismod) ---- */
+
+/* Calls of command cmd so far (INFO commandstats). */
+static long long cmd_calls(const char *cmd)
+{
+	redisReply *r = tr_cmd(port, "INFO commandstats");
+	char pat[64];
+	const char *p;
+	long long n = 0;
+
+	assert_non_null(r);
+	snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
+	p = r->type == REDIS_REPLY_STRING ? strstr(r->str, pat) : NULL;
+	if (p)
+		n = strtoll(p + strlen(pat), NULL, 10);
+	freeReplyObject(r);
+	return n;
+}
+
+/* Exact mode's decisions and peeks went to the module, releases (refunds
+ * with a commit time) to the library, on the same values. */
+static void module_decides_like_the_core(void **state)
+{
+	long long m0 = cmd_calls("sluice.call"), f0 = cmd_calls("fcall");
+
+	(void)state;
+	match_core(false, false);
+	match_core(true, false);
+	print_message("sluice.call %lld fcall %lld\n", cmd_calls("sluice.call") - m0,
+	              cmd_calls("fcall") - f0);
+	assert_true(cmd_calls("sluice.call") - m0 > 500);
+	assert_true(cmd_calls("fcall") - f0 > 100);
+}
+
+/* Two stores on one server, one with store.module: false, take turns at
+ * random on the same keys: the module and the library read each other's
+ * values. */
+static void module_and_library_share_values(void **state)
+{
+	(void)state;
+	match_core(false, true);
+}
+
+/* A value the module does not read (the text layout of the library before
+ * this one) goes to the library, which rewrites it in the binary layout;
+ * then the module decides on it again. */
+static void text_value_goes_to_the_library(void **state)
+{
+	struct sl_limit_spec q;
+	struct sl_check ck[1];
+	uv_loop_t loop;
+	struct sl_store *s;
+	redisReply *r;
+	long long m0;
+	char key[64], val[128];
+
+	(void)state;
+	uv_loop_init(&loop);
+	s = make_store(SL_NS_PER_SEC, false);
+	assert_int_equal(sl_spec_quota(&q, 10, SL_CAL_DAY, 0), 0);
+	check_init(&ck[0], &q, 0x2301, "textval", 1);
+	assert_int_equal(tr_run(s, &loop, ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
+	assert_int_equal(ck[0].res.remaining, 9);
+	/* the same state (4 used) in the text layout */
+	r = tr_cmd(port, "KEYS sl2:*textval");
+	assert_true(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+	snprintf(key, sizeof(key), "%s", r->element[0]->str);
+	freeReplyObject(r);
+	snprintf(val, sizeof(val), "2301 %lld 4 0",
+	         (long long)((tr_wall_ns() / SL_NS_PER_DAY + 1) * SL_NS_PER_DAY));
+	freeReplyObject(tr_cmd(port, "SET %s %s PX 86400000", key, val));
+	m0 = cmd_calls("fcall");
+	assert_int_equal(tr_run(s, &loop, ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
+	assert_int_equal(ck[0].res.remaining, 5);
+	assert_true(cmd_calls("fcall") > m0);
+	m0 = cmd_calls("sluice.call");
+	assert_int_equal(tr_run(s, &loop, ck, 1, SL_OP_DECIDE, NULL, NULL), SL_OK);
+	assert_int_equal(ck[0].res.remaining, 4);
+	assert_true(cmd_calls("sluice.call") > m0);
+	tr_free_store(s, &loop);
+	uv_loop_close(&loop);
 }
 
 /* ---- all or nothing ---- */
@@ -516,7 +621,7 @@ static void killed_server_errors_within_timeout_then_recovers(void **state)
 	}
 	s->ops->stats(s, &st);
 	assert_true(st.errors >= 30);
-	pid = tr_start_redis(port, NULL, NULL);
+	pid = tr_start_redis(port, NULL, server_args);
 	assert_true(pid > 0);
 	for (int i = 0; i < 300 && !ok; i++) {
 		rc = tr_run(s, &loop, &ck, 1, SL_OP_DECIDE, NULL, &ms);
@@ -668,6 +773,21 @@ int main(void)
 	        cmocka_unit_test(killed_server_errors_within_timeout_then_recovers),
 	};
 
+	/* the same store on a server with sluice's module */
+	const struct CMUnitTest module_tests[] = {
+	        cmocka_unit_test(module_decides_like_the_core),
+	        cmocka_unit_test(module_and_library_share_values),
+	        cmocka_unit_test(text_value_goes_to_the_library),
+	        cmocka_unit_test(rejected_decision_consumes_nothing),
+	        cmocka_unit_test(denied_group_leaves_nothing_for_the_next_one),
+	        cmocka_unit_test(quota_window_follows_a_changed_zone),
+	        cmocka_unit_test(local_cache_answers_known_rejections),
+	        cmocka_unit_test(two_worker_threads_admit_exactly_the_limit),
+	        cmocka_unit_test(killed_server_errors_within_timeout_then_recovers),
+	};
+	int failed;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	failed = cmocka_run_group_tests_name("library", tests, setup, teardown);
+	return failed + cmocka_run_group_tests_name("module", module_tests, setup_module, teardown);
 }
