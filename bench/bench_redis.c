@@ -5,11 +5,16 @@
  * script driven by redis-benchmark (EVALSHA, 50 clients, pipeline 16), of
  * envoyproxy/ratelimit's pattern (INCRBY + EXPIRE, pipelined) and of local
  * mode; and for each the Redis CPU per decision from INFO commandstats
- * (usec of the top-level commands over the decisions they served). Prints
- * one "NAME VALUE" line per figure, and the same-run ratios. */
+ * (usec of the top-level commands over the decisions they served). The
+ * server loads sluice's module (src/redismod; BENCH_REDIS_MODULE, default
+ * build/sluice_redis.so) when it is there: exact mode runs once on the Lua
+ * library (store.module: false) and once on the module (exact1_module,
+ * exact3_module). Prints one "NAME VALUE" line per figure, and the
+ * same-run ratios. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,7 +222,7 @@ static double cpu_usec(redisContext *c)
 	return t;
 }
 
-static const char *const script_cmds[] = {"fcall", "evalsha", "eval", NULL};
+static const char *const script_cmds[] = {"fcall", "evalsha", "eval", "sluice.call", NULL};
 static const char *const incr_cmds[] = {"incrby", "expire", NULL};
 
 /* envoyproxy/ratelimit's per-decision Redis work: INCRBY then EXPIRE of a
@@ -325,6 +330,10 @@ int main(void)
 	redisReply *r;
 	FILE *p;
 	double v, cpu0, exact1 = 0, exact3 = 0, gcra = 0, u_exact1 = 0, u_local = 0;
+	double mod1 = 0, mod3 = 0;
+	const char *module = getenv("BENCH_REDIS_MODULE") ? getenv("BENCH_REDIS_MODULE")
+	                                                  : "build/sluice_redis.so";
+	bool have_module = access(module, R_OK) == 0;
 	uint64_t pairs = 0;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -339,6 +348,8 @@ int main(void)
 		                  ? 3
 		                  : 1;
 		setup(&conf, port, 60 * 1000000000LL); /* a server under valgrind is slow */
+		/* BENCH_MODULE=0: the Lua library even where the server has the module */
+		conf.no_module = getenv("BENCH_MODULE") && strcmp(getenv("BENCH_MODULE"), "0") == 0;
 		if (sl_redis_store_create(&red, &conf) != 0)
 			return 1;
 		run(red);
@@ -353,8 +364,14 @@ int main(void)
 	if (pid == 0) {
 		if (freopen("/dev/null", "w", stdout) == NULL)
 			_exit(127);
-		execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+		if (have_module)
+			execlp("redis-server", "redis-server", "--port", portbuf, "--bind",
+			       "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel",
+			       "warning", "--loadmodule", module, (char *)NULL);
+		else
+			execlp("redis-server", "redis-server", "--port", portbuf, "--bind",
+			       "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel",
+			       "warning", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 100 && !c; i++) {
@@ -384,12 +401,22 @@ int main(void)
 		}
 		goto done;
 	}
+	conf.no_module = true; /* the Lua library */
 	if (sl_redis_store_create(&red, &conf) == 0) {
 		nchecks = 1;
 		exact1 = store_run(c, red, "exact1");
 		u_exact1 = last_usec;
 		nchecks = 3;
 		exact3 = store_run(c, red, "exact3");
+		nchecks = 1;
+		store_free(red);
+	}
+	conf.no_module = false;
+	if (have_module && sl_redis_store_create(&red, &conf) == 0) {
+		nchecks = 1;
+		mod1 = store_run(c, red, "exact1_module");
+		nchecks = 3;
+		mod3 = store_run(c, red, "exact3_module");
 		nchecks = 1;
 		store_free(red);
 	}
@@ -460,6 +487,10 @@ int main(void)
 	if (gcra > 0) {
 		printf("redis_exact1_over_gcra_ratio %.2f\n", exact1 / gcra);
 		printf("redis_exact3_over_gcra_ratio %.2f\n", exact3 / gcra);
+		if (have_module) {
+			printf("redis_exact1_module_over_gcra_ratio %.2f\n", mod1 / gcra);
+			printf("redis_exact3_module_over_gcra_ratio %.2f\n", mod3 / gcra);
+		}
 	}
 	if (u_exact1 > 0)
 		printf("redis_local_over_exact1_usec_ratio %.4f\n", u_local / u_exact1);

@@ -7,15 +7,18 @@
 # and 3 limits (build/bench_redis, the store's own calls) and the 9-line
 # GCRA script through redis-benchmark (EVALSHA, 50 clients, pipeline 16,
 # as in bench_redis). The marginal cost (Ir(N2) - Ir(N1)) / (N2 - N1)
-# leaves out start-up and shutdown. Prints
-#   redis_instr_per_decision_{exact1,exact3,gcra_evalsha}
-#   redis_instr_exact{1,3}_over_gcra_ratio (gcra / exact: > 1 is cheaper)
-# Environment: BENCH (default build/bench_redis), N1 (3000), N2 (9000).
+# leaves out start-up and shutdown. Exact mode runs on the Lua library and,
+# when MODULE (default build/sluice_redis.so) is there, on sluice's module
+# (a server started with --loadmodule). Prints
+#   redis_instr_per_decision_{exact1,exact3,exact1_module,exact3_module,gcra_evalsha}
+#   redis_instr_exact{1,3}[_module]_over_gcra_ratio (gcra / exact: > 1 is cheaper)
+# Environment: BENCH (default build/bench_redis), MODULE, N1 (3000), N2 (9000).
 set -eu
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-build/bench_redis}
 N1=${N1:-3000}
 N2=${N2:-9000}
+MODULE=${MODULE:-build/sluice_redis.so}
 DIR=$(mktemp -d /tmp/sluice-redis-instr-XXXXXX)
 VPID=""
 cleanup() {
@@ -37,8 +40,14 @@ return 1'
 # run MODE N: the total instructions of one server serving N decisions
 run() {
 	port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	case "$1" in
+	*_module) set -- "${1%_module}" "$2" --loadmodule "$(realpath "$MODULE")" ;;
+	esac
+	mode=$1
+	n=$2
+	shift 2
 	valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" redis-server --port "$port" \
-		--bind 127.0.0.1 --save '' --appendonly no --hz 1 --enable-debug-command yes \
+		--bind 127.0.0.1 --save '' --appendonly no --hz 1 --enable-debug-command yes "$@" \
 		>"$DIR/valgrind.log" 2>&1 &
 	VPID=$!
 	i=0
@@ -48,16 +57,16 @@ run() {
 		sleep 0.5
 	done
 	redis-cli -p "$port" DEBUG SET-ACTIVE-EXPIRE 0 >/dev/null
-	case "$1" in
+	case "$mode" in
 	exact1 | exact3)
-		BENCH_REDIS_PORT=$port BENCH_DECISIONS=$2 BENCH_ONLY_EXACT=${1#exact} "$BENCH" \
+		BENCH_REDIS_PORT=$port BENCH_DECISIONS=$n BENCH_ONLY_EXACT=${mode#exact} "$BENCH" \
 			>"$DIR/bench.out"
 		grep -q "redis_count_errors 0" "$DIR/bench.out" ||
-			{ echo "redis_instr: $1 had errors" >&2; cat "$DIR/bench.out" >&2; exit 1; }
+			{ echo "redis_instr: $mode had errors" >&2; cat "$DIR/bench.out" >&2; exit 1; }
 		;;
 	gcra)
 		sha=$(redis-cli -p "$port" SCRIPT LOAD "$GCRA")
-		redis-benchmark -p "$port" -c 50 -P 16 -n "$2" -r 10000 -q \
+		redis-benchmark -p "$port" -c 50 -P 16 -n "$n" -r 10000 -q \
 			EVALSHA "$sha" 1 bk:__rand_int__ 1000 1000000 >/dev/null 2>&1
 		;;
 	esac
@@ -84,3 +93,13 @@ awk -v g="$g" -v a="$e1" -v b="$e3" 'BEGIN {
 	printf "redis_instr_exact1_over_gcra_ratio %.2f\n", g / a
 	printf "redis_instr_exact3_over_gcra_ratio %.2f\n", g / b
 }'
+if [ -r "$MODULE" ]; then
+	m1=$(per exact1_module)
+	m3=$(per exact3_module)
+	echo "redis_instr_per_decision_exact1_module $m1"
+	echo "redis_instr_per_decision_exact3_module $m3"
+	awk -v g="$g" -v a="$m1" -v b="$m3" 'BEGIN {
+		printf "redis_instr_exact1_module_over_gcra_ratio %.2f\n", g / a
+		printf "redis_instr_exact3_module_over_gcra_ratio %.2f\n", g / b
+	}'
+fi

@@ -24,6 +24,8 @@
 #define DROP_AFTER (60 * SL_NS_PER_SEC) /* ns: an entry expired this long is dropped */
 #define MAX_FIELDS (2 + 5 * SL_RM_MAX_CHECKS)
 #define MAX_VALUE  (HDR + ENT * SL_RM_MAX_ENTRIES)
+#define MAX_DL     ((1LL << 62) / 1000000) /* ms: a deadline read */
+#define MAX_D      (1LL << 61)             /* ns: an entry's distance to it */
 #define OP_D       'D'
 #define OP_P       'P'
 
@@ -240,12 +242,14 @@ static const char *load(const struct sl_rm_io *io, struct key *k, size_t ki)
 		return "SLUICEPROTO a value of another layout";
 	k->had = true;
 	k->dl = (int64_t)get_le(v + 1, 8);
-	if (k->dl < 0 || k->dl > INT64_MAX / 1000000)
+	/* (bounds that keep every expiry and the arithmetic on it in int64:
+	 * any client may write a key) */
+	if (k->dl < 0 || k->dl > MAX_DL)
 		return "SLUICEPROTO a value of another layout";
 	for (size_t o = HDR; o < len; o += ENT) {
 		int64_t d = (int64_t)get_le(v + o + 8, 8);
 
-		if (d < -INT64_MAX / 2 || d > INT64_MAX / 2)
+		if (d < -MAX_D || d > MAX_D)
 			return "SLUICEPROTO a value of another layout";
 		if (ent_add(k, get_le(v + o, 8) & ID_MASK, k->dl * 1000000 - d,
 		            (int64_t)get_le(v + o + 16, 8), (int64_t)get_le(v + o + 24, 8)) < 0)
