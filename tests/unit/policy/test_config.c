@@ -33,7 +33,8 @@ static const char full[] =
         "  - { name: auth, listen: \"[::1]:8081\", mode: check }\n"
         "admin: { listen: \"0.0.0.0:9901\", token: s3cret, lease_ttl: 30s }\n"
         "store: { type: redis, url: \"redis://127.0.0.1:6379\", cluster: true, on_error: deny,\n"
-        "         timeout: 20ms, pool: 8, local_cache: true }\n"
+        "         timeout: 20ms, pool: 8, local_cache: true,\n"
+        "         module: false }\n"
         "identify:\n"
         "  ip: { trusted_proxies: [\"127.0.0.0/8\", \"10.0.0.0/8\", \"fd00::/8\", \"192.0.2.1\"] "
         "}\n"
@@ -124,6 +125,7 @@ static void server_listeners_admin_store(void **state)
 	assert_int_equal(P->store.type, SL_STORE_REDIS);
 	assert_string_equal(P->store.url, "redis://127.0.0.1:6379");
 	assert_true(P->store.cluster && P->store.on_error_deny && P->store.local_cache);
+	assert_true(P->store.no_module);
 	assert_int_equal(P->store.timeout, 20000000);
 	assert_int_equal(P->store.pool, 8);
 }

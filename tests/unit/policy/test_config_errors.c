@@ -153,6 +153,10 @@ static const struct err_case cases[] = {
          "store.mode: local needs a single Redis (cluster: false)"},
         {"store: { type: memory, mode: local }\n", "local", 0,
          "store.mode applies to type: redis only"},
+        {"store: { type: redis, url: \"redis://h:1\", module: maybe }\n", "maybe", 0,
+         "store.module must be true or false, not 'maybe'"},
+        {"store: { type: memory, module: false }\n", "false", 0,
+         "store.module applies to type: redis only"},
         /* routes, responses */
         {"routes:\n  - { name: r, match: { path: \"/a/*/b\" } }\n", "\"/a/*/b\"", 0,
          "'*' is allowed only as a final"},

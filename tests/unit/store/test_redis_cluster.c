@@ -43,6 +43,8 @@ static int replica_synced(int port)
 	return ok;
 }
 
+static bool with_module; /* the nodes load sluice's module (src/redismod) */
+
 static int setup(void **state)
 {
 	char cmd[512];
@@ -62,6 +64,8 @@ static int setup(void **state)
 		                       "1000",
 		                       "--cluster-replica-validity-factor",
 		                       "0",
+		                       with_module ? "--loadmodule" : NULL,
+		                       SLUICE_REDIS_MODULE,
 		                       NULL};
 
 		ports[i] = tr_free_cluster_port();
@@ -92,6 +96,12 @@ static int setup(void **state)
 	}
 	print_error("cluster not ok with synced replicas after 20 s\n");
 	return -1;
+}
+
+static int setup_module(void **state)
+{
+	with_module = true;
+	return setup(state);
 }
 
 static int teardown(void **state)
@@ -405,6 +415,27 @@ static void master_failover_errors_within_timeout_then_recovers(void **state)
 	uv_loop_close(&loop);
 }
 
+/* (module group, last) the decisions above went to SLUICE.CALL on the
+ * shards: Redis Cluster found their keys through the module's getkeys. */
+static void module_decided_on_the_shards(void **state)
+{
+	long long n = 0;
+
+	(void)state;
+	for (int i = 0; i < NNODES; i++) {
+		redisReply *r = tr_cmd(ports[i], "INFO commandstats");
+		const char *p;
+
+		if (r && r->type == REDIS_REPLY_STRING &&
+		    (p = strstr(r->str, "cmdstat_sluice.call:calls=")) != NULL)
+			n += strtoll(p + 26, NULL, 10);
+		if (r)
+			freeReplyObject(r);
+	}
+	print_message("sluice.call on the shards: %lld\n", n);
+	assert_true(n >= 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -413,6 +444,15 @@ int main(void)
 	        cmocka_unit_test(master_failover_errors_within_timeout_then_recovers),
 	};
 
+	const struct CMUnitTest module_tests[] = {
+	        cmocka_unit_test(decision_across_shards_refunds_earlier_commits),
+	        cmocka_unit_test(ask_during_migration_and_moved_after),
+	        cmocka_unit_test(master_failover_errors_within_timeout_then_recovers),
+	        cmocka_unit_test(module_decided_on_the_shards),
+	};
+	int failed;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	failed = cmocka_run_group_tests_name("library", tests, setup, teardown);
+	return failed + cmocka_run_group_tests_name("module", module_tests, setup_module, teardown);
 }
