@@ -70,7 +70,8 @@ format:
 # `make install PREFIX=/usr/local DESTDIR=...`: the binary, sluice(8), the
 # systemd unit, the example config (never over an existing one: that one
 # is left and the new file goes beside it as sluice.yaml.default), and
-# README, docs/ and examples/ in share/doc/sluice.
+# README, docs/ and examples/ in share/doc/sluice, and sluice's Redis module
+# (MODULE, beside BIN: redis-server --loadmodule PREFIX/lib/sluice/...).
 # BIN is what gets installed; the default is the release build, made first.
 # The config lives in /etc/sluice for PREFIX=/usr, else PREFIX/etc/sluice.
 PREFIX  ?= /usr/local
@@ -79,6 +80,8 @@ BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 DOCDIR  ?= $(PREFIX)/share/doc/sluice
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+LIBDIR  ?= $(PREFIX)/lib/sluice
+MODULE  ?= $(dir $(BIN))sluice_redis.so
 ifeq ($(PREFIX),/usr)
 SYSCONFDIR ?= /etc
 else
@@ -91,6 +94,9 @@ install: $(INSTALL_DEPS)
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man8" "$(DESTDIR)$(UNITDIR)" \
 		"$(DESTDIR)$(SYSCONFDIR)/sluice" "$(DESTDIR)$(DOCDIR)"
 	install -m 0755 "$(BIN)" "$(DESTDIR)$(BINDIR)/sluice"
+	@test -r "$(MODULE)" || { echo "install: $(MODULE) is not built"; exit 1; }
+	install -d "$(DESTDIR)$(LIBDIR)"
+	install -m 0755 "$(MODULE)" "$(DESTDIR)$(LIBDIR)/sluice_redis.so" # redis-server wants x
 	gzip -9n -c man/sluice.8 > "$(DESTDIR)$(MANDIR)/man8/sluice.8.gz"
 	chmod 0644 "$(DESTDIR)$(MANDIR)/man8/sluice.8.gz"
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \

@@ -33,7 +33,7 @@ root=$work/src/debian/sluice # where dpkg-shlibdeps expects a package tree
 make --no-print-directory install INSTALL_DEPS= BIN="$bin" DESTDIR="$root" PREFIX=/usr \
 	UNITDIR=/lib/systemd/system >/dev/null
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
-	"$root/usr/bin/sluice"
+	"$root/usr/bin/sluice" "$root/usr/lib/sluice/sluice_redis.so"
 
 doc=$root/usr/share/doc/sluice
 install -m 0644 dist/deb/copyright "$doc/copyright"

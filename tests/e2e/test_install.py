@@ -68,6 +68,7 @@ def arch():
 def test_install_tree(usr):
     want = {
         "usr/bin/sluice": 0o755,
+        "usr/lib/sluice/sluice_redis.so": 0o755,  # redis-server loads only executables
         "usr/share/man/man8/sluice.8.gz": 0o644,
         "usr/lib/systemd/system/sluice.service": 0o644,
         "etc/sluice/sluice.yaml": 0o644,
@@ -341,3 +342,39 @@ def test_deb_debian_checks(deb):
     for tool in ("lintian", "systemd-analyze verify"):
         assert ("check-package: %s: ok" % tool in r.stdout or
                 "check-package: %s not installed: skipped" % tool.split()[0] in r.stdout)
+
+
+def test_installed_module_loads_into_redis(usr):
+    """The installed module is one redis-server loads and runs."""
+    server = shutil.which("redis-server")
+    if not server:
+        pytest.skip("redis-server not installed")
+    import socket
+    import time
+
+    import redis as redis_py
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--loadmodule",
+                             str(usr / "usr/lib/sluice/sluice_redis.so")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = redis_py.Redis(port=port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c.ping()
+                break
+            except redis_py.RedisError:
+                assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
+                time.sleep(0.05)
+        assert [m[b"name"] for m in c.module_list()] == [b"sluice"]
+        # a call of another protocol is refused by name
+        with pytest.raises(redis_py.ResponseError, match="SLUICEPROTO another protocol"):
+            c.execute_command("SLUICE.CALL", "0", 1, "k", b"")
+    finally:
+        proc.kill()
+        proc.wait(10)
