@@ -84,7 +84,7 @@ static bool same_str(const char *a, const char *b)
 /* Only store.on_error applies at once: the store was built from `run`. */
 static void report_store_changes(const struct sl_store_conf *run, const struct sl_store_conf *p)
 {
-	const char *what[12];
+	const char *what[16];
 	size_t n = 0;
 
 	if (run->type != p->type)
@@ -105,6 +105,8 @@ static void report_store_changes(const struct sl_store_conf *run, const struct s
 		what[n++] = "pool";
 	if (run->local_cache != p->local_cache)
 		what[n++] = "local_cache";
+	if (run->no_module != p->no_module)
+		what[n++] = "module";
 	if (run->mode != p->mode)
 		what[n++] = "mode";
 	if (run->sync != p->sync)

@@ -125,3 +125,24 @@ def test_module_unloaded_mid_traffic_falls_back_to_the_library(sluice, redis_ser
     assert calls(r, "fcall") >= 1
     for n in nodes:
         assert metric(n, "sluice_store_errors_total") == 0
+
+
+def test_reload_keeps_the_running_choice(sluice, redis_servers):
+    """store.module is fixed at start: a reload that turns it off says so
+    and the running store keeps deciding on the module, exactly."""
+    import signal
+    import re
+    r = redis_servers(extra=LOAD)
+    url = "redis://127.0.0.1:%d" % r.port
+    node = sluice(config(url))
+    gw = node.url("gateway", "/api")
+    t = hammer([gw], {"X-Client": "reload"}, total=50, threads=4)
+    assert t.count(200) == 50
+    node.write_config(config(url, module=False))
+    node.signal(signal.SIGHUP)
+    assert wait_until(lambda: "reloaded" in node.log(), 10), node.log()
+    assert re.search(r"reload: store\.module change takes effect on restart", node.log())
+    m0 = calls(r, "sluice.call")
+    t = hammer([gw], {"X-Client": "reload"}, total=170, threads=4)
+    assert t.count(200) == 150 and t.count(429) == 20, t.statuses()
+    assert calls(r, "sluice.call") > m0
