@@ -238,16 +238,27 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 	}
 }
 
-static void on_load(redisAsyncContext *ac, void *reply, void *priv)
+/* The connection a set-up reply (load, probe) arrived on, its command
+ * counted off; NULL when it is no longer that connection's. */
+static struct rs_conn *answered(redisAsyncContext *ac)
 {
 	struct rs_conn *c = ac->data;
+
+	if (!c || c->ac != ac)
+		return NULL;
+	if (c->inflight)
+		c->inflight--;
+	c->progress = now_ms(c->w);
+	return c;
+}
+
+static void on_load(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct rs_conn *c = answered(ac);
 	const redisReply *r = reply;
 
 	(void)priv;
-	if (c && c->ac == ac) {
-		if (c->inflight)
-			c->inflight--;
-		c->progress = now_ms(c->w);
+	if (c) {
 		/* answering again: a TCP connect alone does not say so (a
 		 * paused server's kernel still accepts) */
 		if (r != NULL)
@@ -264,18 +275,13 @@ static void on_load(redisAsyncContext *ac, void *reply, void *priv)
  * module, nil (or an error: COMMAND renamed) when not. */
 static void on_probe(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct rs_conn *c = ac->data;
+	struct rs_conn *c = answered(ac);
 	const redisReply *r = reply;
 
 	(void)priv;
-	if (c && c->ac == ac) {
-		if (c->inflight)
-			c->inflight--;
-		c->progress = now_ms(c->w);
-		if (r)
-			c->node->module = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-			                  r->element[0]->type == REDIS_REPLY_ARRAY;
-	}
+	if (c && r)
+		c->node->module = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+		                  r->element[0]->type == REDIS_REPLY_ARRAY;
 }
 
 /* Queue the library's load on c: pipelined ahead of the commands that

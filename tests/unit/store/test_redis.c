@@ -360,6 +360,37 @@ static void rejected_decision_consumes_nothing(void **state)
 	uv_loop_close(&loop);
 }
 
+/* Decide a[na] and b[nb] as two batches submitted before the loop runs
+ * (so one call carries both), and run the loop until both are done. */
+static void decide_together(struct sl_store *s, uv_loop_t *loop, struct tr_batch *ta,
+                            struct sl_check *a, size_t na, struct tr_batch *tb, struct sl_check *b,
+                            size_t nb)
+{
+	int64_t t0;
+
+	memset(ta, 0, sizeof(*ta));
+	memset(tb, 0, sizeof(*tb));
+	ta->b = (struct sl_batch){.checks = a,
+	                          .n = na,
+	                          .op = SL_OP_DECIDE,
+	                          .now = tr_wall_ns(),
+	                          .loop = loop,
+	                          .done = tr_done,
+	                          .data = ta};
+	tb->b = (struct sl_batch){.checks = b,
+	                          .n = nb,
+	                          .op = SL_OP_DECIDE,
+	                          .now = tr_wall_ns(),
+	                          .loop = loop,
+	                          .done = tr_done,
+	                          .data = tb};
+	assert_int_equal(sl_store_submit(s, &ta->b), 0);
+	assert_int_equal(sl_store_submit(s, &tb->b), 0);
+	t0 = tr_now_ms();
+	while ((!ta->done || !tb->done) && tr_now_ms() - t0 < 10000)
+		uv_run(loop, UV_RUN_ONCE);
+}
+
 /* Decisions a worker has ready go out as groups of one call: a denied
  * group's passing checks (the last one too) are undone before the next
  * group reads the same key, and only what committed is stored. */
@@ -370,7 +401,6 @@ static void denied_group_leaves_nothing_for_the_next_one(void **state)
 	struct tr_batch ta, tb;
 	uv_loop_t loop;
 	struct sl_store *s;
-	int64_t t0;
 
 	(void)state;
 	uv_loop_init(&loop);
@@ -382,28 +412,8 @@ static void denied_group_leaves_nothing_for_the_next_one(void **state)
 	check_init(&a[0], &small, 2102, "acct2", 1);
 	check_init(&a[1], &big, 2101, "acct2", 1);
 	check_init(&b[0], &big, 2101, "acct2", 1);
-	memset(&ta, 0, sizeof(ta));
-	memset(&tb, 0, sizeof(tb));
-	ta.b = (struct sl_batch){.checks = a,
-	                         .n = 2,
-	                         .op = SL_OP_DECIDE,
-	                         .now = tr_wall_ns(),
-	                         .loop = &loop,
-	                         .done = tr_done,
-	                         .data = &ta};
-	tb.b = (struct sl_batch){.checks = b,
-	                         .n = 1,
-	                         .op = SL_OP_DECIDE,
-	                         .now = tr_wall_ns(),
-	                         .loop = &loop,
-	                         .done = tr_done,
-	                         .data = &tb};
 	/* both before the loop runs: one call, two groups */
-	assert_int_equal(sl_store_submit(s, &ta.b), 0);
-	assert_int_equal(sl_store_submit(s, &tb.b), 0);
-	t0 = tr_now_ms();
-	while ((!ta.done || !tb.done) && tr_now_ms() - t0 < 10000)
-		uv_run(&loop, UV_RUN_ONCE);
+	decide_together(s, &loop, &ta, a, 2, &tb, b, 1);
 	assert_int_equal(ta.b.status, SL_DENY);
 	assert_int_equal(ta.b.denied, 0);
 	assert_int_equal(a[1].res.remaining, 10); /* reported as a peek */
@@ -464,7 +474,6 @@ static void each_spec_goes_once_into_a_call(void **state)
 	uv_loop_t loop;
 	struct sl_store *s;
 	redisReply *r, *e = NULL;
-	int64_t t0;
 
 	(void)state;
 	uv_loop_init(&loop);
@@ -477,27 +486,7 @@ static void each_spec_goes_once_into_a_call(void **state)
 	assert_int_equal(tr_run(s, &loop, a, 1, SL_OP_DECIDE, NULL, NULL), SL_OK); /* loaded */
 	freeReplyObject(tr_cmd(port, "CONFIG SET slowlog-log-slower-than 0"));
 	freeReplyObject(tr_cmd(port, "SLOWLOG RESET"));
-	memset(&ta, 0, sizeof(ta));
-	memset(&tb, 0, sizeof(tb));
-	ta.b = (struct sl_batch){.checks = a,
-	                         .n = 12,
-	                         .op = SL_OP_DECIDE,
-	                         .now = tr_wall_ns(),
-	                         .loop = &loop,
-	                         .done = tr_done,
-	                         .data = &ta};
-	tb.b = (struct sl_batch){.checks = b,
-	                         .n = 12,
-	                         .op = SL_OP_DECIDE,
-	                         .now = tr_wall_ns(),
-	                         .loop = &loop,
-	                         .done = tr_done,
-	                         .data = &tb};
-	assert_int_equal(sl_store_submit(s, &ta.b), 0);
-	assert_int_equal(sl_store_submit(s, &tb.b), 0);
-	t0 = tr_now_ms();
-	while ((!ta.done || !tb.done) && tr_now_ms() - t0 < 10000)
-		uv_run(&loop, UV_RUN_ONCE);
+	decide_together(s, &loop, &ta, a, 12, &tb, b, 12);
 	assert_int_equal(ta.b.status, SL_OK);
 	assert_int_equal(tb.b.status, SL_OK);
 	freeReplyObject(tr_cmd(port, "CONFIG SET slowlog-log-slower-than 10000"));
