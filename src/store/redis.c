@@ -491,11 +491,15 @@ static void on_error_reply(struct rs_cmd *cmd, const redisReply *r)
 		return;
 	}
 	if (cmd->via_module) {
-		/* the module is gone, of another protocol, or refused this call
-		 * (a value of the text layout): the Lua library serves it */
-		if (is_err(r, "ERR unknown command") || is_err(r, "SLUICEPROTO another protocol"))
+		/* the module is gone, of another protocol, not granted to this
+		 * user (ACL), or refused this call (a value of the text layout):
+		 * the Lua library serves it */
+		bool gone = is_err(r, "ERR unknown command") || is_err(r, "NOPERM") ||
+		            is_err(r, "SLUICEPROTO another protocol");
+
+		if (gone)
 			w->nodes[cmd->node].module = false;
-		if (is_err(r, "ERR unknown command") || is_err(r, "SLUICEPROTO")) {
+		if (gone || is_err(r, "SLUICEPROTO")) {
 			cmd->no_module = true;
 			resend(cmd);
 			return;

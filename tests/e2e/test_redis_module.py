@@ -146,3 +146,15 @@ def test_reload_keeps_the_running_choice(sluice, redis_servers):
     t = hammer([gw], {"X-Client": "reload"}, total=170, threads=4)
     assert t.count(200) == 150 and t.count(429) == 20, t.statuses()
     assert calls(r, "sluice.call") > m0
+
+
+def test_acl_without_the_module_command_uses_the_library(sluice, redis_servers):
+    """A user the ACL does not grant SLUICE.CALL (NOPERM) is served by the
+    Lua library, without a failed request."""
+    r = redis_servers(extra=LOAD)
+    r.client().execute_command("ACL", "SETUSER", "default", "-sluice.call")
+    node = sluice(config("redis://127.0.0.1:%d" % r.port))
+    t = hammer([node.url("gateway", "/api")], {"X-Client": "acl"}, total=210, threads=4)
+    assert t.count(200) == 200 and t.count(429) == 10, t.statuses()
+    assert calls(r, "fcall") >= 1
+    assert metric(node, "sluice_store_errors_total") == 0
