@@ -66,6 +66,7 @@ static int io_put(void *u, size_t k, const unsigned char *v, size_t len, int64_t
 	memcpy(p, v, len);
 	if (!keep && rm.SetAbsExpire(key, dl) != RM_OK)
 		return -1;
+	rm.SignalModifiedKey(c->ctx, c->names[k]);
 	return rm.Replicate(c->ctx, "SET", "sbcl", c->names[k], (const char *)v, len, "PXAT",
 	                    (long long)dl) == RM_OK
 	               ? 0
@@ -78,6 +79,7 @@ static int io_del(void *u, size_t k)
 
 	if (rm.DeleteKey(key_of(c, k)) != RM_OK)
 		return -1;
+	rm.SignalModifiedKey(c->ctx, c->names[k]);
 	return rm.Replicate(c->ctx, "DEL", "s", c->names[k]) == RM_OK ? 0 : -1;
 }
 
@@ -176,8 +178,13 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 	API(ReplyWithStringBuffer);
 	API(ReplyWithError);
 	API(WrongArity);
+	API(SetModuleOptions);
+	API(SignalModifiedKey);
 	if (rm.IsModuleNameBusy(NAME))
 		return RM_ERR;
 	rm.SetModuleAttribs(ctx, NAME, 1, RM_APIVER);
+	/* a key opened for writing is not "modified" (WATCH, client-side
+	 * caching) unless it was written: peeks and denials write nothing */
+	rm.SetModuleOptions(ctx, RM_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED);
 	return rm.CreateCommand(ctx, CMD, cmd_call, "write deny-oom getkeys-api", 0, 0, 0);
 }

@@ -7,13 +7,14 @@
 
 #include <stddef.h>
 
-#define RM_OK        0
-#define RM_ERR       1
-#define RM_APIVER    1
-#define RM_READ      (1 << 0)
-#define RM_WRITE     (1 << 1)
-#define RM_KEY_EMPTY 0
-#define RM_KEY_STR   1
+#define RM_OK                                 0
+#define RM_ERR                                1
+#define RM_APIVER                             1
+#define RM_READ                               (1 << 0)
+#define RM_WRITE                              (1 << 1)
+#define RM_KEY_EMPTY                          0
+#define RM_KEY_STR                            1
+#define RM_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED (1 << 1)
 
 typedef struct RedisModuleCtx RedisModuleCtx;
 typedef struct RedisModuleKey RedisModuleKey;
@@ -40,6 +41,8 @@ struct rm_api {
 	int (*ReplyWithStringBuffer)(RedisModuleCtx *ctx, const char *buf, size_t len);
 	int (*ReplyWithError)(RedisModuleCtx *ctx, const char *err);
 	int (*WrongArity)(RedisModuleCtx *ctx);
+	void (*SetModuleOptions)(RedisModuleCtx *ctx, int options);
+	int (*SignalModifiedKey)(RedisModuleCtx *ctx, RedisModuleString *name);
 };
 
 #endif

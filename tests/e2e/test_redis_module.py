@@ -158,3 +158,44 @@ def test_acl_without_the_module_command_uses_the_library(sluice, redis_servers):
     assert t.count(200) == 200 and t.count(429) == 10, t.statuses()
     assert calls(r, "fcall") >= 1
     assert metric(node, "sluice_store_errors_total") == 0
+
+
+def test_only_writes_touch_a_watched_key(sluice, redis_servers):
+    """A client WATCHing a counter's key sees its transaction aborted by a
+    decision that counts, not by a peek (cost 0) or a denial, which write
+    nothing."""
+    import redis as redis_py
+    r = redis_servers(extra=LOAD)
+    node = sluice(config("redis://127.0.0.1:%d" % r.port))
+
+    def ask(cost=None, client="watched"):
+        body = {"headers": {"X-Client": client}}
+        if cost is not None:
+            body["cost"] = cost
+        resp = requests.post(node.url("admin", "/v1/decide"), json=body, timeout=HTTP_TIMEOUT)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    for _ in range(6):  # (every connection of the pool up, the module found)
+        assert ask(client="warm-up")["allowed"]
+    assert ask()["allowed"]
+    (key,) = redis_keys_ending(r.client(), "watched")
+    m0 = calls(r, "sluice.call")
+
+    def survives(action):
+        pipe = r.client().pipeline()
+        pipe.watch(key)
+        action()
+        pipe.multi()
+        pipe.set("sl-test-other", 1)
+        try:
+            pipe.execute()
+            return True
+        except redis_py.WatchError:
+            return False
+
+    assert survives(lambda: ask(cost=0))           # a peek
+    assert not survives(lambda: ask())             # a decision that counts
+    assert not ask(cost=1000)["allowed"]           # more than the quota holds
+    assert survives(lambda: ask(cost=1000))        # a denial writes nothing
+    assert calls(r, "sluice.call") - m0 == 4
