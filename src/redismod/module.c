@@ -66,7 +66,9 @@ static int io_put(void *u, size_t k, const unsigned char *v, size_t len, int64_t
 	memcpy(p, v, len);
 	if (!keep && rm.SetAbsExpire(key, dl) != RM_OK)
 		return -1;
+	/* what the library's SET would signal and notify */
 	rm.SignalModifiedKey(c->ctx, c->names[k]);
+	rm.NotifyKeyspaceEvent(c->ctx, RM_NOTIFY_STRING, "set", c->names[k]);
 	return rm.Replicate(c->ctx, "SET", "sbcl", c->names[k], (const char *)v, len, "PXAT",
 	                    (long long)dl) == RM_OK
 	               ? 0
@@ -80,6 +82,7 @@ static int io_del(void *u, size_t k)
 	if (rm.DeleteKey(key_of(c, k)) != RM_OK)
 		return -1;
 	rm.SignalModifiedKey(c->ctx, c->names[k]);
+	rm.NotifyKeyspaceEvent(c->ctx, RM_NOTIFY_GENERIC, "del", c->names[k]);
 	return rm.Replicate(c->ctx, "DEL", "s", c->names[k]) == RM_OK ? 0 : -1;
 }
 
@@ -180,6 +183,7 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 	API(WrongArity);
 	API(SetModuleOptions);
 	API(SignalModifiedKey);
+	API(NotifyKeyspaceEvent);
 	if (rm.IsModuleNameBusy(NAME))
 		return RM_ERR;
 	rm.SetModuleAttribs(ctx, NAME, 1, RM_APIVER);

@@ -15,6 +15,8 @@
 #define RM_KEY_EMPTY                          0
 #define RM_KEY_STR                            1
 #define RM_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED (1 << 1)
+#define RM_NOTIFY_GENERIC                     (1 << 2) /* keyspace events: g */
+#define RM_NOTIFY_STRING                      (1 << 3) /* $ */
 
 typedef struct RedisModuleCtx RedisModuleCtx;
 typedef struct RedisModuleKey RedisModuleKey;
@@ -43,6 +45,8 @@ struct rm_api {
 	int (*WrongArity)(RedisModuleCtx *ctx);
 	void (*SetModuleOptions)(RedisModuleCtx *ctx, int options);
 	int (*SignalModifiedKey)(RedisModuleCtx *ctx, RedisModuleString *name);
+	int (*NotifyKeyspaceEvent)(RedisModuleCtx *ctx, int type, const char *event,
+	                           RedisModuleString *key);
 };
 
 #endif

@@ -199,3 +199,25 @@ def test_only_writes_touch_a_watched_key(sluice, redis_servers):
     assert not ask(cost=1000)["allowed"]           # more than the quota holds
     assert survives(lambda: ask(cost=1000))        # a denial writes nothing
     assert calls(r, "sluice.call") - m0 == 4
+
+
+def test_writes_notify_like_a_set(sluice, redis_servers):
+    """Keyspace notifications see the module's writes as the library's SET
+    would show them."""
+    r = redis_servers(extra=LOAD + ("--notify-keyspace-events", "K$"))
+    node = sluice(config("redis://127.0.0.1:%d" % r.port))
+    gw = node.url("gateway", "/api")
+    for _ in range(6):  # (every connection of the pool up, the module found)
+        assert requests.get(gw, headers={"X-Client": "warm-up"},
+                            timeout=HTTP_TIMEOUT).status_code == 200
+    ps = r.client(timeout=5).pubsub()
+    ps.psubscribe("__keyspace@0__:*")
+    assert ps.get_message(timeout=2)["type"] == "psubscribe"
+    m0 = calls(r, "sluice.call")
+    assert requests.get(gw, headers={"X-Client": "notified"},
+                        timeout=HTTP_TIMEOUT).status_code == 200
+    msg = ps.get_message(timeout=2)
+    assert calls(r, "sluice.call") == m0 + 1
+    (key,) = redis_keys_ending(r.client(), "notified")
+    assert msg and msg["channel"] == b"__keyspace@0__:" + key and msg["data"] == b"set", msg
+    ps.close()
