@@ -7,7 +7,7 @@
  * mode; and for each the Redis CPU per decision from INFO commandstats
  * (usec of the top-level commands over the decisions they served). The
  * server loads sluice's module (src/redismod; BENCH_REDIS_MODULE, default
- * build/sluice_redis.so) when it is there: exact mode runs once on the Lua
+ * sluice_redis.so beside this binary) when it is there: exact mode runs once on the Lua
  * library (store.module: false) and once on the module (exact1_module,
  * exact3_module). Prints one "NAME VALUE" line per figure, and the
  * same-run ratios. */
@@ -294,6 +294,23 @@ static double store_run(redisContext *c, struct sl_store *s, const char *name)
 
 static char url[64];
 
+/* name in the directory of this executable (static storage), or NULL. */
+static const char *beside_exe(const char *name)
+{
+	static char path[4096];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return NULL;
+	path[n] = '\0';
+	slash = strrchr(path, '/');
+	if (!slash || (size_t)(slash + 1 - path) + strlen(name) + 1 > sizeof(path))
+		return NULL;
+	memcpy(slash + 1, name, strlen(name) + 1);
+	return path;
+}
+
 /* The loop, the three limits and a one-connection Redis store config for
  * port (timeout in ns). 1e6 per second (per day, per minute) per key over
  * 10000 keys: nearly every decision allowed. */
@@ -332,8 +349,8 @@ int main(void)
 	double v, cpu0, exact1 = 0, exact3 = 0, gcra = 0, u_exact1 = 0, u_local = 0;
 	double mod1 = 0, mod3 = 0;
 	const char *module = getenv("BENCH_REDIS_MODULE") ? getenv("BENCH_REDIS_MODULE")
-	                                                  : "build/sluice_redis.so";
-	bool have_module = access(module, R_OK) == 0;
+	                                                  : beside_exe("sluice_redis.so");
+	bool have_module = module && access(module, R_OK) == 0;
 	uint64_t pairs = 0;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -359,6 +376,9 @@ int main(void)
 		uv_loop_close(&loop);
 		return errors ? 1 : 0;
 	}
+	if (!have_module)
+		fprintf(stderr, "bench_redis: no module at %s: the *_module figures are left out\n",
+		        module ? module : "(unknown)");
 	snprintf(portbuf, sizeof(portbuf), "%d", port);
 	pid = fork();
 	if (pid == 0) {

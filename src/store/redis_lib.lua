@@ -277,19 +277,22 @@ end
 
 -- A key holds the states of every limit on one descriptor value, so a
 -- decision over several limits of one value reads and writes one key:
--- a version byte (2), the key's TTL deadline (ms since the epoch, int64),
--- then per limit 36 bytes: its id (two uint32, high then low), expires
--- (s, int64; ns, uint32) and x, y (int64), little-endian. A key is kept a
--- little past its last state's expiry (at least 1 s, a quarter of the
--- time to it), so the writes within that deadline keep its TTL (SET
--- KEEPTTL) instead of setting one, and a busy key is not deleted and
--- created again between decisions. Values of the text format before this
--- one ("<limit id hex> <expires ns> <v1> <v2>" entries joined by ';') are
--- read too, and rewritten in this one on the next change.
+-- a version byte (3), the key's TTL deadline (ms since the epoch), then
+-- per limit 32 bytes: the low 53 bits of its id, its expiry as ns before
+-- the deadline, and x, y; int64s, little-endian (src/redismod/call.c
+-- reads and writes the same). A key is kept a little past its last
+-- state's expiry (at least 1 s, a quarter of the time to it), so the
+-- writes within that deadline keep its TTL (SET KEEPTTL) instead of
+-- setting one, and a busy key is not deleted and created again between
+-- decisions. Values of the text format before this one ("<limit id hex>
+-- <expires ns> <v1> <v2>" entries joined by ';') are read too, and
+-- rewritten in this one on the next change.
 --
 -- Redis' Lua hashes every byte of every string it makes, and each string
--- and table is garbage to collect: the hot path makes only the strings it
--- must (a value read, a value written, the reply) and no tables.
+-- and table is garbage to collect: a call makes only the strings it must
+-- (the values read and written, the reply), and the tables of the values
+-- of several limits it reads; a value of one limit is decided from its
+-- unpacked numbers, with no table.
 local VER = 3
 local ENTSZ, HDRSZ = 32, 9
 local KEEP_MIN = 1000 -- ms a key outlives its state, at least
@@ -460,7 +463,7 @@ end
 -- the reply being built: int64 fields, packed once at the end; per-group
 -- scratch
 local OUT, NO = {}, 0
-local SPS, CS, KS, OS, UNDO, POS = {}, {}, {}, {}, {}, {}
+local SPS, CS, KS, UNDO = {}, {}, {}, {}
 -- per key of the call (by KEYS index): its value, the index of the same
 -- key's first occurrence, whether it changed; and a reused key -> index map
 local CUR, CAN, DIRTY, SEEN, VALS, SHARED = {}, {}, {}, {}, {}, {}

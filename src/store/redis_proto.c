@@ -138,9 +138,9 @@ void sl_redis_cmd_build(struct rs_cmd *cmd, struct rs_build *cb)
 		put_u16(w, cb, put_xarg(w, cb, q->ext->hb_id, strlen(q->ext->hb_id)));
 		put_i64(w, cb, (int64_t)q->ext->hb_ttl);
 	}
-	/* the module runs exact mode's decisions and peeks */
-	if (cmd->no_module || (cmd->op != SL_REDIS_OP_DECIDE && cmd->op != SL_REDIS_OP_PEEK) ||
-	    sl_redis_cmd_hb(cmd))
+	/* the module runs exact mode's decisions and peeks (a heartbeat
+	 * comes with local mode's take, which it does not) */
+	if (cmd->no_module || (cmd->op != SL_REDIS_OP_DECIDE && cmd->op != SL_REDIS_OP_PEEK))
 		cb->lua = true;
 	put_u8(w, cb, (unsigned char)cmd->op);
 	put_u8(w, cb, run->end - run->first);
