@@ -269,6 +269,10 @@ def test_failed_save_at_exit_with_periodic_off_exits_non_zero(sluice):
     os.mkdir(os.path.join(d.tmpdir, "gone"))
     assert wait_port(d.ports["gateway"], proc=d.proc), d.log()
     used_now(d)
+    # the control socket is bound under a private name and renamed into place
+    # after the gateway listens, before "serving" is logged: wait for that, or
+    # rmtree races the rename (a CI failure: the private name vanished)
+    assert wait_log(d, r"serving "), d.log()
     # the snapshot's directory is removed (with the control socket beside it)
     shutil.rmtree(os.path.join(d.tmpdir, "gone"))
     d.signal(signal.SIGTERM)
