@@ -456,7 +456,7 @@ static void decide(struct sl_conn *c)
 {
 	struct sl_worker *w = c->w;
 	struct sl_request req;
-	int64_t now = sl_worker_now(w);
+	int64_t now = sl_worker_now_fresh(w);
 	bool submitted_nothing, peek;
 	int rc;
 

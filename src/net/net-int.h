@@ -326,7 +326,13 @@ static inline int sl_io_write(uv_tcp_t *tcp, struct sl_tls *t, uv_write_t *req, 
 /* After a policy swap: TLS listeners and upstreams take the new policy's
  * contexts (a renewed certificate) for the connections made from now on. */
 void sl_worker_tls_refresh(struct sl_worker *w);
+/* The time of this loop pass, read once per pass (logs, timers). */
 int64_t sl_worker_now(struct sl_worker *w);
+/* The time now, for a decision: workers share the store, and a time cached
+ * at the start of a long pass can be older than a state another worker has
+ * just committed, which makes a limit refuse at its exact edge. Also
+ * becomes the pass's time. */
+int64_t sl_worker_now_fresh(struct sl_worker *w);
 void sl_worker_conn_freed(struct sl_worker *w);
 /* Whether struct sl_conn memory should go back to malloc instead of the
  * free list (the list is kept to SL_FREE_KEEP). */

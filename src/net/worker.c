@@ -30,6 +30,13 @@ int64_t sl_worker_now(struct sl_worker *w)
 	return w->now;
 }
 
+int64_t sl_worker_now_fresh(struct sl_worker *w)
+{
+	w->now = sl_clock_now();
+	w->now_valid = true;
+	return w->now;
+}
+
 static void pause_ack_maybe(struct sl_worker *w);
 
 static void pass_cb(uv_prepare_t *h)
