@@ -54,11 +54,14 @@ struct sl_accounts {
 	char rhost[256];
 	int rport;
 	long long applied;        /* journal entries applied to this node */
+	long long base;           /* version of the journal's first kept entry */
+	uint64_t compact_after;   /* entries; 0: the journal is never compacted */
+	int64_t behind_logged;    /* ns (monotonic) of the last "behind" line */
 	int64_t polled;           /* ns (monotonic) of the last look at the journal */
 	struct sl_policy *policy; /* what replays compile against (a reference) */
 };
 
-static void catch_up(struct sl_accounts *a);
+static long long catch_up(struct sl_accounts *a);
 static bool journal(struct sl_accounts *a, struct sl_acc_req *r);
 static void run(struct sl_accounts *a, struct sl_acc_req *r);
 
@@ -1092,8 +1095,8 @@ static void op_key_revoke(struct sl_accounts *a, struct sl_acc_req *r)
 
 /* ---- load and reload ---- */
 
-static int load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t now, char *err,
-                    size_t cap)
+static int load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t now, const char *from,
+                    char *err, size_t cap)
 {
 	sqlite3_stmt *st;
 	size_t nacc = 0, nkeys = 0, missing_plan = 0;
@@ -1184,7 +1187,7 @@ static int load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 		        a->idx->nkeys,
 		        (long long)((t2.tv_sec - t1.tv_sec) * 1000 +
 		                    (t2.tv_nsec - t1.tv_nsec) / 1000000),
-		        (long long)a->load_cpu_ms, a->path);
+		        (long long)a->load_cpu_ms, from);
 	if (missing_plan && a->log)
 		fprintf(a->log,
 		        "sluice: accounts: %zu stored accounts are on plans the config does not "
@@ -1243,6 +1246,7 @@ static void op_reload(struct sl_accounts *a, struct sl_acc_req *r)
 		sl_policy_ref(r->policy);
 		sl_policy_unref(a->policy);
 		a->policy = r->policy;
+		a->compact_after = r->policy->account_store.compact_after;
 	}
 	r->status = 200;
 }
@@ -1288,8 +1292,10 @@ int sl_accounts_reload(struct sl_accounts *a, struct sl_policy *p, char *err, si
  * against this node's copy, appended only if the journal did not move
  * meanwhile (WATCH/MULTI), and otherwise run again on top of what won. */
 
-#define J_LOG "sluice:accounts:log"
-#define J_VER "sluice:accounts:ver"
+#define J_LOG  "sluice:accounts:log"
+#define J_VER  "sluice:accounts:ver"
+#define J_BASE "sluice:accounts:base" /* version of the log's first element */
+#define J_SNAP "sluice:accounts:snap" /* the accounts up to some version >= base */
 
 static bool redis_ok(struct sl_accounts *a)
 {
@@ -1379,10 +1385,16 @@ static char *record_of(const struct sl_acc_req *r)
  * (the journal moved: the caller rolls back, catches up and runs r again). */
 static bool journal(struct sl_accounts *a, struct sl_acc_req *r)
 {
-	char *rec = record_of(r);
+	char *rec;
 	redisReply *rep;
 	long long ver;
 
+	if (a->applied < a->base) {
+		unavailable(r, "the journal was compacted past this node while it was away: "
+		               "restart it; lookups keep serving from memory");
+		return false;
+	}
+	rec = record_of(r);
 	if (rec == NULL || (rep = cmd(a, "WATCH %s", J_VER)) == NULL) {
 		free(rec);
 		unavailable(r, "the account store (Redis) is unreachable: changes are refused, "
@@ -1476,29 +1488,238 @@ static void replay(struct sl_accounts *a, const char *text, size_t len)
 	sl_acc_req_clear(&r);
 }
 
-/* Apply what the journal holds beyond this node's copy (bounded: at most
- * 1000 entries a pass, the rest on the next). Redis down: nothing, the
- * copy keeps serving. */
-static void catch_up(struct sl_accounts *a)
-{
-	long long ver = reply_int(cmd(a, "GET %s", J_VER));
-	redisReply *rep;
+/* The journal's entries from version ARGV[1] on (1000 at most), with its
+ * base and version, read at one instant: a compaction between a read of
+ * the base and the LRANGE would shift the list under it. {base, ver} only
+ * when there is nothing to read or the node is behind the base. */
+static const char range_lua[] = "local b = tonumber(redis.call('GET', KEYS[2]) or '0') "
+                                "local v = tonumber(redis.call('GET', KEYS[3]) or '0') "
+                                "local from = tonumber(ARGV[1]) "
+                                "local to = math.min(v - 1, from + 999) "
+                                "if from < b or to < from then return {b, v} end "
+                                "return {b, v, redis.call('LRANGE', KEYS[1], from - b, to - b)}";
 
-	if (ver <= a->applied)
+static void compact(struct sl_accounts *a);
+
+static void log_behind(struct sl_accounts *a)
+{
+	struct timespec ts;
+	int64_t t;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
+	if (a->behind_logged && t - a->behind_logged < 60 * SL_NS_PER_SEC)
 		return;
-	long long last = ver - 1 < a->applied + 999 ? ver - 1 : a->applied + 999;
-	rep = cmd(a, "LRANGE %s %lld %lld", J_LOG, a->applied, last);
-	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-		if (rep)
-			freeReplyObject(rep);
-		return;
+	a->behind_logged = t;
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: the journal was compacted past this node (it applied "
+		        "%lld entries, the journal keeps them from %lld on): restart it to load "
+		        "the snapshot; until then it serves what it has and refuses changes\n",
+		        a->applied, a->base);
+}
+
+/* Apply what the journal holds beyond this node's copy (bounded: at most
+ * 1000 entries a pass, the rest on the next), then compact the journal
+ * when it is long and this node is level with it. Redis down: nothing,
+ * the copy keeps serving. Returns the entries applied, or -1 when this
+ * node is behind the journal's base (its entries were compacted away). */
+static long long catch_up(struct sl_accounts *a)
+{
+	char from[24];
+	redisReply *rep;
+	long long ver, done = 0;
+
+	snprintf(from, sizeof(from), "%lld", a->applied);
+	rep = cmd(a, "EVAL %s 3 %s %s %s %s", range_lua, J_LOG, J_BASE, J_VER, from);
+	if (rep == NULL)
+		return 0;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+	    rep->element[0]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[1]->type != REDIS_REPLY_INTEGER) {
+		freeReplyObject(rep);
+		return 0;
 	}
-	for (size_t i = 0; i < rep->elements; i++) {
-		if (rep->element[i]->type == REDIS_REPLY_STRING)
-			replay(a, rep->element[i]->str, rep->element[i]->len);
-		a->applied++;
+	a->base = rep->element[0]->integer;
+	ver = rep->element[1]->integer;
+	if (a->applied < a->base) {
+		freeReplyObject(rep);
+		log_behind(a);
+		return -1;
+	}
+	if (rep->elements > 2 && rep->element[2]->type == REDIS_REPLY_ARRAY) {
+		redisReply *l = rep->element[2];
+		for (size_t i = 0; i < l->elements; i++) {
+			if (l->element[i]->type == REDIS_REPLY_STRING)
+				replay(a, l->element[i]->str, l->element[i]->len);
+			a->applied++;
+			done++;
+		}
 	}
 	freeReplyObject(rep);
+	if (a->compact_after && a->applied == ver && (uint64_t)(ver - a->base) >= a->compact_after)
+		compact(a);
+	return done;
+}
+
+/* The snapshot: SNAP_MAGIC, the version it holds (u64 little-endian: every
+ * entry below it is in it), an sqlite database of this node's copy. */
+#define SNAP_MAGIC   "SLACCSN1"
+#define SNAP_HDR     16
+#define SNAP_MIN_AGE (60 * SL_NS_PER_SEC) /* an entry is kept at least this long */
+
+/* Whether the entry just below version v was made less than
+ * SNAP_MIN_AGE ago (by its own "now"), or cannot be read. */
+static bool young(struct sl_accounts *a, long long v)
+{
+	redisReply *rep = cmd(a, "LINDEX %s %lld", J_LOG, v - 1 - a->base);
+	struct timespec ts;
+	bool y = true;
+
+	if (rep == NULL)
+		return true;
+	if (rep->type == REDIS_REPLY_STRING) {
+		cJSON *o = cJSON_ParseWithLength(rep->str, rep->len);
+		const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(o, "now"));
+		clock_gettime(CLOCK_REALTIME, &ts);
+		y = t && strtoll(t, NULL, 10) >
+		                 (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec - SNAP_MIN_AGE;
+		cJSON_Delete(o);
+	}
+	freeReplyObject(rep);
+	return y;
+}
+
+/* Write this node's copy as the snapshot and keep only the last tenth of
+ * the journal, and never an entry younger than SNAP_MIN_AGE, in one
+ * transaction that fails if the journal moved (a new entry, another
+ * node's compaction) since this node caught up. A running node is a poll
+ * behind, so it finds its next entry in what is kept unless it could not
+ * reach Redis for SNAP_MIN_AGE (then it says so and must be restarted); a
+ * node that starts loads the snapshot and replays from there. */
+static void compact(struct sl_accounts *a)
+{
+	long long keep = (long long)(a->compact_after / 10), nbase = a->applied - keep;
+	sqlite3_int64 n = 0;
+	unsigned char *db;
+	char *blob;
+	redisReply *rep;
+	bool ok = false;
+
+	if (nbase <= a->base || young(a, nbase))
+		return;
+	db = sqlite3_serialize(a->db, "main", &n, 0);
+	blob = db ? malloc(SNAP_HDR + (size_t)n) : NULL;
+	if (blob == NULL) {
+		sqlite3_free(db);
+		return;
+	}
+	memcpy(blob, SNAP_MAGIC, 8);
+	for (int i = 0; i < 8; i++)
+		blob[8 + i] = (char)((uint64_t)a->applied >> (8 * i));
+	memcpy(blob + SNAP_HDR, db, (size_t)n);
+	sqlite3_free(db);
+	if ((rep = cmd(a, "WATCH %s %s", J_VER, J_BASE)) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if (reply_int(cmd(a, "GET %s", J_VER)) != a->applied ||
+	    reply_int(cmd(a, "GET %s", J_BASE)) != a->base) {
+		if ((rep = cmd(a, "UNWATCH")) != NULL)
+			freeReplyObject(rep);
+		goto out;
+	}
+	if ((rep = cmd(a, "MULTI")) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if ((rep = cmd(a, "SET %s %b", J_SNAP, blob, (size_t)(SNAP_HDR + n))) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if ((rep = cmd(a, "LTRIM %s %lld -1", J_LOG, nbase - a->base)) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if ((rep = cmd(a, "SET %s %lld", J_BASE, nbase)) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	rep = cmd(a, "EXEC");
+	ok = rep != NULL && rep->type == REDIS_REPLY_ARRAY;
+	if (rep)
+		freeReplyObject(rep);
+	if (ok && a->log)
+		fprintf(a->log,
+		        "sluice: accounts: journal compacted at %lld entries: a snapshot of %lld "
+		        "bytes (%zu accounts, %zu keys), the last %lld entries kept\n",
+		        a->applied, (long long)n, a->idx->naccounts, a->idx->nkeys, keep);
+	if (ok)
+		a->base = nbase;
+out:
+	free(blob);
+	if (!ok && a->rc) {
+		/* a failed step may leave the connection inside MULTI */
+		redisFree(a->rc);
+		a->rc = NULL;
+	}
+}
+
+/* At start: the snapshot, if the journal was ever compacted, into this
+ * node's (empty) copy. 0 with nothing to load; the version it holds;
+ * -1 with err written. */
+static long long load_snapshot(struct sl_accounts *a, const struct sl_policy *p, char *err,
+                               size_t cap)
+{
+	redisReply *rep = cmd(a, "GET %s", J_SNAP);
+	unsigned char *buf;
+	uint64_t ver = 0;
+	struct timespec ts;
+	size_t n;
+
+	if (rep == NULL) {
+		snprintf(err, cap, "accounts.store: redis: cannot read %s from %s:%d", J_SNAP,
+		         a->rhost, a->rport);
+		return -1;
+	}
+	if (rep->type == REDIS_REPLY_NIL) {
+		freeReplyObject(rep);
+		return 0;
+	}
+	if (rep->type != REDIS_REPLY_STRING || rep->len <= SNAP_HDR ||
+	    memcmp(rep->str, SNAP_MAGIC, 8) != 0) {
+		freeReplyObject(rep);
+		snprintf(err, cap,
+		         "accounts.store: redis: %s on %s:%d is not a snapshot of sluice's", J_SNAP,
+		         a->rhost, a->rport);
+		return -1;
+	}
+	for (int i = 0; i < 8; i++)
+		ver |= (uint64_t)(unsigned char)rep->str[8 + i] << (8 * i);
+	n = rep->len - SNAP_HDR;
+	buf = sqlite3_malloc64(n);
+	if (buf == NULL) {
+		freeReplyObject(rep);
+		snprintf(err, cap, "out of memory for the accounts snapshot (%zu bytes)", n);
+		return -1;
+	}
+	memcpy(buf, rep->str + SNAP_HDR, n);
+	freeReplyObject(rep);
+	sl_acx_destroy(a->idx);
+	if (sl_acx_init(a->idx) != 0) {
+		sqlite3_free(buf);
+		snprintf(err, cap, "out of memory");
+		return -1;
+	}
+	if (sqlite3_deserialize(a->db, "main", buf, (sqlite3_int64)n, (sqlite3_int64)n,
+	                        SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+	            SQLITE_OK ||
+	    !exec(a, schema)) {
+		snprintf(err, cap,
+		         "accounts.store: redis: the snapshot in %s is not a database: %s", J_SNAP,
+		         sqlite3_errmsg(a->db));
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (load_all(a, p, (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec,
+	             "the journal's snapshot", err, cap) != 0)
+		return -1;
+	return (long long)ver;
 }
 
 static int open_redis(struct sl_accounts *a, const struct sl_policy *p, char *err, size_t cap)
@@ -1536,9 +1757,24 @@ static int open_redis(struct sl_accounts *a, const struct sl_policy *p, char *er
 		snprintf(err, cap, "accounts.store: redis: cannot reach %s:%d", a->rhost, a->rport);
 		return SL_EIO;
 	}
-	for (long long before = -1; before != a->applied;) {
-		before = a->applied;
-		catch_up(a);
+	a->compact_after = p->account_store.compact_after;
+	/* the snapshot, then the journal from it on; a compaction by another
+	 * node in between moves the base past the snapshot: load the new one */
+	for (int tries = 0;; tries++) {
+		long long v = load_snapshot(a, p, err, cap), got;
+		if (v < 0)
+			return SL_EIO;
+		a->applied = v;
+		while ((got = catch_up(a)) > 0)
+			;
+		if (got == 0)
+			break;
+		if (tries == 3) {
+			snprintf(err, cap,
+			         "accounts.store: redis: the journal kept being compacted "
+			         "past its snapshot");
+			return SL_EIO;
+		}
 	}
 	if (a->log)
 		fprintf(a->log,
@@ -1752,7 +1988,7 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 	a->dev = sb.st_dev;
 	a->ino = sb.st_ino;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	rc = load_all(a, p, (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec, err, cap);
+	rc = load_all(a, p, (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec, a->path, err, cap);
 	if (rc != 0)
 		goto fail;
 start:

@@ -14,17 +14,18 @@
 
 void cfg_accounts(struct cfg *c, const yaml_node_t *n)
 {
-	static const char *const keys[] = {"store", "path", "key_prefix", NULL};
+	static const char *const keys[] = {"store", "path", "key_prefix", "compact_after", NULL};
 	struct sl_accounts_conf *a = &c->p->account_store;
-	yaml_node_t *v[3];
+	yaml_node_t *v[4];
 
 	a->line = (unsigned)n->start_mark.line + 1;
 	a->col = (unsigned)n->start_mark.column + 1;
 	a->store = SL_ACCOUNTS_SQLITE; /* the embedded default once the section is there */
+	a->compact_after = SL_ACCOUNTS_COMPACT_AFTER;
 	if (!cfg_is_null(n) && !cfg_fields(c, n, "accounts", keys, v))
 		return;
 	if (cfg_is_null(n))
-		v[0] = v[1] = v[2] = NULL;
+		v[0] = v[1] = v[2] = v[3] = NULL;
 	if (v[0]) {
 		const char *s = cfg_scalar(c, v[0], "accounts.store");
 		if (s && !strcmp(s, "sqlite"))
@@ -57,6 +58,13 @@ void cfg_accounts(struct cfg *c, const yaml_node_t *n)
 			        s);
 		else if (s)
 			a->key_prefix = strdup(s);
+	}
+	if (v[3]) {
+		if (a->store != SL_ACCOUNTS_REDIS)
+			cfg_err(c, v[3], "accounts.compact_after applies to store: redis only");
+		else
+			cfg_uint(c, v[3], "accounts.compact_after", 0, 1000000000,
+			         &a->compact_after);
 	}
 	if (a->store == SL_ACCOUNTS_REDIS && c->p->store.type != SL_STORE_REDIS)
 		cfg_err(c, v[0] ? v[0] : n,

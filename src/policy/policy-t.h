@@ -284,10 +284,15 @@ enum sl_accounts_store_kind {
 };
 
 /* `accounts:` (DESIGN.md section 6, config-accounts.c). */
+#define SL_ACCOUNTS_COMPACT_AFTER 100000 /* journal entries (store: redis) */
+
 struct sl_accounts_conf {
 	uint8_t store;      /* enum sl_accounts_store_kind; absent section: none */
 	char *path;         /* sqlite file, made relative to the config's directory */
 	char *key_prefix;   /* generated keys start with it; default "sk_live_" */
+	/* store: redis: the journal is compacted (a snapshot, then only its
+	 * last tenth kept) once it holds this many entries; 0: never */
+	uint64_t compact_after;
 	unsigned line, col; /* where `accounts:` was declared, or 0 */
 };
 

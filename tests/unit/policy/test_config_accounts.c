@@ -90,6 +90,41 @@ static void accounts_section_defaults_and_errors(void **state)
 	assert_true(find_diag(1, 32, "accounts.path applies to store: sqlite only") >= 0);
 }
 
+static void compact_after_is_a_count_for_redis_only(void **state)
+{
+	static const char redis[] = "store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n"
+	                            "accounts: { store: redis, compact_after: 5000 }\n";
+	static const char off[] = "store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n"
+	                          "accounts: { store: redis, compact_after: 0 }\n";
+	static const char bad[] = "store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n"
+	                          "accounts: { store: redis, compact_after: lots }\n";
+	static const char sqlite[] = "accounts: { store: sqlite, compact_after: 10 }\n";
+	struct sl_policy *p = NULL;
+	size_t line, col;
+
+	(void)state;
+	assert_int_equal(load_text("store: { type: redis, url: \"redis://127.0.0.1:6379\" "
+	                           "}\naccounts: { store: redis }\n",
+	                           &p),
+	                 0);
+	assert_int_equal(p->account_store.compact_after, SL_ACCOUNTS_COMPACT_AFTER);
+	assert_int_equal(SL_ACCOUNTS_COMPACT_AFTER, 100000);
+	sl_policy_unref(p);
+	assert_int_equal(load_text(redis, &p), 0);
+	assert_int_equal(p->account_store.compact_after, 5000);
+	sl_policy_unref(p);
+	assert_int_equal(load_text(off, &p), 0);
+	assert_int_equal(p->account_store.compact_after, 0);
+	sl_policy_unref(p);
+	assert_int_equal(load_text(bad, &p), SL_ECONFIG);
+	pos_of(bad, "lots", 1, &line, &col);
+	assert_true(find_diag(line, col, "accounts.compact_after") >= 0);
+	assert_int_equal(load_text(sqlite, &p), SL_ECONFIG);
+	pos_of(sqlite, "10", 1, &line, &col);
+	assert_true(find_diag(line, col, "accounts.compact_after applies to store: redis only") >=
+	            0);
+}
+
 static void sha256_keys_are_digests_not_text(void **state)
 {
 	static const char yaml[] =
@@ -215,6 +250,7 @@ int main(void)
 	        cmocka_unit_test(plan_missing_from_some_maps_is_a_warning_at_the_limit),
 	        cmocka_unit_test(plans_in_every_map_are_no_warning),
 	        cmocka_unit_test(accounts_section_defaults_and_errors),
+	        cmocka_unit_test(compact_after_is_a_count_for_redis_only),
 	        cmocka_unit_test(sha256_keys_are_digests_not_text),
 	        cmocka_unit_test(overrides_compile_with_the_limits_parsers),
 	        cmocka_unit_test(override_keeps_the_limits_counter),
