@@ -71,8 +71,10 @@ struct sl_accounts *sl_accounts_of(const struct sl_account_src *src);
 /* CPU time (ms) the load at open took, the figure other load on the
  * machine does not inflate. */
 int64_t sl_accounts_load_cpu_ms(const struct sl_accounts *a);
-/* Keys and accounts in the index. */
+/* Keys and accounts in the index. Thread: the store's own (tests). */
 void sl_accounts_counts(struct sl_accounts *a, size_t *naccounts, size_t *nkeys, size_t *bytes);
+/* The same counts as of the store's last change or sweep. Thread: any. */
+void sl_accounts_published(const struct sl_accounts *a, size_t *naccounts, size_t *nkeys);
 
 /* A reload: check that every plan stored accounts use is declared in p
  * and recompile every override against p. Refuses (SL_ECONFIG, message in

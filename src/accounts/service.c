@@ -17,6 +17,7 @@
  * instead of writes that vanish at the next start. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,6 +49,10 @@ struct sl_accounts {
 	struct sl_acc_req *head, *tail;
 	bool stop, running;
 	int64_t load_cpu_ms; /* ms of CPU the start's load took */
+	/* the index's counts as other threads may read them (set after each
+	 * change by this store's thread) */
+	_Atomic size_t pub_accounts, pub_keys;
+	int64_t swept; /* ns (wall) up to which dead keys left the index */
 	/* store: redis (journal.c's part of this file, below) */
 	bool redis;
 	redisContext *rc;
@@ -92,6 +97,18 @@ struct sl_accounts *sl_accounts_of(const struct sl_account_src *src)
 int64_t sl_accounts_load_cpu_ms(const struct sl_accounts *a)
 {
 	return a->load_cpu_ms;
+}
+
+void sl_accounts_published(const struct sl_accounts *a, size_t *naccounts, size_t *nkeys)
+{
+	*naccounts = atomic_load_explicit(&a->pub_accounts, memory_order_relaxed);
+	*nkeys = atomic_load_explicit(&a->pub_keys, memory_order_relaxed);
+}
+
+static void publish_counts(struct sl_accounts *a)
+{
+	atomic_store_explicit(&a->pub_accounts, a->idx->naccounts, memory_order_relaxed);
+	atomic_store_explicit(&a->pub_keys, a->idx->nkeys, memory_order_relaxed);
 }
 
 void sl_accounts_counts(struct sl_accounts *a, size_t *naccounts, size_t *nkeys, size_t *bytes)
@@ -145,7 +162,10 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS keys(id TEXT PRIMARY KEY, sha256 BLOB NOT NULL UNIQUE,"
         " account TEXT NOT NULL, prefix TEXT NOT NULL, label TEXT, created INTEGER NOT NULL,"
         " expires INTEGER, revoked INTEGER NOT NULL DEFAULT 0, until INTEGER) WITHOUT ROWID;"
-        "CREATE INDEX IF NOT EXISTS keys_account ON keys(account);";
+        "CREATE INDEX IF NOT EXISTS keys_account ON keys(account);"
+        /* the sweep finds the keys that died since its last pass */
+        "CREATE INDEX IF NOT EXISTS keys_until ON keys(until) WHERE until IS NOT NULL;"
+        "CREATE INDEX IF NOT EXISTS keys_expires ON keys(expires) WHERE expires IS NOT NULL;";
 
 static sqlite3_stmt *prep(struct sl_accounts *a, const char *sql)
 {
@@ -1848,6 +1868,32 @@ static void run_once(struct sl_accounts *a, struct sl_acc_req *r)
 	}
 }
 
+/* Keys that expired or whose rotation grace ended since the last pass
+ * leave the index (lookups already refuse them by their time; this gives
+ * the memory back and makes sluice_keys_loaded true). Found through the
+ * partial indexes on until and expires, so a pass costs what died since
+ * the last one, not a scan. The rows stay: GET /v1/keys/{id} still shows
+ * them. */
+static void sweep(struct sl_accounts *a, int64_t now)
+{
+	sqlite3_stmt *st = prep(a, "SELECT sha256 FROM keys WHERE until <= ?1 AND until > ?2 "
+	                           "UNION ALL SELECT sha256 FROM keys WHERE expires <= ?3 AND "
+	                           "expires > ?4");
+
+	if (st == NULL)
+		return;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, a->swept);
+	sqlite3_bind_int64(st, 3, now / SL_NS_PER_SEC);
+	sqlite3_bind_int64(st, 4, a->swept / SL_NS_PER_SEC);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		if (sqlite3_column_bytes(st, 0) == 32)
+			sl_acx_del_key(a->idx, sqlite3_column_blob(st, 0));
+	sqlite3_finalize(st);
+	a->swept = now - now % SL_NS_PER_SEC; /* whole seconds: expires is in seconds */
+	publish_counts(a);
+}
+
 static void *thread_main(void *arg)
 {
 	struct sl_accounts *a = arg;
@@ -1875,6 +1921,17 @@ static void *thread_main(void *arg)
 				a->polled = t;
 				pthread_mutex_unlock(&a->mu);
 				catch_up(a);
+				publish_counts(a);
+				pthread_mutex_lock(&a->mu);
+			}
+		}
+		{
+			struct timespec wall;
+			clock_gettime(CLOCK_REALTIME, &wall);
+			int64_t t = (int64_t)wall.tv_sec * SL_NS_PER_SEC + wall.tv_nsec;
+			if (t - a->swept >= SL_NS_PER_SEC) {
+				pthread_mutex_unlock(&a->mu);
+				sweep(a, t);
 				pthread_mutex_lock(&a->mu);
 			}
 		}
@@ -1892,6 +1949,7 @@ static void *thread_main(void *arg)
 			a->tail = NULL;
 		pthread_mutex_unlock(&a->mu);
 		run(a, r);
+		publish_counts(a);
 		sl_acx_reclaim(a->idx);
 		r->done(r); /* r may be gone after this */
 		pthread_mutex_lock(&a->mu);
@@ -1992,6 +2050,7 @@ int sl_accounts_open(struct sl_accounts **out, const struct sl_policy *p, FILE *
 	if (rc != 0)
 		goto fail;
 start:
+	publish_counts(a);
 	a->running = true;
 	if (pthread_create(&a->thread, NULL, thread_main, a) != 0) {
 		a->running = false;

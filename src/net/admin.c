@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sluice/error.h>
+#include "accounts/accounts.h"
 #include "net/admin-int.h"
 #include "policy/listen.h"
 
@@ -96,6 +97,17 @@ static int handle_metrics(struct sl_admin *a, struct sl_admin_call *c,
 	if (s != NULL && s->ops->stats != NULL)
 		s->ops->stats(s, &st);
 	sl_admin_usage_gauges(a);
+	if (req->policy != NULL) {
+		/* static accounts and keys, and what the live store holds now
+		 * (it changes without a reload; expired keys leave it) */
+		size_t na = 0, nk = 0;
+		if (req->policy->live != NULL)
+			sl_accounts_published(sl_accounts_of(req->policy->live), &na, &nk);
+		sl_metrics_set_gauge(a->g->metrics, SL_GAUGE_ACCOUNTS,
+		                     (int64_t)(req->policy->naccounts + na));
+		sl_metrics_set_gauge(a->g->metrics, SL_GAUGE_KEYS,
+		                     (int64_t)(req->policy->nkeys + nk));
+	}
 	n = sl_metrics_render(a->g->metrics, s ? &st : NULL, c->resp.body, sizeof(c->resp.body));
 	if (n >= 0 && a->g->usage != NULL) {
 		size_t u = sl_admin_usage_metrics(a, c->resp.body + n,
