@@ -106,14 +106,14 @@ def make_stack(sluice, example):
     running the example conf; everything is stopped when the test ends."""
     cleanups = []
 
-    def make(name="three-layer-ip-key-tier.yaml"):
+    def make(name="three-layer-ip-key-tier.yaml", edit=None):
         api_port, nginx_port = free_port(), free_port()
         api_cls = type("A", (Api,), {"hits": 0})
         api = Server(("127.0.0.1", api_port), api_cls)
         api.daemon_threads = True
         threading.Thread(target=api.serve_forever, daemon=True).start()
         cleanups.append(lambda: (api.shutdown(), api.server_close()))
-        d = sluice(example(name))
+        d = sluice(example(name, edit=edit))
 
         tmp = tempfile.mkdtemp(prefix="sluice-nginx-")
         cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
@@ -227,20 +227,23 @@ def test_queued_decision_holds_the_request_in_nginx(make_stack):
     """Seed 4's Mega plan behind nginx: of 20 simultaneous requests, 15 go
     through at once and the k-th of the other 5 about k * 66.7 ms later,
     because the check listener answers the subrequest after the delay."""
-    from test_seed4_plans_burst_queue import INTERVAL, burst
+    from test_seed4_plans_burst_queue import INTERVAL, burst, one_worker
 
-    stack = make_stack("plans-daily-quota-burst-queue.yaml")
+    # one worker, as in test_seed4: the 20th request sits exactly on the
+    # queue's edge, and this checks the arithmetic, not the workers' race
+    stack = make_stack("plans-daily-quota-burst-queue.yaml", edit=one_worker)
     port = int(stack.url("").rsplit(":", 1)[1])
     raw = (b"GET /weather/fixtures HTTP/1.1\r\nHost: x\r\nX-Api-Key: key-bob\r\n"
            b"X-Forwarded-For: 203.0.113.7\r\n\r\n")
     res = burst(port, [raw] * 20)
     assert [st for st, _, _, _ in res] == [200] * 20
     times = sorted(t for _, _, _, t in res)
-    # The Python API behind nginx adds a few ms per request under load, so
-    # the bounds are looser than in test_seed4: a held request never
-    # completes before its slot (minus the ~2 ms arrival spread) and not
-    # long after it; the first 15 are not held a whole interval.
-    assert times[14] < INTERVAL + 0.02, times
+    # The Python API behind nginx adds a few ms per request, more on a
+    # loaded machine, which only ever makes an answer late: a held request
+    # never completes before its slot (minus the ~2 ms arrival spread), and
+    # the first 15 are not held a whole interval. The upper bounds leave
+    # room for a loaded CI machine.
+    assert times[14] < INTERVAL + 0.05, times
     for k, t in enumerate(times[15:], 1):
-        assert k * INTERVAL - 0.005 <= t <= k * INTERVAL + 0.05, (k, times)
+        assert k * INTERVAL - 0.005 <= t <= k * INTERVAL + 0.15, (k, times)
     assert stack.api.hits == 20

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 
 import pytest
 import requests
@@ -87,6 +88,20 @@ def test_allowed_request_reaches_the_api_with_sluices_headers(stack):
     assert stack.api.hits == 1
 
 
+def refused_pair(stack, s):
+    """A 429 through nginx and sluice's own decision right after it, both
+    refused. The key limit gives a unit back every 600 ms, and a pair that
+    straddles one is taken again (a loaded machine is slow enough)."""
+    for _ in range(5):
+        r = get(stack, "203.0.113.2", "sk_live_acme_1", s=s)
+        if r.status_code != 429:
+            continue
+        want = decide(stack, "203.0.113.2", "sk_live_acme_1")
+        if want["status"] == 429:
+            return r, want
+    raise AssertionError("no 429 and refusing decision in a row")
+
+
 def test_429_is_sluices_own_answer_and_nginx_logs_nothing(stack):
     s = requests.Session()
     for i in range(150):
@@ -97,17 +112,19 @@ def test_429_is_sluices_own_answer_and_nginx_logs_nothing(stack):
     assert i >= 100
     assert stack.api.hits == i  # the refused requests never reached the API
     # byte for byte what sluice renders for this caller over the limit
-    want = decide(stack, "203.0.113.2", "sk_live_acme_1")
-    assert want["status"] == 429
+    r, want = refused_pair(stack, s)
     assert r.text == want["body"].replace(
         '"retry_after":%d' % want["retry_after"], '"retry_after":%s' % r.headers["Retry-After"])
     assert r.headers["Content-Type"] == "application/json"
     assert r.headers["X-RateLimit-DeniedBy"] == "key"
     assert int(r.headers["Retry-After"]) >= 1
     assert r.headers["X-RateLimit-Remaining"] == "0"
-    # more 429s: still nothing in nginx's error log
-    for _ in range(5):
-        assert get(stack, "203.0.113.2", "sk_live_acme_1", s=s).status_code == 429
+    # more 429s: still nothing in nginx's error log (a unit that came back
+    # meanwhile, one per 600 ms, is served)
+    t0 = time.monotonic()
+    codes = [get(stack, "203.0.113.2", "sk_live_acme_1", s=s).status_code for _ in range(5)]
+    assert set(codes) <= {200, 429}
+    assert codes.count(200) <= 1 + int((time.monotonic() - t0) / 0.6), codes
     assert stack.error_lines() == []
     # another key from the same address still passes
     assert get(stack, "203.0.113.2", "sk_live_acme_2", s=s).status_code == 200
@@ -116,12 +133,14 @@ def test_429_is_sluices_own_answer_and_nginx_logs_nothing(stack):
 def test_per_ip_layer_counts_the_client_behind_nginx(stack):
     s = requests.Session()
     keys = ["sk_live_acme_1", "sk_live_acme_2", "sk_live_smallshop", "sk_live_bigagency"]
+    t0 = time.monotonic()
     for i in range(420):
         r = get(stack, "203.0.113.3", keys[i % 4], s=s)
         if r.status_code != 200:
             break
     assert r.status_code == 429 and r.headers["X-RateLimit-DeniedBy"] == "ip"
-    assert 300 <= i <= 310
+    # 300 at once, plus what came back while they were sent (one per 200 ms)
+    assert 300 <= i <= 300 + int((time.monotonic() - t0) / 0.2) + 1, i
     # another client behind the same nginx is not affected
     assert get(stack, "203.0.113.33", "sk_live_acme_1", s=s).status_code == 200
 
