@@ -41,6 +41,9 @@ routes:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # released once per /hold/ request that reached the upstream: a test
+    # waits on it, not on a sleep, to know a request holds its slot
+    arrived = threading.Semaphore(0)
 
     def log_message(self, *a):
         pass
@@ -96,6 +99,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "1234")
             self.end_headers()
         elif path.startswith("/slow") or path.startswith("/hold/"):
+            if path.startswith("/hold/"):
+                Handler.arrived.release()
             time.sleep(float(path.split("=")[1]))
             self.send(200, b'{"slow":true}')
         else:
@@ -292,9 +297,10 @@ def test_concurrency_slot_released_when_response_ends(sluice):
         def first():
             res["a"] = requests.get(d.url("gateway", "/hold/a?s=0.6"), timeout=T)
 
+        Handler.arrived = threading.Semaphore(0)
         t = threading.Thread(target=first)
         t.start()
-        time.sleep(0.2)
+        assert Handler.arrived.acquire(timeout=5)  # a holds the slot
         b = requests.get(d.url("gateway", "/hold/b?s=0"), timeout=T)
         assert b.status_code == 429
         assert b.headers.get("X-RateLimit-DeniedBy", "inflight") == "inflight"
@@ -311,13 +317,20 @@ def test_concurrency_slot_released_when_client_leaves(sluice):
     d = sluice(UPSTREAM.replace("800ms", "5s"))
     up = Upstream(d.ports["upstream"])
     try:
+        Handler.arrived = threading.Semaphore(0)
         s = socket.create_connection(("127.0.0.1", d.ports["gateway"]), timeout=T)
         s.sendall(b"GET /hold/a?s=3 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        assert Handler.arrived.acquire(timeout=5)  # a holds the slot
         assert requests.get(d.url("gateway", "/hold/b?s=0"), timeout=T).status_code == 429
         s.close()  # gone before the upstream answers
-        time.sleep(0.3)
-        r = requests.get(d.url("gateway", "/hold/c?s=0"), timeout=T)
+        # the slot comes back when sluice sees the close, well before the
+        # upstream's answer at 3 s
+        t0 = time.monotonic()
+        while True:
+            r = requests.get(d.url("gateway", "/hold/c?s=0"), timeout=T)
+            if r.status_code == 200 or time.monotonic() - t0 > 2:
+                break
+            time.sleep(0.05)
         assert r.status_code == 200
     finally:
         up.close()
