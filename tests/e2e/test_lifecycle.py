@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from test_proxy import Upstream
+from test_proxy import Handler, Upstream
 
 T = 5
 
@@ -109,9 +109,10 @@ def test_sigterm_drains_in_flight_and_exits_0(sluice):
         def slow():
             res["r"] = requests.get(d.url("check", "/slow?s=1"), timeout=T)
 
+        Handler.arrived = threading.Semaphore(0)
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.3)
+        assert Handler.arrived.acquire(timeout=5)  # in flight at the upstream
         d.signal(signal.SIGTERM)
         t.join(T)
         assert res["r"].status_code == 200 and res["r"].json() == {"slow": True}

@@ -41,8 +41,8 @@ routes:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # released once per /hold/ request that reached the upstream: a test
-    # waits on it, not on a sleep, to know a request holds its slot
+    # released once per /hold/ or /slow request that reached the upstream: a
+    # test waits on it, not on a sleep, to know a request is in flight
     arrived = threading.Semaphore(0)
 
     def log_message(self, *a):
@@ -99,8 +99,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "1234")
             self.end_headers()
         elif path.startswith("/slow") or path.startswith("/hold/"):
-            if path.startswith("/hold/"):
-                Handler.arrived.release()
+            Handler.arrived.release()
             time.sleep(float(path.split("=")[1]))
             self.send(200, b'{"slow":true}')
         else:

@@ -489,7 +489,7 @@ def test_admin_decide_mid_body_is_decided_before_the_save(sluice, takeover):
     s = socket.create_connection(("127.0.0.1", d.ports["admin"]), timeout=T)
     s.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
-    time.sleep(0.2)
+    time.sleep(1.0)  # the worker has read the head (nothing shows it: a generous wait)
     new = takeover(d)
     assert wait_log(d.log, "asks to take over")
     time.sleep(0.5)
@@ -561,7 +561,10 @@ def test_takeover_on_the_redis_store_needs_no_snapshot(sluice, takeover, redis_s
 
 
 class VerySlow(SlowHandler):
+    arrived = threading.Event()  # set when a request reached the upstream
+
     def do_GET(self):
+        VerySlow.arrived.set()
         time.sleep(2)
         SlowHandler.do_GET(self)
 
@@ -570,9 +573,10 @@ def test_a_draining_sluice_refuses_a_takeover(sluice, takeover):
     up = Upstream(free_port(), VerySlow)
     try:
         d = serving(sluice(CONFIG, ports={"upstream": up.srv.server_address[1]}))
+        VerySlow.arrived.clear()
         t = threading.Thread(target=lambda: requests.get(d.url("gateway", "/slow"), timeout=10))
         t.start()
-        time.sleep(0.3)  # in flight
+        assert VerySlow.arrived.wait(5)  # in flight
         d.signal(signal.SIGTERM)
         assert wait_log(d.log, "draining")
         new = takeover(d)
