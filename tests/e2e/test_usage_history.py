@@ -271,10 +271,22 @@ def test_restart_keeps_flushed_history(sluice):
     assert total_allowed(d, "acme") == 6
 
 
+def flushes_ok(d):
+    m = re.search(r'^sluice_usage_flushes_total\{result="ok"\} (\S+)$', get(d, "/metrics").text,
+                  re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 def test_kill_9_loses_at_most_one_flush_interval(sluice):
     d = start(sluice)
     assert gateway(d, "sk_acme", 4) == [200] * 4
-    time.sleep(2.5)  # > flush_interval (1 s): the flusher wrote these
+    # two flushes after these (a scrape does not flush): the second began
+    # after they were counted, so it wrote them
+    before = flushes_ok(d)
+    deadline = time.monotonic() + 10
+    while flushes_ok(d) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flushes_ok(d) >= before + 2
     gateway(d, "sk_bolt", 3)  # may or may not be flushed before the kill
     d.signal(signal.SIGKILL)
     d.proc.wait(T)
