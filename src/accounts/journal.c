@@ -1,0 +1,513 @@
+/* The accounts of store: redis are a journal in the store's Redis: a list
+ * (sluice:accounts:log) of every change as it was made (operation, names,
+ * body, time, and for a new key its digest, id and prefix, never its
+ * text) and a counter (sluice:accounts:ver) of its length. Each node
+ * applies the journal, in order, to an sqlite database in memory and to
+ * its index, with the very operations of the sqlite store (service.c): at
+ * start the snapshot and what follows it, then whatever was added, polled
+ * every 100 ms. A write is validated
+ * against this node's copy, appended only if the journal did not move
+ * meanwhile (WATCH/MULTI), and otherwise run again on top of what won. */
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cjson/cJSON.h>
+#include <sluice/error.h>
+#include "accounts/service-int.h"
+#include "policy/units.h"
+
+#define J_LOG  "sluice:accounts:log"
+#define J_VER  "sluice:accounts:ver"
+#define J_BASE "sluice:accounts:base" /* version of the log's first element */
+#define J_SNAP "sluice:accounts:snap" /* the accounts up to some version >= base */
+
+static bool redis_ok(struct sl_accounts *a)
+{
+	struct timeval tv = {1, 0};
+
+	if (a->rc != NULL && a->rc->err == 0)
+		return true;
+	if (a->rc != NULL)
+		redisFree(a->rc);
+	a->rc = redisConnectWithTimeout(a->rhost, a->rport, tv);
+	if (a->rc == NULL || a->rc->err) {
+		if (a->rc) {
+			redisFree(a->rc);
+			a->rc = NULL;
+		}
+		return false;
+	}
+	redisSetTimeout(a->rc, tv);
+	return true;
+}
+
+static redisReply *cmd(struct sl_accounts *a, const char *fmt, ...)
+{
+	va_list ap;
+	redisReply *rep;
+
+	if (!redis_ok(a))
+		return NULL;
+	va_start(ap, fmt);
+	rep = redisvCommand(a->rc, fmt, ap);
+	va_end(ap);
+	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+		if (rep)
+			freeReplyObject(rep);
+		else {
+			redisFree(a->rc); /* the connection is unusable after an I/O error */
+			a->rc = NULL;
+		}
+		return NULL;
+	}
+	return rep;
+}
+
+/* The integer of rep (freed here): -1 when there is none (Redis down). */
+static long long reply_int(redisReply *rep)
+{
+	long long v = 0; /* nil: no journal yet */
+
+	if (rep == NULL)
+		return -1;
+	if (rep->type == REDIS_REPLY_INTEGER)
+		v = rep->integer;
+	else if (rep->type == REDIS_REPLY_STRING)
+		v = strtoll(rep->str, NULL, 10);
+	freeReplyObject(rep);
+	return v;
+}
+
+static char *record_of(const struct sl_acc_req *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	char hex[65], *text;
+
+	cJSON_AddNumberToObject(o, "op", r->op);
+	cJSON_AddStringToObject(o, "account", r->account);
+	cJSON_AddStringToObject(o, "id", r->id);
+	/* ns as text: a double would round them */
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)r->now);
+	cJSON_AddStringToObject(o, "now", now);
+	if (r->body)
+		cJSON_AddItemToObject(o, "body", cJSON_Duplicate(r->body, true));
+	if (r->has_gen) {
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", r->gen_sha[i]);
+		cJSON_AddStringToObject(o, "sha256", hex);
+		cJSON_AddStringToObject(o, "key_id", r->gen_id);
+		cJSON_AddStringToObject(o, "prefix", r->gen_prefix);
+	}
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* Append r to the journal if nobody else did since this node last caught
+ * up. False with the answer written: 503 (Redis down), or r->retry set
+ * (the journal moved: the caller rolls back, catches up and runs r again). */
+bool sl_acj_append(struct sl_accounts *a, struct sl_acc_req *r)
+{
+	char *rec;
+	redisReply *rep;
+	long long ver;
+
+	if (a->applied < a->base) {
+		sl_acc_unavailable(r, "the journal was compacted past this node while it was away: "
+		                      "restart it; lookups keep serving from memory");
+		return false;
+	}
+	rec = record_of(r);
+	if (rec == NULL || (rep = cmd(a, "WATCH %s", J_VER)) == NULL) {
+		free(rec);
+		sl_acc_unavailable(r,
+		                   "the account store (Redis) is unreachable: changes are refused, "
+		                   "lookups keep serving from memory");
+		return false;
+	}
+	freeReplyObject(rep);
+	ver = reply_int(cmd(a, "GET %s", J_VER));
+	if (ver < 0)
+		goto down;
+	if (ver != a->applied) {
+		rep = cmd(a, "UNWATCH");
+		if (rep)
+			freeReplyObject(rep);
+		free(rec);
+		r->retry = true;
+		sl_acc_unavailable(r, "the account store kept changing; try again");
+		return false;
+	}
+	rep = cmd(a, "MULTI");
+	if (rep == NULL)
+		goto down;
+	freeReplyObject(rep);
+	rep = cmd(a, "RPUSH %s %s", J_LOG, rec);
+	if (rep == NULL)
+		goto down;
+	freeReplyObject(rep);
+	rep = cmd(a, "INCR %s", J_VER);
+	if (rep == NULL)
+		goto down;
+	freeReplyObject(rep);
+	rep = cmd(a, "EXEC");
+	free(rec);
+	rec = NULL;
+	if (rep == NULL) {
+		sl_acc_unavailable(r, "the account store (Redis) failed the change");
+		return false;
+	}
+	if (rep->type == REDIS_REPLY_NIL) {
+		freeReplyObject(rep);
+		r->retry = true;
+		sl_acc_unavailable(r, "the account store kept changing; try again");
+		return false;
+	}
+	freeReplyObject(rep);
+	a->applied++;
+	return true;
+down:
+	free(rec);
+	sl_acc_unavailable(r,
+	                   "the account store (Redis) is unreachable: changes are refused, lookups "
+	                   "keep serving from memory");
+	return false;
+}
+
+static int unhex(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static void replay(struct sl_accounts *a, const char *text, size_t len)
+{
+	cJSON *o = cJSON_ParseWithLength(text, len);
+	struct sl_acc_req r;
+	const char *sha;
+
+	if (o == NULL)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.replay = true;
+	r.op = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "op"));
+	snprintf(r.account, sizeof(r.account), "%s",
+	         cJSON_GetStringValue(cJSON_GetObjectItem(o, "account")) ?: "");
+	snprintf(r.id, sizeof(r.id), "%s",
+	         cJSON_GetStringValue(cJSON_GetObjectItem(o, "id")) ?: "");
+	r.now = strtoll(cJSON_GetStringValue(cJSON_GetObjectItem(o, "now")) ?: "0", NULL, 10);
+	r.body = cJSON_DetachItemFromObject(o, "body");
+	r.policy = a->policy;
+	sha = cJSON_GetStringValue(cJSON_GetObjectItem(o, "sha256"));
+	if (sha && strlen(sha) == 64) {
+		r.has_gen = true;
+		for (int i = 0; i < 32; i++)
+			r.gen_sha[i] = (uint8_t)(unhex(sha[2 * i]) << 4 | unhex(sha[2 * i + 1]));
+		snprintf(r.gen_id, sizeof(r.gen_id), "%s",
+		         cJSON_GetStringValue(cJSON_GetObjectItem(o, "key_id")) ?: "");
+		snprintf(r.gen_prefix, sizeof(r.gen_prefix), "%s",
+		         cJSON_GetStringValue(cJSON_GetObjectItem(o, "prefix")) ?: "");
+	}
+	cJSON_Delete(o);
+	if (r.op >= SL_ACC_CREATE && r.op <= SL_ACC_KEY_REVOKE)
+		sl_acc_run(a, &r);
+	sl_acc_req_clear(&r);
+}
+
+/* The journal's entries from version ARGV[1] on (1000 at most), with its
+ * base and version, read at one instant: a compaction between a read of
+ * the base and the LRANGE would shift the list under it. {base, ver} only
+ * when there is nothing to read or the node is behind the base. */
+static const char range_lua[] = "local b = tonumber(redis.call('GET', KEYS[2]) or '0') "
+                                "local v = tonumber(redis.call('GET', KEYS[3]) or '0') "
+                                "local from = tonumber(ARGV[1]) "
+                                "local to = math.min(v - 1, from + 999) "
+                                "if from < b or to < from then return {b, v} end "
+                                "return {b, v, redis.call('LRANGE', KEYS[1], from - b, to - b)}";
+
+static void compact(struct sl_accounts *a);
+
+static void log_behind(struct sl_accounts *a)
+{
+	struct timespec ts;
+	int64_t t;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
+	if (a->behind_logged && t - a->behind_logged < 60 * SL_NS_PER_SEC)
+		return;
+	a->behind_logged = t;
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: the journal was compacted past this node (it applied "
+		        "%lld entries, the journal keeps them from %lld on): restart it to load "
+		        "the snapshot; until then it serves what it has and refuses changes\n",
+		        a->applied, a->base);
+}
+
+/* Apply what the journal holds beyond this node's copy (bounded: at most
+ * 1000 entries a pass, the rest on the next), then compact the journal
+ * when it is long and this node is level with it. Redis down: nothing,
+ * the copy keeps serving. Returns the entries applied, or -1 when this
+ * node is behind the journal's base (its entries were compacted away). */
+long long sl_acj_catch_up(struct sl_accounts *a)
+{
+	char from[24];
+	redisReply *rep;
+	long long ver, done = 0;
+
+	snprintf(from, sizeof(from), "%lld", a->applied);
+	rep = cmd(a, "EVAL %s 3 %s %s %s %s", range_lua, J_LOG, J_BASE, J_VER, from);
+	if (rep == NULL)
+		return 0;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+	    rep->element[0]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[1]->type != REDIS_REPLY_INTEGER) {
+		freeReplyObject(rep);
+		return 0;
+	}
+	a->base = rep->element[0]->integer;
+	ver = rep->element[1]->integer;
+	if (a->applied < a->base) {
+		freeReplyObject(rep);
+		log_behind(a);
+		return -1;
+	}
+	if (rep->elements > 2 && rep->element[2]->type == REDIS_REPLY_ARRAY) {
+		redisReply *l = rep->element[2];
+		for (size_t i = 0; i < l->elements; i++) {
+			if (l->element[i]->type == REDIS_REPLY_STRING)
+				replay(a, l->element[i]->str, l->element[i]->len);
+			a->applied++;
+			done++;
+		}
+	}
+	freeReplyObject(rep);
+	if (a->compact_after && a->applied == ver && (uint64_t)(ver - a->base) >= a->compact_after)
+		compact(a);
+	return done;
+}
+
+/* The snapshot: SNAP_MAGIC, the version it holds (u64 little-endian: every
+ * entry below it is in it), an sqlite database of this node's copy. */
+#define SNAP_MAGIC   "SLACCSN1"
+#define SNAP_HDR     16
+#define SNAP_MIN_AGE (60 * SL_NS_PER_SEC) /* an entry is kept at least this long */
+
+/* Whether the entry just below version v was made less than
+ * SNAP_MIN_AGE ago (by its own "now"), or cannot be read. */
+static bool young(struct sl_accounts *a, long long v)
+{
+	redisReply *rep = cmd(a, "LINDEX %s %lld", J_LOG, v - 1 - a->base);
+	struct timespec ts;
+	bool y = true;
+
+	if (rep == NULL)
+		return true;
+	if (rep->type == REDIS_REPLY_STRING) {
+		cJSON *o = cJSON_ParseWithLength(rep->str, rep->len);
+		const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(o, "now"));
+		clock_gettime(CLOCK_REALTIME, &ts);
+		y = t && strtoll(t, NULL, 10) >
+		                 (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec - SNAP_MIN_AGE;
+		cJSON_Delete(o);
+	}
+	freeReplyObject(rep);
+	return y;
+}
+
+/* Write this node's copy as the snapshot and keep only the last tenth of
+ * the journal, and never an entry younger than SNAP_MIN_AGE, in one
+ * transaction that fails if the journal moved (a new entry, another
+ * node's compaction) since this node caught up. A running node is a poll
+ * behind, so it finds its next entry in what is kept unless it could not
+ * reach Redis for SNAP_MIN_AGE (then it says so and must be restarted); a
+ * node that starts loads the snapshot and replays from there. */
+static void compact(struct sl_accounts *a)
+{
+	long long keep = (long long)(a->compact_after / 10), nbase = a->applied - keep;
+	sqlite3_int64 n = 0;
+	unsigned char *db;
+	char *blob;
+	redisReply *rep;
+	bool ok = false;
+
+	if (nbase <= a->base || young(a, nbase))
+		return;
+	db = sqlite3_serialize(a->db, "main", &n, 0);
+	blob = db ? malloc(SNAP_HDR + (size_t)n) : NULL;
+	if (blob == NULL) {
+		sqlite3_free(db);
+		return;
+	}
+	memcpy(blob, SNAP_MAGIC, 8);
+	for (int i = 0; i < 8; i++)
+		blob[8 + i] = (char)((uint64_t)a->applied >> (8 * i));
+	memcpy(blob + SNAP_HDR, db, (size_t)n);
+	sqlite3_free(db);
+	if ((rep = cmd(a, "WATCH %s %s", J_VER, J_BASE)) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if (reply_int(cmd(a, "GET %s", J_VER)) != a->applied ||
+	    reply_int(cmd(a, "GET %s", J_BASE)) != a->base) {
+		if ((rep = cmd(a, "UNWATCH")) != NULL)
+			freeReplyObject(rep);
+		goto out;
+	}
+	if ((rep = cmd(a, "MULTI")) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if ((rep = cmd(a, "SET %s %b", J_SNAP, blob, (size_t)(SNAP_HDR + n))) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if ((rep = cmd(a, "LTRIM %s %lld -1", J_LOG, nbase - a->base)) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	if ((rep = cmd(a, "SET %s %lld", J_BASE, nbase)) == NULL)
+		goto out;
+	freeReplyObject(rep);
+	rep = cmd(a, "EXEC");
+	ok = rep != NULL && rep->type == REDIS_REPLY_ARRAY;
+	if (rep)
+		freeReplyObject(rep);
+	if (ok && a->log)
+		fprintf(a->log,
+		        "sluice: accounts: journal compacted at %lld entries: a snapshot of %lld "
+		        "bytes (%zu accounts, %zu keys), the last %lld entries kept\n",
+		        a->applied, (long long)n, a->idx->naccounts, a->idx->nkeys, keep);
+	if (ok)
+		a->base = nbase;
+out:
+	free(blob);
+	if (!ok && a->rc) {
+		/* a failed step may leave the connection inside MULTI */
+		redisFree(a->rc);
+		a->rc = NULL;
+	}
+}
+
+/* At start: the snapshot, if the journal was ever compacted, into this
+ * node's (empty) copy. 0 with nothing to load; the version it holds;
+ * -1 with err written. */
+static long long load_snapshot(struct sl_accounts *a, const struct sl_policy *p, char *err,
+                               size_t cap)
+{
+	redisReply *rep = cmd(a, "GET %s", J_SNAP);
+	unsigned char *buf;
+	uint64_t ver = 0;
+	struct timespec ts;
+	size_t n;
+
+	if (rep == NULL) {
+		snprintf(err, cap, "accounts.store: redis: cannot read %s from %s:%d", J_SNAP,
+		         a->rhost, a->rport);
+		return -1;
+	}
+	if (rep->type == REDIS_REPLY_NIL) {
+		freeReplyObject(rep);
+		return 0;
+	}
+	if (rep->type != REDIS_REPLY_STRING || rep->len <= SNAP_HDR ||
+	    memcmp(rep->str, SNAP_MAGIC, 8) != 0) {
+		freeReplyObject(rep);
+		snprintf(err, cap,
+		         "accounts.store: redis: %s on %s:%d is not a snapshot of sluice's", J_SNAP,
+		         a->rhost, a->rport);
+		return -1;
+	}
+	for (int i = 0; i < 8; i++)
+		ver |= (uint64_t)(unsigned char)rep->str[8 + i] << (8 * i);
+	n = rep->len - SNAP_HDR;
+	buf = sqlite3_malloc64(n);
+	if (buf == NULL) {
+		freeReplyObject(rep);
+		snprintf(err, cap, "out of memory for the accounts snapshot (%zu bytes)", n);
+		return -1;
+	}
+	memcpy(buf, rep->str + SNAP_HDR, n);
+	freeReplyObject(rep);
+	sl_acx_destroy(a->idx);
+	if (sl_acx_init(a->idx) != 0) {
+		sqlite3_free(buf);
+		snprintf(err, cap, "out of memory");
+		return -1;
+	}
+	if (sqlite3_deserialize(a->db, "main", buf, (sqlite3_int64)n, (sqlite3_int64)n,
+	                        SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+	            SQLITE_OK ||
+	    !sl_acc_exec(a, sl_acc_schema)) {
+		snprintf(err, cap,
+		         "accounts.store: redis: the snapshot in %s is not a database: %s", J_SNAP,
+		         sqlite3_errmsg(a->db));
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (sl_acc_load_all(a, p, (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec,
+	                    "the journal's snapshot", err, cap) != 0)
+		return -1;
+	return (long long)ver;
+}
+
+int sl_acj_open(struct sl_accounts *a, const struct sl_policy *p, char *err, size_t cap)
+{
+	const char *url = p->store.url ? p->store.url : "redis://127.0.0.1:6379";
+	const char *h = strncmp(url, "redis://", 8) == 0 ? url + 8 : url;
+	const char *colon = strrchr(h, ':'), *slash;
+	size_t hl;
+
+	if (strchr(h, '@') != NULL) {
+		snprintf(err, cap,
+		         "accounts.store: redis: a URL with credentials is not supported");
+		return SL_EINVAL;
+	}
+	hl = colon ? (size_t)(colon - h) : strcspn(h, "/");
+	if (hl == 0 || hl >= sizeof(a->rhost)) {
+		snprintf(err, cap, "accounts.store: redis: bad store.url '%s'", url);
+		return SL_EINVAL;
+	}
+	memcpy(a->rhost, h, hl);
+	a->rhost[hl] = '\0';
+	a->rport = colon ? (int)strtol(colon + 1, NULL, 10) : 6379;
+	slash = colon ? strchr(colon, '/') : NULL;
+	(void)slash;
+	if (sqlite3_open_v2(":memory:", &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	            SQLITE_OK ||
+	    !sl_acc_exec(a, sl_acc_schema)) {
+		snprintf(err, cap, "accounts: cannot make the in-memory copy");
+		return SL_ENOMEM;
+	}
+	a->redis = true;
+	sl_policy_ref((struct sl_policy *)p);
+	a->policy = (struct sl_policy *)p;
+	if (!redis_ok(a)) {
+		snprintf(err, cap, "accounts.store: redis: cannot reach %s:%d", a->rhost, a->rport);
+		return SL_EIO;
+	}
+	a->compact_after = p->account_store.compact_after;
+	/* the snapshot, then the journal from it on; a compaction by another
+	 * node in between moves the base past the snapshot: load the new one */
+	for (int tries = 0;; tries++) {
+		long long v = load_snapshot(a, p, err, cap), got;
+		if (v < 0)
+			return SL_EIO;
+		a->applied = v;
+		while ((got = sl_acj_catch_up(a)) > 0)
+			;
+		if (got == 0)
+			break;
+		if (tries == 3) {
+			snprintf(err, cap,
+			         "accounts.store: redis: the journal kept being compacted "
+			         "past its snapshot");
+			return SL_EIO;
+		}
+	}
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: %lld journal entries from %s:%d: %zu accounts, %zu "
+		        "keys\n",
+		        a->applied, a->rhost, a->rport, a->idx->naccounts, a->idx->nkeys);
+	return 0;
+}
