@@ -116,8 +116,10 @@ bool sl_acj_append(struct sl_accounts *a, struct sl_acc_req *r)
 	long long ver;
 
 	if (a->applied < a->base) {
-		sl_acc_unavailable(r, "the journal was compacted past this node while it was away: "
-		                      "restart it; lookups keep serving from memory");
+		/* run() catches up (takes the snapshot) and runs r again */
+		r->retry = true;
+		sl_acc_unavailable(r, "the journal was compacted past this node while it was away "
+		                      "and its snapshot could not be taken: try again");
 		return false;
 	}
 	rec = record_of(r);
@@ -229,29 +231,14 @@ static const char range_lua[] = "local b = tonumber(redis.call('GET', KEYS[2]) o
 
 static void compact(struct sl_accounts *a);
 
-static void log_behind(struct sl_accounts *a)
-{
-	struct timespec ts;
-	int64_t t;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
-	if (a->behind_logged && t - a->behind_logged < 60 * SL_NS_PER_SEC)
-		return;
-	a->behind_logged = t;
-	if (a->log)
-		fprintf(a->log,
-		        "sluice: accounts: the journal was compacted past this node (it applied "
-		        "%lld entries, the journal keeps them from %lld on): restart it to load "
-		        "the snapshot; until then it serves what it has and refuses changes\n",
-		        a->applied, a->base);
-}
+static void resync(struct sl_accounts *a);
 
 /* Apply what the journal holds beyond this node's copy (bounded: at most
  * 1000 entries a pass, the rest on the next), then compact the journal
  * when it is long and this node is level with it. Redis down: nothing,
- * the copy keeps serving. Returns the entries applied, or -1 when this
- * node is behind the journal's base (its entries were compacted away). */
+ * the copy keeps serving. A running node the journal was compacted past
+ * takes the snapshot. Returns the entries applied, or, at start, -1 when
+ * the journal was compacted past the snapshot just loaded. */
 long long sl_acj_catch_up(struct sl_accounts *a)
 {
 	char from[24];
@@ -272,8 +259,10 @@ long long sl_acj_catch_up(struct sl_accounts *a)
 	ver = rep->element[1]->integer;
 	if (a->applied < a->base) {
 		freeReplyObject(rep);
-		log_behind(a);
-		return -1;
+		if (!a->running)
+			return -1; /* at start: the caller loads the snapshot again */
+		resync(a);
+		return 0;
 	}
 	if (rep->elements > 2 && rep->element[2]->type == REDIS_REPLY_ARRAY) {
 		redisReply *l = rep->element[2];
@@ -388,16 +377,39 @@ out:
 	}
 }
 
-/* At start: the snapshot, if the journal was ever compacted, into this
- * node's (empty) copy. 0 with nothing to load; the version it holds;
- * -1 with err written. */
-static long long load_snapshot(struct sl_accounts *a, const struct sl_policy *p, char *err,
+/* The shas, or names, a query yields leave the index. */
+static void unindex(struct sl_accounts *a, const char *sql, int64_t now, bool keys)
+{
+	sqlite3_stmt *st = sl_acc_prep(a, sql);
+
+	if (st && keys)
+		sqlite3_bind_int64(st, 1, now);
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		if (keys && sqlite3_column_bytes(st, 0) == 32)
+			sl_acx_del_key(a->idx, sqlite3_column_blob(st, 0));
+		else if (!keys)
+			sl_acx_del_account(a->idx, (const char *)sqlite3_column_text(st, 0),
+			                   (size_t)sqlite3_column_bytes(st, 0));
+	}
+	sqlite3_finalize(st);
+}
+
+/* The snapshot, if the journal was ever compacted, becomes this node's
+ * copy: at start (an empty copy), or on a running node the journal was
+ * compacted past. Its rows replace the copy's, and the index changes with
+ * no moment in which a key both hold is missing: what only the copy has
+ * (and keys the snapshot holds dead) leaves it, then everything the
+ * snapshot has is put over it. Returns the version the snapshot holds,
+ * 0 with none, -1 with err written (the copy unchanged but for the index's
+ * removals). */
+static long long from_snapshot(struct sl_accounts *a, const struct sl_policy *p, char *err,
                                size_t cap)
 {
 	redisReply *rep = cmd(a, "GET %s", J_SNAP);
 	unsigned char *buf;
 	uint64_t ver = 0;
 	struct timespec ts;
+	int64_t now;
 	size_t n;
 
 	if (rep == NULL) {
@@ -428,26 +440,73 @@ static long long load_snapshot(struct sl_accounts *a, const struct sl_policy *p,
 	}
 	memcpy(buf, rep->str + SNAP_HDR, n);
 	freeReplyObject(rep);
-	sl_acx_destroy(a->idx);
-	if (sl_acx_init(a->idx) != 0) {
+	if (!sl_acc_exec(a, "ATTACH ':memory:' AS snap")) {
 		sqlite3_free(buf);
-		snprintf(err, cap, "out of memory");
-		return -1;
-	}
-	if (sqlite3_deserialize(a->db, "main", buf, (sqlite3_int64)n, (sqlite3_int64)n,
-	                        SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
-	            SQLITE_OK ||
-	    !sl_acc_exec(a, sl_acc_schema)) {
-		snprintf(err, cap,
-		         "accounts.store: redis: the snapshot in %s is not a database: %s", J_SNAP,
+		snprintf(err, cap, "accounts: cannot attach the snapshot: %s",
 		         sqlite3_errmsg(a->db));
 		return -1;
 	}
+	if (sqlite3_deserialize(a->db, "snap", buf, (sqlite3_int64)n, (sqlite3_int64)n,
+	                        SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+	            SQLITE_OK ||
+	    !sl_acc_exec(a, "SELECT count(*) FROM snap.accounts; SELECT count(*) FROM snap.keys")) {
+		snprintf(err, cap,
+		         "accounts.store: redis: the snapshot in %s is not a database: %s", J_SNAP,
+		         sqlite3_errmsg(a->db));
+		sl_acc_exec(a, "DETACH snap");
+		return -1;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
-	if (sl_acc_load_all(a, p, (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec,
-	                    "the journal's snapshot", err, cap) != 0)
+	now = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
+	unindex(a,
+	        "SELECT sha256 FROM main.keys WHERE sha256 NOT IN (SELECT sha256 FROM snap.keys) "
+	        "UNION ALL SELECT sha256 FROM snap.keys WHERE until IS NOT NULL AND until <= ?1",
+	        now, true);
+	unindex(a,
+	        "SELECT name FROM main.accounts WHERE name NOT IN (SELECT name FROM snap.accounts)",
+	        now, false);
+	if (!sl_acc_exec(a, "BEGIN; DELETE FROM main.keys; DELETE FROM main.accounts; "
+	                    "INSERT INTO main.accounts SELECT * FROM snap.accounts; "
+	                    "INSERT INTO main.keys SELECT * FROM snap.keys; COMMIT")) {
+		snprintf(err, cap, "accounts.store: redis: the snapshot in %s does not fit: %s",
+		         J_SNAP, sqlite3_errmsg(a->db));
+		sl_acc_exec(a, "ROLLBACK");
+		sl_acc_exec(a, "DETACH snap");
+		return -1;
+	}
+	sl_acc_exec(a, "DETACH snap");
+	if (sl_acc_load_all(a, p, now, "the journal's snapshot", err, cap) != 0)
 		return -1;
 	return (long long)ver;
+}
+
+/* A running node the journal was compacted past (it could not reach Redis
+ * while others compacted): it takes the snapshot and goes on from there. */
+static void resync(struct sl_accounts *a)
+{
+	char err[256];
+	long long v = from_snapshot(a, a->policy, err, sizeof(err));
+
+	if (v <= 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int64_t t = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
+		/* tried again every poll; said once a minute */
+		if (a->log && (!a->behind_logged || t - a->behind_logged >= 60 * SL_NS_PER_SEC))
+			fprintf(a->log,
+			        "sluice: accounts: the journal was compacted past this node and "
+			        "its snapshot cannot be taken: %s\n",
+			        v < 0 ? err : "there is none");
+		a->behind_logged = t;
+		return;
+	}
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: the journal was compacted past this node (it had "
+		        "applied %lld entries): it took the snapshot of %lld and goes on from "
+		        "there\n",
+		        a->applied, v);
+	a->applied = v;
 }
 
 int sl_acj_open(struct sl_accounts *a, const struct sl_policy *p, char *err, size_t cap)
@@ -489,7 +548,7 @@ int sl_acj_open(struct sl_accounts *a, const struct sl_policy *p, char *err, siz
 	/* the snapshot, then the journal from it on; a compaction by another
 	 * node in between moves the base past the snapshot: load the new one */
 	for (int tries = 0;; tries++) {
-		long long v = load_snapshot(a, p, err, cap), got;
+		long long v = from_snapshot(a, p, err, cap), got;
 		if (v < 0)
 			return SL_EIO;
 		a->applied = v;

@@ -50,6 +50,7 @@ struct sl_accounts {
 /* service.c */
 extern const char sl_acc_schema[]; /* the tables, CREATE ... IF NOT EXISTS */
 bool sl_acc_exec(struct sl_accounts *a, const char *sql);
+sqlite3_stmt *sl_acc_prep(struct sl_accounts *a, const char *sql); /* NULL: logged */
 /* The index from the database (empty index), logging "loaded ... from". */
 int sl_acc_load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t now, const char *from,
                     char *err, size_t cap);

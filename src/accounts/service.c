@@ -134,7 +134,7 @@ const char sl_acc_schema[] =
         "CREATE INDEX IF NOT EXISTS keys_until ON keys(until) WHERE until IS NOT NULL;"
         "CREATE INDEX IF NOT EXISTS keys_expires ON keys(expires) WHERE expires IS NOT NULL;";
 
-static sqlite3_stmt *prep(struct sl_accounts *a, const char *sql)
+sqlite3_stmt *sl_acc_prep(struct sl_accounts *a, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 
@@ -406,8 +406,8 @@ static cJSON *key_json(sqlite3_stmt *st, int64_t now)
 
 static cJSON *keys_of(struct sl_accounts *a, const char *account, int64_t now)
 {
-	sqlite3_stmt *st =
-	        prep(a, "SELECT " KEY_COLS " FROM keys WHERE account = ? ORDER BY created, id");
+	sqlite3_stmt *st = sl_acc_prep(a, "SELECT " KEY_COLS
+	                                  " FROM keys WHERE account = ? ORDER BY created, id");
 	cJSON *arr = cJSON_CreateArray();
 
 	if (st == NULL)
@@ -439,7 +439,7 @@ static cJSON *account_json(sqlite3_stmt *st)
 /* The account row (NULL when absent). */
 static cJSON *load_account(struct sl_accounts *a, const char *name, bool with_keys, int64_t now)
 {
-	sqlite3_stmt *st = prep(a, "SELECT " ACC_COLS " FROM accounts WHERE name = ?");
+	sqlite3_stmt *st = sl_acc_prep(a, "SELECT " ACC_COLS " FROM accounts WHERE name = ?");
 	cJSON *o = NULL;
 
 	if (st == NULL)
@@ -566,7 +566,7 @@ static void op_create(struct sl_accounts *a, struct sl_acc_req *r)
 	}
 	if (!begin_write(a, r))
 		goto out;
-	st = prep(a, "INSERT INTO accounts(" ACC_COLS ") VALUES(?,?,?,?,?,?,?)");
+	st = sl_acc_prep(a, "INSERT INTO accounts(" ACC_COLS ") VALUES(?,?,?,?,?,?,?)");
 	if (st == NULL) {
 		rollback(a);
 		sl_acc_unavailable(r, "the account store cannot prepare the write");
@@ -622,10 +622,11 @@ static void op_get(struct sl_accounts *a, struct sl_acc_req *r)
 
 static void op_list(struct sl_accounts *a, struct sl_acc_req *r)
 {
-	sqlite3_stmt *st = prep(a, r->plan[0] ? "SELECT " ACC_COLS " FROM accounts WHERE name > ? "
-	                                        "AND plan = ? ORDER BY name LIMIT ?"
-	                                      : "SELECT " ACC_COLS " FROM accounts WHERE name > ? "
-	                                        "ORDER BY name LIMIT ?");
+	sqlite3_stmt *st =
+	        sl_acc_prep(a, r->plan[0] ? "SELECT " ACC_COLS " FROM accounts WHERE name > ? "
+	                                    "AND plan = ? ORDER BY name LIMIT ?"
+	                                  : "SELECT " ACC_COLS " FROM accounts WHERE name > ? "
+	                                    "ORDER BY name LIMIT ?");
 	cJSON *o, *arr;
 	unsigned n = 0;
 	char last[SL_LIVE_NAME_MAX + 1] = "";
@@ -718,8 +719,8 @@ static void op_patch(struct sl_accounts *a, struct sl_acc_req *r)
 			answer_error(r, 500, "internal", NULL, "out of memory");
 		goto out;
 	}
-	st = prep(a, "UPDATE accounts SET plan = ?, title = ?, status = ?, overrides = ?, "
-	             "metadata = ? WHERE name = ?");
+	st = sl_acc_prep(a, "UPDATE accounts SET plan = ?, title = ?, status = ?, overrides = ?, "
+	                    "metadata = ? WHERE name = ?");
 	if (st == NULL) {
 		rollback(a);
 		sl_acc_unavailable(r, "the account store cannot prepare the write");
@@ -761,7 +762,7 @@ static void op_delete(struct sl_accounts *a, struct sl_acc_req *r)
 		return;
 	if (!begin_write(a, r))
 		return;
-	st = prep(a, "SELECT sha256 FROM keys WHERE account = ?");
+	st = sl_acc_prep(a, "SELECT sha256 FROM keys WHERE account = ?");
 	if (st == NULL) {
 		rollback(a);
 		return sl_acc_unavailable(r, "the account store cannot be read");
@@ -780,7 +781,7 @@ static void op_delete(struct sl_accounts *a, struct sl_acc_req *r)
 			memcpy(shas[n++], sqlite3_column_blob(st, 0), 32);
 	}
 	sqlite3_finalize(st);
-	st = prep(a, "DELETE FROM accounts WHERE name = ?");
+	st = sl_acc_prep(a, "DELETE FROM accounts WHERE name = ?");
 	rc = st ? (bind_text(st, 1, r->account), sqlite3_step(st)) : SQLITE_ERROR;
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -793,7 +794,7 @@ static void op_delete(struct sl_accounts *a, struct sl_acc_req *r)
 		free(shas);
 		return answer_error(r, 404, "not_found", "account", "no such account");
 	}
-	st = prep(a, "DELETE FROM keys WHERE account = ?");
+	st = sl_acc_prep(a, "DELETE FROM keys WHERE account = ?");
 	rc = st ? (bind_text(st, 1, r->account), sqlite3_step(st)) : SQLITE_ERROR;
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -841,8 +842,9 @@ static int insert_key(struct sl_accounts *a, struct sl_acc_req *r, const char *a
 		snprintf(r->gen_id, sizeof(r->gen_id), "%s", id);
 		snprintf(r->gen_prefix, sizeof(r->gen_prefix), "%s", prefix);
 	}
-	st = prep(a, "INSERT INTO keys(id, sha256, account, prefix, label, created, expires) "
-	             "VALUES(?,?,?,?,?,?,?)");
+	st = sl_acc_prep(a,
+	                 "INSERT INTO keys(id, sha256, account, prefix, label, created, expires) "
+	                 "VALUES(?,?,?,?,?,?,?)");
 	if (st == NULL)
 		return SQLITE_ERROR;
 	bind_text(st, 1, id);
@@ -859,7 +861,7 @@ static int insert_key(struct sl_accounts *a, struct sl_acc_req *r, const char *a
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return rc;
-	st = prep(a, "SELECT " KEY_COLS " FROM keys WHERE id = ?");
+	st = sl_acc_prep(a, "SELECT " KEY_COLS " FROM keys WHERE id = ?");
 	if (st == NULL)
 		return SQLITE_ERROR;
 	bind_text(st, 1, id);
@@ -942,7 +944,7 @@ struct key_row {
 static int load_key(struct sl_accounts *a, const char *id, struct key_row *k, cJSON **json,
                     int64_t now)
 {
-	sqlite3_stmt *st = prep(a, "SELECT " KEY_COLS ", sha256 FROM keys WHERE id = ?");
+	sqlite3_stmt *st = sl_acc_prep(a, "SELECT " KEY_COLS ", sha256 FROM keys WHERE id = ?");
 	int rc = SL_ENOENT;
 
 	if (st == NULL)
@@ -1026,7 +1028,7 @@ static void op_key_rotate(struct sl_accounts *a, struct sl_acc_req *r)
 	                old.expires, &k, sha, id);
 	until = r->now + grace;
 	if (rc == SQLITE_DONE) {
-		st = prep(a, "UPDATE keys SET revoked = 1, until = ? WHERE id = ?");
+		st = sl_acc_prep(a, "UPDATE keys SET revoked = 1, until = ? WHERE id = ?");
 		rc = st ? (sqlite3_bind_int64(st, 1, until), bind_text(st, 2, r->id),
 		           sqlite3_step(st))
 		        : SQLITE_ERROR;
@@ -1066,7 +1068,7 @@ static void op_key_revoke(struct sl_accounts *a, struct sl_acc_req *r)
 		rollback(a);
 		return answer_error(r, 404, "not_found", "id", "no such key");
 	}
-	st = prep(a, "UPDATE keys SET revoked = 1, until = ? WHERE id = ?");
+	st = sl_acc_prep(a, "UPDATE keys SET revoked = 1, until = ? WHERE id = ?");
 	rc = st ? (sqlite3_bind_int64(st, 1, k.until < r->now ? k.until : r->now),
 	           bind_text(st, 2, r->id), sqlite3_step(st))
 	        : SQLITE_ERROR;
@@ -1094,7 +1096,7 @@ int sl_acc_load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	sl_acc_exec(a, "BEGIN");
-	st = prep(a, "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM keys)");
+	st = sl_acc_prep(a, "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM keys)");
 	if (st && sqlite3_step(st) == SQLITE_ROW) {
 		nacc = (size_t)sqlite3_column_int64(st, 0);
 		nkeys = (size_t)sqlite3_column_int64(st, 1);
@@ -1105,7 +1107,7 @@ int sl_acc_load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 		sl_acc_exec(a, "COMMIT");
 		return SL_ENOMEM;
 	}
-	st = prep(a, "SELECT name, plan, status, overrides FROM accounts");
+	st = sl_acc_prep(a, "SELECT name, plan, status, overrides FROM accounts");
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		const char *plan = (const char *)sqlite3_column_text(st, 1);
@@ -1138,8 +1140,9 @@ int sl_acc_load_all(struct sl_accounts *a, const struct sl_policy *p, int64_t no
 	sqlite3_finalize(st);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	st = rc ? NULL
-	        : prep(a, "SELECT sha256, account, expires, until FROM keys WHERE until IS NULL "
-	                  "OR until > ?");
+	        : sl_acc_prep(
+	                  a, "SELECT sha256, account, expires, until FROM keys WHERE until IS NULL "
+	                     "OR until > ?");
 	if (st)
 		sqlite3_bind_int64(st, 1, now);
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -1202,7 +1205,7 @@ static void reload_done(struct sl_acc_req *r)
 
 static void op_reload(struct sl_accounts *a, struct sl_acc_req *r)
 {
-	sqlite3_stmt *st = prep(a, "SELECT plan, count(*) FROM accounts GROUP BY plan");
+	sqlite3_stmt *st = sl_acc_prep(a, "SELECT plan, count(*) FROM accounts GROUP BY plan");
 	char msg[512];
 	size_t used = 0;
 	cJSON *o;
@@ -1222,7 +1225,7 @@ static void op_reload(struct sl_accounts *a, struct sl_acc_req *r)
 		r->out = strdup(msg);
 		return;
 	}
-	st = prep(a, "SELECT " ACC_COLS " FROM accounts WHERE overrides != '{}'");
+	st = sl_acc_prep(a, "SELECT " ACC_COLS " FROM accounts WHERE overrides != '{}'");
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		o = account_json(st);
 		publish(a, r->policy, o);
@@ -1340,9 +1343,10 @@ static void run_once(struct sl_accounts *a, struct sl_acc_req *r)
  * them. */
 static void sweep(struct sl_accounts *a, int64_t now)
 {
-	sqlite3_stmt *st = prep(a, "SELECT sha256 FROM keys WHERE until <= ?1 AND until > ?2 "
-	                           "UNION ALL SELECT sha256 FROM keys WHERE expires <= ?3 AND "
-	                           "expires > ?4");
+	sqlite3_stmt *st =
+	        sl_acc_prep(a, "SELECT sha256 FROM keys WHERE until <= ?1 AND until > ?2 "
+	                       "UNION ALL SELECT sha256 FROM keys WHERE expires <= ?3 AND "
+	                       "expires > ?4");
 
 	if (st == NULL)
 		return;
