@@ -431,8 +431,8 @@ static void usage_done(struct sl_batch *b)
 	if (c->ev.decision.store_error) {
 		/* nothing to show whatever store.on_error says: no numbers */
 		sl_conn_answer_error(c, 503, false);
-	} else if (status == 401) {
-		reject(c);
+	} else if (status == 401 || status == 403) {
+		reject(c); /* an unknown key, a suspended account: as on any path */
 	} else {
 		n = sl_render_usage(&c->ev, body, BODY_MAX);
 		if (n < 0)

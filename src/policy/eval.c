@@ -330,10 +330,19 @@ int sl_eval_peek_begin(struct sl_eval *ev, const struct sl_policy *p, const stru
 		return rc;
 	ev->route = NULL; /* route limits belong to requests on the route */
 	ev->cost = 0;
-	/* As in sl_eval_begin: an unknown key is 401 and sees only the
-	 * before-key limits; a missing key is not an error for a peek. */
-	pending = ev->key_state == SL_KEY_UNKNOWN && p->nkeys > 0 && ev->account_name.len == 0;
-	if (pending) {
+	/* As in sl_eval_begin: an unknown key (the config's or the live
+	 * store's: expired and revoked keys are unknown) is 401 and sees only
+	 * the before-key limits; a caller whose account is suspended is 403
+	 * (an operator's peek by account name still sees it); a missing key is
+	 * not an error for a peek. */
+	pending = false;
+	if (have == SL_PEEK_CALLER && ev->live_found && ev->live.suspended) {
+		pending = true;
+		ev->pending_status = 403;
+		ev->decision.suspended = true;
+	} else if (ev->key_state == SL_KEY_UNKNOWN && (p->nkeys > 0 || p->live != NULL) &&
+	           ev->account_name.len == 0) {
+		pending = true;
 		ev->pending_status = 401;
 		ev->decision.unauthorized_unknown = true;
 	}

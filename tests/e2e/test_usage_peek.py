@@ -505,3 +505,47 @@ def test_peek_whose_client_vanishes_while_redis_is_slow(sluice, redis_servers): 
     r = requests.get(d.url("gateway", "/rate_limit"), headers={"X-Api-Key": "sk_acme_1"},
                      timeout=T)
     assert r.status_code == 200 and by_name(r.json())["hourly"]["remaining"] == 1000
+
+
+LIVE_ONLY = """
+listeners:
+  - {{ name: gateway, listen: "127.0.0.1:{gateway}", mode: proxy, upstream: static }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+plans: {{ pro: {{ title: Pro }} }}
+accounts: {{ store: sqlite }}
+responses:
+  usage_path: /rate_limit
+limits:
+  - {{ name: ip, key: ip, rate: 100000/min }}
+  - {{ name: hourly, key: account, quota: {{ pro: 1000/hour }} }}
+"""
+
+
+def test_usage_path_with_only_live_keys_refuses_unknown_revoked_and_suspended(sluice):
+    """Keys only in the live store (no static key in the config): an unknown
+    or revoked key on the usage path is 401 and a suspended account 403, as
+    on any other path (they used to get 200 and the ip limit's numbers);
+    an operator's peek by account name still answers."""
+    from test_accounts import admin, create, issue
+    d = sluice(LIVE_ONLY)
+    create(d, "acme", plan="pro")
+    k = issue(d, "acme")
+
+    def usage(key):
+        return requests.get(d.url("gateway", "/rate_limit"), headers={"X-Api-Key": key},
+                            timeout=T)
+    r = usage(k["key"])
+    assert r.status_code == 200 and r.json()["account"] == "acme"
+    r = usage("sk_live_nosuchkey")
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    assert admin(d, "PATCH", "/v1/accounts/acme", {"status": "suspended"}).status_code == 200
+    r = usage(k["key"])
+    assert r.status_code == 403 and r.json()["error"] == "account_suspended"
+    assert requests.get(d.url("gateway", "/x"), headers={"X-Api-Key": k["key"]},
+                        timeout=T).status_code == 403
+    assert admin(d, "GET", "/v1/accounts/acme/usage").status_code == 200
+    assert admin(d, "PATCH", "/v1/accounts/acme", {"status": "active"}).status_code == 200
+    assert admin(d, "DELETE", "/v1/keys/%s" % k["id"]).status_code == 204
+    r = usage(k["key"])
+    assert r.status_code == 401
+    assert by_name(peek(d, "acme").json())["hourly"]["remaining"] == 1000
