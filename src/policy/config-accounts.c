@@ -69,6 +69,12 @@ void cfg_accounts(struct cfg *c, const yaml_node_t *n)
 	if (a->store == SL_ACCOUNTS_REDIS && c->p->store.type != SL_STORE_REDIS)
 		cfg_err(c, v[0] ? v[0] : n,
 		        "accounts.store: redis uses the store's Redis: set store.type: redis");
+	else if (a->store == SL_ACCOUNTS_REDIS && c->p->store.cluster)
+		/* the journal's keys are in several slots and its transactions
+		 * span them: refused here rather than failing on every write */
+		cfg_err(c, v[0] ? v[0] : n,
+		        "accounts.store: redis needs a plain Redis, not a cluster (store.cluster: "
+		        "true): the accounts journal's transactions span several keys");
 	if (a->store == SL_ACCOUNTS_SQLITE && !a->path)
 		a->path = cfg_relative(c, n, strdup("accounts.db"));
 	if (!a->key_prefix)

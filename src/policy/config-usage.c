@@ -92,6 +92,8 @@ void cfg_usage(struct cfg *c, const yaml_node_t *n)
 				        s);
 		}
 	}
+	if (v[5] == NULL && c->p->account_store.store == SL_ACCOUNTS_REDIS)
+		u->redis = true; /* with the accounts: any node answers for the fleet (DESIGN 7) */
 	if (u->redis) {
 		/* the store's Redis: its first seed (DESIGN 7) */
 		const char *url = c->p->store.url ? c->p->store.url : "redis://127.0.0.1:6379";

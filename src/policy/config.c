@@ -550,10 +550,10 @@ static void walk(struct cfg *c, yaml_node_t *root)
 		c->p->responses.preset_xratelimit = true;
 	cfg_resolve_templates(c);
 	warn_check_only_concurrency(c);
+	if (v[11])
+		cfg_accounts(c, v[11]); /* before usage: its history follows accounts.store */
 	cfg_usage(c, v[10] && !cfg_is_null(v[10]) ? v[10] : NULL); /* also when absent: path */
 	cfg_warn_plan_maps(c);
-	if (v[11])
-		cfg_accounts(c, v[11]);
 }
 
 static char *read_file(const char *path, size_t *len, struct cfg *c)

@@ -686,3 +686,29 @@ def test_redis_down_writes_503_lookups_keep_serving(two_nodes):
 def test_dead_keys_leave_the_index_redis(two_nodes):
     r, cfg, a, b = two_nodes
     dead_keys_leave_the_index(a)
+
+
+def test_redis_accounts_bring_a_fleet_wide_usage_history(two_nodes):
+    """accounts.store: redis alone (no usage.store) keeps the usage history
+    in the same Redis: either node answers for the decisions of both."""
+    r, cfg, a, b = two_nodes
+    assert "usage" not in cfg
+    create(a, "fleet", plan="pro")
+    k = issue(a, "fleet")
+    assert until(lambda: get(b, k["key"]).status_code == 200, 5.0) is not None  # 1 decision
+    assert [get(a, k["key"]).status_code for _ in range(3)] == [200] * 3
+    assert [get(b, k["key"]).status_code for _ in range(1)] == [200]
+
+    def allowed(d):
+        h = admin(d, "GET", "/v1/accounts/fleet/usage/history?bucket=day").json()
+        return sum(x.get("allowed", 0) for x in h.get("buckets", h.get("series", [])))
+    # a query first flushes its own node's counts (the flusher's period is
+    # 10 s here): a's query writes a's, b's query writes b's and sees both,
+    # and a then sees both too
+    assert allowed(a) == 3
+    assert allowed(b) == 5
+    assert allowed(a) == 5
+    # the two test nodes share a directory, so a shared usage.db would also
+    # show both: the history must be in Redis and nowhere else
+    assert r.client().keys("sluice:usage:*")
+    assert not os.path.exists(os.path.join(a.tmpdir, "usage.db"))

@@ -125,6 +125,42 @@ static void compact_after_is_a_count_for_redis_only(void **state)
 	            0);
 }
 
+static void redis_accounts_refuse_a_cluster_and_bring_the_history(void **state)
+{
+	static const char cluster[] =
+	        "store: { type: redis, url: \"redis://127.0.0.1:7000\", cluster: true }\n"
+	        "accounts: { store: redis }\n";
+	static const char plain[] = "store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n"
+	                            "accounts: { store: redis }\n";
+	static const char keep_sqlite[] =
+	        "store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n"
+	        "accounts: { store: redis }\n"
+	        "usage: { store: sqlite }\n";
+	struct sl_policy *p = NULL;
+	size_t line, col;
+
+	(void)state;
+	assert_int_equal(load_text(cluster, &p), SL_ECONFIG);
+	pos_of(cluster, "redis }", 1, &line, &col);
+	assert_true(find_diag(line, col,
+	                      "accounts.store: redis needs a plain Redis, not a cluster") >= 0);
+	/* the usage history follows the accounts into Redis (DESIGN 7) ... */
+	assert_int_equal(load_text(plain, &p), 0);
+	assert_true(p->usage.redis);
+	assert_string_equal(p->usage.redis_url, "redis://127.0.0.1:6379");
+	sl_policy_unref(p);
+	/* ... unless usage.store says otherwise */
+	assert_int_equal(load_text(keep_sqlite, &p), 0);
+	assert_false(p->usage.redis);
+	sl_policy_unref(p);
+	assert_int_equal(load_text("store: { type: redis, url: \"redis://127.0.0.1:6379\" }\n"
+	                           "accounts: { store: sqlite }\n",
+	                           &p),
+	                 0);
+	assert_false(p->usage.redis);
+	sl_policy_unref(p);
+}
+
 static void sha256_keys_are_digests_not_text(void **state)
 {
 	static const char yaml[] =
@@ -251,6 +287,7 @@ int main(void)
 	        cmocka_unit_test(plans_in_every_map_are_no_warning),
 	        cmocka_unit_test(accounts_section_defaults_and_errors),
 	        cmocka_unit_test(compact_after_is_a_count_for_redis_only),
+	        cmocka_unit_test(redis_accounts_refuse_a_cluster_and_bring_the_history),
 	        cmocka_unit_test(sha256_keys_are_digests_not_text),
 	        cmocka_unit_test(overrides_compile_with_the_limits_parsers),
 	        cmocka_unit_test(override_keeps_the_limits_counter),
