@@ -79,7 +79,7 @@ static void render_decision(struct sl_admin_call *c, const char *lease)
 	if (d->denied >= 0 && (size_t)d->denied < ev->nchecks) {
 		int64_t ra = ev->checks[d->denied].res.retry_after;
 		retry = ceil_div(ra, SL_NS_PER_SEC);
-		if (ra > 0 && retry < 1)
+		if (retry < 1) /* >= 1 on a rejection (DESIGN 4), as Retry-After renders it */
 			retry = 1;
 	}
 	if (d->status != 200)

@@ -159,6 +159,18 @@ def test_decide_plan_given_overrides_lookup(sluice):
     assert limits["hourly"]["limit"] == 100
 
 
+def test_decide_a_cost_no_limit_can_hold_says_retry_after_1_as_its_headers(sluice):
+    """A cost above the quota's whole size is refused whatever the wait
+    (the store says "never": retry_after 0); DESIGN 4: retry_after >= 1 on
+    a rejection, and the rendered Retry-After header already said 1 while
+    the JSON said 0."""
+    d = sluice(CONFIG)
+    j = decide(d, {"account": "tiny", "cost": 50}).json()  # free: 3/hour
+    assert j["allowed"] is False and j["status"] == 429, j
+    assert j["retry_after"] == 1, j
+    assert j["headers"]["Retry-After"] == "1"
+
+
 def test_decide_rejection_renders_429_headers_and_body(sluice):
     d = sluice(CONFIG)
     # tiny is on free: 3/hour. Release each lease so only the quota binds.
