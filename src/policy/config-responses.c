@@ -117,13 +117,20 @@ void cfg_responses(struct cfg *c, const yaml_node_t *n)
 				cfg_err(c, rv[3], "content_type cannot contain a line break");
 		}
 	}
-	if (v[3] && !cfg_is_null(v[3]) &&
-	    cfg_fields(c, v[3], "responses.unauthorized", ukeys, uv) && uv[0])
+	/* unauthorized and suspended: a body template, written as the value
+	 * itself (DESIGN 6: `responses.suspended` is a template) or as
+	 * {body: ...} */
+	if (v[3] && v[3]->type == YAML_SCALAR_NODE && !cfg_is_null(v[3]))
+		r->unauthorized_body = cfg_template(c, v[3], "responses.unauthorized", false);
+	else if (v[3] && !cfg_is_null(v[3]) &&
+	         cfg_fields(c, v[3], "responses.unauthorized", ukeys, uv) && uv[0])
 		r->unauthorized_body = cfg_template(c, uv[0], "unauthorized.body", false);
 	if (v[4] && !cfg_is_null(v[4]))
 		usage_path(c, v[4]);
-	if (v[5] && !cfg_is_null(v[5]) && cfg_fields(c, v[5], "responses.suspended", ukeys, uv) &&
-	    uv[0])
+	if (v[5] && v[5]->type == YAML_SCALAR_NODE && !cfg_is_null(v[5]))
+		r->suspended_body = cfg_template(c, v[5], "responses.suspended", false);
+	else if (v[5] && !cfg_is_null(v[5]) &&
+	         cfg_fields(c, v[5], "responses.suspended", ukeys, uv) && uv[0])
 		r->suspended_body = cfg_template(c, uv[0], "suspended.body", false);
 }
 

@@ -283,6 +283,22 @@ def test_suspended_default_body(sluice):
     assert r.status_code == 403 and r.json() == {"error": "account_suspended"}
 
 
+def test_suspended_body_written_as_the_template_itself(sluice):
+    """DESIGN 6 writes responses.suspended as a template; {body: ...} works
+    too (test_suspend_and_resume). The scalar form used to be refused."""
+    d = sluice(CONFIG.replace("""  suspended:
+    body: '{{"error":"account_suspended","account":"{{account}}"}}'
+""", """  suspended: '{{"error":"suspended","who":"{{account}}"}}'
+  unauthorized: '{{"error":"who_are_you"}}'
+"""))
+    create(d, "s3", status="suspended")
+    k = issue(d, "s3")
+    r = get(d, k["key"])
+    assert r.status_code == 403 and r.json() == {"error": "suspended", "who": "s3"}
+    r = get(d, "sk_test_nosuchkey")
+    assert r.status_code == 401 and r.json() == {"error": "who_are_you"}
+
+
 def test_delete_account(d):
     create(d, "gone")
     k1, k2 = issue(d, "gone"), issue(d, "gone")
