@@ -7,18 +7,9 @@ account's hourly limit, the documented 429 body, the 403 entitlement, the
 unlimited Elite plan, and the auth endpoint limits."""
 import time
 
-import pytest
 import requests
 
 T = 5
-
-
-@pytest.fixture(autouse=True)
-def not_at_the_hour_boundary():
-    """Hourly quotas reset on the hour; keep a test from straddling it."""
-    left = 3600 - time.time() % 3600
-    if left < 20:
-        time.sleep(left + 0.5)
 
 
 def api(s, d, key, path="/v1/images/generate", method="POST"):
