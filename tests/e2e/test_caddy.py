@@ -209,6 +209,7 @@ def get(caddy, path, key="sk_acme", method="GET", headers=None, **kw):
 
 def test_allowed_request_reaches_the_api_with_the_rate_limit_headers(stack):
     caddy, _, api = stack
+    t1 = time.monotonic()
     # A forged value from the client must not survive to the API or back.
     r = get(caddy, "/items?page=2", headers={"X-RateLimit-Remaining": "999999"})
     assert r.status_code == 200, r.text
@@ -227,8 +228,10 @@ def test_allowed_request_reaches_the_api_with_the_rate_limit_headers(stack):
 
     r = get(caddy, "/items")
     assert r.status_code == 200
-    assert r.headers["X-RateLimit-Remaining"] == "98"
-    assert r.json()["headers"]["x-ratelimit-remaining"] == "98"
+    # 100/min gives a unit back every 600 ms: 98 unless that much passed
+    want = "98" if time.monotonic() - t1 < 0.6 else r.headers["X-RateLimit-Remaining"]
+    assert r.headers["X-RateLimit-Remaining"] == want and int(want) >= 98
+    assert r.json()["headers"]["x-ratelimit-remaining"] == want
     assert api.count() == 2
 
 

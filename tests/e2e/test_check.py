@@ -79,13 +79,13 @@ def test_queued_decision_answers_after_the_delay(sluice):
     # while those wait, other requests are answered at once
     t0 = time.monotonic()
     assert check(d, {"X-Original-URI": "/other"}).status_code == 200
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 0.9  # not held: the first queued one waits ~1 s
     for t in threads:
         t.join(T)
     codes = sorted(c for c, _ in results)
     assert codes == [200, 200, 200, 429]  # burst 1 + queue 2, then rejected
     waits = sorted(w for c, w in results if c == 200)
-    assert waits[0] < 0.5 and waits[2] > 1.5  # the queued ones waited ~1 s and ~2 s
+    assert waits[0] < 0.9 and waits[2] > 1.5  # the queued ones waited ~1 s and ~2 s
 
 
 CONCURRENCY = """

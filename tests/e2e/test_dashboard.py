@@ -133,6 +133,7 @@ def test_dashboard_shows_an_account_its_limits_and_history(sluice, browser, tmp_
     daemon = sluice(CONFIG % (TOKEN, db))
     t0 = int(time.time())
     codes = traffic(daemon)
+    t_traffic = time.monotonic()
     # GCRA gives back a unit a second: a slow run admits a few more than 60
     acme_ok, acme_429 = codes["sk_acme"].count(200), codes["sk_acme"].count(429)
     assert acme_ok >= 60 and acme_429 >= 1 and acme_ok + acme_429 == 70
@@ -164,7 +165,8 @@ def test_dashboard_shows_an_account_its_limits_and_history(sluice, browser, tmp_
     limits = {e.get_attribute("data-limit"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "#limits .limit")}
     assert set(limits) == {"per-minute", "daily"}
     left = re.search(r"(\d+) of 60 left per minute", limits["per-minute"])
-    assert left and int(left.group(1)) <= 10, limits  # spent, regaining 1/s
+    # spent, and regaining 1/s since the traffic (a slow browser start shows more)
+    assert left and int(left.group(1)) <= 2 + time.monotonic() - t_traffic, limits
     assert "of 5000 left" in limits["daily"], limits
 
     # the chart has bars with height, and the live minute holds our traffic
