@@ -598,60 +598,124 @@ out:
 	free(metatext);
 }
 
+/* A config (YAML) account as the API shows an account: its plan, active,
+ * nothing to override, one entry per key (the config keeps only their
+ * digests: no id or prefix), and "static": true. */
+static cJSON *static_json(const struct sl_policy *p, size_t ai)
+{
+	const struct sl_account *acc = &p->accounts[ai];
+	cJSON *o = cJSON_CreateObject(), *keys;
+
+	cJSON_AddStringToObject(o, "account", acc->name);
+	if (acc->plan < p->nplans)
+		cJSON_AddStringToObject(o, "plan", p->plans[acc->plan].name);
+	else
+		cJSON_AddNullToObject(o, "plan");
+	cJSON_AddStringToObject(o, "title", "");
+	cJSON_AddStringToObject(o, "status", "active");
+	cJSON_AddItemToObject(o, "overrides", cJSON_CreateObject());
+	cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
+	keys = cJSON_AddArrayToObject(o, "keys");
+	for (size_t i = 0; i < p->nkeys; i++) {
+		if (p->keys[i].account != ai)
+			continue;
+		cJSON *k = cJSON_CreateObject();
+		cJSON_AddNullToObject(k, "id");
+		cJSON_AddStringToObject(k, "account", acc->name);
+		cJSON_AddNullToObject(k, "prefix");
+		cJSON_AddStringToObject(k, "label", "config");
+		cJSON_AddNullToObject(k, "created");
+		cJSON_AddNullToObject(k, "expires");
+		cJSON_AddBoolToObject(k, "revoked", false);
+		cJSON_AddBoolToObject(k, "static", true);
+		cJSON_AddItemToArray(keys, k);
+	}
+	cJSON_AddNullToObject(o, "created");
+	cJSON_AddBoolToObject(o, "static", true);
+	return o;
+}
+
 static void op_get(struct sl_accounts *a, struct sl_acc_req *r)
 {
 	cJSON *o = load_account(a, r->account, true, r->now);
-	int pi;
 
 	if (o != NULL)
 		return answer_json(r, 200, o);
-	if (sl_policy_static_account(r->policy, r->account, strlen(r->account))) {
-		/* a config account: what the config says about it */
-		o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "account", r->account);
-		for (size_t i = 0; i < r->policy->naccounts; i++)
-			if (!strcmp(r->policy->accounts[i].name, r->account) &&
-			    (pi = (int)r->policy->accounts[i].plan) < (int)r->policy->nplans)
-				cJSON_AddStringToObject(o, "plan", r->policy->plans[pi].name);
-		cJSON_AddStringToObject(o, "status", "active");
-		cJSON_AddBoolToObject(o, "static", true);
-		return answer_json(r, 200, o);
-	}
+	for (size_t i = 0; i < r->policy->naccounts; i++)
+		if (!strcmp(r->policy->accounts[i].name, r->account))
+			return answer_json(r, 200, static_json(r->policy, i));
 	answer_error(r, 404, "not_found", "account", "no such account");
 }
 
+static const struct sl_policy *sort_policy; /* for by_static_name (this thread only) */
+
+static int by_static_name(const void *x, const void *y)
+{
+	return strcmp(sort_policy->accounts[*(const size_t *)x].name,
+	              sort_policy->accounts[*(const size_t *)y].name);
+}
+
+/* A page of accounts by name: the stored ones and the config's (which the
+ * store cannot hold: a create of such a name is refused), merged. */
 static void op_list(struct sl_accounts *a, struct sl_acc_req *r)
 {
+	const struct sl_policy *p = r->policy;
 	sqlite3_stmt *st =
 	        sl_acc_prep(a, r->plan[0] ? "SELECT " ACC_COLS " FROM accounts WHERE name > ? "
 	                                    "AND plan = ? ORDER BY name LIMIT ?"
 	                                  : "SELECT " ACC_COLS " FROM accounts WHERE name > ? "
 	                                    "ORDER BY name LIMIT ?");
+	size_t *sv = p->naccounts ? malloc(p->naccounts * sizeof(*sv)) : NULL;
+	size_t ns = 0, si = 0;
 	cJSON *o, *arr;
 	unsigned n = 0;
 	char last[SL_LIVE_NAME_MAX + 1] = "";
-	bool more = false;
+	bool more = false, row;
 
-	if (st == NULL)
+	if (st == NULL || (p->naccounts && sv == NULL)) {
+		sqlite3_finalize(st);
+		free(sv);
 		return sl_acc_unavailable(r, "the account store cannot be read");
+	}
+	for (size_t i = 0; i < p->naccounts; i++) {
+		const struct sl_account *acc = &p->accounts[i];
+		if (strcmp(acc->name, r->after) > 0 &&
+		    (!r->plan[0] ||
+		     (acc->plan < p->nplans && !strcmp(p->plans[acc->plan].name, r->plan))))
+			sv[ns++] = i;
+	}
+	sort_policy = p;
+	if (ns > 1)
+		qsort(sv, ns, sizeof(*sv), by_static_name);
 	bind_text(st, 1, r->after);
 	if (r->plan[0])
 		bind_text(st, 2, r->plan);
 	sqlite3_bind_int(st, r->plan[0] ? 3 : 2, (int)r->limit + 1);
 	o = cJSON_CreateObject();
 	arr = cJSON_AddArrayToObject(o, "accounts");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	row = sqlite3_step(st) == SQLITE_ROW;
+	while (row || si < ns) {
 		if (n == r->limit) {
 			more = true;
 			break;
 		}
-		cJSON *acc = account_json(st);
-		snprintf(last, sizeof(last), "%s", (const char *)sqlite3_column_text(st, 0));
-		cJSON_AddItemToObject(acc, "keys", keys_of(a, last, r->now));
+		cJSON *acc;
+		if (si < ns && (!row || strcmp(p->accounts[sv[si]].name,
+		                               (const char *)sqlite3_column_text(st, 0)) < 0)) {
+			acc = static_json(p, sv[si]);
+			snprintf(last, sizeof(last), "%s", p->accounts[sv[si++]].name);
+		} else {
+			acc = account_json(st);
+			snprintf(last, sizeof(last), "%s",
+			         (const char *)sqlite3_column_text(st, 0));
+			cJSON_AddItemToObject(acc, "keys", keys_of(a, last, r->now));
+			row = sqlite3_step(st) == SQLITE_ROW;
+		}
 		cJSON_AddItemToArray(arr, acc);
 		n++;
 	}
 	sqlite3_finalize(st);
+	free(sv);
 	if (more)
 		cJSON_AddStringToObject(o, "next", last);
 	else

@@ -325,7 +325,15 @@ def test_static_accounts_refuse_changes(d):
         assert r.status_code == 409, (method, path, r.text)
         assert r.json()["error"] == "static_account"
     r = admin(d, "GET", "/v1/accounts/staticco")
-    assert r.status_code == 200 and r.json()["static"] is True and r.json()["plan"] == "basic"
+    assert r.status_code == 200
+    j = r.json()
+    # every field an account has (DESIGN 6), its two config keys without id
+    # or prefix (the config keeps only their digests)
+    assert j["static"] is True and j["plan"] == "basic" and j["status"] == "active"
+    assert set(j) >= {"account", "plan", "title", "status", "overrides", "metadata", "keys",
+                      "created"}
+    assert j["overrides"] == {} and j["metadata"] == {} and j["created"] is None
+    assert len(j["keys"]) == 2 and all(k["static"] and k["id"] is None for k in j["keys"])
 
 
 def test_sha256_keys_in_yaml(sluice):
@@ -422,7 +430,15 @@ def test_list_pages_with_a_cursor(d):
         if page["next"] is None:
             break
         after = page["next"]
-    assert seen == ["page%d" % i for i in range(5)]
+    # the config's account is merged in, in name order (DESIGN 6)
+    assert seen == ["page%d" % i for i in range(5)] + ["staticco"]
+    r = admin(d, "GET", "/v1/accounts?plan=basic")
+    assert [x["account"] for x in r.json()["accounts"]] == ["page0", "page2", "page4",
+                                                            "staticco"]
+    assert [x["account"] for x in admin(d, "GET", "/v1/accounts?plan=pro").json()["accounts"]] \
+        == ["page1", "page3"]
+    r = admin(d, "GET", "/v1/accounts?after=page4&limit=1").json()
+    assert [x["account"] for x in r["accounts"]] == ["staticco"] and r["next"] is None
     pro = admin(d, "GET", "/v1/accounts?plan=pro").json()
     assert [a["account"] for a in pro["accounts"]] == ["page1", "page3"]
     # a cursor with an escaped character, as clients send it
@@ -430,9 +446,10 @@ def test_list_pages_with_a_cursor(d):
     r = admin(d, "GET", "/v1/accounts?limit=1&after=page4")
     assert [a["account"] for a in r.json()["accounts"]] == ["page@x"]
     r = admin(d, "GET", "/v1/accounts?after=page%40x")
-    assert r.json() == {"accounts": [], "next": None}
+    assert [a["account"] for a in r.json()["accounts"]] == ["staticco"]
+    assert r.json()["next"] is None
     r = admin(d, "GET", "/v1/accounts?after=page%404")
-    assert [a["account"] for a in r.json()["accounts"]] == ["page@x"]
+    assert [a["account"] for a in r.json()["accounts"]] == ["page@x", "staticco"]
 
 
 def test_key_expiry(d):
@@ -511,7 +528,9 @@ def test_kill9_keeps_every_acknowledged_write(sluice):
     d2 = sluice(CONFIG, ports=d.ports)
     for i, key in enumerate(keys):
         assert get(d2, key).status_code == 200, i
-    assert len(admin(d2, "GET", "/v1/accounts?limit=1000").json()["accounts"]) == 20
+    stored = [x for x in admin(d2, "GET", "/v1/accounts?limit=1000").json()["accounts"]
+              if not x.get("static")]
+    assert len(stored) == 20
 
 
 def test_unwritable_store_answers_503_and_lookups_keep_serving(d):
