@@ -244,6 +244,27 @@ static void eval_reset(struct sl_eval *ev, const struct sl_policy *p, int64_t no
 	ev->unreleased = false;
 }
 
+/* A caller whose account is suspended (403; when `suspended` counts: an
+ * operator's peek by account name still sees it), or who presented a key
+ * neither the config nor the live store knows (401; expired and revoked
+ * keys are unknown): it gets only its before-key limits, counted (a denial
+ * among them answers first), the others untouched. */
+static bool refused_caller(struct sl_eval *ev, const struct sl_policy *p, bool suspended)
+{
+	if (suspended && ev->live_found && ev->live.suspended) {
+		ev->pending_status = 403;
+		ev->decision.suspended = true;
+		return true;
+	}
+	if (ev->key_state == SL_KEY_UNKNOWN && (p->nkeys > 0 || p->live != NULL) &&
+	    ev->account_name.len == 0) {
+		ev->pending_status = 401;
+		ev->decision.unauthorized_unknown = true;
+		return true;
+	}
+	return false;
+}
+
 int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl_request *raw,
                   int64_t now)
 {
@@ -268,14 +289,7 @@ int sl_eval_begin(struct sl_eval *ev, const struct sl_policy *p, const struct sl
 	 * dodge every per-key limit). A missing key is 401 when required and
 	 * some limit needs it. Either way the before-key limits still apply
 	 * and a denial among them answers first. */
-	if (ev->live_found && ev->live.suspended) {
-		/* a suspended account: 403, its limits untouched, the
-		 * before-key ones still counted (and a denial there first) */
-		pending = true;
-		ev->pending_status = 403;
-		ev->decision.suspended = true;
-	} else if (ev->key_state == SL_KEY_UNKNOWN && (p->nkeys > 0 || p->live != NULL) &&
-	           ev->account_name.len == 0) {
+	if (refused_caller(ev, p, true)) {
 		pending = true;
 	} else if (p->identify.key_required && ev->account_name.len == 0) {
 		FOR_EACH_LIMIT(ev, p, l, {
@@ -335,17 +349,7 @@ int sl_eval_peek_begin(struct sl_eval *ev, const struct sl_policy *p, const stru
 	 * the before-key limits; a caller whose account is suspended is 403
 	 * (an operator's peek by account name still sees it); a missing key is
 	 * not an error for a peek. */
-	pending = false;
-	if (have == SL_PEEK_CALLER && ev->live_found && ev->live.suspended) {
-		pending = true;
-		ev->pending_status = 403;
-		ev->decision.suspended = true;
-	} else if (ev->key_state == SL_KEY_UNKNOWN && (p->nkeys > 0 || p->live != NULL) &&
-	           ev->account_name.len == 0) {
-		pending = true;
-		ev->pending_status = 401;
-		ev->decision.unauthorized_unknown = true;
-	}
+	pending = refused_caller(ev, p, have == SL_PEEK_CALLER);
 	for (size_t i = 0; i < p->nlimits; i++) {
 		const struct sl_limit *l = &p->limits[i];
 
