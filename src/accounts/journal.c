@@ -65,6 +65,27 @@ static redisReply *cmd(struct sl_accounts *a, const char *fmt, ...)
 	return rep;
 }
 
+/* A command whose reply only says it worked (+OK, QUEUED). */
+static bool ok_cmd(struct sl_accounts *a, const char *fmt, ...)
+{
+	va_list ap;
+	redisReply *rep;
+
+	if (!redis_ok(a))
+		return false;
+	va_start(ap, fmt);
+	rep = redisvCommand(a->rc, fmt, ap);
+	va_end(ap);
+	if (rep == NULL) {
+		redisFree(a->rc);
+		a->rc = NULL;
+		return false;
+	}
+	bool good = rep->type != REDIS_REPLY_ERROR;
+	freeReplyObject(rep);
+	return good;
+}
+
 /* The integer of rep (freed here): -1 when there is none (Redis down). */
 static long long reply_int(redisReply *rep)
 {
@@ -229,8 +250,23 @@ static const char range_lua[] = "local b = tonumber(redis.call('GET', KEYS[2]) o
                                 "if from < b or to < from then return {b, v} end "
                                 "return {b, v, redis.call('LRANGE', KEYS[1], from - b, to - b)}";
 
-static void compact(struct sl_accounts *a);
+/* Whether a line about the journal being out of step may be said now (at
+ * most once a minute: the condition is looked at every poll). */
+static bool minutely(struct sl_accounts *a)
+{
+	struct timespec ts;
+	int64_t t;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
+	if (a->behind_logged && t - a->behind_logged < 60 * SL_NS_PER_SEC)
+		return false;
+	a->behind_logged = t;
+	return true;
+}
+
+static void compact(struct sl_accounts *a);
+static void reseed(struct sl_accounts *a);
 static void resync(struct sl_accounts *a);
 
 /* Apply what the journal holds beyond this node's copy (bounded: at most
@@ -276,6 +312,16 @@ long long sl_acj_catch_up(struct sl_accounts *a)
 	freeReplyObject(rep);
 	if (a->compact_after && a->applied == ver && (uint64_t)(ver - a->base) >= a->compact_after)
 		compact(a);
+	else if (ver == 0 && a->base == 0 && a->applied > 0 && a->running)
+		reseed(a);
+	else if (ver < a->applied && a->base > 0 && a->running)
+		resync(a); /* it lost entries this node has: the journal's state wins */
+	else if (ver < a->applied && a->running && a->log && minutely(a))
+		fprintf(a->log,
+		        "sluice: accounts: the journal in Redis holds %lld entries, fewer than "
+		        "this node applied (%lld), and no snapshot: changes here are refused "
+		        "until this node is restarted\n",
+		        ver, a->applied);
 	return done;
 }
 
@@ -314,67 +360,107 @@ static bool young(struct sl_accounts *a, long long v)
  * behind, so it finds its next entry in what is kept unless it could not
  * reach Redis for SNAP_MIN_AGE (then it says so and must be restarted); a
  * node that starts loads the snapshot and replays from there. */
-static void compact(struct sl_accounts *a)
+/* This node's copy as the snapshot's bytes: SNAP_MAGIC, the version it
+ * holds (a->applied), the database. NULL when out of memory. */
+static char *snapshot_blob(struct sl_accounts *a, size_t *len)
 {
-	long long keep = (long long)(a->compact_after / 10), nbase = a->applied - keep;
 	sqlite3_int64 n = 0;
-	unsigned char *db;
-	char *blob;
-	redisReply *rep;
-	bool ok = false;
+	unsigned char *db = sqlite3_serialize(a->db, "main", &n, 0);
+	char *blob = db ? malloc(SNAP_HDR + (size_t)n) : NULL;
 
-	if (nbase <= a->base || young(a, nbase))
-		return;
-	db = sqlite3_serialize(a->db, "main", &n, 0);
-	blob = db ? malloc(SNAP_HDR + (size_t)n) : NULL;
-	if (blob == NULL) {
-		sqlite3_free(db);
-		return;
+	if (blob != NULL) {
+		memcpy(blob, SNAP_MAGIC, 8);
+		for (int i = 0; i < 8; i++)
+			blob[8 + i] = (char)((uint64_t)a->applied >> (8 * i));
+		memcpy(blob + SNAP_HDR, db, (size_t)n);
+		*len = SNAP_HDR + (size_t)n;
 	}
-	memcpy(blob, SNAP_MAGIC, 8);
-	for (int i = 0; i < 8; i++)
-		blob[8 + i] = (char)((uint64_t)a->applied >> (8 * i));
-	memcpy(blob + SNAP_HDR, db, (size_t)n);
 	sqlite3_free(db);
-	if ((rep = cmd(a, "WATCH %s %s", J_VER, J_BASE)) == NULL)
-		goto out;
-	freeReplyObject(rep);
-	if (reply_int(cmd(a, "GET %s", J_VER)) != a->applied ||
-	    reply_int(cmd(a, "GET %s", J_BASE)) != a->base) {
-		if ((rep = cmd(a, "UNWATCH")) != NULL)
-			freeReplyObject(rep);
-		goto out;
-	}
-	if ((rep = cmd(a, "MULTI")) == NULL)
-		goto out;
-	freeReplyObject(rep);
-	if ((rep = cmd(a, "SET %s %b", J_SNAP, blob, (size_t)(SNAP_HDR + n))) == NULL)
-		goto out;
-	freeReplyObject(rep);
-	if ((rep = cmd(a, "LTRIM %s %lld -1", J_LOG, nbase - a->base)) == NULL)
-		goto out;
-	freeReplyObject(rep);
-	if ((rep = cmd(a, "SET %s %lld", J_BASE, nbase)) == NULL)
-		goto out;
-	freeReplyObject(rep);
-	rep = cmd(a, "EXEC");
-	ok = rep != NULL && rep->type == REDIS_REPLY_ARRAY;
+	return blob;
+}
+
+/* EXEC of a transaction: whether it ran (nil: a watched key moved). A
+ * failure on the way may leave the connection inside MULTI: it is closed. */
+static bool exec_ok(struct sl_accounts *a, bool queued)
+{
+	redisReply *rep = queued ? cmd(a, "EXEC") : NULL;
+	bool ran = rep != NULL && rep->type == REDIS_REPLY_ARRAY;
+
 	if (rep)
 		freeReplyObject(rep);
-	if (ok && a->log)
-		fprintf(a->log,
-		        "sluice: accounts: journal compacted at %lld entries: a snapshot of %lld "
-		        "bytes (%zu accounts, %zu keys), the last %lld entries kept\n",
-		        a->applied, (long long)n, a->idx->naccounts, a->idx->nkeys, keep);
-	if (ok)
-		a->base = nbase;
-out:
-	free(blob);
-	if (!ok && a->rc) {
-		/* a failed step may leave the connection inside MULTI */
+	if (!queued && a->rc) {
 		redisFree(a->rc);
 		a->rc = NULL;
 	}
+	return ran;
+}
+
+static void compact(struct sl_accounts *a)
+{
+	long long keep = (long long)(a->compact_after / 10), nbase = a->applied - keep;
+	size_t len = 0;
+	char *blob;
+	bool queued;
+
+	if (nbase <= a->base || young(a, nbase) || (blob = snapshot_blob(a, &len)) == NULL)
+		return;
+	if (!ok_cmd(a, "WATCH %s %s", J_VER, J_BASE)) {
+		free(blob);
+		return;
+	}
+	if (reply_int(cmd(a, "GET %s", J_VER)) != a->applied ||
+	    reply_int(cmd(a, "GET %s", J_BASE)) != a->base) {
+		ok_cmd(a, "UNWATCH");
+		free(blob);
+		return;
+	}
+	queued = ok_cmd(a, "MULTI") && ok_cmd(a, "SET %s %b", J_SNAP, blob, len) &&
+	         ok_cmd(a, "LTRIM %s %lld -1", J_LOG, nbase - a->base) &&
+	         ok_cmd(a, "SET %s %lld", J_BASE, nbase);
+	free(blob);
+	if (!exec_ok(a, queued))
+		return;
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: journal compacted at %lld entries: a snapshot of %zu "
+		        "bytes (%zu accounts, %zu keys), the last %lld entries kept\n",
+		        a->applied, len, a->idx->naccounts, a->idx->nkeys, keep);
+	a->base = nbase;
+}
+
+/* Redis holds no journal at all (no version, base, snapshot or list) while
+ * this node applied some: Redis lost it (restarted empty, flushed). The
+ * node's copy is then the best there is: it becomes the snapshot at the
+ * version the node had, in a transaction that fails if anything of the
+ * journal appeared meanwhile (another node won: this one takes its
+ * snapshot on its next look, or goes on from it if they were level).
+ * Changes made after this node's last look are lost, as they were. */
+static void reseed(struct sl_accounts *a)
+{
+	size_t len = 0;
+	char *blob;
+	bool queued;
+
+	if (!ok_cmd(a, "WATCH %s %s %s %s", J_VER, J_BASE, J_SNAP, J_LOG))
+		return;
+	if (reply_int(cmd(a, "EXISTS %s %s %s %s", J_VER, J_BASE, J_SNAP, J_LOG)) != 0 ||
+	    (blob = snapshot_blob(a, &len)) == NULL) {
+		ok_cmd(a, "UNWATCH");
+		return;
+	}
+	queued = ok_cmd(a, "MULTI") && ok_cmd(a, "SET %s %b", J_SNAP, blob, len) &&
+	         ok_cmd(a, "SET %s %lld", J_BASE, a->applied) &&
+	         ok_cmd(a, "SET %s %lld", J_VER, a->applied);
+	free(blob);
+	if (!exec_ok(a, queued))
+		return;
+	a->base = a->applied;
+	if (a->log)
+		fprintf(a->log,
+		        "sluice: accounts: the journal was gone from Redis (it lost its data): "
+		        "this node's copy (%zu accounts, %zu keys, %lld entries) is its snapshot "
+		        "now\n",
+		        a->idx->naccounts, a->idx->nkeys, a->applied);
 }
 
 /* The shas, or names, a query yields leave the index. */
@@ -480,31 +566,30 @@ static long long from_snapshot(struct sl_accounts *a, const struct sl_policy *p,
 	return (long long)ver;
 }
 
-/* A running node the journal was compacted past (it could not reach Redis
- * while others compacted): it takes the snapshot and goes on from there. */
+/* A running node whose place the journal no longer holds: compacted past
+ * it (it could not reach Redis while others compacted), or behind it (Redis
+ * lost entries this node had, and another node's copy was made the
+ * snapshot): it takes the snapshot and goes on from there. */
 static void resync(struct sl_accounts *a)
 {
 	char err[256];
 	long long v = from_snapshot(a, a->policy, err, sizeof(err));
 
 	if (v <= 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		int64_t t = (int64_t)ts.tv_sec * SL_NS_PER_SEC + ts.tv_nsec;
 		/* tried again every poll; said once a minute */
-		if (a->log && (!a->behind_logged || t - a->behind_logged >= 60 * SL_NS_PER_SEC))
+		if (a->log && minutely(a))
 			fprintf(a->log,
-			        "sluice: accounts: the journal was compacted past this node and "
-			        "its snapshot cannot be taken: %s\n",
+			        "sluice: accounts: the journal no longer holds this node's place "
+			        "(compacted past it, or lost) and its snapshot cannot be taken: "
+			        "%s\n",
 			        v < 0 ? err : "there is none");
-		a->behind_logged = t;
 		return;
 	}
 	if (a->log)
 		fprintf(a->log,
-		        "sluice: accounts: the journal was compacted past this node (it had "
-		        "applied %lld entries): it took the snapshot of %lld and goes on from "
-		        "there\n",
+		        "sluice: accounts: the journal no longer holds this node's place (it had "
+		        "applied %lld entries: compacted past them, or lost): it took the "
+		        "snapshot of %lld and goes on from there\n",
 		        a->applied, v);
 	a->applied = v;
 }

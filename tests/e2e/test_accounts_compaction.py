@@ -169,3 +169,65 @@ def test_compaction_off_keeps_the_whole_journal(sluice, redis_servers):
     age(rc)
     time.sleep(0.4)
     assert rc.llen(LOG) == 12 and base(rc) == 0 and not rc.exists(SNAP)
+
+
+def test_a_redis_that_lost_the_journal_gets_it_back_from_the_nodes(sluice, redis_servers):
+    """Redis restarted empty (no persistence): the journal is gone, but the
+    nodes' copies are not. The first node to notice makes its copy the
+    snapshot; the other, level with it, goes on; changes work again on
+    both; a node started afterwards loads every account; and a node that
+    had more than the one that won takes the journal's state."""
+    r = redis_servers()
+    cfg = CONFIG % r.port
+    a, b = sluice(cfg), sluice(cfg)
+    keys = {}
+    for i in range(5):
+        create(a, "kept%d" % i)
+        keys[i] = issue(a, "kept%d" % i)["key"]
+    assert until(lambda: get(b, keys[4]).status_code == 200, 1.0) is not None
+    r.kill()
+    r.start()  # empty: --save '' and no AOF
+    rc = r.client()
+    assert until(lambda: rc.exists(SNAP) == 1, 3.0) is not None, a.log() + b.log()
+    assert "journal was gone from Redis" in a.log() + b.log()
+    assert int(rc.get(VER)) == 10 and base(rc) == 10
+    # changes are taken again, on either node, and reach the other
+    create(b, "after")
+    k_after = issue(b, "after")["key"]
+    assert until(lambda: get(a, k_after).status_code == 200, 2.0) is not None
+    for d in (a, b):
+        assert all(get(d, k).status_code == 200 for k in keys.values())
+    # a node started now has every account from the restored journal
+    c = sluice(cfg)
+    assert all(get(c, k).status_code == 200 for k in list(keys.values()) + [k_after])
+    assert admin(c, "GET", "/v1/accounts/kept3").status_code == 200
+
+
+def test_after_a_lost_journal_a_node_with_more_takes_the_restored_one(sluice, redis_servers):
+    r = redis_servers()
+    rc = r.client()
+    cfg = CONFIG % r.port
+    a, b = sluice(cfg), sluice(cfg)
+    create(a, "both")
+    k_both = issue(a, "both")["key"]
+    assert until(lambda: get(b, k_both).status_code == 200, 1.0) is not None
+    b.signal(signal.SIGSTOP)
+    try:
+        create(a, "only_a")  # a is one entry ahead of b
+        a.signal(signal.SIGSTOP)
+        try:
+            rc.flushall()  # Redis loses everything
+            b.signal(signal.SIGCONT)
+            assert until(lambda: rc.exists(SNAP) == 1, 3.0) is not None, b.log()
+            assert int(rc.get(VER)) == 2  # b's copy won: "only_a" is not in it
+        finally:
+            a.signal(signal.SIGCONT)
+    finally:
+        b.signal(signal.SIGCONT)
+    # a had more than the journal now holds: it takes the journal's state,
+    # so every node answers alike (what Redis lost is lost)
+    assert until(lambda: "it took the snapshot" in a.log(), 3.0) is not None, a.log()
+    assert admin(a, "GET", "/v1/accounts/only_a").status_code == 404
+    assert get(a, k_both).status_code == 200
+    assert admin(a, "POST", "/v1/accounts", {"account": "again", "plan": "basic"}).status_code == 201
+    assert until(lambda: admin(b, "GET", "/v1/accounts/again").status_code == 200, 2.0)
