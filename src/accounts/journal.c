@@ -43,16 +43,15 @@ static bool redis_ok(struct sl_accounts *a)
 	return true;
 }
 
-static redisReply *cmd(struct sl_accounts *a, const char *fmt, ...)
+/* The reply, or NULL for an error reply or when Redis is unreachable (the
+ * connection is dropped after an I/O error, and made again next time). */
+static redisReply *vcmd(struct sl_accounts *a, const char *fmt, va_list ap)
 {
-	va_list ap;
 	redisReply *rep;
 
 	if (!redis_ok(a))
 		return NULL;
-	va_start(ap, fmt);
 	rep = redisvCommand(a->rc, fmt, ap);
-	va_end(ap);
 	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
 		if (rep)
 			freeReplyObject(rep);
@@ -65,25 +64,29 @@ static redisReply *cmd(struct sl_accounts *a, const char *fmt, ...)
 	return rep;
 }
 
+static redisReply *cmd(struct sl_accounts *a, const char *fmt, ...)
+{
+	va_list ap;
+	redisReply *rep;
+
+	va_start(ap, fmt);
+	rep = vcmd(a, fmt, ap);
+	va_end(ap);
+	return rep;
+}
+
 /* A command whose reply only says it worked (+OK, QUEUED). */
 static bool ok_cmd(struct sl_accounts *a, const char *fmt, ...)
 {
 	va_list ap;
 	redisReply *rep;
 
-	if (!redis_ok(a))
-		return false;
 	va_start(ap, fmt);
-	rep = redisvCommand(a->rc, fmt, ap);
+	rep = vcmd(a, fmt, ap);
 	va_end(ap);
-	if (rep == NULL) {
-		redisFree(a->rc);
-		a->rc = NULL;
-		return false;
-	}
-	bool good = rep->type != REDIS_REPLY_ERROR;
-	freeReplyObject(rep);
-	return good;
+	if (rep != NULL)
+		freeReplyObject(rep);
+	return rep != NULL;
 }
 
 /* The integer of rep (freed here): -1 when there is none (Redis down). */
