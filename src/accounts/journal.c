@@ -9,6 +9,7 @@
  * against this node's copy, appended only if the journal did not move
  * meanwhile (WATCH/MULTI), and otherwise run again on top of what won. */
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,37 +209,82 @@ static int unhex(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static void replay(struct sl_accounts *a, const char *text, size_t len)
+/* A string field of o into out (cap bytes): absent is ""; false when it is
+ * not a string or does not fit (cut short, it would name another account). */
+static bool text_field(const cJSON *o, const char *name, char *out, size_t cap)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	const char *t = cJSON_GetStringValue(v);
+
+	if (v == NULL) {
+		out[0] = '\0';
+		return true;
+	}
+	if (t == NULL || strlen(t) >= cap)
+		return false;
+	memcpy(out, t, strlen(t) + 1);
+	return true;
+}
+
+int sl_acj_parse_record(const char *text, size_t len, struct sl_acc_req *r)
 {
 	cJSON *o = cJSON_ParseWithLength(text, len);
-	struct sl_acc_req r;
-	const char *sha;
+	const cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op");
+	const char *now = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "now"));
+	const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "sha256"));
+	char *end = NULL;
+	bool ok;
 
-	if (o == NULL)
-		return;
-	memset(&r, 0, sizeof(r));
-	r.replay = true;
-	r.op = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "op"));
-	snprintf(r.account, sizeof(r.account), "%s",
-	         cJSON_GetStringValue(cJSON_GetObjectItem(o, "account")) ?: "");
-	snprintf(r.id, sizeof(r.id), "%s",
-	         cJSON_GetStringValue(cJSON_GetObjectItem(o, "id")) ?: "");
-	r.now = strtoll(cJSON_GetStringValue(cJSON_GetObjectItem(o, "now")) ?: "0", NULL, 10);
-	r.body = cJSON_DetachItemFromObject(o, "body");
-	r.policy = a->policy;
-	sha = cJSON_GetStringValue(cJSON_GetObjectItem(o, "sha256"));
-	if (sha && strlen(sha) == 64) {
-		r.has_gen = true;
-		for (int i = 0; i < 32; i++)
-			r.gen_sha[i] = (uint8_t)(unhex(sha[2 * i]) << 4 | unhex(sha[2 * i + 1]));
-		snprintf(r.gen_id, sizeof(r.gen_id), "%s",
-		         cJSON_GetStringValue(cJSON_GetObjectItem(o, "key_id")) ?: "");
-		snprintf(r.gen_prefix, sizeof(r.gen_prefix), "%s",
-		         cJSON_GetStringValue(cJSON_GetObjectItem(o, "prefix")) ?: "");
+	memset(r, 0, sizeof(*r));
+	r->replay = true;
+	ok = cJSON_IsObject(o) && cJSON_IsNumber(op) && op->valuedouble >= SL_ACC_CREATE &&
+	     op->valuedouble <= SL_ACC_KEY_REVOKE && op->valuedouble == (int)op->valuedouble &&
+	     text_field(o, "account", r->account, sizeof(r->account)) &&
+	     text_field(o, "id", r->id, sizeof(r->id)) && now != NULL && now[0] >= '0' &&
+	     now[0] <= '9';
+	if (ok) {
+		r->op = (int)op->valuedouble;
+		errno = 0;
+		long long t = strtoll(now, &end, 10);
+		/* ns since the epoch, before 2116: times stay far from overflow */
+		ok = errno == 0 && *end == '\0' && t > 0 && t < (1LL << 62);
+		r->now = t;
 	}
+	if (ok && sha != NULL) {
+		ok = strlen(sha) == 64 && text_field(o, "key_id", r->gen_id, sizeof(r->gen_id)) &&
+		     text_field(o, "prefix", r->gen_prefix, sizeof(r->gen_prefix));
+		for (int i = 0; ok && i < 32; i++) {
+			int hi = unhex(sha[2 * i]), lo = unhex(sha[2 * i + 1]);
+			ok = hi >= 0 && lo >= 0;
+			r->gen_sha[i] = (uint8_t)((hi & 15) << 4 | (lo & 15));
+		}
+		r->has_gen = ok;
+	}
+	if (ok)
+		r->body = cJSON_DetachItemFromObject(o, "body");
 	cJSON_Delete(o);
-	if (r.op >= SL_ACC_CREATE && r.op <= SL_ACC_KEY_REVOKE)
-		sl_acc_run(a, &r);
+	if (!ok)
+		sl_acc_req_clear(r);
+	return ok ? 0 : SL_EINVAL;
+}
+
+/* One journal entry applied to this node's copy. An entry that is not one
+ * sluice wrote (a hand-edited or damaged list) is skipped, and said. */
+static void replay(struct sl_accounts *a, const char *text, size_t len)
+{
+	struct sl_acc_req r;
+
+	if (sl_acj_parse_record(text, len, &r) != 0) {
+		if (a->log)
+			fprintf(a->log,
+			        "sluice: accounts: journal entry %lld is not a change sluice "
+			        "wrote: "
+			        "skipped\n",
+			        a->applied);
+		return;
+	}
+	r.policy = a->policy;
+	sl_acc_run(a, &r);
 	sl_acc_req_clear(&r);
 }
 

@@ -67,6 +67,11 @@ int sl_acj_open(struct sl_accounts *a, const struct sl_policy *p, char *err, siz
  * it when due: the entries applied, or -1 when the journal was compacted
  * past this node. Redis down: 0. */
 long long sl_acj_catch_up(struct sl_accounts *a);
+/* A journal entry (JSON text from Redis: untrusted) into r, with
+ * r->replay set: 0, or SL_EINVAL (r cleared) for anything sluice did not
+ * write: not an object, an unknown op, a field that does not fit, a time
+ * out of range, a digest that is not 64 lowercase hex digits. */
+int sl_acj_parse_record(const char *text, size_t len, struct sl_acc_req *r);
 /* Append r's change if the journal did not move since this node caught up;
  * false with r answered (503), or with r->retry set (it moved). */
 bool sl_acj_append(struct sl_accounts *a, struct sl_acc_req *r);

@@ -231,3 +231,30 @@ def test_after_a_lost_journal_a_node_with_more_takes_the_restored_one(sluice, re
     assert get(a, k_both).status_code == 200
     assert admin(a, "POST", "/v1/accounts", {"account": "again", "plan": "basic"}).status_code == 201
     assert until(lambda: admin(b, "GET", "/v1/accounts/again").status_code == 200, 2.0)
+
+
+def test_an_entry_sluice_did_not_write_is_skipped_and_said(sluice, redis_servers):
+    """The journal is in Redis, where any client can write: an entry that
+    is not a change sluice wrote (damaged JSON, an unknown op, a digest that
+    is not hex, a time past 2116) is skipped and logged; the entries after
+    it apply."""
+    r = redis_servers()
+    rc = r.client()
+    cfg = CONFIG % r.port
+    a, b = sluice(cfg), sluice(cfg)
+    create(a, "first")
+    assert until(lambda: admin(b, "GET", "/v1/accounts/first").status_code == 200, 1.0)
+    bad = [b"{not json", json.dumps({"op": 99, "account": "x", "id": "", "now": "1"}).encode(),
+           json.dumps({"op": 6, "account": "first", "id": "", "now": str(time.time_ns()),
+                       "body": {}, "sha256": "zz" * 32, "key_id": "key_x",
+                       "prefix": "sk_live_xxxx"}).encode(),
+           json.dumps({"op": 1, "account": "late", "id": "", "now": "9" * 30,
+                       "body": {"account": "late", "plan": "basic"}}).encode()]
+    for e in bad:
+        rc.rpush(LOG, e)
+    rc.incrby(VER, len(bad))
+    create(a, "second")  # after them
+    for d in (a, b):
+        assert until(lambda: admin(d, "GET", "/v1/accounts/second").status_code == 200, 2.0)
+        assert d.log().count("is not a change sluice wrote: skipped") == len(bad), d.log()
+        assert admin(d, "GET", "/v1/accounts/late").status_code == 404

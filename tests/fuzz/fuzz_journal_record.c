@@ -1,0 +1,73 @@
+/* libFuzzer target: arbitrary bytes as one entry of the accounts journal
+ * (accounts.store: redis), which every node reads from Redis, where any
+ * client that reaches it can write (src/accounts/journal.c). The parser
+ * must never crash or overflow, and what it accepts must be a change the
+ * accounts thread can run: a known op, fields that fit with their NUL, a
+ * time far from overflow, a digest only with its id and prefix. Accepted
+ * input is written back as JSON and parsed again: the same request.
+ *
+ * Build: CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug
+ *        -DSLUICE_FUZZ=ON -DSLUICE_SANITIZE="address;undefined"
+ *        cmake --build build-fuzz --target fuzz_journal_record
+ * Run:   ./scripts/fuzz-run.sh build-fuzz 30 (corpus: corpus/journal_record/) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "accounts/service-int.h"
+
+static char *again(const struct sl_acc_req *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	char now[24], hex[65], *text;
+
+	cJSON_AddNumberToObject(o, "op", r->op);
+	cJSON_AddStringToObject(o, "account", r->account);
+	cJSON_AddStringToObject(o, "id", r->id);
+	snprintf(now, sizeof(now), "%lld", (long long)r->now);
+	cJSON_AddStringToObject(o, "now", now);
+	if (r->body)
+		cJSON_AddItemToObject(o, "body", cJSON_Duplicate(r->body, true));
+	if (r->has_gen) {
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", r->gen_sha[i]);
+		cJSON_AddStringToObject(o, "sha256", hex);
+		cJSON_AddStringToObject(o, "key_id", r->gen_id);
+		cJSON_AddStringToObject(o, "prefix", r->gen_prefix);
+	}
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct sl_acc_req r, r2;
+	char *text;
+
+	if (sl_acj_parse_record((const char *)data, size, &r) != 0) {
+		if (r.body != NULL || r.out != NULL)
+			abort(); /* a refusal leaves nothing to free */
+		return 0;
+	}
+	if (!r.replay || r.op < SL_ACC_CREATE || r.op > SL_ACC_KEY_REVOKE || r.now <= 0 ||
+	    r.now >= (1LL << 62) || memchr(r.account, 0, sizeof(r.account)) == NULL ||
+	    memchr(r.id, 0, sizeof(r.id)) == NULL ||
+	    memchr(r.gen_id, 0, sizeof(r.gen_id)) == NULL ||
+	    memchr(r.gen_prefix, 0, sizeof(r.gen_prefix)) == NULL)
+		abort();
+	text = again(&r);
+	if (text == NULL || sl_acj_parse_record(text, strlen(text), &r2) != 0)
+		abort();
+	if (r2.op != r.op || r2.now != r.now || strcmp(r2.account, r.account) ||
+	    strcmp(r2.id, r.id) || r2.has_gen != r.has_gen ||
+	    (r.has_gen && (memcmp(r2.gen_sha, r.gen_sha, 32) || strcmp(r2.gen_id, r.gen_id) ||
+	                   strcmp(r2.gen_prefix, r.gen_prefix))) ||
+	    ((r.body || r2.body) && !cJSON_Compare(r.body, r2.body, true)))
+		abort();
+	free(text);
+	sl_acc_req_clear(&r);
+	sl_acc_req_clear(&r2);
+	return 0;
+}
