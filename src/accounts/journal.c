@@ -566,6 +566,14 @@ static long long from_snapshot(struct sl_accounts *a, const struct sl_policy *p,
 	}
 	for (int i = 0; i < 8; i++)
 		ver |= (uint64_t)(unsigned char)rep->str[8 + i] << (8 * i);
+	if (ver == 0 || ver >= (1ULL << 62)) { /* written by sluice: 0 < applied < 2^62 */
+		freeReplyObject(rep);
+		snprintf(err, cap,
+		         "accounts.store: redis: %s on %s:%d holds version %llu: not a "
+		         "snapshot of sluice's",
+		         J_SNAP, a->rhost, a->rport, (unsigned long long)ver);
+		return -1;
+	}
 	n = rep->len - SNAP_HDR;
 	buf = sqlite3_malloc64(n);
 	if (buf == NULL) {
@@ -621,7 +629,7 @@ static long long from_snapshot(struct sl_accounts *a, const struct sl_policy *p,
  * snapshot): it takes the snapshot and goes on from there. */
 static void resync(struct sl_accounts *a)
 {
-	char err[256];
+	char err[256] = "";
 	long long v = from_snapshot(a, a->policy, err, sizeof(err));
 
 	if (v <= 0) {

@@ -158,6 +158,12 @@ def test_a_snapshot_that_is_not_one_stops_the_start_with_its_name(sluice, redis_
     with pytest.raises(RuntimeError) as e:
         sluice(CONFIG % r.port)
     assert "sluice:accounts:snap" in str(e.value)
+    # a version no sluice wrote (0, or past 2^62) is refused before the database
+    for v in (0, 2**63):
+        rc.set(SNAP, b"SLACCSN1" + v.to_bytes(8, "little") + b"SQLite format 3\0" + b"\0" * 40)
+        with pytest.raises(RuntimeError) as e:
+            sluice(CONFIG % r.port)
+        assert "holds version %d: not a snapshot" % v in str(e.value)
 
 
 def test_compaction_off_keeps_the_whole_journal(sluice, redis_servers):
