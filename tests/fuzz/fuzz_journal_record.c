@@ -10,6 +10,7 @@
  *        -DSLUICE_FUZZ=ON -DSLUICE_SANITIZE="address;undefined"
  *        cmake --build build-fuzz --target fuzz_journal_record
  * Run:   ./scripts/fuzz-run.sh build-fuzz 30 (corpus: corpus/journal_record/) */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,23 @@ static char *again(const struct sl_acc_req *r)
 	return text;
 }
 
+/* The same JSON text: cJSON_Compare finds a duplicated member's first
+ * copy on the other side, so it calls equal objects with one different. */
+static bool same_body(const cJSON *a, const cJSON *b)
+{
+	char *x, *y;
+	bool same;
+
+	if (a == NULL || b == NULL)
+		return a == b;
+	x = cJSON_PrintUnformatted(a);
+	y = cJSON_PrintUnformatted(b);
+	same = x && y && strcmp(x, y) == 0;
+	free(x);
+	free(y);
+	return same;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sl_acc_req r, r2;
@@ -64,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    strcmp(r2.id, r.id) || r2.has_gen != r.has_gen ||
 	    (r.has_gen && (memcmp(r2.gen_sha, r.gen_sha, 32) || strcmp(r2.gen_id, r.gen_id) ||
 	                   strcmp(r2.gen_prefix, r.gen_prefix))) ||
-	    ((r.body || r2.body) && !cJSON_Compare(r.body, r2.body, true)))
+	    !same_body(r.body, r2.body))
 		abort();
 	free(text);
 	sl_acc_req_clear(&r);
