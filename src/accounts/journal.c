@@ -105,7 +105,7 @@ static long long reply_int(redisReply *rep)
 	return v;
 }
 
-static char *record_of(const struct sl_acc_req *r)
+char *sl_acj_record(const struct sl_acc_req *r)
 {
 	cJSON *o = cJSON_CreateObject();
 	char hex[65], *text;
@@ -147,7 +147,7 @@ bool sl_acj_append(struct sl_accounts *a, struct sl_acc_req *r)
 		                      "and its snapshot could not be taken: try again");
 		return false;
 	}
-	rec = record_of(r);
+	rec = sl_acj_record(r);
 	if (rec == NULL || (rep = cmd(a, "WATCH %s", J_VER)) == NULL) {
 		free(rec);
 		sl_acc_unavailable(r,

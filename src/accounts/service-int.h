@@ -64,9 +64,14 @@ void sl_acc_unavailable(struct sl_acc_req *r, const char *why);
  * copy. 0, or a negative code with err written. */
 int sl_acj_open(struct sl_accounts *a, const struct sl_policy *p, char *err, size_t cap);
 /* Apply what the journal gained (1000 entries a pass at most) and compact
- * it when due: the entries applied, or -1 when the journal was compacted
- * past this node. Redis down: 0. */
+ * it when due: the entries applied. A running node whose place the journal
+ * no longer holds takes the snapshot; at start that is -1 (the caller loads
+ * it). Redis down: 0. */
 long long sl_acj_catch_up(struct sl_accounts *a);
+/* r's change as a journal entry (malloc'd JSON text; NULL: out of memory):
+ * the operation, names, body, time, and for a new key its digest, id and
+ * prefix, never the key. */
+char *sl_acj_record(const struct sl_acc_req *r);
 /* A journal entry (JSON text from Redis: untrusted) into r, with
  * r->replay set: 0, or SL_EINVAL (r cleared) for anything sluice did not
  * write: not an object, an unknown op, a field that does not fit, a time

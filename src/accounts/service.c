@@ -647,12 +647,11 @@ static void op_get(struct sl_accounts *a, struct sl_acc_req *r)
 	answer_error(r, 404, "not_found", "account", "no such account");
 }
 
-static const struct sl_policy *sort_policy; /* for by_static_name (this thread only) */
-
-static int by_static_name(const void *x, const void *y)
+static int by_static_name(const void *x, const void *y, void *policy)
 {
-	return strcmp(sort_policy->accounts[*(const size_t *)x].name,
-	              sort_policy->accounts[*(const size_t *)y].name);
+	const struct sl_policy *p = policy;
+
+	return strcmp(p->accounts[*(const size_t *)x].name, p->accounts[*(const size_t *)y].name);
 }
 
 /* A page of accounts by name: the stored ones and the config's (which the
@@ -684,9 +683,8 @@ static void op_list(struct sl_accounts *a, struct sl_acc_req *r)
 		     (acc->plan < p->nplans && !strcmp(p->plans[acc->plan].name, r->plan))))
 			sv[ns++] = i;
 	}
-	sort_policy = p;
 	if (ns > 1)
-		qsort(sv, ns, sizeof(*sv), by_static_name);
+		qsort_r(sv, ns, sizeof(*sv), by_static_name, (void *)p);
 	bind_text(st, 1, r->after);
 	if (r->plan[0])
 		bind_text(st, 2, r->plan);

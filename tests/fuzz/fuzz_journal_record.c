@@ -4,7 +4,8 @@
  * must never crash or overflow, and what it accepts must be a change the
  * accounts thread can run: a known op, fields that fit with their NUL, a
  * time far from overflow, a digest only with its id and prefix. Accepted
- * input is written back as JSON and parsed again: the same request.
+ * input is written back as a node writes it (sl_acj_record) and parsed
+ * again: the same request.
  *
  * Build: CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug
  *        -DSLUICE_FUZZ=ON -DSLUICE_SANITIZE="address;undefined"
@@ -17,30 +18,6 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "accounts/service-int.h"
-
-static char *again(const struct sl_acc_req *r)
-{
-	cJSON *o = cJSON_CreateObject();
-	char now[24], hex[65], *text;
-
-	cJSON_AddNumberToObject(o, "op", r->op);
-	cJSON_AddStringToObject(o, "account", r->account);
-	cJSON_AddStringToObject(o, "id", r->id);
-	snprintf(now, sizeof(now), "%lld", (long long)r->now);
-	cJSON_AddStringToObject(o, "now", now);
-	if (r->body)
-		cJSON_AddItemToObject(o, "body", cJSON_Duplicate(r->body, true));
-	if (r->has_gen) {
-		for (int i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", r->gen_sha[i]);
-		cJSON_AddStringToObject(o, "sha256", hex);
-		cJSON_AddStringToObject(o, "key_id", r->gen_id);
-		cJSON_AddStringToObject(o, "prefix", r->gen_prefix);
-	}
-	text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	return text;
-}
 
 /* The same JSON text: cJSON_Compare finds a duplicated member's first
  * copy on the other side, so it calls equal objects with one different. */
@@ -75,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    memchr(r.gen_id, 0, sizeof(r.gen_id)) == NULL ||
 	    memchr(r.gen_prefix, 0, sizeof(r.gen_prefix)) == NULL)
 		abort();
-	text = again(&r);
+	text = sl_acj_record(&r); /* what a node writes */
 	if (text == NULL || sl_acj_parse_record(text, strlen(text), &r2) != 0)
 		abort();
 	if (r2.op != r.op || r2.now != r.now || strcmp(r2.account, r.account) ||
