@@ -150,7 +150,11 @@ def test_dashboard_shows_an_account_its_limits_and_history(sluice, browser, tmp_
 
     # top accounts and rejections by limit fill in
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#top-body tr.pick")) >= 3)
-    names = [r.find_element(By.TAG_NAME, "td").text for r in browser.find_elements(By.CSS_SELECTOR, "#top-body tr.pick")]
+    # the page redraws every 2 s, replacing these rows: read them in one
+    # script, never element by element (a redraw in between made a
+    # reference stale in CI)
+    names = browser.execute_script(
+        "return [...document.querySelectorAll('#top-body tr.pick')].map(r => r.querySelector('td').textContent)")
     assert names[0] == "acme"
     assert set(names) >= {"acme", "globex", "initech"}
     wait.until(lambda b: "per-minute" in b.find_element(By.ID, "by-limit").text)
@@ -162,7 +166,10 @@ def test_dashboard_shows_an_account_its_limits_and_history(sluice, browser, tmp_
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#limits .limit")) >= 2)
     assert browser.find_element(By.ID, "account-name").text == "acme"
     assert browser.find_element(By.ID, "account-plan").text == "pro"
-    limits = {e.get_attribute("data-limit"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "#limits .limit")}
+    limits = browser.execute_script("""
+        const out = {};
+        for (const e of document.querySelectorAll('#limits .limit')) out[e.dataset.limit] = e.innerText;
+        return out;""")
     assert set(limits) == {"per-minute", "daily"}
     left = re.search(r"(\d+) of 60 left per minute", limits["per-minute"])
     # spent, and regaining 1/s since the traffic (a slow browser start shows more)
@@ -170,9 +177,10 @@ def test_dashboard_shows_an_account_its_limits_and_history(sluice, browser, tmp_
     assert "of 5000 left" in limits["daily"], limits
 
     # the chart has bars with height, and the live minute holds our traffic
-    bars = browser.find_elements(By.CSS_SELECTOR, "#history rect")
-    assert len(bars) > 0
-    assert max(float(r.get_attribute("height")) for r in bars) > 1
+    heights = browser.execute_script(
+        "return [...document.querySelectorAll('#history rect')].map(r => Number(r.getAttribute('height')))")
+    assert len(heights) > 0
+    assert max(heights) > 1
     # the bars from the minute the traffic began on are exactly its counts
     # (the seeded hour ends before it)
     live = browser.execute_script("""
