@@ -452,8 +452,10 @@ store_ready:
 		fprintf(stderr, "sluice: %s\n", err);
 	if (d.policy->store.type == SL_STORE_REDIS)
 		sl_server_set_detach(d.server, sl_redis_store_detach);
-	if (d.takeover && take_over_counters(&d) != 0)
+	if (d.takeover && take_over_counters(&d) != 0) {
+		sl_server_destroy(d.server); /* never started: undone */
 		goto out_store;
+	}
 	if (d.policy->usage.enabled) {
 		/* A history that cannot open is logged, and the gateway serves
 		 * without it: counting is never worth refusing traffic. */

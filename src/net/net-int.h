@@ -217,6 +217,7 @@ struct sl_worker {
 	struct sl_server *srv;
 	unsigned index;
 	uv_loop_t loop;
+	bool loop_on; /* loop initialized (a failed start closes it) */
 	uv_thread_t thread;
 	uv_async_t async;
 	uv_prepare_t prep;
@@ -274,6 +275,7 @@ struct sl_server {
 	void *done_arg;
 	void (*detach)(struct sl_store *st, void *loop);
 	unsigned running;         /* atomic: workers still in their loop */
+	bool started;             /* sl_server_start ran: the threads exist */
 	uint64_t emfile;          /* atomic: accepts that ran out of descriptors */
 	int64_t emfile_logged;    /* atomic: ns (sl_clock_now) of the last log line */
 	uint64_t emfile_reported; /* atomic: emfile at that line */

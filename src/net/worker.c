@@ -589,6 +589,7 @@ static int worker_init(struct sl_server *s, struct sl_worker *w, unsigned index,
 		snprintf(err, cap, "uv_loop_init failed");
 		return SL_ENOMEM;
 	}
+	w->loop_on = true;
 	uv_async_init(&w->loop, &w->async, async_cb);
 	w->async.data = w;
 	uv_prepare_init(&w->loop, &w->prep);
@@ -739,6 +740,53 @@ static int place_leftovers(struct sl_server *s, char *err, size_t cap)
 	return 0;
 }
 
+static void close_any(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Undo a start that failed part way: no thread ever ran on these loops,
+ * so each is closed and run here until its handles are gone, then every
+ * descriptor and reference the workers took is given back. Inherited
+ * sockets are ours to close (the process that passed them keeps its
+ * own copies). */
+static void server_abandon(struct sl_server *s)
+{
+	for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
+		struct sl_worker *w = &s->workers[i];
+		if (!w->loop_on)
+			break;
+		if (w->admin_on)
+			sl_admin_close(&w->admin, admin_closed);
+		uv_walk(&w->loop, close_any, NULL);
+		uv_run(&w->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&w->loop);
+		for (size_t j = 0; j < w->nlisteners; j++) {
+			if (w->listeners[j].fd >= 0)
+				close(w->listeners[j].fd);
+			sl_tls_ctx_unref(w->listeners[j].tls);
+		}
+		for (size_t j = 0; j < w->nupstreams; j++)
+			sl_tls_ctx_unref(w->upstreams[j].tls_ctx);
+		if (w->policy)
+			sl_policy_unref(w->policy);
+		pthread_mutex_destroy(&w->mu);
+	}
+	for (size_t i = 0; i < s->ninherit; i++)
+		if (!s->inherit_used[i])
+			close(s->inherit[i].fd);
+	free(s->inherit_used);
+	if (s->admin_on)
+		sl_admin_global_destroy(&s->admin_g);
+	if (s->metrics)
+		sl_metrics_destroy(s->metrics);
+	sl_policy_unref(s->policy);
+	free(s->workers);
+	free(s);
+}
+
 int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store, char *err,
                      size_t cap)
 {
@@ -804,8 +852,7 @@ int sl_server_create_inherit(struct sl_server **out, struct sl_policy *p, struct
 	*out = s;
 	return 0;
 fail:
-	/* startup failure: the process exits; loops are left to the OS (the
-	 * inherited sockets too: the process that passed them still has them) */
+	server_abandon(s);
 	return rc;
 }
 
@@ -849,6 +896,7 @@ int sl_server_start(struct sl_server *s, void (*done)(void *arg), void *arg)
 	s->done = done;
 	s->done_arg = arg;
 	s->running = s->nworkers;
+	s->started = true;
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		int rc = uv_thread_create(&s->workers[i].thread, worker_main, &s->workers[i]);
 		if (rc < 0)
@@ -1016,6 +1064,10 @@ int sl_server_adopt(struct sl_server *s, unsigned index, int fd, const char *byt
 
 void sl_server_destroy(struct sl_server *s)
 {
+	if (!s->started) { /* created, then the start failed further on */
+		server_abandon(s);
+		return;
+	}
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		struct sl_worker *w = &s->workers[i];
 		uv_thread_join(&w->thread);

@@ -133,6 +133,54 @@ def test_refuses_an_address_another_program_listens_on(sluice):
         other.close()
 
 
+TWO_LISTENERS = """
+server: { workers: 2 }
+listeners:
+  - { name: gateway, listen: "127.0.0.1:%d", mode: proxy, upstream: static }
+  - { name: auth, listen: "127.0.0.1:%d", mode: check }
+admin: { listen: "127.0.0.1:%d" }
+plans: { pro: {} }
+identify:
+  key: { from: ["header:X-Api-Key"] }
+  accounts:
+    - { account: acme, plan: pro, keys: [sk_acme] }
+limits:
+  - { name: ip, key: ip, rate: 100/min }
+  - { name: daily, key: account, quota: { pro: 5000/day } }
+"""
+
+
+@pytest.mark.parametrize("busy", ["gateway", "auth", "admin"])
+def test_a_start_that_fails_part_way_gives_everything_back(tmp_path, busy):
+    # Each address fails at a different point of the start: the first
+    # listener of the first worker, its second one (after a listener and
+    # its poll handle exist), the admin port (after the lease tables and
+    # the second worker). The daemon exits 1, names the address, and
+    # frees what it had opened: under ASan a leak is reported and fails
+    # this (it did, 2.9 MB in 33 allocations, before the start undid
+    # itself).
+    ports = {n: free_port() for n in ("gateway", "auth", "admin")}
+    other = socket.socket()
+    other.bind(("127.0.0.1", ports[busy]))
+    other.listen(8)
+    cfg = tmp_path / "sluice.yaml"
+    cfg.write_text(TWO_LISTENERS % (ports["gateway"], ports["auth"], ports["admin"]))
+    try:
+        r = subprocess.run([conftest.SLUICE, "serve", "-c", str(cfg)], capture_output=True,
+                           timeout=20, cwd=str(tmp_path))
+    finally:
+        other.close()
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "127.0.0.1:%d is already in use by another process" % ports[busy] in err, err
+    assert "LeakSanitizer" not in err and "AddressSanitizer" not in err, err
+    # nothing of it listens on: the other two ports are free again
+    for name, port in ports.items():
+        if name != busy:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+
+
 def test_free_list_is_bounded_after_a_burst(sluice):
     d = sluice(CONFIG)
     socks = []
