@@ -224,14 +224,23 @@ def test_403_entitlement_passes_through(make_stack):
 
 
 def test_queued_decision_holds_the_request_in_nginx(make_stack):
-    """Seed 4's Mega plan behind nginx: of 20 simultaneous requests, 15 go
-    through at once and the k-th of the other 5 about k * 66.7 ms later,
-    because the check listener answers the subrequest after the delay."""
-    from test_seed4_plans_burst_queue import INTERVAL, burst, one_worker
+    """Seed 4's Mega plan behind nginx, slowed to 90/min: of 20 simultaneous
+    requests, 15 go through at once and the k-th of the other 5 about
+    k * 667 ms later, because the check listener answers the subrequest
+    after the delay. (At the seed's 900/min the first 15 had 67 ms to pass
+    nginx, sluice and the Python API, and a loaded machine took 168 ms.)"""
+    from test_seed4_plans_burst_queue import burst, one_worker
 
-    # one worker, as in test_seed4: the 20th request sits exactly on the
-    # queue's edge, and this checks the arithmetic, not the workers' race
-    stack = make_stack("plans-daily-quota-burst-queue.yaml", edit=one_worker)
+    INTERVAL = 60.0 / 90
+
+    def edit(text):
+        # one worker, as in test_seed4: the 20th request sits exactly on the
+        # queue's edge, and this checks the arithmetic, not the workers' race
+        text = one_worker(text)
+        assert "mega: 900/min" in text
+        return text.replace("mega: 900/min", "mega: 90/min")
+
+    stack = make_stack("plans-daily-quota-burst-queue.yaml", edit=edit)
     port = int(stack.url("").rsplit(":", 1)[1])
     raw = (b"GET /weather/fixtures HTTP/1.1\r\nHost: x\r\nX-Api-Key: key-bob\r\n"
            b"X-Forwarded-For: 203.0.113.7\r\n\r\n")
@@ -243,7 +252,7 @@ def test_queued_decision_holds_the_request_in_nginx(make_stack):
     # never completes before its slot (minus the ~2 ms arrival spread), and
     # the first 15 are not held a whole interval. The upper bounds leave
     # room for a loaded CI machine.
-    assert times[14] < INTERVAL + 0.05, times
+    assert times[14] < INTERVAL - 0.1, times
     for k, t in enumerate(times[15:], 1):
-        assert k * INTERVAL - 0.005 <= t <= k * INTERVAL + 0.15, (k, times)
+        assert k * INTERVAL - 0.005 <= t <= k * INTERVAL + 0.5, (k, times)
     assert stack.api.hits == 20
