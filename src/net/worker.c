@@ -740,6 +740,18 @@ static int place_leftovers(struct sl_server *s, char *err, size_t cap)
 	return 0;
 }
 
+/* What the server itself holds, once its workers are gone. */
+static void server_free(struct sl_server *s)
+{
+	if (s->admin_on)
+		sl_admin_global_destroy(&s->admin_g);
+	if (s->metrics)
+		sl_metrics_destroy(s->metrics);
+	sl_policy_unref(s->policy);
+	free(s->workers);
+	free(s);
+}
+
 static void close_any(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -778,13 +790,7 @@ static void server_abandon(struct sl_server *s)
 		if (!s->inherit_used[i])
 			close(s->inherit[i].fd);
 	free(s->inherit_used);
-	if (s->admin_on)
-		sl_admin_global_destroy(&s->admin_g);
-	if (s->metrics)
-		sl_metrics_destroy(s->metrics);
-	sl_policy_unref(s->policy);
-	free(s->workers);
-	free(s);
+	server_free(s);
 }
 
 int sl_server_create(struct sl_server **out, struct sl_policy *p, struct sl_store *store, char *err,
@@ -1101,11 +1107,5 @@ void sl_server_destroy(struct sl_server *s)
 		sl_policy_unref(w->policy);
 		pthread_mutex_destroy(&w->mu);
 	}
-	if (s->admin_on)
-		sl_admin_global_destroy(&s->admin_g);
-	if (s->metrics)
-		sl_metrics_destroy(s->metrics);
-	sl_policy_unref(s->policy);
-	free(s->workers);
-	free(s);
+	server_free(s);
 }
